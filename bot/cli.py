@@ -1,0 +1,106 @@
+"""The `aks-egress` command.
+
+Exit status (world-format.md): 0 when the check ran, whatever it found; 2 on bad input
+(unknown alias, invalid URL, unreadable world); 1 when the check itself could not run.
+Errors are one clear line on stderr with what to do, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from azure.core.exceptions import ClientAuthenticationError
+from rich.console import Console
+
+from bot.collect.azure import ClusterUnreadable
+from bot.config import ConfigError
+from bot.endpoint import EndpointError, parse_endpoint
+from bot.engine import CheckRequest, Engine
+from bot.render import json as json_render
+from bot.render import terminal
+from bot.runtime import UnknownCluster, open_runtime
+from bot.sandbox.world import WorldError
+
+BAD_INPUT, CANNOT_RUN = 2, 1
+
+
+def _fail(message: str, code: int) -> int:
+    Console(stderr=True, highlight=False).print(f"[bold red]aks-egress:[/bold red] {message}")
+    return code
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    if not args.alias and not (args.resource_group and args.name):
+        return _fail("give a cluster ALIAS, or --resource-group and --name", BAD_INPUT)
+    try:
+        endpoint = parse_endpoint(args.endpoint) if args.endpoint else None
+    except EndpointError as exc:
+        return _fail(f"bad endpoint: {exc}", BAD_INPUT)
+    try:
+        with open_runtime(args.world) as runtime:
+            alias, cluster_id = runtime.cluster_id(
+                args.alias, args.resource_group, args.name, args.subscription
+            )
+            report = Engine(runtime.clients, runtime.resolver).check(
+                CheckRequest(alias=alias, cluster_id=cluster_id, endpoint=endpoint)
+            )
+    except (UnknownCluster, WorldError, ConfigError) as exc:
+        return _fail(str(exc), BAD_INPUT)
+    except ClusterUnreadable as exc:
+        f = exc.failure
+        hint = (
+            f"grant {f.permission} on it to the identity the bot runs as"
+            if f.status == 403
+            else "check the alias's subscription, resource group and name"
+            if f.status == 404
+            else "try again; Azure did not answer after retries"
+        )
+        return _fail(
+            f"cannot read the cluster {f.resource}: {f.status} {f.code}: {f.message} ({hint})",
+            CANNOT_RUN,
+        )
+    except ClientAuthenticationError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "no credential"
+        return _fail(
+            f"cannot sign in to Azure ({first}); run `az login`, or set up a managed or "
+            "workload identity, or use --world FILE for the sandbox",
+            CANNOT_RUN,
+        )
+    if args.json:
+        print(json_render.render(report))
+    else:
+        Console().print(terminal.render(report))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aks-egress",
+        description="Find out why pods in an AKS cluster cannot reach endpoints outside "
+        "their virtual network.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="diagnose one cluster's outbound path")
+    check.add_argument("alias", nargs="?", help="cluster alias from the configuration or world")
+    check.add_argument("--endpoint", help="URL, host:port or IP the pods cannot reach")
+    check.add_argument("--world", type=Path, help="serve this sandbox world instead of Azure")
+    check.add_argument("--json", action="store_true", help="print the JSON report only")
+    check.add_argument("--resource-group", help="the cluster's resource group (with --name)")
+    check.add_argument("--name", help="the cluster's name (with --resource-group)")
+    check.add_argument("--subscription", help="subscription id (default AZURE_SUBSCRIPTION_ID)")
+    check.set_defaults(func=cmd_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return _fail("interrupted", CANNOT_RUN)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,473 @@
+"""Reads everything on a cluster's outbound path from ARM, concurrently, each thing once.
+
+The reads form a graph: the cluster body names the node subnets, load balancer and
+outbound IPs; a subnet names its route table, NSG and NAT gateway; a route's next hop
+names the firewall. Each read starts the moment its input arrives (`_steps` run the
+dependent logic and may wait; `_reads` run only HTTP calls and never wait, so the two
+pools cannot deadlock). Under userDefinedRouting the subscription's firewalls and their
+rule collection groups are read as soon as the cluster is known, beside the route
+tables, because the route table almost always points at one of them: that keeps the
+critical path at three round trips.
+
+`READS` is the table of every ARM operation this module calls and the Azure RBAC action
+it needs; the deploy role and its test are built from it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
+from typing import Any
+
+from azure.core.exceptions import HttpResponseError
+
+from bot import armid
+from bot.armid import ArmId
+from bot.collect.clients import AzureClients
+from bot.endpoint import Endpoint, Resolver
+from bot.evidence import AzureEvidence, Destination, Json, NodePool, ReadFailure
+
+# operation name -> the Azure RBAC action it needs (the deploy role is built from this).
+READS: dict[str, str] = {
+    "managed cluster": "Microsoft.ContainerService/managedClusters/read",
+    "outbound network dependencies": (
+        "Microsoft.ContainerService/managedClusters/outboundNetworkDependenciesEndpoints/read"
+    ),
+    "virtual network": "Microsoft.Network/virtualNetworks/read",
+    "virtual networks in node resource group": "Microsoft.Network/virtualNetworks/read",
+    "route table": "Microsoft.Network/routeTables/read",
+    "network security group": "Microsoft.Network/networkSecurityGroups/read",
+    "NAT gateway": "Microsoft.Network/natGateways/read",
+    "load balancer": "Microsoft.Network/loadBalancers/read",
+    "public IP address": "Microsoft.Network/publicIPAddresses/read",
+    "public IP prefix": "Microsoft.Network/publicIPPrefixes/read",
+    "Azure Firewalls in subscription": "Microsoft.Network/azureFirewalls/read",
+    "firewall policy rule collection groups": (
+        "Microsoft.Network/firewallPolicies/ruleCollectionGroups/read"
+    ),
+    "service tags": "Microsoft.Network/locations/serviceTags/read",
+    "node scale sets": "Microsoft.Compute/virtualMachineScaleSets/read",
+}
+
+_PREFIX_OP = "public_ip_prefixes"
+PROTOCOLS = {"https": "Https", "http": "Http", "udp": "Udp", "tcp": "Tcp"}
+
+
+class ClusterUnreadable(Exception):
+    """The cluster itself could not be read, so no check can run."""
+
+    def __init__(self, failure: ReadFailure):
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+def _plain(result: Any) -> Any:
+    """SDK models are mappings over the REST JSON; pages are iterables of them."""
+    if hasattr(result, "as_dict"):
+        return result.as_dict()
+    if result is None or isinstance(result, dict):
+        return result
+    return [_plain(item) for item in result]
+
+
+class AzureCollector:
+    def __init__(self, clients: AzureClients, resolver: Resolver, workers: int = 16):
+        self.clients = clients
+        self.resolver = resolver
+        self.workers = workers
+
+    def collect(self, alias: str, cluster_id: str, endpoint: Endpoint | None) -> AzureEvidence:
+        run = _Run(self, alias, cluster_id, endpoint)
+        with (
+            ThreadPoolExecutor(self.workers, thread_name_prefix="arm") as reads,
+            ThreadPoolExecutor(self.workers, thread_name_prefix="step") as steps,
+        ):
+            run.reads, run.steps = reads, steps
+            return run.go()
+
+
+class _Run:
+    """One check's reads; memoised by (operation, id) so nothing is read twice."""
+
+    reads: ThreadPoolExecutor
+    steps: ThreadPoolExecutor
+
+    def __init__(
+        self, owner: AzureCollector, alias: str, cluster_id: str, endpoint: Endpoint | None
+    ):
+        self.clients = owner.clients
+        self.resolver = owner.resolver
+        self.alias = alias
+        self.cluster_id = cluster_id
+        self.endpoint = endpoint
+        self.failures: list[ReadFailure] = []
+        self._memo: dict[tuple[str, str], Future] = {}
+        self._memo_lock = threading.Lock()
+
+    # -- plumbing -------------------------------------------------------------------
+
+    def read(self, what: str, resource: str, call: Callable[[], Any]) -> Future:
+        memo_key = (what, armid.key(resource))
+        with self._memo_lock:
+            if memo_key not in self._memo:
+                self._memo[memo_key] = self.reads.submit(self._guarded, what, resource, call)
+            return self._memo[memo_key]
+
+    def _guarded(self, what: str, resource: str, call: Callable[[], Any]) -> Any:
+        try:
+            return _plain(call())
+        except HttpResponseError as exc:
+            error = getattr(exc, "error", None)
+            self.failures.append(
+                ReadFailure(
+                    what=what,
+                    resource=resource,
+                    status=exc.status_code,
+                    code=getattr(error, "code", None) or exc.reason,
+                    message=_first_line(getattr(error, "message", None) or str(exc)),
+                    permission=READS.get(what),
+                )
+            )
+            return None
+
+    def _network(self, resource_id: str) -> tuple[Any, ArmId]:
+        rid = ArmId.parse(resource_id)
+        return self.clients.network(rid.subscription), rid
+
+    def get_network(self, what: str, resource_id: str, attr: str) -> Future:
+        """GET of a top-level Microsoft.Network resource by id, through its SDK operation."""
+
+        def call() -> Any:
+            client, rid = self._network(resource_id)
+            return getattr(client, attr).get(rid.resource_group, rid.name)
+
+        return self.read(what, resource_id, call)
+
+    # -- the graph ------------------------------------------------------------------
+
+    def go(self) -> AzureEvidence:
+        cid = ArmId.parse(self.cluster_id)
+        aks = self.clients.containers(cid.subscription)
+        cluster_f = self.read(
+            "managed cluster",
+            self.cluster_id,
+            lambda: aks.managed_clusters.get(cid.resource_group, cid.name),
+        )
+        egress_f = self.read(
+            "outbound network dependencies",
+            self.cluster_id,
+            lambda: aks.managed_clusters.list_outbound_network_dependencies_endpoints(
+                cid.resource_group, cid.name
+            ),
+        )
+        endpoint_f = self.steps.submit(self._endpoint_destination)
+        cluster = cluster_f.result()
+        if cluster is None:
+            raise ClusterUnreadable(self.failures[0])
+        ev = AzureEvidence(alias=self.alias, cluster_id=self.cluster_id, cluster=cluster)
+        ev.endpoint = self.endpoint
+        ev.pools = _pools(cluster)
+        node_rg = ev.node_resource_group or ""
+        location = cluster.get("location") or ""
+
+        tags_f = self.read(
+            "service tags",
+            f"/subscriptions/{cid.subscription}/locations/{location}",
+            lambda: self.clients.network(cid.subscription).service_tags.list(location),
+        )
+        firewalls_f = None
+        if ev.outbound_type == "userDefinedRouting":
+            firewalls_f = self.steps.submit(self._firewalls, cid.subscription, location)
+        vmss_f = self.steps.submit(self._scale_sets, cid.subscription, node_rg)
+        paths_f = self.steps.submit(self._subnet_paths, ev, cid.subscription, node_rg)
+        egress_ips_f = self.steps.submit(self._outbound_ips, ev, cid.subscription, node_rg)
+        required_f = self.steps.submit(self._required_destinations, egress_f)
+
+        ev.vmss, nic_nsgs = vmss_f.result()
+        ev.subnets, ev.vnets, ev.route_tables, subnet_nsgs, ev.nat_gateways = paths_f.result()
+        ev.nsgs = {**subnet_nsgs, **nic_nsgs}
+        if firewalls_f is None and _routes_to_appliance(ev):
+            firewalls_f = self.steps.submit(self._firewalls, cid.subscription, location)
+        if firewalls_f is not None:
+            ev.firewalls, ev.rule_collection_groups, fw_ips = firewalls_f.result()
+            ev.public_ips.update(fw_ips)
+        lb, pips, prefixes = egress_ips_f.result()
+        ev.load_balancer = lb
+        ev.public_ips.update(pips)
+        ev.public_ip_prefixes.update(prefixes)
+        self._nat_gateway_ips(ev)
+        ev.required_egress, required = required_f.result()
+        endpoint_dest = endpoint_f.result()
+        ev.destinations = ([endpoint_dest] if endpoint_dest else []) + required
+        ev.service_tags = (tags_f.result() or {}).get("values") or []
+        ev.failures = list(self.failures)
+        return ev
+
+    def _endpoint_destination(self) -> Destination | None:
+        if self.endpoint is None:
+            return None
+        ep = self.endpoint
+        return Destination(
+            label=ep.url,
+            fqdn=None if ep.is_ip else ep.host,
+            addresses=tuple(self.resolver.resolve(ep.host)),
+            port=ep.port,
+            protocol=ep.firewall_protocol,
+        )
+
+    def _required_destinations(self, egress_f: Future) -> tuple[list[Json], list[Destination]]:
+        categories = egress_f.result() or []
+        names = {
+            ep["domainName"]
+            for cat in categories
+            for ep in cat.get("endpoints") or []
+            if "*" not in ep.get("domainName", "")
+        }
+        resolved = dict(zip(names, self.steps.map(self.resolver.resolve, names), strict=True))
+        out = []
+        for cat in categories:
+            for ep in cat.get("endpoints") or []:
+                name = ep.get("domainName", "")
+                for detail in ep.get("endpointDetails") or []:
+                    protocol = PROTOCOLS.get(str(detail.get("protocol", "")).lower(), "Tcp")
+                    out.append(
+                        Destination(
+                            label=f"{name}:{detail.get('port')}/{protocol}",
+                            fqdn=name,
+                            addresses=tuple(resolved.get(name, ())),
+                            port=int(detail.get("port") or 0),
+                            protocol=protocol,
+                            required=True,
+                            category=cat.get("category"),
+                        )
+                    )
+        return categories, out
+
+    def _scale_sets(self, subscription: str, node_rg: str) -> tuple[list[Json], dict[str, Json]]:
+        compute = self.clients.compute(subscription)
+        scale_sets = (
+            self.read(
+                "node scale sets",
+                f"/subscriptions/{subscription}/resourceGroups/{node_rg}",
+                lambda: compute.virtual_machine_scale_sets.list(node_rg),
+            ).result()
+            or []
+        )
+        nsg_ids = {
+            armid.key(nic["properties"]["networkSecurityGroup"]["id"]): nic["properties"][
+                "networkSecurityGroup"
+            ]["id"]
+            for vmss in scale_sets
+            for nic in _nic_configs(vmss)
+            if (nic.get("properties") or {}).get("networkSecurityGroup")
+        }
+        futures = {
+            k: self.get_network("network security group", i, "network_security_groups")
+            for k, i in nsg_ids.items()
+        }
+        return scale_sets, {k: f.result() for k, f in futures.items() if f.result()}
+
+    def _subnet_paths(self, ev: AzureEvidence, subscription: str, node_rg: str) -> tuple:
+        vnets: dict[str, Json] = {}
+        if any(p.subnet_id is None for p in ev.pools):
+            managed = (
+                self.read(
+                    "virtual networks in node resource group",
+                    f"/subscriptions/{subscription}/resourceGroups/{node_rg}/virtualNetworks",
+                    lambda: self.clients.network(subscription).virtual_networks.list(node_rg),
+                ).result()
+                or []
+            )
+            for vnet in managed:
+                vnets[armid.key(vnet["id"])] = vnet
+            subnets = [s for v in managed for s in (v.get("properties") or {}).get("subnets", [])]
+            if subnets:
+                ev.pools = [
+                    p if p.subnet_id else _with_subnet(p, subnets[0]["id"]) for p in ev.pools
+                ]
+        byo = {
+            armid.key(ArmId.parse(s).parent_id()): ArmId.parse(s).parent_id()
+            for s in ev.node_subnet_ids()
+        }
+        futures = {
+            k: self.get_network("virtual network", vid, "virtual_networks")
+            for k, vid in byo.items()
+            if k not in vnets
+        }
+        vnets.update({k: f.result() for k, f in futures.items() if f.result()})
+        subnets = {
+            armid.key(s["id"]): s
+            for v in vnets.values()
+            for s in (v.get("properties") or {}).get("subnets") or []
+        }
+        wanted = [subnets[armid.key(s)] for s in ev.node_subnet_ids() if armid.key(s) in subnets]
+        rts, nsgs, natgws = {}, {}, {}
+        for subnet in wanted:
+            props = subnet.get("properties") or {}
+            for table, field_name, what, attr in (
+                (rts, "routeTable", "route table", "route_tables"),
+                (nsgs, "networkSecurityGroup", "network security group", "network_security_groups"),
+                (natgws, "natGateway", "NAT gateway", "nat_gateways"),
+            ):
+                if ref := (props.get(field_name) or {}).get("id"):
+                    table[armid.key(ref)] = self.get_network(what, ref, attr)
+        return (
+            subnets,
+            vnets,
+            *({k: f.result() for k, f in t.items() if f.result()} for t in (rts, nsgs, natgws)),
+        )
+
+    def _outbound_ips(self, ev: AzureEvidence, subscription: str, node_rg: str) -> tuple:
+        profile = ev.network_profile
+        lb_profile = profile.get("loadBalancerProfile") or {}
+        nat_profile = profile.get("natGatewayProfile") or {}
+        ip_ids = [
+            ref["id"]
+            for ref in (lb_profile.get("effectiveOutboundIPs") or [])
+            + (nat_profile.get("effectiveOutboundIPs") or [])
+            + ((lb_profile.get("outboundIPs") or {}).get("publicIPs") or [])
+        ]
+        prefix_ids = [
+            ref["id"]
+            for ref in (lb_profile.get("outboundIPPrefixes") or {}).get("publicIPPrefixes") or []
+        ]
+        lb_f = None
+        if ev.outbound_type == "loadBalancer" and node_rg:
+            lb_id = (
+                f"/subscriptions/{subscription}/resourceGroups/{node_rg}"
+                "/providers/Microsoft.Network/loadBalancers/kubernetes"
+            )
+            lb_f = self.get_network("load balancer", lb_id, "load_balancers")
+        pips = {i: self.get_network("public IP address", i, "public_ip_addresses") for i in ip_ids}
+        prefixes = {
+            i: self.get_network("public IP prefix", i, "public_ip_prefixes") for i in prefix_ids
+        }
+        lb = lb_f.result() if lb_f else None
+        for ref in _lb_frontend_refs(lb):
+            if "/publicIPPrefixes/" in ref.lower():
+                prefixes[ref] = self.get_network("public IP prefix", ref, "public_ip_prefixes")
+            else:
+                pips[ref] = self.get_network("public IP address", ref, "public_ip_addresses")
+        return (
+            lb,
+            {armid.key(i): f.result() for i, f in pips.items() if f.result()},
+            {armid.key(i): f.result() for i, f in prefixes.items() if f.result()},
+        )
+
+    def _nat_gateway_ips(self, ev: AzureEvidence) -> None:
+        """User-assigned NAT gateways name their IPs only in their own body."""
+        pending = []
+        for natgw in ev.nat_gateways.values():
+            props = natgw.get("properties") or {}
+            for field_name, table, what, attr in (
+                ("publicIpAddresses", ev.public_ips, "public IP address", "public_ip_addresses"),
+                ("publicIpPrefixes", ev.public_ip_prefixes, "public IP prefix", _PREFIX_OP),
+            ):
+                for ref in props.get(field_name) or []:
+                    if armid.key(ref["id"]) not in table:
+                        future = self.get_network(what, ref["id"], attr)
+                        pending.append((table, armid.key(ref["id"]), future))
+        for table, k, future in pending:
+            if body := future.result():
+                table[k] = body
+
+    def _firewalls(self, subscription: str, location: str) -> tuple:
+        network = self.clients.network(subscription)
+        found = (
+            self.read(
+                "Azure Firewalls in subscription",
+                f"/subscriptions/{subscription}/azureFirewalls",
+                lambda: network.azure_firewalls.list_all(),
+            ).result()
+            or []
+        )
+        # The route table's next hop picks the firewall later; reading every regional
+        # firewall's rules now keeps the rule read off the critical path.
+        regional = [f for f in found if (f.get("location") or "").lower() == location.lower()]
+        groups: dict[str, Future] = {}
+        ips: dict[str, Future] = {}
+        for fw in regional or found:
+            props = fw.get("properties") or {}
+            if policy_id := (props.get("firewallPolicy") or {}).get("id"):
+                groups[armid.key(policy_id)] = self._rule_groups(policy_id)
+            for config in props.get("ipConfigurations") or []:
+                ref = ((config.get("properties") or {}).get("publicIPAddress") or {}).get("id")
+                if ref:
+                    ips[armid.key(ref)] = self.get_network(
+                        "public IP address", ref, "public_ip_addresses"
+                    )
+        return (
+            found,
+            {k: f.result() or [] for k, f in groups.items()},
+            {k: f.result() for k, f in ips.items() if f.result()},
+        )
+
+    def _rule_groups(self, policy_id: str) -> Future:
+        def call() -> Any:
+            client, rid = self._network(policy_id)
+            return client.firewall_policy_rule_collection_groups.list(rid.resource_group, rid.name)
+
+        return self.read("firewall policy rule collection groups", policy_id, call)
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def _pools(cluster: Json) -> list[NodePool]:
+    pools = []
+    for profile in (cluster.get("properties") or {}).get("agentPoolProfiles") or []:
+        pools.append(
+            NodePool(
+                name=profile.get("name", ""),
+                subnet_id=profile.get("vnetSubnetID"),
+                count=int(profile.get("count") or 0),
+                max_count=profile.get("maxCount") if profile.get("enableAutoScaling") else None,
+                max_surge=(profile.get("upgradeSettings") or {}).get("maxSurge"),
+                mode=profile.get("mode"),
+                os_disk_type=profile.get("osDiskType"),
+            )
+        )
+    return pools
+
+
+def _with_subnet(pool: NodePool, subnet_id: str) -> NodePool:
+    return replace(pool, subnet_id=subnet_id)
+
+
+def _nic_configs(vmss: Json) -> list[Json]:
+    profile = ((vmss.get("properties") or {}).get("virtualMachineProfile") or {}).get(
+        "networkProfile"
+    ) or {}
+    return profile.get("networkInterfaceConfigurations") or []
+
+
+def _lb_frontend_refs(lb: Json | None) -> list[str]:
+    """Public IPs and prefixes of the frontends that carry the LB's outbound rules."""
+    if not lb:
+        return []
+    props = lb.get("properties") or {}
+    outbound_frontends = {
+        armid.key(ref["id"])
+        for rule in props.get("outboundRules") or []
+        for ref in (rule.get("properties") or {}).get("frontendIPConfigurations") or []
+    }
+    refs = []
+    for frontend in props.get("frontendIPConfigurations") or []:
+        fp = frontend.get("properties") or {}
+        if outbound_frontends and armid.key(frontend.get("id", "")) not in outbound_frontends:
+            continue
+        for field_name in ("publicIPAddress", "publicIPPrefix"):
+            if ref := (fp.get(field_name) or {}).get("id"):
+                refs.append(ref)
+    return refs
+
+
+def _routes_to_appliance(ev: AzureEvidence) -> bool:
+    return any(
+        (route.get("properties") or {}).get("nextHopType") == "VirtualAppliance"
+        for table in ev.route_tables.values()
+        for route in (table.get("properties") or {}).get("routes") or []
+    )

@@ -1,0 +1,68 @@
+"""Settings from the environment (and .env), and the cluster configuration file.
+
+Environment settings are read with pydantic-settings; the cluster map is a YAML file
+(`AKS_EGRESS_CONFIG`, default ./aks-egress.yaml) because it is edited by people and grows
+per-cluster keys (channels allowed to use a cluster, kubeconfig contexts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_prefix="", extra="ignore")
+
+    aks_egress_config: Path = Path("aks-egress.yaml")
+    azure_subscription_id: str | None = None
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, unreadable or malformed; the message says where."""
+
+
+@dataclass(frozen=True)
+class ClusterRef:
+    alias: str
+    subscription: str
+    resource_group: str
+    name: str
+    channels: tuple[str, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return (
+            f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.ContainerService/managedClusters/{self.name}"
+        )
+
+
+@dataclass
+class ClusterConfig:
+    clusters: dict[str, ClusterRef] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> ClusterConfig:
+        if not path.exists():
+            return cls()
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: cannot read the configuration: {exc}") from None
+        clusters = {}
+        for alias, entry in (data.get("clusters") or {}).items():
+            missing = [k for k in ("subscription", "resourceGroup", "name") if k not in entry]
+            if missing:
+                raise ConfigError(f"{path}: clusters.{alias}: missing {', '.join(missing)}")
+            clusters[alias] = ClusterRef(
+                alias=alias,
+                subscription=str(entry["subscription"]),
+                resource_group=str(entry["resourceGroup"]),
+                name=str(entry["name"]),
+                channels=tuple(entry.get("channels") or ()),
+            )
+        return cls(clusters=clusters)

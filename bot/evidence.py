@@ -1,0 +1,174 @@
+"""Evidence: what the collectors read, as plain data, for the handlers to judge.
+
+Resources are kept as the ARM JSON the API returned (camelCase, with `properties`), so a
+handler test can feed it a world file's bodies directly and the report can quote them.
+Dicts keyed by resource id use `armid.key()` keys.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot import armid
+from bot.endpoint import Endpoint
+
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Destination:
+    """One flow to test along the path: the user's endpoint or an address AKS requires."""
+
+    label: str
+    fqdn: str | None
+    addresses: tuple[ipaddress.IPv4Address, ...]
+    port: int
+    protocol: str  # as firewall rules spell it: Http, Https, Tcp, Udp
+    required: bool = False
+    category: str | None = None
+
+    @property
+    def nsg_protocol(self) -> str:
+        return "Udp" if self.protocol.lower() == "udp" else "Tcp"
+
+
+@dataclass(frozen=True)
+class ReadFailure:
+    """An Azure read that failed, kept so the report can say what it could not check."""
+
+    what: str
+    resource: str
+    status: int | None
+    code: str | None
+    message: str
+    permission: str | None = None
+
+
+@dataclass(frozen=True)
+class NodePool:
+    name: str
+    subnet_id: str | None
+    count: int
+    max_count: int | None
+    max_surge: str | None
+    mode: str | None
+    os_disk_type: str | None
+
+    def node_ceiling(self) -> int:
+        """Nodes this pool can reach: its maximum plus the upgrade surge on top."""
+        nodes = max(self.count, self.max_count or 0)
+        return nodes + surge_nodes(self.max_surge, nodes)
+
+
+def surge_nodes(max_surge: str | None, nodes: int) -> int:
+    """AKS's upgrade surge in nodes: a percentage rounds up; unset means one node."""
+    if not max_surge:
+        return 1
+    text = str(max_surge).strip()
+    if text.endswith("%"):
+        return max(1, math.ceil(nodes * float(text[:-1]) / 100))
+    return int(text)
+
+
+@dataclass
+class AzureEvidence:
+    alias: str
+    cluster_id: str
+    cluster: Json
+    endpoint: Endpoint | None = None
+    destinations: list[Destination] = field(default_factory=list)
+    pools: list[NodePool] = field(default_factory=list)
+    subnets: dict[str, Json] = field(default_factory=dict)
+    vnets: dict[str, Json] = field(default_factory=dict)
+    route_tables: dict[str, Json] = field(default_factory=dict)
+    nsgs: dict[str, Json] = field(default_factory=dict)
+    vmss: list[Json] = field(default_factory=list)
+    firewalls: list[Json] = field(default_factory=list)
+    rule_collection_groups: dict[str, list[Json]] = field(default_factory=dict)
+    public_ips: dict[str, Json] = field(default_factory=dict)
+    public_ip_prefixes: dict[str, Json] = field(default_factory=dict)
+    nat_gateways: dict[str, Json] = field(default_factory=dict)
+    load_balancer: Json | None = None
+    required_egress: list[Json] = field(default_factory=list)
+    service_tags: list[Json] = field(default_factory=list)
+    failures: list[ReadFailure] = field(default_factory=list)
+
+    # -- views the handlers share -------------------------------------------------------
+
+    @property
+    def props(self) -> Json:
+        return self.cluster.get("properties") or {}
+
+    @property
+    def network_profile(self) -> Json:
+        return self.props.get("networkProfile") or {}
+
+    @property
+    def outbound_type(self) -> str:
+        return self.network_profile.get("outboundType") or "loadBalancer"
+
+    @property
+    def network_plugin(self) -> str | None:
+        return self.network_profile.get("networkPlugin")
+
+    @property
+    def node_resource_group(self) -> str | None:
+        return self.props.get("nodeResourceGroup")
+
+    def subnet(self, subnet_id: str | None) -> Json | None:
+        return self.subnets.get(armid.key(subnet_id)) if subnet_id else None
+
+    def node_subnet_ids(self) -> list[str]:
+        """Distinct node subnets, in pool order."""
+        seen: dict[str, str] = {}
+        for pool in self.pools:
+            if pool.subnet_id:
+                seen.setdefault(armid.key(pool.subnet_id), pool.subnet_id)
+        return list(seen.values())
+
+    def pools_in(self, subnet_id: str) -> list[str]:
+        return [p.name for p in self.pools if armid.same(p.subnet_id, subnet_id)]
+
+    def linked(self, table: dict[str, Json], ref: Json | None) -> Json | None:
+        """Follow an ARM `{"id": ...}` reference into one of the evidence tables."""
+        if not ref or not ref.get("id"):
+            return None
+        return table.get(armid.key(ref["id"]))
+
+    def vnet_prefixes(self, subnet_id: str) -> tuple[ipaddress.IPv4Network, ...]:
+        """What the VirtualNetwork tag means for a node subnet: its VNet and peered VNets."""
+        vnet = self.vnets.get(armid.key(armid.ArmId.parse(subnet_id).parent_id()))
+        if not vnet:
+            return ()
+        props = vnet.get("properties") or {}
+        prefixes = list((props.get("addressSpace") or {}).get("addressPrefixes") or [])
+        for peering in props.get("virtualNetworkPeerings") or []:
+            remote = (peering.get("properties") or {}).get("remoteAddressSpace") or {}
+            prefixes.extend(remote.get("addressPrefixes") or [])
+        return tuple(_v4_networks(prefixes))
+
+    def source_address(self, subnet_id: str) -> ipaddress.IPv4Address | None:
+        """A node address in the subnet: Azure hands out .4 first, so it stands for any node."""
+        subnet = self.subnet(subnet_id)
+        if not subnet:
+            return None
+        props = subnet.get("properties") or {}
+        prefixes = [props.get("addressPrefix"), *(props.get("addressPrefixes") or [])]
+        for net in _v4_networks([p for p in prefixes if p]):
+            return net.network_address + min(4, net.num_addresses - 1)
+        return None
+
+
+def _v4_networks(prefixes: list[str]) -> list[ipaddress.IPv4Network]:
+    nets = []
+    for prefix in prefixes:
+        try:
+            net = ipaddress.ip_network(prefix, strict=False)
+        except ValueError:
+            continue
+        if isinstance(net, ipaddress.IPv4Network):
+            nets.append(net)
+    return nets

@@ -1,0 +1,89 @@
+"""Findings and reports: the one shape every surface (terminal, JSON, Slack) renders.
+
+Handlers produce `Finding`s; the engine wraps them in a `Report`. No surface computes a
+verdict of its own, so the terminal, the JSON contract and Slack can never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Severity(StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+    OK = "ok"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One fact the checklist established, with the evidence that proves it.
+
+    `resource` is the ARM id (or Kubernetes object) the finding is about, so a reader can
+    open it; `fix` holds exact commands with the user's names filled in.
+    """
+
+    code: str
+    severity: Severity
+    title: str
+    detail: str = ""
+    resource: str | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+    fix: list[str] = field(default_factory=list)
+    about_endpoint: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["severity"] = str(self.severity)
+        del data["about_endpoint"]
+        return data
+
+
+@dataclass
+class Stats:
+    arm_calls: int = 0
+    k8s_calls: int = 0
+    duration_ms: int = 0
+
+
+@dataclass
+class ClusterSummary:
+    alias: str
+    id: str
+    outbound_type: str | None
+    network_plugin: str | None
+    network_plugin_mode: str | None
+
+
+@dataclass
+class Report:
+    cluster: ClusterSummary
+    endpoint: str | None
+    egress_ips: list[str]
+    findings: list[Finding]
+    root_cause: str | None
+    stats: Stats = field(default_factory=Stats)
+
+    def to_json(self) -> dict[str, Any]:
+        """The `--json` contract of world-format.md, key for key."""
+        return {
+            "cluster": {
+                "alias": self.cluster.alias,
+                "id": self.cluster.id,
+                "outboundType": self.cluster.outbound_type,
+                "networkPlugin": self.cluster.network_plugin,
+                "networkPluginMode": self.cluster.network_plugin_mode,
+            },
+            "endpoint": self.endpoint,
+            "egressIps": self.egress_ips,
+            "findings": [f.to_json() for f in self.findings],
+            "rootCause": self.root_cause,
+            "stats": {
+                "armCalls": self.stats.arm_calls,
+                "k8sCalls": self.stats.k8s_calls,
+                "durationMs": self.stats.duration_ms,
+            },
+        }

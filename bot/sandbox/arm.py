@@ -1,0 +1,356 @@
+"""Azure Resource Manager, answered from a world (world-format.md, `arm`).
+
+`ArmApi.handle(method, path, query, body)` is a pure function of the request apart from the
+route-table writes it applies to the world, so routing and error bodies are unit-testable
+without a socket. Bodies and error shapes are those of real ARM, because the product parses
+them with the real SDK models and must meet the same surprises it meets in production.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
+from typing import Any
+
+import yaml
+
+from bot.sandbox import armid
+from bot.sandbox.wire import Request, Response
+from bot.sandbox.world import World
+
+SANDBOX_TOKEN = "sandbox-token"
+SANDBOX_CLIENT = "sandbox@aks-egress.invalid"
+SANDBOX_OBJECT_ID = "00000000-0000-0000-0000-000000000000"
+
+_JSON = {"Content-Type": "application/json; charset=utf-8"}
+_CLUSTERS = "microsoft.containerservice/managedclusters"
+_ROUTE_TABLES = "microsoft.network/routetables"
+_ROUTES = "microsoft.network/routetables/routes"
+_WRITE_VERBS = {"PUT": "write", "PATCH": "write", "DELETE": "delete", "POST": "action"}
+
+_ERROR_CODES = {
+    400: "BadRequest",
+    401: "AuthenticationFailed",
+    403: "AuthorizationFailed",
+    404: "ResourceNotFound",
+    409: "Conflict",
+    429: "TooManyRequests",
+    500: "InternalServerError",
+    502: "BadGateway",
+    503: "ServiceUnavailable",
+    504: "GatewayTimeout",
+}
+
+
+def error(status: int, code: str, message: str) -> Response:
+    return Response(status, dict(_JSON), {"error": {"code": code, "message": message}})
+
+
+class ArmApi:
+    """The ARM endpoint of one sandbox.
+
+    `kube_url_for(cluster_id)` gives the API server URL that kubeconfigs point at (the
+    Kubernetes emulator's); without it the cluster's real `fqdn` is used. `kube_ca_pem` is the
+    CA those kubeconfigs trust.
+    """
+
+    api = "arm"
+
+    def __init__(
+        self,
+        world: World,
+        kube_url_for: Callable[[str], str] | None = None,
+        kube_ca_pem: bytes | None = None,
+    ) -> None:
+        self.world = world
+        self.kube_url_for = kube_url_for
+        self.kube_ca_pem = kube_ca_pem
+
+    def __call__(self, request: Request) -> Response:
+        return self.handle(request.method, request.path, request.query, request.body)
+
+    def handle(
+        self, method: str, path: str, query: Mapping[str, str], body: Any = None
+    ) -> Response:
+        method = method.upper()
+        if "api-version" not in {k.lower() for k in query}:
+            return error(
+                400,
+                "MissingApiVersionParameter",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+            )
+        parsed = armid.parse(path)
+        if parsed is None:
+            return self._unknown_path(method, path)
+        action = self._action(method, parsed)
+        if action is not None:
+            return action(parsed)
+        if method == "GET":
+            return self._get(parsed)
+        if method in ("PUT", "PATCH", "DELETE") and parsed.resource_type.lower() in (
+            _ROUTE_TABLES,
+            _ROUTES,
+        ):
+            return self._write(method, parsed, body)
+        return forbidden(method, path)
+
+    def error(self, status: int, request: Request) -> Response:
+        """ARM's error body for a status the sandbox was told to inject (faults.rules)."""
+        if status == 403:
+            return forbidden(request.method, request.path)
+        if status == 404:
+            return not_found(request.path)
+        if status == 401:
+            return error(
+                401,
+                "AuthenticationFailed",
+                "Authentication failed. The 'Authorization' header is missing or invalid.",
+            )
+        if status == 429:
+            return error(
+                429,
+                "TooManyRequests",
+                "The request is being throttled as the limit has been reached for operation "
+                "type - Read_ObservationWindow_00:05:00. For more information, see - "
+                "https://aka.ms/srpthrottlinglimits",
+            )
+        code = _ERROR_CODES.get(status) or _phrase_code(status)
+        return error(status, code, f"The service answered {status} {code} (sandbox fault).")
+
+    # --- routing ----------------------------------------------------------------------
+
+    def _action(
+        self, method: str, parsed: armid.ArmPath
+    ) -> Callable[[armid.ArmPath], Response] | None:
+        """Operations that are not plain resources: `{parent}/{operation}` paths."""
+        if parsed.resource_type.lower() == "microsoft.advisor/recommendations" and method == "GET":
+            return self._advisor
+        parent = parsed.parent
+        if not parsed.is_collection or parent is None:
+            return None
+        operation = (method, parent.resource_type.lower(), parsed.types[-1].lower())
+        return {
+            ("GET", _CLUSTERS, "outboundnetworkdependenciesendpoints"): self._egress_endpoints,
+            ("POST", _CLUSTERS, "listclusterusercredential"): self._user_credential,
+            ("GET", "microsoft.network/locations", "servicetags"): self._service_tags,
+        }.get(operation)
+
+    def _unknown_path(self, method: str, path: str) -> Response:
+        if method == "GET":
+            return not_found(path)
+        return forbidden(method, path)
+
+    def _get(self, parsed: armid.ArmPath) -> Response:
+        if not parsed.is_collection:
+            body = self.world.resource(parsed.path)
+            return ok(body) if body is not None else not_found(parsed.path)
+        parent = parsed.parent
+        if parent is not None and self.world.resource(parent.path) is None:
+            return not_found(parent.path)
+        return ok({"value": self.world.collection(parsed.path) or []})
+
+    # --- operations ---------------------------------------------------------------------
+
+    def _cluster(self, parsed: armid.ArmPath) -> dict[str, Any] | None:
+        parent = parsed.parent
+        return self.world.resource(parent.path) if parent is not None else None
+
+    def _egress_endpoints(self, parsed: armid.ArmPath) -> Response:
+        cluster = self._cluster(parsed)
+        if cluster is None:
+            return not_found(parsed.parent.path if parsed.parent else parsed.path)
+        return ok({"value": self.world.egress_endpoints_for(cluster["id"]) or []})
+
+    def _user_credential(self, parsed: armid.ArmPath) -> Response:
+        cluster = self._cluster(parsed)
+        if cluster is None:
+            return not_found(parsed.parent.path if parsed.parent else parsed.path)
+        kubeconfig = yaml.safe_dump(self._kubeconfig(cluster), sort_keys=False)
+        value = base64.b64encode(kubeconfig.encode()).decode()
+        return ok({"kubeconfigs": [{"name": "clusterUser", "value": value}]})
+
+    def _kubeconfig(self, cluster: dict[str, Any]) -> dict[str, Any]:
+        """A clusterUser kubeconfig as AKS writes it, but with a static bearer token in place
+        of the kubelogin exec plugin, so the Kubernetes client needs nothing installed."""
+        name = cluster["name"]
+        group = armid.parse(cluster["id"])
+        user = f"clusterUser_{group.resource_group if group else ''}_{name}"
+        if self.kube_url_for is not None:
+            server = self.kube_url_for(cluster["id"])
+        else:
+            server = f"https://{(cluster.get('properties') or {}).get('fqdn', name)}:443"
+        entry: dict[str, Any] = {"server": server}
+        if self.kube_ca_pem is not None:
+            entry["certificate-authority-data"] = base64.b64encode(self.kube_ca_pem).decode()
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": name, "cluster": entry}],
+            "contexts": [{"name": name, "context": {"cluster": name, "user": user}}],
+            "current-context": name,
+            "preferences": {},
+            "users": [{"name": user, "user": {"token": SANDBOX_TOKEN}}],
+        }
+
+    def _service_tags(self, parsed: armid.ArmPath) -> Response:
+        return ok(
+            {
+                "name": "Public",
+                "id": f"/subscriptions/{parsed.subscription}/providers/Microsoft.Network"
+                "/serviceTags/Public",
+                "type": "Microsoft.Network/serviceTags",
+                "changeNumber": "1",
+                "cloud": "Public",
+                "values": self.world.data.get("serviceTags") or [],
+            }
+        )
+
+    def _advisor(self, parsed: armid.ArmPath) -> Response:
+        return ok({"value": self.world.data.get("advisor") or []})
+
+    # --- writes (route tables and routes only: the NVA-bypass action) -------------------
+
+    def _write(self, method: str, parsed: armid.ArmPath, body: Any) -> Response:
+        if parsed.is_collection:
+            return forbidden(method, parsed.path)
+        existing = self.world.resource(parsed.path)
+        if method == "DELETE":
+            existed = self.world.delete(parsed.path)
+            return Response(200 if existed else 204, {})
+        if not isinstance(body, dict):
+            return error(400, "InvalidRequestContent", "The request content was invalid.")
+        if method == "PATCH":
+            if existing is None:
+                return not_found(parsed.path)
+            body = _merge_patch(existing, body)
+        is_route = parsed.resource_type.lower() == _ROUTES
+        if is_route:
+            table = self.world.resource(parsed.parent.path) if parsed.parent else None
+            if table is None:
+                return not_found(parsed.parent.path if parsed.parent else parsed.path)
+            resource = _route(table["id"], parsed.names[-1], body)
+        else:
+            resource = _route_table(parsed, existing, body)
+        invalid = _invalid_route([resource] if is_route else resource["properties"]["routes"])
+        if invalid:
+            return error(400, "InvalidRequestFormat", invalid)
+        created = self.world.put(resource)
+        return Response(201 if created else 200, dict(_JSON), resource)
+
+
+def ok(body: Any) -> Response:
+    return Response(200, dict(_JSON), body)
+
+
+def not_found(path: str) -> Response:
+    parsed = armid.parse(path)
+    if parsed is None:
+        return error(404, "NotFound", f"The path '{path}' was not found.")
+    pairs = "/".join(f"{t}/{n}" for t, n in zip(parsed.types, parsed.names, strict=False))
+    what = f"{parsed.namespace}/{pairs}"
+    where = (
+        f" under resource group '{parsed.resource_group}'" if parsed.resource_group else ""
+    )
+    return error(
+        404,
+        "ResourceNotFound",
+        f"The Resource '{what}'{where} was not found. "
+        "For more details please go to https://aka.ms/ARMResourceNotFoundFix",
+    )
+
+
+def forbidden(method: str, path: str) -> Response:
+    parsed = armid.parse(path)
+    verb = _WRITE_VERBS.get(method.upper(), "read")
+    resource_type = parsed.resource_type if parsed else "Microsoft.Resources/subscriptions"
+    return error(
+        403,
+        "AuthorizationFailed",
+        f"The client '{SANDBOX_CLIENT}' with object id '{SANDBOX_OBJECT_ID}' does not have "
+        f"authorization to perform action '{resource_type}/{verb}' over scope '{path}' "
+        "or the scope is invalid. If access was recently granted, please refresh your "
+        "credentials.",
+    )
+
+
+def _phrase_code(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase.replace(" ", "").replace("-", "")
+    except ValueError:
+        return "Error"
+
+
+def _etag() -> str:
+    return f'W/"{uuid.uuid4()}"'
+
+
+def _merge_patch(existing: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """ARM's PATCH: given top-level keys replace, `properties` merges one level deep."""
+    merged = {**existing, **{k: v for k, v in patch.items() if k != "properties"}}
+    if "properties" in patch:
+        merged["properties"] = {**(existing.get("properties") or {}), **patch["properties"]}
+    return merged
+
+
+def _route(table_id: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    props = {k: v for k, v in (body.get("properties") or {}).items() if k != "provisioningState"}
+    return {
+        "name": name,
+        "id": f"{table_id}/routes/{name}",
+        "etag": _etag(),
+        "type": "Microsoft.Network/routeTables/routes",
+        "properties": {"provisioningState": "Succeeded", **props},
+    }
+
+
+def _route_table(
+    parsed: armid.ArmPath, existing: dict[str, Any] | None, body: dict[str, Any]
+) -> dict[str, Any]:
+    """A PUT body turned into what ARM returns: ids, etags and read-only fields filled in,
+    the subnets association kept from the existing table (clients cannot write it)."""
+    old = existing or {}
+    old_props = old.get("properties") or {}
+    table_id = old.get("id") or parsed.path
+    props = {
+        k: v
+        for k, v in (body.get("properties") or {}).items()
+        if k not in ("provisioningState", "resourceGuid", "subnets")
+    }
+    props["routes"] = [
+        _route(table_id, r.get("name", ""), r) for r in props.get("routes") or []
+    ]
+    props.setdefault("disableBgpRoutePropagation", False)
+    resource = {
+        "name": old.get("name") or parsed.names[-1],
+        "id": table_id,
+        "etag": _etag(),
+        "type": "Microsoft.Network/routeTables",
+        "location": body.get("location") or old.get("location"),
+        "properties": {
+            "provisioningState": "Succeeded",
+            "resourceGuid": old_props.get("resourceGuid") or str(uuid.uuid4()),
+            **props,
+        },
+    }
+    if "subnets" in old_props:
+        resource["properties"]["subnets"] = old_props["subnets"]
+    if body.get("tags") is not None:
+        resource["tags"] = body["tags"]
+    return resource
+
+
+def _invalid_route(routes: list[dict[str, Any]]) -> str | None:
+    """ARM rejects routes without a prefix or next hop; so must the sandbox, or a broken
+    NVA-bypass payload would pass its tests."""
+    for r in routes:
+        props = r["properties"]
+        if not r["name"] or not props.get("addressPrefix") or not props.get("nextHopType"):
+            return (
+                f"Route '{r['name']}' must have a name, properties.addressPrefix and "
+                "properties.nextHopType."
+            )
+        if props["nextHopType"] == "VirtualAppliance" and not props.get("nextHopIpAddress"):
+            return f"Route '{r['name']}' with nextHopType VirtualAppliance needs nextHopIpAddress."
+    return None

@@ -1,0 +1,279 @@
+"""The sandbox: a world served over loopback HTTPS to the product's real clients.
+
+One `Sandbox` owns one throwaway CA, one request log and one fault injector, and runs one
+listener per emulated API (`arm` today; `k8s` and `slack` add theirs with `_listen`). Every
+listener shares the plumbing below, so logging, latency, faults and auth behave the same for
+all of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import shutil
+import socket
+import socketserver
+import ssl
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import trustme
+
+from bot.sandbox.arm import ArmApi
+from bot.sandbox.faults import Faults
+from bot.sandbox.wire import Dispatch, ErrorBody, Request, Response
+from bot.sandbox.world import World, load_world
+
+log = logging.getLogger(__name__)
+
+_HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    api: str
+    method: str
+    path: str
+    query: dict[str, str]
+    status: int
+    started: float  # time.monotonic() when the request was read
+    ended: float  # time.monotonic() just before the response was sent
+    body: Any = None  # the request's JSON body, so tests can assert what a write sent
+
+
+class RequestLog:
+    """Every request every listener answered; the benchmarks count calls and overlap from it."""
+
+    def __init__(self) -> None:
+        self._records: list[RequestRecord] = []
+        self._lock = threading.Lock()
+
+    def add(self, record: RequestRecord) -> None:
+        with self._lock:
+            self._records.append(record)
+
+    def of(self, api: str) -> list[RequestRecord]:
+        with self._lock:
+            return [r for r in self._records if r.api == api]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._records.clear()
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One emulated API as the shared HTTP plumbing sees it."""
+
+    api: str
+    dispatch: Dispatch
+    error: ErrorBody  # the API's own error body for a status (401, injected faults)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the real services; clients pool connections
+    server: _TlsServer
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    do_PUT = do_PATCH = do_POST = do_DELETE = do_GET
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.server.endpoint.api, *args)
+
+    def _serve(self) -> None:
+        started = time.monotonic()
+        srv = self.server
+        split = urlsplit(self.path)
+        query = {k: v[0] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        request = Request(self.command, unquote(split.path), query, None, self.headers)
+        try:
+            request = Request(
+                request.method, request.path, query, json.loads(raw) if raw else None, self.headers
+            )
+            response = self._respond(request)
+        except json.JSONDecodeError:
+            response = srv.endpoint.error(400, request)
+        time.sleep(srv.faults.latency_s(srv.endpoint.api))
+        srv.requests.add(
+            RequestRecord(
+                api=srv.endpoint.api,
+                method=request.method,
+                path=request.path,
+                query=query,
+                status=response.status,
+                started=started,
+                ended=time.monotonic(),
+                body=request.body,
+            )
+        )
+        self._send(response)
+
+    def _respond(self, request: Request) -> Response:
+        srv = self.server
+        scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return srv.endpoint.error(401, request)
+        rule = srv.faults.take(srv.endpoint.api, request.method, request.path)
+        if rule is not None:
+            status, headers, body = srv.endpoint.error(rule.status, request)
+            return Response(status, {**headers, **(rule.headers or {})}, body)
+        try:
+            return srv.endpoint.dispatch(request)
+        except Exception:
+            log.exception("sandbox %s failed on %s %s", srv.endpoint.api, request.method, self.path)
+            return srv.endpoint.error(500, request)
+
+    def _send(self, response: Response) -> None:
+        payload = b"" if response.body is None else json.dumps(response.body).encode()
+        self.send_response(response.status)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if payload and self.command != "HEAD":
+            self.wfile.write(payload)
+
+
+class _TlsServer(ThreadingHTTPServer):
+    """Threaded HTTPS on loopback. TLS handshakes run in the request threads, so a slow or
+    failing client never stalls the accept loop, and sleeps for latency overlap."""
+
+    daemon_threads = True
+
+    def __init__(
+        self, endpoint: Endpoint, context: ssl.SSLContext, requests: RequestLog, faults: Faults
+    ) -> None:
+        self.endpoint, self.context, self.requests, self.faults = endpoint, context, requests, faults
+        self._open: set[ssl.SSLSocket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__((_HOST, 0), _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind resolves the host's FQDN, which can take seconds offline.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = _HOST, self.server_address[1]
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        try:
+            tls = self.context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            log.debug("sandbox %s: TLS handshake failed: %s", self.endpoint.api, exc)
+            return
+        with self._tracked(tls):
+            self.RequestHandlerClass(tls, client_address, self)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("sandbox %s: connection error", self.endpoint.api, exc_info=True)
+
+    def close_connections(self) -> None:
+        """End keep-alive connections, so no client is answered after `stop()`."""
+        with self._open_lock:
+            for sock in self._open:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    @contextlib.contextmanager
+    def _tracked(self, sock: ssl.SSLSocket) -> Iterator[None]:
+        with self._open_lock:
+            self._open.add(sock)
+        try:
+            yield
+        finally:
+            with self._open_lock:
+                self._open.discard(sock)
+            sock.close()
+
+
+class Sandbox:
+    """Serves a world (a `World`, or the path of a world file) to real clients.
+
+    The world is copied, so writes served by one sandbox never leak into another.
+    `kube_url_for(cluster_id)` is where kubeconfigs from `listClusterUserCredential` point.
+    """
+
+    def __init__(
+        self, world: World | str | Path, kube_url_for: Callable[[str], str] | None = None
+    ) -> None:
+        template = world if isinstance(world, World) else load_world(world)
+        self.world = template.copy()
+        self._ca = trustme.CA()
+        self._requests = RequestLog()
+        self._faults = Faults(self.world.data.get("faults"))
+        self._servers: dict[str, _TlsServer] = {}
+        self._tmp: Path | None = None
+        self.ca_path = ""
+        self.arm = ArmApi(self.world, kube_url_for, self._ca.cert_pem.bytes())
+
+    @property
+    def arm_url(self) -> str:
+        return self.url("arm")
+
+    def url(self, api: str) -> str:
+        server = self._servers.get(api)
+        if server is None:
+            raise RuntimeError(f"sandbox {api!r} is not running; call start() first")
+        return f"https://{_HOST}:{server.server_port}"
+
+    def start(self) -> Sandbox:
+        if self._servers:
+            return self
+        self._tmp = Path(tempfile.mkdtemp(prefix="aks-egress-sandbox-"))
+        self.ca_path = str(self._tmp / "ca.pem")
+        self._ca.cert_pem.write_to_path(self.ca_path)
+        self._listen(Endpoint("arm", self.arm, self.arm.error))
+        return self
+
+    def stop(self) -> None:
+        for server in self._servers.values():
+            server.shutdown()
+            server.server_close()
+            server.close_connections()
+        self._servers.clear()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def calls(self, api: str = "arm") -> list[RequestRecord]:
+        return self._requests.of(api)
+
+    def count(self, api: str = "arm") -> int:
+        return len(self._requests.of(api))
+
+    def reset_log(self) -> None:
+        self._requests.clear()
+
+    def _listen(self, endpoint: Endpoint) -> None:
+        """Serve one emulated API on its own port, with the shared CA, log and faults."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._ca.issue_cert(_HOST, "localhost").configure_cert(context)
+        server = _TlsServer(endpoint, context, self._requests, self._faults)
+        threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"sandbox-{endpoint.api}",
+            daemon=True,
+        ).start()
+        self._servers[endpoint.api] = server

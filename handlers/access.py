@@ -1,0 +1,52 @@
+"""What the bot could not read, said as findings so a partial check is never read as clean.
+
+A 403 names the exact RBAC action and scope to grant; anything else names the status and
+the error ARM returned after azure-core's retries.
+"""
+
+from __future__ import annotations
+
+from bot.codes import finding
+from bot.evidence import AzureEvidence
+from bot.model import Finding
+
+
+def check(ev: AzureEvidence) -> list[Finding]:
+    findings = []
+    for failure in ev.failures:
+        evidence = {
+            "read": failure.what,
+            "scope": failure.resource,
+            "status": failure.status,
+            "code": failure.code,
+            "message": failure.message,
+        }
+        if failure.status == 403:
+            findings.append(
+                finding(
+                    "AZURE_ACCESS_DENIED",
+                    f"The bot may not read the {failure.what} at {failure.resource} "
+                    f"(403 {failure.code}), so that part of the path was not checked. "
+                    f"Grant {failure.permission or 'read access'} on that scope.",
+                    resource=failure.resource,
+                    evidence={**evidence, "permission": failure.permission},
+                    fix=[
+                        "az role assignment create --assignee <bot-identity-client-id> "
+                        "--role aks-egress-reader "
+                        f"--scope {failure.resource}"
+                    ],
+                )
+            )
+        else:
+            findings.append(
+                finding(
+                    "AZURE_READ_FAILED",
+                    f"Reading the {failure.what} at {failure.resource} failed "
+                    f"({failure.status} {failure.code}: {failure.message}), so that part of "
+                    "the path was not checked. Run the check again; if it persists, check "
+                    "that the resource still exists.",
+                    resource=failure.resource,
+                    evidence=evidence,
+                )
+            )
+    return findings

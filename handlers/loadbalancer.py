@@ -1,0 +1,86 @@
+"""Checklist step 5b: the load balancer's outbound rule, IPs and SNAT port allocation."""
+
+from __future__ import annotations
+
+from bot import armid
+from bot.codes import finding
+from bot.evidence import AzureEvidence
+from bot.model import Finding
+
+PORTS_PER_FRONTEND_IP = 64_000
+
+
+def check(ev: AzureEvidence) -> list[Finding]:
+    if ev.outbound_type != "loadBalancer":
+        return []
+    cid = armid.ArmId.parse(ev.cluster_id)
+    update = f"az aks update --resource-group {cid.resource_group} --name {cid.name}"
+    lb = ev.load_balancer
+    props = (lb or {}).get("properties") or {}
+    lb_profile = ev.network_profile.get("loadBalancerProfile") or {}
+    outbound_rules = props.get("outboundRules") or []
+    outbound_frontends = {
+        armid.key(ref["id"])
+        for rule in outbound_rules
+        for ref in (rule.get("properties") or {}).get("frontendIPConfigurations") or []
+    }
+    public_frontends = [
+        f
+        for f in props.get("frontendIPConfigurations") or []
+        if armid.key(f.get("id", "")) in outbound_frontends
+        and (
+            (f.get("properties") or {}).get("publicIPAddress")
+            or (f.get("properties") or {}).get("publicIPPrefix")
+        )
+    ]
+    ip_count = len(public_frontends) or len(lb_profile.get("effectiveOutboundIPs") or [])
+    if lb is None or not outbound_rules or not public_frontends:
+        what = (
+            "the cluster's load balancer 'kubernetes' was not found"
+            if lb is None
+            else "it has no outbound rule"
+            if not outbound_rules
+            else "its outbound rule has no frontend with a public IP"
+        )
+        return [
+            finding(
+                "LB_NO_OUTBOUND_IPS",
+                f"Outbound type loadBalancer, but {what}: pods have no SNAT to the internet.",
+                resource=(lb or {}).get("id") or ev.cluster_id,
+                evidence={
+                    "loadBalancer": (lb or {}).get("id"),
+                    "outboundRules": [r.get("name") for r in outbound_rules],
+                    "loadBalancerProfile": lb_profile,
+                },
+                fix=[f"{update} --load-balancer-managed-outbound-ip-count 1"],
+            )
+        ]
+    ports = int(lb_profile.get("allocatedOutboundPorts") or 0)
+    if ports <= 0:
+        return []
+    nodes = sum(p.node_ceiling() for p in ev.pools)
+    capacity = PORTS_PER_FRONTEND_IP * ip_count
+    if ports * nodes <= capacity:
+        return []
+    ips_needed = -(-ports * nodes // PORTS_PER_FRONTEND_IP)
+    fitting_ports = (capacity // nodes) // 8 * 8
+    return [
+        finding(
+            "LB_OUTBOUND_PORTS_OVERCOMMITTED",
+            f"{ports} ports per node × {nodes} nodes (every pool at its maximum plus upgrade "
+            f"surge) = {ports * nodes} ports, more than the {capacity} that {ip_count} "
+            "outbound IP(s) provide: scale-out and upgrades will fail to allocate SNAT ports.",
+            resource=ev.cluster_id,
+            evidence={
+                "allocatedOutboundPorts": ports,
+                "nodesWithSurge": {p.name: p.node_ceiling() for p in ev.pools},
+                "outboundIps": ip_count,
+                "portsPerIp": PORTS_PER_FRONTEND_IP,
+            },
+            fix=[
+                f"{update} --load-balancer-managed-outbound-ip-count {ips_needed}",
+                f"# or fewer ports per node: {update} "
+                f"--load-balancer-outbound-ports {fitting_ports}",
+            ],
+        )
+    ]

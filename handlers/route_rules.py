@@ -1,0 +1,122 @@
+"""Next-hop selection for a destination, from a subnet's route table ARM JSON.
+
+Azure's effective-routes API would answer this too, but only for a running NIC and slowly;
+the route table plus the VNet address space is enough to reproduce Azure's choice (see
+"How Azure selects a route" in the virtual network traffic routing docs).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = ipaddress.IPv4Network("0.0.0.0/0")
+# RFC 1918 and RFC 6598 space: Azure drops traffic to it unless something routes it.
+RESERVED_DROP_PREFIXES = tuple(
+    ipaddress.IPv4Network(p)
+    for p in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+)
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    """The route Azure would use, named the way Azure's effective routes name it."""
+
+    prefix: ipaddress.IPv4Network
+    next_hop_type: str
+    next_hop_ip: str | None
+    source: str
+    route_name: str | None
+    route_id: str | None
+
+
+def _prefix(route: dict) -> ipaddress.IPv4Network | None:
+    """The route's IPv4 prefix, or None when it cannot apply to an IPv4 destination here.
+
+    Real route tables may use a service tag (``AzureCloud``) as addressPrefix, which we
+    cannot expand without the tag's address list, or an IPv6 prefix, which never covers an
+    IPv4 destination; both are left out rather than guessed at.
+    """
+    value = (route.get("properties") or {}).get("addressPrefix") or ""
+    try:
+        network = ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError:
+        return None
+    return network if isinstance(network, ipaddress.IPv4Network) else None
+
+
+def _user_routes(route_table: dict | None) -> list[RouteDecision]:
+    routes = ((route_table or {}).get("properties") or {}).get("routes") or []
+    decisions = []
+    for route in routes:
+        prefix = _prefix(route)
+        if prefix is None:
+            continue
+        props = route["properties"]
+        decisions.append(
+            RouteDecision(
+                prefix=prefix,
+                next_hop_type=str(props.get("nextHopType", "")),
+                next_hop_ip=props.get("nextHopIpAddress") or None,
+                source="User",
+                route_name=route.get("name"),
+                route_id=route.get("id"),
+            )
+        )
+    return decisions
+
+
+def _system_routes(
+    vnet_prefixes: Sequence[ipaddress.IPv4Network], user_default: bool
+) -> list[RouteDecision]:
+    """Azure's default system routes for a subnet.
+
+    A reserved-drop route disappears when a VNet prefix covers it (Azure turns it into the
+    VNet route) and when a user route for 0.0.0.0/0 exists: Azure's docs state it removes
+    the 10/8, 172.16/12, 192.168/16 and 100.64/10 None routes in that case, which is why a
+    forced-tunnel subnet can reach on-premises ranges through its appliance.
+    """
+
+    def system(prefix: ipaddress.IPv4Network, hop: str) -> RouteDecision:
+        return RouteDecision(prefix, hop, None, "Default", None, None)
+
+    routes = [system(p, "VnetLocal") for p in vnet_prefixes]
+    routes.append(system(DEFAULT_PREFIX, "Internet"))
+    if not user_default:
+        routes += [
+            system(p, "None")
+            for p in RESERVED_DROP_PREFIXES
+            if not any(p.subnet_of(v) for v in vnet_prefixes)
+        ]
+    return routes
+
+
+def select_route(
+    route_table: dict | None,
+    destination: ipaddress.IPv4Address,
+    vnet_prefixes: Sequence[ipaddress.IPv4Network],
+) -> RouteDecision:
+    """Pick the route Azure uses for ``destination``: longest prefix, then User over Default.
+
+    ``vnet_prefixes`` become VnetLocal system routes. Peered VNets' prefixes may be passed
+    too (Azure labels those VNetPeering, but the traffic stays in Azure either way).
+    Among user routes with the same prefix, which Azure rejects, the first one wins.
+    """
+    user = _user_routes(route_table)
+    has_user_default = any(r.prefix == DEFAULT_PREFIX for r in user)
+    candidates = user + _system_routes(vnet_prefixes, has_user_default)
+    matching = [r for r in candidates if destination in r.prefix]
+    # max() keeps the first of equal prefix lengths, and user routes come first. The
+    # 0.0.0.0/0 system route contains every address, so matching is never empty.
+    return max(matching, key=lambda r: r.prefix.prefixlen)
+
+
+def default_route(route_table: dict | None) -> dict | None:
+    """The user route for 0.0.0.0/0, or None.
+
+    This is the route that decides whether egress goes to an appliance (outboundType
+    userDefinedRouting) or straight out, so callers quote it verbatim in findings.
+    """
+    routes = ((route_table or {}).get("properties") or {}).get("routes") or []
+    return next((r for r in routes if _prefix(r) == DEFAULT_PREFIX), None)

@@ -1,0 +1,173 @@
+"""Checklist step 2: the route tables on the node subnets.
+
+Under userDefinedRouting the route table *is* the egress path, so a missing table or
+default route breaks everything; under any outbound type the route that wins for the
+endpoint (longest prefix) can drop it or send it somewhere unexpected.
+"""
+
+from __future__ import annotations
+
+from bot import armid
+from bot.codes import finding
+from bot.evidence import AzureEvidence, Json
+from bot.model import Finding
+from handlers.path import hops, route_table
+from handlers.route_rules import default_route
+
+APPLIANCE_IP = "<firewall-private-ip>"
+
+
+def check(ev: AzureEvidence) -> list[Finding]:
+    findings: list[Finding] = []
+    udr = ev.outbound_type == "userDefinedRouting"
+    for subnet_id in ev.node_subnet_ids():
+        subnet = armid.ArmId.parse(subnet_id)
+        vnet_rg, vnet, name = subnet.resource_group, subnet.parent_name, subnet.name
+        pools = ", ".join(ev.pools_in(subnet_id))
+        ref = ((ev.subnet(subnet_id) or {}).get("properties") or {}).get("routeTable")
+        table = route_table(ev, subnet_id)
+        if udr and not ref:
+            findings.append(
+                finding(
+                    "ROUTE_TABLE_MISSING",
+                    f"Node subnet {name} (pools {pools}) has no route table, but outbound type "
+                    "userDefinedRouting sends egress only where a route table says.",
+                    resource=subnet_id,
+                    evidence={"subnet": subnet_id, "pools": ev.pools_in(subnet_id)},
+                    fix=[
+                        f"az network route-table create --resource-group {vnet_rg} "
+                        f"--name rt-{name}",
+                        f"az network route-table route create --resource-group {vnet_rg} "
+                        f"--route-table-name rt-{name} --name default-via-firewall "
+                        "--address-prefix 0.0.0.0/0 --next-hop-type VirtualAppliance "
+                        f"--next-hop-ip-address {APPLIANCE_IP}",
+                        f"az network vnet subnet update --resource-group {vnet_rg} "
+                        f"--vnet-name {vnet} --name {name} --route-table rt-{name}",
+                    ],
+                )
+            )
+            continue
+        if table is None:
+            continue
+        findings += _default_route_findings(ev, subnet_id, table, udr)
+    findings += _endpoint_route_findings(ev)
+    return findings
+
+
+def _default_route_findings(
+    ev: AzureEvidence, subnet_id: str, table: Json, udr: bool
+) -> list[Finding]:
+    rt = armid.ArmId.parse(table["id"])
+    default = default_route(table)
+    props = (default or {}).get("properties") or {}
+    evidence = {"routeTable": table["id"], "subnet": subnet_id, "defaultRoute": default}
+    if udr and default is None:
+        return [
+            finding(
+                "ROUTE_DEFAULT_MISSING",
+                f"Route table {rt.name} has no 0.0.0.0/0 route: with userDefinedRouting, "
+                "internet-bound packets have no way out.",
+                resource=table["id"],
+                evidence=evidence,
+                fix=[
+                    f"az network route-table route create --resource-group {rt.resource_group} "
+                    f"--route-table-name {rt.name} --name default-via-firewall "
+                    "--address-prefix 0.0.0.0/0 --next-hop-type VirtualAppliance "
+                    f"--next-hop-ip-address {APPLIANCE_IP}"
+                ],
+            )
+        ]
+    if udr and props.get("nextHopType") != "VirtualAppliance":
+        return [
+            finding(
+                "ROUTE_DEFAULT_NOT_APPLIANCE",
+                f"Route {default['name']} in {rt.name} sends 0.0.0.0/0 to "
+                f"{props.get('nextHopType')}, not to a firewall or appliance as "
+                "userDefinedRouting requires.",
+                resource=default.get("id") or table["id"],
+                evidence=evidence,
+                fix=[
+                    f"az network route-table route update --resource-group {rt.resource_group} "
+                    f"--route-table-name {rt.name} --name {default['name']} "
+                    "--next-hop-type VirtualAppliance "
+                    f"--next-hop-ip-address {APPLIANCE_IP}"
+                ],
+            )
+        ]
+    if ev.network_plugin == "kubenet" and ev.outbound_type == "loadBalancer" and default:
+        return [
+            finding(
+                "KUBENET_ROUTE_HIJACK",
+                f"Route {default['name']} (0.0.0.0/0 → {props.get('nextHopType')} "
+                f"{props.get('nextHopIpAddress') or ''}) sits in kubenet's route table "
+                f"{rt.name}. With outbound type loadBalancer, replies from the load "
+                "balancer's IP come back asymmetrically and connections fail.",
+                resource=default.get("id") or table["id"],
+                evidence=evidence,
+                fix=[
+                    f"az network route-table route delete --resource-group {rt.resource_group} "
+                    f"--route-table-name {rt.name} --name {default['name']}",
+                    "# or, to keep the appliance: recreate the cluster with "
+                    "--outbound-type userDefinedRouting",
+                ],
+            )
+        ]
+    return []
+
+
+def _endpoint_route_findings(ev: AzureEvidence) -> list[Finding]:
+    findings: list[Finding] = []
+    seen: set[tuple[str, str | None]] = set()
+    for hop in hops(ev):
+        route = hop.route
+        if hop.destination.required or hop.address is None:
+            continue
+        if (hop.subnet_id, route.route_id or str(route.prefix)) in seen:
+            continue
+        seen.add((hop.subnet_id, route.route_id or str(route.prefix)))
+        evidence = {
+            "destination": str(hop.address),
+            "subnet": hop.subnet_id,
+            "prefix": str(route.prefix),
+            "nextHopType": route.next_hop_type,
+            "nextHopIpAddress": route.next_hop_ip,
+            "route": route.route_name,
+            "source": route.source,
+        }
+        where = (
+            f"route {route.route_name} ({route.prefix})"
+            if route.route_name
+            else (f"the system route {route.prefix}")
+        )
+        if route.next_hop_type == "None":
+            fix = []
+            if route.route_id:
+                rt = armid.ArmId.parse(route.route_id)
+                fix.append(
+                    f"az network route-table route delete --resource-group {rt.resource_group} "
+                    f"--route-table-name {rt.parent_name} --name {rt.name}"
+                )
+            findings.append(
+                finding(
+                    "ROUTE_BLACKHOLE",
+                    f"For {hop.address}, {where} wins and its next hop is None: Azure drops "
+                    "the packets.",
+                    resource=route.route_id or hop.subnet_id,
+                    evidence=evidence,
+                    fix=fix,
+                    about_endpoint=True,
+                )
+            )
+        elif route.source == "User" and route.prefix.prefixlen > 0:
+            findings.append(
+                finding(
+                    "ROUTE_ENDPOINT_OVERRIDE",
+                    f"For {hop.address}, {where} is more specific than 0.0.0.0/0 and wins: "
+                    f"next hop {route.next_hop_type} {route.next_hop_ip or ''}".rstrip()
+                    + ".",
+                    resource=route.route_id,
+                    evidence=evidence,
+                    about_endpoint=True,
+                )
+            )
+    return findings
