@@ -91,7 +91,8 @@ def parse_endpoint(text: str) -> Endpoint:
     path = parts.path
     if parts.query:
         path += "?" + parts.query
-    return _build(scheme, parts.hostname or "", port or DEFAULT_PORTS.get(scheme, 0), path, raw)
+    default = DEFAULT_PORTS.get(scheme, 0)
+    return _build(scheme, parts.hostname or "", default if port is None else port, path, raw)
 
 
 def _port(text: str, raw: str) -> int:
