@@ -27,7 +27,8 @@ BAD_INPUT, CANNOT_RUN = 2, 1
 
 
 def _fail(message: str, code: int) -> int:
-    Console(stderr=True, highlight=False).print(f"[bold red]aks-egress:[/bold red] {message}")
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    console.print(f"[bold red]aks-egress:[/bold red] {message}", markup=True)
     return code
 
 

@@ -34,8 +34,10 @@ class AddressContext:
     """
 
     vnet_prefixes: tuple[ipaddress.IPv4Network, ...] = ()
+    # hash=False: a mapping is unhashable, and leaving it out keeps the context usable as a
+    # cache key (equal contexts still hash equal).
     service_tags: Mapping[str, tuple[ipaddress.IPv4Network, ...]] = field(
-        default_factory=_empty_tags
+        default_factory=_empty_tags, hash=False
     )
 
     def __post_init__(self) -> None:

@@ -165,7 +165,7 @@ class _Run:
         endpoint_f = self.steps.submit(self._endpoint_destination)
         cluster = cluster_f.result()
         if cluster is None:
-            raise ClusterUnreadable(self.failures[0])
+            raise ClusterUnreadable(next(f for f in self.failures if f.what == "managed cluster"))
         ev = AzureEvidence(alias=self.alias, cluster_id=self.cluster_id, cluster=cluster)
         ev.endpoint = self.endpoint
         ev.pools = _pools(cluster)

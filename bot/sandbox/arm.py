@@ -9,6 +9,7 @@ them with the real SDK models and must meet the same surprises it meets in produ
 from __future__ import annotations
 
 import base64
+import functools
 import uuid
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
@@ -16,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from bot.sandbox import armid
+from bot.sandbox import armid, metrics
 from bot.sandbox.wire import Request, Response
 from bot.sandbox.world import World
 
@@ -30,17 +31,27 @@ _ROUTE_TABLES = "microsoft.network/routetables"
 _ROUTES = "microsoft.network/routetables/routes"
 _WRITE_VERBS = {"PUT": "write", "PATCH": "write", "DELETE": "delete", "POST": "action"}
 
-_ERROR_CODES = {
-    400: "BadRequest",
-    401: "AuthenticationFailed",
-    403: "AuthorizationFailed",
-    404: "ResourceNotFound",
-    409: "Conflict",
-    429: "TooManyRequests",
-    500: "InternalServerError",
-    502: "BadGateway",
-    503: "ServiceUnavailable",
-    504: "GatewayTimeout",
+# ARM's code and message per status, for 401s and injected faults (faults.rules).
+_ERRORS = {
+    400: (
+        "InvalidRequestContent",
+        "The request content was invalid and could not be deserialized.",
+    ),
+    401: (
+        "AuthenticationFailed",
+        "Authentication failed. The 'Authorization' header is missing or invalid.",
+    ),
+    409: ("Conflict", "The request conflicts with the current state of the resource."),
+    429: (
+        "TooManyRequests",
+        "The request is being throttled as the limit has been reached for operation type - "
+        "Read_ObservationWindow_00:05:00. For more information, see - "
+        "https://aka.ms/srpthrottlinglimits",
+    ),
+    500: ("InternalServerError", "Encountered internal server error. Please try again."),
+    502: ("BadGateway", "The gateway did not receive a response from the service in time."),
+    503: ("ServiceUnavailable", "The service is temporarily unavailable. Please try again later."),
+    504: ("GatewayTimeout", "The gateway did not receive a response within the specified time."),
 }
 
 
@@ -81,12 +92,16 @@ class ArmApi:
                 "MissingApiVersionParameter",
                 "The api-version query parameter (?api-version=) is required for all requests.",
             )
+        if (target := metrics.split_path(path)) is not None:
+            return self._metrics(method, path, *target, query)
         parsed = armid.parse(path)
         if parsed is None:
             return self._unknown_path(method, path)
-        action = self._action(method, parsed)
-        if action is not None:
-            return action(parsed)
+        if method == "GET" and parsed.resource_type.lower() == "microsoft.advisor/recommendations":
+            return ok({"value": self.world.data.get("advisor") or []})
+        operation = self._operation(method, parsed)
+        if operation is not None:
+            return operation()
         if method == "GET":
             return self._get(parsed)
         if method in ("PUT", "PATCH", "DELETE") and parsed.resource_type.lower() in (
@@ -97,45 +112,27 @@ class ArmApi:
         return forbidden(method, path)
 
     def error(self, status: int, request: Request) -> Response:
-        """ARM's error body for a status the sandbox was told to inject (faults.rules)."""
+        """ARM's error body for a status: 401s, malformed bodies and injected faults."""
         if status == 403:
             return forbidden(request.method, request.path)
         if status == 404:
             return not_found(request.path)
-        if status == 401:
-            return error(
-                401,
-                "AuthenticationFailed",
-                "Authentication failed. The 'Authorization' header is missing or invalid.",
-            )
-        if status == 429:
-            return error(
-                429,
-                "TooManyRequests",
-                "The request is being throttled as the limit has been reached for operation "
-                "type - Read_ObservationWindow_00:05:00. For more information, see - "
-                "https://aka.ms/srpthrottlinglimits",
-            )
-        code = _ERROR_CODES.get(status) or _phrase_code(status)
-        return error(status, code, f"The service answered {status} {code} (sandbox fault).")
+        code, message = _ERRORS.get(status) or (_phrase_code(status), f"HTTP {status}.")
+        return error(status, code, message)
 
     # --- routing ----------------------------------------------------------------------
 
-    def _action(
-        self, method: str, parsed: armid.ArmPath
-    ) -> Callable[[armid.ArmPath], Response] | None:
-        """Operations that are not plain resources: `{parent}/{operation}` paths."""
-        if parsed.resource_type.lower() == "microsoft.advisor/recommendations" and method == "GET":
-            return self._advisor
-        parent = parsed.parent
-        if not parsed.is_collection or parent is None:
+    def _operation(self, method: str, parsed: armid.ArmPath) -> Callable[[], Response] | None:
+        """`{owner}/{operation}` paths that are not resources, bound to their owner."""
+        owner = parsed.parent
+        if not parsed.is_collection or owner is None:
             return None
-        operation = (method, parent.resource_type.lower(), parsed.types[-1].lower())
-        return {
+        handler = {
             ("GET", _CLUSTERS, "outboundnetworkdependenciesendpoints"): self._egress_endpoints,
             ("POST", _CLUSTERS, "listclusterusercredential"): self._user_credential,
             ("GET", "microsoft.network/locations", "servicetags"): self._service_tags,
-        }.get(operation)
+        }.get((method, owner.resource_type.lower(), parsed.types[-1].lower()))
+        return functools.partial(handler, owner) if handler is not None else None
 
     def _unknown_path(self, method: str, path: str) -> Response:
         if method == "GET":
@@ -153,20 +150,16 @@ class ArmApi:
 
     # --- operations ---------------------------------------------------------------------
 
-    def _cluster(self, parsed: armid.ArmPath) -> dict[str, Any] | None:
-        parent = parsed.parent
-        return self.world.resource(parent.path) if parent is not None else None
-
-    def _egress_endpoints(self, parsed: armid.ArmPath) -> Response:
-        cluster = self._cluster(parsed)
+    def _egress_endpoints(self, owner: armid.ArmPath) -> Response:
+        cluster = self.world.resource(owner.path)
         if cluster is None:
-            return not_found(parsed.parent.path if parsed.parent else parsed.path)
+            return not_found(owner.path)
         return ok({"value": self.world.egress_endpoints_for(cluster["id"]) or []})
 
-    def _user_credential(self, parsed: armid.ArmPath) -> Response:
-        cluster = self._cluster(parsed)
+    def _user_credential(self, owner: armid.ArmPath) -> Response:
+        cluster = self.world.resource(owner.path)
         if cluster is None:
-            return not_found(parsed.parent.path if parsed.parent else parsed.path)
+            return not_found(owner.path)
         kubeconfig = yaml.safe_dump(self._kubeconfig(cluster), sort_keys=False)
         value = base64.b64encode(kubeconfig.encode()).decode()
         return ok({"kubeconfigs": [{"name": "clusterUser", "value": value}]})
@@ -194,11 +187,11 @@ class ArmApi:
             "users": [{"name": user, "user": {"token": SANDBOX_TOKEN}}],
         }
 
-    def _service_tags(self, parsed: armid.ArmPath) -> Response:
+    def _service_tags(self, owner: armid.ArmPath) -> Response:
         return ok(
             {
                 "name": "Public",
-                "id": f"/subscriptions/{parsed.subscription}/providers/Microsoft.Network"
+                "id": f"/subscriptions/{owner.subscription}/providers/Microsoft.Network"
                 "/serviceTags/Public",
                 "type": "Microsoft.Network/serviceTags",
                 "changeNumber": "1",
@@ -207,8 +200,16 @@ class ArmApi:
             }
         )
 
-    def _advisor(self, parsed: armid.ArmPath) -> Response:
-        return ok({"value": self.world.data.get("advisor") or []})
+    def _metrics(
+        self, method: str, path: str, resource_id: str, operation: str, query: Mapping[str, str]
+    ) -> Response:
+        if method != "GET":
+            return forbidden(method, path)
+        if self.world.resource(resource_id) is None and self.world.metrics_for(resource_id) is None:
+            return not_found(resource_id)
+        if operation == "metricdefinitions":
+            return ok(metrics.list_definitions(self.world, resource_id))
+        return ok(metrics.list_metrics(self.world, resource_id, query))
 
     # --- writes (route tables and routes only: the NVA-bypass action) -------------------
 
@@ -250,9 +251,7 @@ def not_found(path: str) -> Response:
         return error(404, "NotFound", f"The path '{path}' was not found.")
     pairs = "/".join(f"{t}/{n}" for t, n in zip(parsed.types, parsed.names, strict=False))
     what = f"{parsed.namespace}/{pairs}"
-    where = (
-        f" under resource group '{parsed.resource_group}'" if parsed.resource_group else ""
-    )
+    where = f" under resource group '{parsed.resource_group}'" if parsed.resource_group else ""
     return error(
         404,
         "ResourceNotFound",
@@ -318,9 +317,7 @@ def _route_table(
         for k, v in (body.get("properties") or {}).items()
         if k not in ("provisioningState", "resourceGuid", "subnets")
     }
-    props["routes"] = [
-        _route(table_id, r.get("name", ""), r) for r in props.get("routes") or []
-    ]
+    props["routes"] = [_route(table_id, r.get("name", ""), r) for r in props.get("routes") or []]
     props.setdefault("disableBgpRoutePropagation", False)
     resource = {
         "name": old.get("name") or parsed.names[-1],

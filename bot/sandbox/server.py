@@ -97,14 +97,12 @@ class _Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        request = Request(self.command, unquote(split.path), query, None, self.headers)
         try:
-            request = Request(
-                request.method, request.path, query, json.loads(raw) if raw else None, self.headers
-            )
-            response = self._respond(request)
-        except json.JSONDecodeError:
-            response = srv.endpoint.error(400, request)
+            body, malformed = _parse_body(raw, self.headers.get("Content-Type") or ""), False
+        except ValueError:
+            body, malformed = None, True
+        request = Request(self.command, unquote(split.path), query, body, self.headers)
+        response = srv.endpoint.error(400, request) if malformed else self._respond(request)
         time.sleep(srv.faults.latency_s(srv.endpoint.api))
         srv.requests.add(
             RequestRecord(
@@ -146,6 +144,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
 
 
+def _parse_body(raw: bytes, content_type: str) -> Any:
+    """JSON (ARM, Kubernetes) or form fields (most Slack Web API calls); raises ValueError."""
+    if not raw:
+        return None
+    if "x-www-form-urlencoded" in content_type:
+        return {k: v[0] for k, v in parse_qs(raw.decode(), keep_blank_values=True).items()}
+    return json.loads(raw)
+
+
 class _TlsServer(ThreadingHTTPServer):
     """Threaded HTTPS on loopback. TLS handshakes run in the request threads, so a slow or
     failing client never stalls the accept loop, and sleeps for latency overlap."""
@@ -155,7 +162,12 @@ class _TlsServer(ThreadingHTTPServer):
     def __init__(
         self, endpoint: Endpoint, context: ssl.SSLContext, requests: RequestLog, faults: Faults
     ) -> None:
-        self.endpoint, self.context, self.requests, self.faults = endpoint, context, requests, faults
+        self.endpoint, self.context, self.requests, self.faults = (
+            endpoint,
+            context,
+            requests,
+            faults,
+        )
         self._open: set[ssl.SSLSocket] = set()
         self._open_lock = threading.Lock()
         super().__init__((_HOST, 0), _Handler)

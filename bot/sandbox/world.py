@@ -144,7 +144,9 @@ class World:
             return False
         spec = _spec_for(parent.resource_type, path.types[-1])
         arm: list[dict[str, Any]] = self.data["arm"]
-        at = next((i for i, b in enumerate(arm) if armid.key(b["id"]) == armid.key(parent.path)), None)
+        at = next(
+            (i for i, b in enumerate(arm) if armid.key(b["id"]) == armid.key(parent.path)), None
+        )
         if spec is None or spec.profile or at is None:
             return False
         props = arm[at].get("properties") or {}
@@ -206,7 +208,9 @@ def _collection_keys(resource_key: str) -> list[str]:
     keys = [resource_key.rsplit("/", 1)[0]]
     path = armid.parse(resource_key)
     if path is not None and path.resource_group is not None and len(path.types) == 1:
-        keys.append(f"/subscriptions/{path.subscription}/providers/{path.namespace}/{path.types[0]}")
+        keys.append(
+            f"/subscriptions/{path.subscription}/providers/{path.namespace}/{path.types[0]}"
+        )
     return keys
 
 
@@ -245,12 +249,10 @@ def load_world(path: str | Path) -> World:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise WorldError(
-                f"{source}: line {exc.lineno}, column {exc.colno}: {exc.msg}"
-            ) from exc
+            raise WorldError(f"{source}: line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
     else:
         try:
-            data = yaml.load(text, Loader=_WorldLoader)  # noqa: S506 - a SafeLoader subclass
+            data = yaml.load(text, Loader=_WorldLoader)
         except yaml.YAMLError as exc:
             raise WorldError(f"{source}: {_yaml_problem(exc)}") from exc
     return parse_world(data, source)
@@ -291,14 +293,20 @@ def _describe(error: jsonschema.ValidationError) -> str:
         error = jsonschema.exceptions.best_match(error.context)
     where = _key_path(error.absolute_path) or "(top level)"
     message = error.message
-    if error.validator == "pattern" and _ARM_ID_PATTERN_MARK in str(error.validator_value):
-        message = f"{error.instance!r} does not match {_ARM_ID_SHAPE}"
+    if error.validator == "pattern":
+        shape = next((v for k, v in _ID_SHAPES.items() if k in str(error.validator_value)), None)
+        message = f"{error.instance!r} does not match {shape}" if shape else message
     return f"{where}: {message}"
 
 
-# The schema spells ARM id patterns case-insensitively, which makes the raw regex unreadable.
-_ARM_ID_PATTERN_MARK = "[Pp][Rr][Oo][Vv][Ii][Dd][Ee][Rr][Ss]"
-_ARM_ID_SHAPE = "an ARM id (/subscriptions/{s}[/resourceGroups/{rg}]/providers/{ns}/{type}/{name}…)"
+# The schema spells id patterns case-insensitively, which makes its raw regexes unreadable;
+# these say the same in words (most specific first).
+_ID_SHAPES = {
+    "[Mm][Aa][Nn][Aa][Gg][Ee][Dd][Cc]": "an AKS cluster id (/subscriptions/{s}/resourceGroups/{rg}"
+    "/providers/Microsoft.ContainerService/managedClusters/{name})",
+    "[Pp][Rr][Oo][Vv][Ii][Dd][Ee][Rr][Ss]": "an ARM id (/subscriptions/{s}[/resourceGroups/{rg}]"
+    "/providers/{ns}/{type}/{name}…)",
+}
 _BARE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 

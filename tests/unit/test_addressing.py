@@ -151,3 +151,10 @@ def test_internet_and_virtual_network_are_disjoint(candidate: int) -> None:
     in_internet = address_matches("Internet", address, CTX)
     in_vnet = address_matches("VirtualNetwork", address, CTX)
     assert not (in_internet and in_vnet)
+
+
+def test_context_is_hashable_and_compares_by_value() -> None:
+    again = AddressContext.from_service_tags(["10.42.0.0/16", "20.1.0.0/16"], SERVICE_TAG_VALUES)
+    assert again == CTX
+    assert hash(again) == hash(CTX)
+    assert again != AddressContext(vnet_prefixes=CTX.vnet_prefixes)

@@ -279,32 +279,28 @@ def reference(
 
 
 # Prefixes are drawn near the reserved ranges and a VNet so that overlaps are common.
-ANCHORS = ["10.42.0.0", "10.0.0.0", "172.16.0.0", "192.168.0.0", "100.64.0.0", "20.50.1.0"]
-
-
-@st.composite
-def prefixes(draw: st.DrawFn) -> str:
-    anchor = int(IPv4Address(draw(st.sampled_from(ANCHORS))))
-    offset = draw(st.integers(0, 2**16 - 1))
-    length = draw(st.integers(0, 32))
-    return str(IPv4Network(f"{IPv4Address(anchor + offset)}/{length}", strict=False))
-
-
-@st.composite
-def scenarios(draw: st.DrawFn) -> tuple[list[tuple[str, str, str]], IPv4Address, list]:
-    odd = st.sampled_from(["AzureCloud", "Storage.WestEurope", "2001:db8::/32"])
-    entry = st.tuples(st.one_of(prefixes(), prefixes(), odd), st.sampled_from(HOPS))
-    user = [(f"r{i}", p, h) for i, (p, h) in enumerate(draw(st.lists(entry, max_size=6)))]
-    vnet = [IPv4Network(p) for p in draw(st.lists(prefixes(), min_size=1, max_size=2))]
-    anchor = int(IPv4Address(draw(st.sampled_from(ANCHORS))))
-    dest = IPv4Address(anchor + draw(st.integers(0, 2**17)))
-    return user, dest, vnet
+ANCHORS = [
+    int(IPv4Address(a))
+    for a in ("10.42.0.0", "10.0.0.0", "172.16.0.0", "192.168.0.0", "100.64.0.0", "20.50.1.0")
+]
+PREFIXES = st.tuples(st.sampled_from(ANCHORS), st.integers(0, 2**16 - 1), st.integers(0, 32)).map(
+    lambda t: str(IPv4Network((t[0] + t[1], t[2]), strict=False))
+)
+ODD_PREFIXES = st.sampled_from(["AzureCloud", "Storage.WestEurope", "2001:db8::/32"])
+USER_ROUTES = st.lists(
+    st.tuples(st.one_of(PREFIXES, PREFIXES, ODD_PREFIXES), st.sampled_from(HOPS)), max_size=6
+).map(lambda routes: [(f"r{i}", prefix, next_hop) for i, (prefix, next_hop) in enumerate(routes)])
+VNETS = st.lists(PREFIXES.map(IPv4Network), min_size=1, max_size=2)
+DESTINATIONS = st.tuples(st.sampled_from(ANCHORS), st.integers(0, 2**17)).map(
+    lambda t: IPv4Address(t[0] + t[1])
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(scenarios())
-def test_select_route_agrees_with_brute_force(scenario: tuple) -> None:
-    user, dest, vnet = scenario
+@given(user=USER_ROUTES, dest=DESTINATIONS, vnet=VNETS)
+def test_select_route_agrees_with_brute_force(
+    user: list[tuple[str, str, str]], dest: IPv4Address, vnet: list[IPv4Network]
+) -> None:
     rt = table(*(route(name, prefix, next_hop) for name, prefix, next_hop in user))
     decision = select_route(rt, dest, vnet)
     got = (str(decision.prefix), decision.next_hop_type, decision.source, decision.route_name)

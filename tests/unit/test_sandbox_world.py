@@ -17,7 +17,8 @@ WORLD_FILES = sorted(p for p in WORLDS.glob("*.yaml") if p.name != "expected.yam
 SUB = "00000000-1111-2222-3333-444444444444"
 RG = f"/subscriptions/{SUB}/resourceGroups/rg-net/providers"
 VNET = f"{RG}/Microsoft.Network/virtualNetworks/vnet"
-CLUSTER = f"/subscriptions/{SUB}/resourceGroups/rg-aks/providers/Microsoft.ContainerService/managedClusters/aks"
+AKS_RG = f"/subscriptions/{SUB}/resourceGroups/rg-aks/providers"
+CLUSTER = f"{AKS_RG}/Microsoft.ContainerService/managedClusters/aks"
 
 
 def minimal(**extra: Any) -> dict[str, Any]:
@@ -39,7 +40,11 @@ def minimal(**extra: Any) -> dict[str, Any]:
                 "type": "Microsoft.Network/virtualNetworks",
                 "properties": {
                     "subnets": [
-                        {"name": "nodes", "id": f"{VNET}/subnets/nodes", "properties": {"addressPrefix": "10.0.0.0/22"}}
+                        {
+                            "name": "nodes",
+                            "id": f"{VNET}/subnets/nodes",
+                            "properties": {"addressPrefix": "10.0.0.0/22"},
+                        }
                     ]
                 },
             },
@@ -50,7 +55,9 @@ def minimal(**extra: Any) -> dict[str, Any]:
 
 def write(tmp_path: Path, name: str, data: Any) -> Path:
     path = tmp_path / name
-    path.write_text(yaml.safe_dump(data, sort_keys=False) if name.endswith(".yaml") else json.dumps(data))
+    path.write_text(
+        yaml.safe_dump(data, sort_keys=False) if name.endswith(".yaml") else json.dumps(data)
+    )
     return path
 
 
@@ -77,9 +84,13 @@ def test_unknown_top_level_key_names_key_and_file(tmp_path: Path) -> None:
 
 def test_bad_arm_id_names_its_key_path(tmp_path: Path) -> None:
     data = minimal()
-    data["arm"].append({"id": f"{VNET}b", "name": "vnetb", "type": "Microsoft.Network/virtualNetworks"})
+    data["arm"].append(
+        {"id": f"{VNET}b", "name": "vnetb", "type": "Microsoft.Network/virtualNetworks"}
+    )
     data["arm"].append({"id": "/subscription/typo/rg", "name": "x", "type": "Microsoft.Network/x"})
-    with pytest.raises(WorldError, match=r"x\.yaml: arm\[3\]\.id: '/subscription/typo/rg' does not match"):
+    with pytest.raises(
+        WorldError, match=r"x\.yaml: arm\[3\]\.id: '/subscription/typo/rg' does not match"
+    ):
         load_world(write(tmp_path, "x.yaml", data))
 
 
@@ -93,20 +104,26 @@ def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
 def test_cluster_alias_must_name_a_cluster_in_arm() -> None:
     data = minimal()
     data["clusters"]["stale"] = CLUSTER + "-gone"
-    with pytest.raises(WorldError, match=r"<world>: clusters\.stale: .* is not a Microsoft\.ContainerService"):
+    with pytest.raises(
+        WorldError, match=r"<world>: clusters\.stale: .* is not a Microsoft\.ContainerService"
+    ):
         parse_world(data)
 
 
 def test_duplicate_ids_are_an_error_whatever_their_case() -> None:
     data = minimal()
-    data["arm"].append({**data["arm"][1], "id": VNET.upper().replace("/SUBSCRIPTIONS", "/subscriptions")})
+    data["arm"].append(
+        {**data["arm"][1], "id": VNET.upper().replace("/SUBSCRIPTIONS", "/subscriptions")}
+    )
     with pytest.raises(WorldError, match=r"arm\[2\]\.id: .* duplicates arm\[1\]\.id"):
         parse_world(data)
 
 
 def test_unquoted_timestamps_stay_strings(tmp_path: Path) -> None:
     path = tmp_path / "w.yaml"
-    text = yaml.safe_dump(minimal(), sort_keys=False).replace("'2026-11-27T09:30:00Z'", "2026-11-27T09:30:00Z")
+    text = yaml.safe_dump(minimal(), sort_keys=False).replace(
+        "'2026-11-27T09:30:00Z'", "2026-11-27T09:30:00Z"
+    )
     path.write_text(text)
     assert load_world(path).data["now"] == "2026-11-27T09:30:00Z"
 
@@ -163,13 +180,19 @@ def test_collections_by_resource_group_and_subscription() -> None:
     world = parse_world(minimal())
     vnet = world.resource(VNET)
     assert world.collection(f"{RG}/microsoft.network/VIRTUALNETWORKS") == [vnet]
-    assert world.collection(f"/subscriptions/{SUB}/providers/Microsoft.Network/virtualNetworks") == [vnet]
+    assert world.collection(
+        f"/subscriptions/{SUB}/providers/Microsoft.Network/virtualNetworks"
+    ) == [vnet]
     assert world.collection(f"{RG}/Microsoft.Network/routeTables") is None
 
 
 def test_put_and_delete_keep_parent_and_child_in_step() -> None:
     world = parse_world(minimal())
-    subnet = {"name": "pods", "id": f"{VNET}/subnets/pods", "properties": {"addressPrefix": "10.1.0.0/16"}}
+    subnet = {
+        "name": "pods",
+        "id": f"{VNET}/subnets/pods",
+        "properties": {"addressPrefix": "10.1.0.0/16"},
+    }
     assert world.put(subnet) is True
     vnet = world.resource(VNET)
     assert [s["name"] for s in vnet["properties"]["subnets"]] == ["nodes", "pods"]
