@@ -29,7 +29,7 @@ from bot.sandbox.credential import StaticTokenCredential
 from bot.sandbox.server import Sandbox
 from bot.sandbox.world import World, load_world, parse_world
 
-WORLDS = Path("/work/shared/worlds")
+WORLDS = Path(__file__).resolve().parents[1] / "worlds"
 WORLD = WORLDS / "udr-firewall-allowed.yaml"
 CLUSTER_RG, CLUSTER = "rg-platform-prod-weu", "aks-platform-prod-weu"
 NET_RG, HUB_RG = "rg-platform-network-weu", "rg-hub-network-weu"

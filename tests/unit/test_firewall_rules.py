@@ -19,7 +19,10 @@ from handlers.firewall_rules import (
 )
 
 WORLDS = Path(__file__).resolve().parents[1] / "worlds"
-AZURE_FIREWALL_GET = Path("/work/shared/fixtures/azure-rest-examples/network/AzureFirewallGet.json")
+AZURE_FIREWALL_GET = (
+    Path(__file__).resolve().parents[1]
+    / "fixtures/azure-rest-examples/network/AzureFirewallGet.json"
+)
 NODE = IPv4Address("10.240.0.4")
 NODE_SUBNET = "10.240.0.0/22"
 CTX = AddressContext(vnet_prefixes=(IPv4Network("10.240.0.0/16"),))

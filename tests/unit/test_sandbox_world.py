@@ -12,7 +12,7 @@ import yaml
 
 from bot.sandbox.world import World, WorldError, load_world, parse_world
 
-WORLDS = Path("/work/shared/worlds")
+WORLDS = Path(__file__).resolve().parents[1] / "worlds"
 WORLD_FILES = sorted(p for p in WORLDS.glob("*.yaml") if p.name != "expected.yaml")
 SUB = "00000000-1111-2222-3333-444444444444"
 RG = f"/subscriptions/{SUB}/resourceGroups/rg-net/providers"
