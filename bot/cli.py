@@ -8,6 +8,7 @@ Errors are one clear line on stderr with what to do, never a traceback.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from bot.runtime import UnknownCluster, open_runtime
 from bot.sandbox.world import WorldError
 
 BAD_INPUT, CANNOT_RUN = 2, 1
+# Kubernetes names: DNS-1123 labels (namespace) and subdomains (pod).
+POD_REF = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/[a-z0-9]([-.a-z0-9]{0,251}[a-z0-9])?$")
 
 
 def _fail(message: str, code: int) -> int:
@@ -39,13 +42,15 @@ def cmd_check(args: argparse.Namespace) -> int:
         endpoint = parse_endpoint(args.endpoint) if args.endpoint else None
     except EndpointError as exc:
         return _fail(f"bad endpoint: {exc}", BAD_INPUT)
+    if args.pod and not POD_REF.match(args.pod):
+        return _fail(f"--pod {args.pod!r}: give NAMESPACE/NAME, e.g. payments/api-7d9c", BAD_INPUT)
     try:
         with open_runtime(args.world) as runtime:
             alias, cluster_id = runtime.cluster_id(
                 args.alias, args.resource_group, args.name, args.subscription
             )
-            report = Engine(runtime.clients, runtime.resolver).check(
-                CheckRequest(alias=alias, cluster_id=cluster_id, endpoint=endpoint)
+            report = Engine(runtime).check(
+                CheckRequest(alias=alias, cluster_id=cluster_id, endpoint=endpoint, pod=args.pod)
             )
     except (UnknownCluster, WorldError, ConfigError) as exc:
         return _fail(str(exc), BAD_INPUT)
@@ -87,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("alias", nargs="?", help="cluster alias from the configuration or world")
     check.add_argument("--endpoint", help="URL, host:port or IP the pods cannot reach")
     check.add_argument("--world", type=Path, help="serve this sandbox world instead of Azure")
+    check.add_argument("--pod", help="NAMESPACE/NAME of the application pod that fails")
     check.add_argument("--json", action="store_true", help="print the JSON report only")
     check.add_argument("--resource-group", help="the cluster's resource group (with --name)")
     check.add_argument("--name", help="the cluster's name (with --resource-group)")

@@ -94,6 +94,8 @@ CATALOG: dict[str, Code] = _catalog(
     Code("ADVISOR_RECOMMENDATION", INFO, "advisor", "Azure Advisor recommendation"),
     Code("AZURE_ACCESS_DENIED", W, "access", "The bot may not read a resource it needs"),
     Code("AZURE_READ_FAILED", W, "access", "An Azure read failed after retries"),
+    Code("KUBE_ACCESS", INFO, "access", "How the bot reached the cluster's API server"),
+    Code("KUBE_UNREACHABLE", W, "access", "The cluster's API server cannot be used"),
 )
 
 

@@ -11,14 +11,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.collect.probe import ProbeSettings
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_prefix="", extra="ignore")
+    model_config = SettingsConfigDict(env_file=".env", env_prefix="AKS_EGRESS_", extra="ignore")
 
-    aks_egress_config: Path = Path("aks-egress.yaml")
-    azure_subscription_id: str | None = None
+    config: Path = Path("aks-egress.yaml")
+    azure_subscription_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("AZURE_SUBSCRIPTION_ID")
+    )
+    probe_namespace: str = "aks-egress"
+    probe_image: str = "mcr.microsoft.com/azurelinux/base/core:3.0"
+    probe_connect_timeout_s: int = 5
+    probe_max_time_s: int = 10
+    probe_deadline_s: int = 60
+    probe_leftover_after_s: int = 180
+
+    def probe_settings(self) -> ProbeSettings:
+        return ProbeSettings(
+            namespace=self.probe_namespace,
+            image=self.probe_image,
+            connect_timeout_s=self.probe_connect_timeout_s,
+            max_time_s=self.probe_max_time_s,
+            deadline_s=self.probe_deadline_s,
+            leftover_after_s=self.probe_leftover_after_s,
+        )
 
 
 class ConfigError(ValueError):
@@ -32,6 +53,8 @@ class ClusterRef:
     resource_group: str
     name: str
     channels: tuple[str, ...] = ()
+    kubeconfig_context: str | None = None
+    in_cluster: bool = False
 
     @property
     def id(self) -> str:
@@ -64,5 +87,7 @@ class ClusterConfig:
                 resource_group=str(entry["resourceGroup"]),
                 name=str(entry["name"]),
                 channels=tuple(entry.get("channels") or ()),
+                kubeconfig_context=entry.get("kubeconfigContext"),
+                in_cluster=bool(entry.get("inCluster", False)),
             )
         return cls(clusters=clusters)

@@ -1,21 +1,27 @@
 """Run one check: collect evidence, let each checklist handler judge it, build the report.
 
-The engine is the only place that knows the checklist's order of handlers; the handlers
-know nothing of I/O and the collectors nothing of verdicts.
+Azure and the cluster's own API server are read side by side; the probe pods start as soon
+as the node list says which pools exist. The engine is the only place that knows the
+checklist's handlers; the handlers know nothing of I/O and the collectors nothing of
+verdicts.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from bot.codes import finding
 from bot.collect.azure import AzureCollector
-from bot.collect.clients import AzureClients
-from bot.endpoint import Endpoint, Resolver
-from bot.evidence import AzureEvidence
+from bot.collect.kube import KubeAccess, KubeReader, KubeUnavailable, connect
+from bot.collect.probe import ProbeRunner, probe_pools
+from bot.endpoint import Endpoint
+from bot.evidence import AzureEvidence, KubeEvidence
 from bot.model import ClusterSummary, Finding, Report, Stats
-from handlers import access, cluster, firewall, loadbalancer, natgw, nsg, routes
+from bot.runtime import Runtime
+from handlers import access, cluster, firewall, loadbalancer, natgw, nodes, nsg, pods, probe, routes
 from handlers.cluster import egress_ips
 from handlers.rootcause import order, root_cause
 
@@ -28,6 +34,11 @@ AZURE_STEPS: tuple[Callable[[AzureEvidence], list[Finding]], ...] = (
     loadbalancer.check,
     access.check,
 )
+CLUSTER_STEPS: tuple[Callable[[KubeEvidence], list[Finding]], ...] = (
+    lambda kube: probe.check(kube.probes),
+    pods.check,
+    nodes.check,
+)
 
 
 @dataclass(frozen=True)
@@ -35,18 +46,25 @@ class CheckRequest:
     alias: str
     cluster_id: str
     endpoint: Endpoint | None = None
+    pod: str | None = None  # namespace/name of the application pod, from --pod
 
 
 class Engine:
-    def __init__(self, clients: AzureClients, resolver: Resolver):
-        self.clients = clients
-        self.collector = AzureCollector(clients, resolver)
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+        self.collector = AzureCollector(runtime.clients, runtime.resolver)
 
     def check(self, request: CheckRequest) -> Report:
         started = time.monotonic()
-        calls_before = self.clients.counter.count
-        ev = self.collector.collect(request.alias, request.cluster_id, request.endpoint)
-        findings = order([f for step in AZURE_STEPS for f in step(ev)])
+        arm_before = self.runtime.clients.counter.count
+        with ThreadPoolExecutor(2, thread_name_prefix="check") as pool:
+            kube_f = pool.submit(self._cluster_side, request)
+            ev = self.collector.collect(request.alias, request.cluster_id, request.endpoint)
+            kube, kube_findings, k8s_calls = kube_f.result()
+        findings = [f for step in AZURE_STEPS for f in step(ev)] + kube_findings
+        if kube is not None:
+            findings += [f for step in CLUSTER_STEPS for f in step(kube)]
+        findings = order(findings)
         network = ev.network_profile
         return Report(
             cluster=ClusterSummary(
@@ -61,7 +79,64 @@ class Engine:
             findings=findings,
             root_cause=root_cause(findings),
             stats=Stats(
-                arm_calls=self.clients.counter.count - calls_before,
+                arm_calls=self.runtime.clients.counter.count - arm_before,
+                k8s_calls=k8s_calls,
                 duration_ms=int((time.monotonic() - started) * 1000),
             ),
         )
+
+    def _cluster_side(
+        self, request: CheckRequest
+    ) -> tuple[KubeEvidence | None, list[Finding], int]:
+        """Everything that needs the API server; its absence is a finding, not a failure."""
+        rt = self.runtime
+        access: KubeAccess | None = None
+        try:
+            access = connect(rt.access_plan(request.cluster_id), rt.clients, rt.credential)
+            kube = self._read(access, request)
+        except KubeUnavailable as exc:
+            unreachable = finding(
+                "KUBE_UNREACHABLE",
+                f"{exc} The probe, pod and node checks did not run.",
+                resource=request.cluster_id,
+                evidence={"how": access.how if access else None, "error": str(exc)},
+            )
+            return None, [unreachable], access.api.calls if access else 0
+        finally:
+            if access:
+                access.close()
+        how = finding(
+            "KUBE_ACCESS",
+            f"Reached the cluster's API server through {kube.access}.",
+            resource=request.cluster_id,
+            evidence={"how": kube.access},
+        )
+        return kube, [how], access.api.calls
+
+    def _read(self, access: KubeAccess, request: CheckRequest) -> KubeEvidence:
+        reader = KubeReader(access)
+        runner = ProbeRunner(access, self.runtime.probe, self.runtime.clock)
+        node_list = reader.nodes()
+        namespace, _, name = (request.pod or "").partition("/")
+        with ThreadPoolExecutor(6, thread_name_prefix="k8s") as pool:
+            pods_f = pool.submit(reader.pods)
+            node_metrics_f = pool.submit(reader.metrics, "nodes")
+            pod_metrics_f = pool.submit(reader.metrics, "pods")
+            target_f = pool.submit(reader.pod, namespace, name) if request.pod else None
+            pool.submit(runner.remove_leftovers)
+            probes_f = None
+            if request.endpoint:
+                target = target_f.result() if target_f else None
+                only = (target or {}).get("spec", {}).get("nodeName") if request.pod else None
+                pools = probe_pools(node_list, only) or ([None] if only is None else [])
+                probes_f = pool.submit(runner.run, request.endpoint.url, pools)
+            return KubeEvidence(
+                access=access.how,
+                nodes=node_list,
+                pods=pods_f.result(),
+                node_metrics=node_metrics_f.result(),
+                pod_metrics=pod_metrics_f.result(),
+                target_pod=request.pod,
+                target_pod_body=target_f.result() if target_f else None,
+                probes=probes_f.result() if probes_f else [],
+            )

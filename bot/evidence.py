@@ -88,6 +88,7 @@ class AzureEvidence:
     vmss: list[Json] = field(default_factory=list)
     firewalls: list[Json] = field(default_factory=list)
     rule_collection_groups: dict[str, list[Json]] = field(default_factory=dict)
+    firewall_policies: dict[str, Json] = field(default_factory=dict)
     public_ips: dict[str, Json] = field(default_factory=dict)
     public_ip_prefixes: dict[str, Json] = field(default_factory=dict)
     nat_gateways: dict[str, Json] = field(default_factory=dict)
@@ -172,3 +173,38 @@ def _v4_networks(prefixes: list[str]) -> list[ipaddress.IPv4Network]:
         if isinstance(net, ipaddress.IPv4Network):
             nets.append(net)
     return nets
+
+
+@dataclass(frozen=True)
+class ProbeRun:
+    """One probe pod's outcome: what curl reported, or why curl never ran.
+
+    The log is the pod's merged stdout and stderr: `curl -v` lines, then the `%{json}`
+    write-out object on a line of its own.
+    """
+
+    url: str
+    pool: str | None
+    pod: str  # namespace/name
+    image: str
+    exit_code: int | None = None
+    log: str | None = None
+    # Why curl never ran: ImagePullBackOff, ErrImagePull, CreateContainerConfigError,
+    # Unschedulable, DeadlineExceeded, Forbidden (pod create refused), Timeout, ApiError.
+    failure: str | None = None
+    message: str | None = None
+    node: str | None = None
+
+
+@dataclass
+class KubeEvidence:
+    """What the cluster's own API server said, as the API's JSON (camelCase)."""
+
+    access: str  # how the bot reached the API server (kubeconfig context, in-cluster, Azure)
+    nodes: list[Json] = field(default_factory=list)
+    pods: list[Json] = field(default_factory=list)
+    node_metrics: list[Json] | None = None  # None: metrics.k8s.io is not served
+    pod_metrics: list[Json] | None = None
+    target_pod: str | None = None  # namespace/name the user asked about (--pod)
+    target_pod_body: Json | None = None  # None with target_pod set: no such pod
+    probes: list[ProbeRun] = field(default_factory=list)

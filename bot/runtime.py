@@ -7,28 +7,50 @@ SDK clients talk to it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
+from azure.core.credentials import TokenCredential
+
+from bot import armid
 from bot.collect.clients import AzureClients, Endpoints
-from bot.config import ClusterConfig, Settings
+from bot.collect.kube import AccessPlan
+from bot.collect.probe import ProbeSettings
+from bot.config import ClusterConfig, ClusterRef, Settings
 from bot.endpoint import DnsResolver, MapResolver, Resolver
 from bot.sandbox.server import Sandbox
+from bot.sandbox.world import World
 
 
 class UnknownCluster(LookupError):
     """No cluster with that alias; the message lists the ones that exist."""
 
 
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
 @dataclass
 class Runtime:
     clients: AzureClients
+    credential: TokenCredential
     resolver: Resolver
     aliases: dict[str, str]  # alias -> cluster ARM id
     subscription: str | None
+    probe: ProbeSettings = field(default_factory=ProbeSettings)
+    configured: dict[str, ClusterRef] = field(default_factory=dict)
+    clock: Callable[[], datetime] = _wall_clock
     sandbox: Sandbox | None = None
+
+    def access_plan(self, cluster_id: str) -> AccessPlan:
+        """How to reach this cluster's API server, from its configuration entry if any."""
+        for ref in self.configured.values():
+            if armid.same(ref.id, cluster_id):
+                return AccessPlan(cluster_id, ref.kubeconfig_context, ref.in_cluster)
+        return AccessPlan(cluster_id)
 
     def cluster_id(
         self,
@@ -55,37 +77,62 @@ class Runtime:
         raise UnknownCluster(f"unknown cluster alias {alias!r}; known aliases: {known}")
 
 
+def sandbox_runtime(
+    world: World,
+    arm_url: str,
+    ca_path: str,
+    probe: ProbeSettings,
+    clock: Callable[[], datetime] = _wall_clock,
+    sandbox: Sandbox | None = None,
+) -> Runtime:
+    """A runtime that talks to a sandbox serving `world`, possibly in another process."""
+    from bot.sandbox.credential import StaticTokenCredential
+
+    credential = StaticTokenCredential()
+    return Runtime(
+        clients=AzureClients(credential, Endpoints(arm_url, ca_path)),
+        credential=credential,
+        resolver=MapResolver(world.data.get("dns") or {}),
+        aliases=dict(world.clusters),
+        subscription=world.subscription_id,
+        probe=probe,
+        clock=clock,
+        sandbox=sandbox,
+    )
+
+
 @contextmanager
 def open_runtime(world: Path | None, settings: Settings | None = None) -> Iterator[Runtime]:
     settings = settings or Settings()
     if world is not None:
-        from bot.sandbox.credential import StaticTokenCredential
-
         with Sandbox(world) as sandbox:
-            clients = AzureClients(
-                StaticTokenCredential(), Endpoints(sandbox.arm_url, sandbox.ca_path)
+            runtime = sandbox_runtime(
+                sandbox.world,
+                sandbox.arm_url,
+                sandbox.ca_path,
+                settings.probe_settings(),
+                sandbox.clock,
+                sandbox,
             )
             try:
-                yield Runtime(
-                    clients=clients,
-                    resolver=MapResolver(sandbox.world.data.get("dns") or {}),
-                    aliases=dict(sandbox.world.clusters),
-                    subscription=sandbox.world.data["subscriptionId"],
-                    sandbox=sandbox,
-                )
+                yield runtime
             finally:
-                clients.close()
+                runtime.clients.close()
         return
     from azure.identity import DefaultAzureCredential
 
-    config = ClusterConfig.load(settings.aks_egress_config)
-    clients = AzureClients(DefaultAzureCredential())
+    config = ClusterConfig.load(settings.config)
+    credential = DefaultAzureCredential()
+    clients = AzureClients(credential)
     try:
         yield Runtime(
             clients=clients,
+            credential=credential,
             resolver=DnsResolver(),
             aliases={alias: ref.id for alias, ref in config.clusters.items()},
             subscription=settings.azure_subscription_id,
+            probe=settings.probe_settings(),
+            configured=config.clusters,
         )
     finally:
         clients.close()

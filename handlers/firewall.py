@@ -77,8 +77,26 @@ def _evaluate(
     policy = ((fw.get("properties") or {}).get("firewallPolicy") or {}).get("id")
     if policy:
         groups = ev.rule_collection_groups.get(armid.key(policy), [])
-        return evaluate_policy(groups, request, ctx, fqdn_tags)
+        inherited = [
+            group
+            for parent in _parents(ev, policy)
+            for group in ev.rule_collection_groups.get(armid.key(parent), [])
+        ]
+        return evaluate_policy(groups, request, ctx, fqdn_tags, inherited=inherited)
     return evaluate_classic(fw, request, ctx, fqdn_tags)
+
+
+def _parents(ev: AzureEvidence, policy_id: str) -> list[str]:
+    """The base-policy chain above a policy, outermost first (its rules come first)."""
+    chain: list[str] = []
+    current = policy_id
+    while True:
+        body = ev.firewall_policies.get(armid.key(current)) or {}
+        base = ((body.get("properties") or {}).get("basePolicy") or {}).get("id")
+        if not base or any(armid.same(base, seen) for seen in [policy_id, *chain]):
+            return chain
+        chain.insert(0, base)
+        current = base
 
 
 def _decision_evidence(fw: Json, hop: Hop, decision: FirewallDecision) -> dict:

@@ -27,8 +27,10 @@ processing" (https://learn.microsoft.com/azure/firewall-manager/rule-processing)
    network-rule denies drop packets instead.
 
 Equal priorities keep document order, a tie the docs leave undefined.
-Not modelled: parent-policy inheritance (the parent's groups come first: the caller must not mix
-them), threat intelligence in Deny mode, IDPS, the infrastructure collection, and the
+Parent-policy inheritance: "rule collections inherited from a parent policy are always
+prioritized above rule collections from a child policy", so the parent chain's groups sort ahead
+of the policy's own (``evaluate_policy(..., inherited=...)``). Not modelled: threat
+intelligence in Deny mode, IDPS, the infrastructure collection, and the
 ``destinationAddresses`` of application rules (API-only, semantics undocumented, empty in every
 body seen).
 
@@ -135,6 +137,7 @@ class _Collection:
     priority_path: tuple[int, ...]
     network_rules: tuple[dict, ...]
     application_rules: tuple[dict, ...]
+    level: int = 0  # 0: inherited from the parent chain (processed first), 1: the policy's own
 
 
 def _normalize_fqdn(name: str) -> str:
@@ -292,7 +295,7 @@ def _decide(
     fqdn_tags: Mapping[str, Collection[str]],
     extra_notes: tuple[str, ...] = (),
 ) -> FirewallDecision:
-    ordered = sorted(collections, key=lambda c: c.priority_path)
+    ordered = sorted(collections, key=lambda c: (c.level, c.priority_path))
     tags = {name.lower(): patterns for name, patterns in fqdn_tags.items()}
     stages: list[tuple[str, _Matcher]] = [("network", _network_rule)]
     if request.protocol in _WEB_PROTOCOLS:
@@ -350,7 +353,9 @@ def _action(collection: Mapping) -> str:
     return str(collection["action"]["type"]).capitalize()
 
 
-def _policy_collections(rule_collection_groups: Iterable[dict]) -> Iterable[_Collection]:
+def _policy_collections(
+    rule_collection_groups: Iterable[dict], level: int
+) -> Iterable[_Collection]:
     for group in rule_collection_groups:
         props = group["properties"]
         for coll in props.get("ruleCollections") or ():
@@ -364,6 +369,7 @@ def _policy_collections(rule_collection_groups: Iterable[dict]) -> Iterable[_Col
                 priority_path=(int(props["priority"]), int(coll["priority"])),
                 network_rules=tuple(r for r in rules if r.get("ruleType") == "NetworkRule"),
                 application_rules=tuple(r for r in rules if r.get("ruleType") == "ApplicationRule"),
+                level=level,
             )
 
 
@@ -372,9 +378,17 @@ def evaluate_policy(
     request: Request,
     ctx: AddressContext,
     fqdn_tags: Mapping[str, Collection[str]],
+    inherited: Iterable[dict] = (),
 ) -> FirewallDecision:
-    """Evaluate a firewall policy given its rule collection groups as ARM returns them."""
-    return _decide(_policy_collections(rule_collection_groups), request, ctx, fqdn_tags)
+    """Evaluate a firewall policy given its rule collection groups as ARM returns them.
+
+    `inherited` holds the groups of its parent (base) policy chain, which take precedence.
+    """
+    collections = [
+        *_policy_collections(inherited, level=0),
+        *_policy_collections(rule_collection_groups, level=1),
+    ]
+    return _decide(collections, request, ctx, fqdn_tags)
 
 
 def _classic_collections(props: Mapping, key: str) -> Iterable[_Collection]:

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from bot import armid
 from bot.codes import finding
-from bot.evidence import AzureEvidence
+from bot.evidence import AzureEvidence, Json
 from bot.model import Finding
 
 PORTS_PER_FRONTEND_IP = 64_000
+
+
+def _frontend_ips(ev: AzureEvidence, frontend: Json) -> int:
+    """Addresses a frontend SNATs from: one for a public IP, the whole range for a prefix."""
+    props = frontend.get("properties") or {}
+    prefix = ev.linked(ev.public_ip_prefixes, props.get("publicIPPrefix"))
+    if props.get("publicIPPrefix"):
+        body = (prefix or {}).get("properties") or {}
+        length = body.get("prefixLength") or int(str(body.get("ipPrefix", "/31")).split("/")[1])
+        return 2 ** (32 - int(length))
+    return 1
 
 
 def check(ev: AzureEvidence) -> list[Finding]:
@@ -33,7 +44,9 @@ def check(ev: AzureEvidence) -> list[Finding]:
             or (f.get("properties") or {}).get("publicIPPrefix")
         )
     ]
-    ip_count = len(public_frontends) or len(lb_profile.get("effectiveOutboundIPs") or [])
+    ip_count = sum(_frontend_ips(ev, f) for f in public_frontends) or len(
+        lb_profile.get("effectiveOutboundIPs") or []
+    )
     if lb is None or not outbound_rules or not public_frontends:
         what = (
             "the cluster's load balancer 'kubernetes' was not found"

@@ -48,12 +48,14 @@ def hops(ev: AzureEvidence) -> list[Hop]:
     out = []
     for subnet_id in ev.node_subnet_ids():
         table = route_table(ev, subnet_id)
-        vnet = ev.vnet_prefixes(subnet_id)
+        ctx = address_context(ev, subnet_id)
         for dest in ev.destinations:
             if not testable(dest):
                 continue
             for address in dest.addresses or (None,):
-                route = select_route(table, address or UNKNOWN_PUBLIC, vnet)
+                route = select_route(
+                    table, address or UNKNOWN_PUBLIC, ctx.vnet_prefixes, ctx.service_tags
+                )
                 out.append(Hop(dest, subnet_id, address, route))
     return out
 

@@ -8,7 +8,7 @@ the route table plus the VNet address space is enough to reproduce Azure's choic
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 DEFAULT_PREFIX = ipaddress.IPv4Network("0.0.0.0/0")
@@ -34,9 +34,8 @@ class RouteDecision:
 def _prefix(route: dict) -> ipaddress.IPv4Network | None:
     """The route's IPv4 prefix, or None when it cannot apply to an IPv4 destination here.
 
-    Real route tables may use a service tag (``AzureCloud``) as addressPrefix, which we
-    cannot expand without the tag's address list, or an IPv6 prefix, which never covers an
-    IPv4 destination; both are left out rather than guessed at.
+    Real route tables may use a service tag (``AzureCloud``) as addressPrefix, expanded by
+    the caller's tag list, or an IPv6 prefix, which never covers an IPv4 destination.
     """
     value = (route.get("properties") or {}).get("addressPrefix") or ""
     try:
@@ -46,25 +45,33 @@ def _prefix(route: dict) -> ipaddress.IPv4Network | None:
     return network if isinstance(network, ipaddress.IPv4Network) else None
 
 
-def _user_routes(route_table: dict | None) -> list[RouteDecision]:
+def _user_routes(
+    route_table: dict | None, service_tags: Mapping[str, Sequence[ipaddress.IPv4Network]]
+) -> list[RouteDecision]:
+    """Prefix routes first, then service-tag routes expanded to the tag's prefixes.
+
+    Azure prefers an explicit prefix over a service tag when both match with the same
+    prefix length; listing explicit routes first makes the longest-prefix pick do that.
+    """
     routes = ((route_table or {}).get("properties") or {}).get("routes") or []
-    decisions = []
+    explicit, tagged = [], []
     for route in routes:
+        props = route.get("properties") or {}
         prefix = _prefix(route)
-        if prefix is None:
-            continue
-        props = route["properties"]
-        decisions.append(
-            RouteDecision(
-                prefix=prefix,
-                next_hop_type=str(props.get("nextHopType", "")),
-                next_hop_ip=props.get("nextHopIpAddress") or None,
-                source="User",
-                route_name=route.get("name"),
-                route_id=route.get("id"),
+        tag = str(props.get("addressPrefix") or "").strip().lower()
+        prefixes = [prefix] if prefix else list(service_tags.get(tag, ()))
+        for net in prefixes:
+            (explicit if prefix else tagged).append(
+                RouteDecision(
+                    prefix=net,
+                    next_hop_type=str(props.get("nextHopType", "")),
+                    next_hop_ip=props.get("nextHopIpAddress") or None,
+                    source="User",
+                    route_name=route.get("name"),
+                    route_id=route.get("id"),
+                )
             )
-        )
-    return decisions
+    return explicit + tagged
 
 
 def _system_routes(
@@ -96,14 +103,18 @@ def select_route(
     route_table: dict | None,
     destination: ipaddress.IPv4Address,
     vnet_prefixes: Sequence[ipaddress.IPv4Network],
+    service_tags: Mapping[str, Sequence[ipaddress.IPv4Network]] | None = None,
 ) -> RouteDecision:
     """Pick the route Azure uses for ``destination``: longest prefix, then User over Default.
+
+    ``service_tags`` (lower-cased tag name → prefixes) expands routes whose addressPrefix
+    is a service tag such as ``Storage.WestEurope``; without it those routes are skipped.
 
     ``vnet_prefixes`` become VnetLocal system routes. Peered VNets' prefixes may be passed
     too (Azure labels those VNetPeering, but the traffic stays in Azure either way).
     Among user routes with the same prefix, which Azure rejects, the first one wins.
     """
-    user = _user_routes(route_table)
+    user = _user_routes(route_table, service_tags or {})
     has_user_default = any(r.prefix == DEFAULT_PREFIX for r in user)
     candidates = user + _system_routes(vnet_prefixes, has_user_default)
     matching = [r for r in candidates if destination in r.prefix]

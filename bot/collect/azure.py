@@ -47,6 +47,7 @@ READS: dict[str, str] = {
     "firewall policy rule collection groups": (
         "Microsoft.Network/firewallPolicies/ruleCollectionGroups/read"
     ),
+    "firewall policy": "Microsoft.Network/firewallPolicies/read",
     "service tags": "Microsoft.Network/locations/serviceTags/read",
     "node scale sets": "Microsoft.Compute/virtualMachineScaleSets/read",
 }
@@ -109,10 +110,20 @@ class _Run:
     # -- plumbing -------------------------------------------------------------------
 
     def read(self, what: str, resource: str, call: Callable[[], Any]) -> Future:
+        """An HTTP read on the reads pool, once per (operation, id)."""
+        return self._once(
+            what, resource, lambda: self.reads.submit(self._guarded, what, resource, call)
+        )
+
+    def step(self, what: str, resource: str, fn: Callable[[], Any]) -> Future:
+        """Dependent logic (may wait on reads) on the steps pool, once per (step, id)."""
+        return self._once(what, resource, lambda: self.steps.submit(fn))
+
+    def _once(self, what: str, resource: str, start: Callable[[], Future]) -> Future:
         memo_key = (what, armid.key(resource))
         with self._memo_lock:
             if memo_key not in self._memo:
-                self._memo[memo_key] = self.reads.submit(self._guarded, what, resource, call)
+                self._memo[memo_key] = start()
             return self._memo[memo_key]
 
     def _guarded(self, what: str, resource: str, call: Callable[[], Any]) -> Any:
@@ -191,8 +202,7 @@ class _Run:
         if firewalls_f is None and _routes_to_appliance(ev):
             firewalls_f = self.steps.submit(self._firewalls, cid.subscription, location)
         if firewalls_f is not None:
-            ev.firewalls, ev.rule_collection_groups, fw_ips = firewalls_f.result()
-            ev.public_ips.update(fw_ips)
+            self._firewall_evidence(ev, firewalls_f.result())
         lb, pips, prefixes = egress_ips_f.result()
         ev.load_balancer = lb
         ev.public_ips.update(pips)
@@ -323,16 +333,16 @@ class _Run:
         profile = ev.network_profile
         lb_profile = profile.get("loadBalancerProfile") or {}
         nat_profile = profile.get("natGatewayProfile") or {}
-        ip_ids = [
+        refs = [
             ref["id"]
             for ref in (lb_profile.get("effectiveOutboundIPs") or [])
             + (nat_profile.get("effectiveOutboundIPs") or [])
             + ((lb_profile.get("outboundIPs") or {}).get("publicIPs") or [])
+            + ((lb_profile.get("outboundIPPrefixes") or {}).get("publicIPPrefixes") or [])
         ]
-        prefix_ids = [
-            ref["id"]
-            for ref in (lb_profile.get("outboundIPPrefixes") or {}).get("publicIPPrefixes") or []
-        ]
+        # effectiveOutboundIPs lists prefixes too: the id's type says which read it takes.
+        prefix_ids = [r for r in refs if _is_prefix(r)]
+        ip_ids = [r for r in refs if not _is_prefix(r)]
         lb_f = None
         if ev.outbound_type == "loadBalancer" and node_rg:
             lb_id = (
@@ -346,7 +356,7 @@ class _Run:
         }
         lb = lb_f.result() if lb_f else None
         for ref in _lb_frontend_refs(lb):
-            if "/publicIPPrefixes/" in ref.lower():
+            if _is_prefix(ref):
                 prefixes[ref] = self.get_network("public IP prefix", ref, "public_ip_prefixes")
             else:
                 pips[ref] = self.get_network("public IP address", ref, "public_ip_addresses")
@@ -373,7 +383,7 @@ class _Run:
             if body := future.result():
                 table[k] = body
 
-    def _firewalls(self, subscription: str, location: str) -> tuple:
+    def _firewalls(self, subscription: str, location: str) -> list[Json]:
         network = self.clients.network(subscription)
         found = (
             self.read(
@@ -383,26 +393,62 @@ class _Run:
             ).result()
             or []
         )
-        # The route table's next hop picks the firewall later; reading every regional
-        # firewall's rules now keeps the rule read off the critical path.
-        regional = [f for f in found if (f.get("location") or "").lower() == location.lower()]
-        groups: dict[str, Future] = {}
-        ips: dict[str, Future] = {}
-        for fw in regional or found:
-            props = fw.get("properties") or {}
-            if policy_id := (props.get("firewallPolicy") or {}).get("id"):
-                groups[armid.key(policy_id)] = self._rule_groups(policy_id)
-            for config in props.get("ipConfigurations") or []:
-                ref = ((config.get("properties") or {}).get("publicIPAddress") or {}).get("id")
-                if ref:
-                    ips[armid.key(ref)] = self.get_network(
-                        "public IP address", ref, "public_ip_addresses"
-                    )
-        return (
-            found,
-            {k: f.result() or [] for k, f in groups.items()},
-            {k: f.result() for k, f in ips.items() if f.result()},
-        )
+        # The route table's next hop picks the firewall later; starting the reads of every
+        # regional firewall now keeps them off the critical path.
+        for fw in found:
+            if (fw.get("location") or "").lower() == location.lower():
+                self._firewall_reads(fw)
+        return found
+
+    def _firewall_reads(self, fw: Json) -> list[Future]:
+        """Its policy chain (rule collection groups, base policies) and its public IPs."""
+        props = fw.get("properties") or {}
+        futures = []
+        if policy_id := (props.get("firewallPolicy") or {}).get("id"):
+            futures.append(self._policy_chain(policy_id))
+        for config in props.get("ipConfigurations") or []:
+            if ref := ((config.get("properties") or {}).get("publicIPAddress") or {}).get("id"):
+                futures.append(self.get_network("public IP address", ref, "public_ip_addresses"))
+        return futures
+
+    def _policy_chain(self, policy_id: str) -> Future:
+        """A policy's groups and, through `basePolicy`, its parents' (memoised per policy)."""
+
+        def follow() -> None:
+            groups = self._rule_groups(policy_id)
+            policy = self.get_network("firewall policy", policy_id, "firewall_policies").result()
+            base = (((policy or {}).get("properties") or {}).get("basePolicy") or {}).get("id")
+            if base:
+                self._policy_chain(base).result()
+            groups.result()
+
+        return self.step("firewall policy chain", policy_id, follow)
+
+    def _firewall_evidence(self, ev: AzureEvidence, firewalls: list[Json]) -> None:
+        """Wait for the reads of the firewalls the routes lead to (starting any not begun)."""
+        hops = {
+            (route.get("properties") or {}).get("nextHopIpAddress")
+            for table in ev.route_tables.values()
+            for route in (table.get("properties") or {}).get("routes") or []
+        }
+        for fw in firewalls:
+            private = {
+                (c.get("properties") or {}).get("privateIPAddress")
+                for c in (fw.get("properties") or {}).get("ipConfigurations") or []
+            }
+            if private & hops:
+                for future in self._firewall_reads(fw):
+                    future.result()
+        ev.firewalls = firewalls
+        ev.rule_collection_groups = self.results("firewall policy rule collection groups")
+        ev.firewall_policies = self.results("firewall policy")
+        ev.public_ips.update(self.results("public IP address"))
+
+    def results(self, what: str) -> dict[str, Any]:
+        """Every finished, successful read of one kind, by id key."""
+        with self._memo_lock:
+            done = [(k, f) for (w, k), f in self._memo.items() if w == what and f.done()]
+        return {k: f.result() for k, f in done if f.result() is not None}
 
     def _rule_groups(self, policy_id: str) -> Future:
         def call() -> Any:
@@ -410,6 +456,10 @@ class _Run:
             return client.firewall_policy_rule_collection_groups.list(rid.resource_group, rid.name)
 
         return self.read("firewall policy rule collection groups", policy_id, call)
+
+
+def _is_prefix(resource_id: str) -> bool:
+    return "/publicipprefixes/" in resource_id.lower()
 
 
 def _first_line(text: str) -> str:

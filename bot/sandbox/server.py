@@ -1,9 +1,9 @@
-"""The sandbox: a world served over loopback HTTPS to the product's real clients.
+"""The sandbox: a world served over loopback to the product's real clients.
 
 One `Sandbox` owns one throwaway CA, one request log and one fault injector, and runs one
-listener per emulated API (`arm` today; `k8s` and `slack` add theirs with `_listen`). Every
-listener shares the plumbing below, so logging, latency, faults and auth behave the same for
-all of them.
+listener per emulated API: `arm` (HTTPS), one Kubernetes API server per cluster (`k8s`, plain
+HTTP, see kube.py), and whatever else registers with `_listen`. Every listener shares the
+plumbing below, so logging, latency, faults and auth behave the same for all of them.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -28,9 +29,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import trustme
 
+from bot.sandbox import armid
 from bot.sandbox.arm import ArmApi
 from bot.sandbox.faults import Faults
-from bot.sandbox.wire import Dispatch, ErrorBody, Request, Response
+from bot.sandbox.kube import KubeApi, WorldClock, served_clusters
+from bot.sandbox.wire import Dispatch, ErrorBody, Request, Response, Stream
 from bot.sandbox.world import World, load_world
 
 log = logging.getLogger(__name__)
@@ -81,7 +84,7 @@ class Endpoint:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the real services; clients pool connections
-    server: _TlsServer
+    server: _Server
 
     def do_GET(self) -> None:
         self._serve()
@@ -134,7 +137,10 @@ class _Handler(BaseHTTPRequestHandler):
             return srv.endpoint.error(500, request)
 
     def _send(self, response: Response) -> None:
-        payload = b"" if response.body is None else json.dumps(response.body).encode()
+        if isinstance(response.body, Stream):
+            self._send_stream(response)
+            return
+        payload = _payload(response.body)
         self.send_response(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)
@@ -142,6 +148,36 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if payload and self.command != "HEAD":
             self.wfile.write(payload)
+
+    def _send_stream(self, response: Response) -> None:
+        """Chunked transfer encoding, one chunk per item as it comes (Kubernetes watches)."""
+        chunks = response.body.chunks
+        self.send_response(response.status)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for chunk in chunks:
+                if chunk:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:  # the client went away (Watch.stop(), a timeout): drop the connection
+            self.close_connection = True
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+
+def _payload(body: Any) -> bytes:
+    if body is None:
+        return b""
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, str):
+        return body.encode()
+    return json.dumps(body).encode()
 
 
 def _parse_body(raw: bytes, content_type: str) -> Any:
@@ -153,14 +189,19 @@ def _parse_body(raw: bytes, content_type: str) -> Any:
     return json.loads(raw)
 
 
-class _TlsServer(ThreadingHTTPServer):
-    """Threaded HTTPS on loopback. TLS handshakes run in the request threads, so a slow or
-    failing client never stalls the accept loop, and sleeps for latency overlap."""
+class _Server(ThreadingHTTPServer):
+    """Threaded HTTPS (or plain HTTP without a context) on loopback. TLS handshakes run in
+    the request threads, so a slow or failing client never stalls the accept loop, and
+    sleeps for latency overlap."""
 
     daemon_threads = True
 
     def __init__(
-        self, endpoint: Endpoint, context: ssl.SSLContext, requests: RequestLog, faults: Faults
+        self,
+        endpoint: Endpoint,
+        context: ssl.SSLContext | None,
+        requests: RequestLog,
+        faults: Faults,
     ) -> None:
         self.endpoint, self.context, self.requests, self.faults = (
             endpoint,
@@ -168,7 +209,7 @@ class _TlsServer(ThreadingHTTPServer):
             requests,
             faults,
         )
-        self._open: set[ssl.SSLSocket] = set()
+        self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
         super().__init__((_HOST, 0), _Handler)
 
@@ -177,14 +218,20 @@ class _TlsServer(ThreadingHTTPServer):
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = _HOST, self.server_address[1]
 
+    @property
+    def scheme(self) -> str:
+        return "http" if self.context is None else "https"
+
     def finish_request(self, request: Any, client_address: Any) -> None:
-        try:
-            tls = self.context.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError) as exc:
-            log.debug("sandbox %s: TLS handshake failed: %s", self.endpoint.api, exc)
-            return
-        with self._tracked(tls):
-            self.RequestHandlerClass(tls, client_address, self)
+        sock = request
+        if self.context is not None:
+            try:
+                sock = self.context.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError) as exc:
+                log.debug("sandbox %s: TLS handshake failed: %s", self.endpoint.api, exc)
+                return
+        with self._tracked(sock):
+            self.RequestHandlerClass(sock, client_address, self)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug("sandbox %s: connection error", self.endpoint.api, exc_info=True)
@@ -197,7 +244,7 @@ class _TlsServer(ThreadingHTTPServer):
                     sock.shutdown(socket.SHUT_RDWR)
 
     @contextlib.contextmanager
-    def _tracked(self, sock: ssl.SSLSocket) -> Iterator[None]:
+    def _tracked(self, sock: socket.socket) -> Iterator[None]:
         with self._open_lock:
             self._open.add(sock)
         try:
@@ -212,7 +259,8 @@ class Sandbox:
     """Serves a world (a `World`, or the path of a world file) to real clients.
 
     The world is copied, so writes served by one sandbox never leak into another.
-    `kube_url_for(cluster_id)` is where kubeconfigs from `listClusterUserCredential` point.
+    `kube_url_for(cluster_id)` is where kubeconfigs from `listClusterUserCredential` point;
+    by default each cluster's own emulated API server (`kube_url`).
     """
 
     def __init__(
@@ -223,10 +271,12 @@ class Sandbox:
         self._ca = trustme.CA()
         self._requests = RequestLog()
         self._faults = Faults(self.world.data.get("faults"))
-        self._servers: dict[str, _TlsServer] = {}
+        self._servers: dict[str, _Server] = {}
+        self._kube: dict[str, KubeApi] = {}  # by armid.key(cluster id)
+        self._clock = WorldClock(self.world.now)
         self._tmp: Path | None = None
         self.ca_path = ""
-        self.arm = ArmApi(self.world, kube_url_for, self._ca.cert_pem.bytes())
+        self.arm = ArmApi(self.world, kube_url_for or self.kube_url, self._ca.cert_pem.bytes())
 
     @property
     def arm_url(self) -> str:
@@ -236,7 +286,32 @@ class Sandbox:
         server = self._servers.get(api)
         if server is None:
             raise RuntimeError(f"sandbox {api!r} is not running; call start() first")
-        return f"https://{_HOST}:{server.server_port}"
+        return f"{server.scheme}://{_HOST}:{server.server_port}"
+
+    def clock(self) -> datetime:
+        """The world's time: its `now` plus the wall time since `start()` (what the emulated
+        API servers stamp objects with)."""
+        return self._clock.current()
+
+    def kube_url(self, cluster: str) -> str:
+        """The emulated Kubernetes API server (plain HTTP) of a cluster, by alias or ARM id."""
+        return self.url(_kube_listener(self._cluster_id(cluster)))
+
+    def kube_api(self, cluster: str) -> KubeApi:
+        """The emulator behind `kube_url(cluster)`, for tests that inspect its pods."""
+        api = self._kube.get(armid.key(self._cluster_id(cluster)))
+        if api is None:
+            raise RuntimeError("sandbox 'k8s' is not running; call start() first")
+        return api
+
+    def _cluster_id(self, cluster: str) -> str:
+        if cluster in self.world.clusters:
+            return self.world.clusters[cluster]
+        for cluster_id in served_clusters(self.world):
+            if armid.key(cluster_id) == armid.key(cluster):
+                return cluster_id
+        known = ", ".join(sorted(self.world.clusters))
+        raise KeyError(f"no cluster {cluster!r} in the world (aliases: {known})")
 
     def start(self) -> Sandbox:
         if self._servers:
@@ -245,9 +320,17 @@ class Sandbox:
         self.ca_path = str(self._tmp / "ca.pem")
         self._ca.cert_pem.write_to_path(self.ca_path)
         self._listen(Endpoint("arm", self.arm, self.arm.error))
+        self._clock = WorldClock(self.world.now)
+        for cluster_id in served_clusters(self.world):
+            api = KubeApi(self.world, cluster_id, self._clock)
+            self._kube[armid.key(cluster_id)] = api
+            self._listen(Endpoint("k8s", api, api.error), _kube_listener(cluster_id), tls=False)
         return self
 
     def stop(self) -> None:
+        for api in self._kube.values():
+            api.close()  # ends watches in flight
+        self._kube.clear()
         for server in self._servers.values():
             server.shutdown()
             server.server_close()
@@ -277,15 +360,26 @@ class Sandbox:
     def reset_log(self) -> None:
         self._requests.clear()
 
-    def _listen(self, endpoint: Endpoint) -> None:
-        """Serve one emulated API on its own port, with the shared CA, log and faults."""
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self._ca.issue_cert(_HOST, "localhost").configure_cert(context)
-        server = _TlsServer(endpoint, context, self._requests, self._faults)
+    def _listen(self, endpoint: Endpoint, name: str | None = None, tls: bool = True) -> None:
+        """Serve one emulated API on its own port, with the shared CA, log and faults.
+
+        `name` (default: the API) tells listeners of one API apart (`url(name)`); requests
+        are logged under `endpoint.api` whatever the name.
+        """
+        context = None
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self._ca.issue_cert(_HOST, "localhost").configure_cert(context)
+        server = _Server(endpoint, context, self._requests, self._faults)
+        name = name or endpoint.api
         threading.Thread(
             target=server.serve_forever,
             kwargs={"poll_interval": 0.05},
-            name=f"sandbox-{endpoint.api}",
+            name=f"sandbox-{name}",
             daemon=True,
         ).start()
-        self._servers[endpoint.api] = server
+        self._servers[name] = server
+
+
+def _kube_listener(cluster_id: str) -> str:
+    return f"k8s:{armid.key(cluster_id)}"

@@ -40,9 +40,9 @@ def measure(world: Path, runs: int) -> tuple[float, int]:
     with open_runtime(world) as runtime:
         alias, cluster_id = runtime.cluster_id(ALIAS)
         request = CheckRequest(alias, cluster_id, parse_endpoint(ENDPOINT))
-        Engine(runtime.clients, runtime.resolver).check(request)  # warm TLS and pools
+        Engine(runtime).check(request)  # warm TLS and pools
         for _ in range(runs):
-            engine = Engine(runtime.clients, runtime.resolver)
+            engine = Engine(runtime)
             started = time.perf_counter()
             report = engine.check(request)
             times.append((time.perf_counter() - started) * 1000)

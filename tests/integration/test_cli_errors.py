@@ -64,8 +64,8 @@ def test_nsg_forbidden_becomes_a_finding(run_check, tmp_path):
     assert code == 0
     denied = [f for f in report["findings"] if f["code"] == "AZURE_ACCESS_DENIED"]
     assert denied
-    assert "Microsoft.Network/networkSecurityGroups/read" in denied[0]["detail"]
-    assert "/networkSecurityGroups/nsg-snet-aks-platform-weu" in denied[0]["detail"]
+    assert all("Microsoft.Network/networkSecurityGroups/read" in f["detail"] for f in denied)
+    assert any("/networkSecurityGroups/nsg-snet-aks-platform-weu" in f["detail"] for f in denied)
 
 
 def test_throttling_and_5xx_are_retried(run_check, tmp_path):

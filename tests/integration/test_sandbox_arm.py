@@ -105,10 +105,7 @@ def test_user_credential_kubeconfig(arm: Sandbox, aks: ContainerServiceClient) -
     kubeconfig = yaml.safe_load(result.kubeconfigs[0].value)  # the SDK already base64-decoded it
     assert kubeconfig["users"][0]["user"] == {"token": "sandbox-token"}
     cluster = kubeconfig["clusters"][0]["cluster"]
-    assert (
-        cluster["server"]
-        == "https://aks-platform-prod-weu-dns-3b9f61d2.hcp.westeurope.azmk8s.io:443"
-    )
+    assert cluster["server"] == arm.kube_url("platform-prod")
     assert base64.b64decode(cluster["certificate-authority-data"]) == Path(arm.ca_path).read_bytes()
 
 

@@ -1,0 +1,187 @@
+"""Reaching a cluster's API server, and reading nodes, pods and metrics from it.
+
+Access, in order of preference: a kubeconfig context named in the configuration; the
+in-cluster service account when the bot runs in that same cluster; or Azure's
+`listClusterUserCredential`, with an Entra ID token from azure-identity for clusters whose
+kubeconfig would otherwise shell out to kubelogin. Responses are read as the API's JSON
+(`_preload_content=False`) so handlers and the report see what `kubectl get -o json` shows.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+import yaml
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import HttpResponseError
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+from bot.armid import ArmId
+from bot.collect.clients import AzureClients
+from bot.evidence import Json
+
+# The Entra ID application of the AKS API server (what kubelogin asks a token for).
+AKS_SERVER_SCOPE = "6dae42f8-4368-4678-94ff-3960e28e3630/.default"
+READ_TIMEOUT = (5, 30)
+
+
+class KubeUnavailable(Exception):
+    """The API server cannot be reached or refuses the bot; the message says what to do."""
+
+
+class CountingApiClient(k8s.ApiClient):
+    """Counts every request, which is what the report's `stats.k8sCalls` shows."""
+
+    def __init__(self, configuration: k8s.Configuration):
+        super().__init__(configuration)
+        self._lock = threading.Lock()
+        self.calls = 0
+
+    def call_api(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            self.calls += 1
+        return super().call_api(*args, **kwargs)
+
+
+@dataclass
+class KubeAccess:
+    api: CountingApiClient
+    how: str
+
+    def close(self) -> None:
+        self.api.close()
+
+
+@dataclass(frozen=True)
+class AccessPlan:
+    """How to reach one cluster: from its configuration entry and where the bot runs."""
+
+    cluster_id: str
+    kubeconfig_context: str | None = None
+    in_cluster: bool = False
+
+
+def connect(plan: AccessPlan, clients: AzureClients, credential: TokenCredential) -> KubeAccess:
+    if plan.kubeconfig_context:
+        cfg = k8s.Configuration()
+        try:
+            k8s_config.load_kube_config(context=plan.kubeconfig_context, client_configuration=cfg)
+        except (k8s_config.ConfigException, OSError) as exc:
+            raise KubeUnavailable(
+                f"kubeconfig context {plan.kubeconfig_context!r} cannot be loaded ({exc}); "
+                "fix the context name in the configuration or drop it to use Azure credentials"
+            ) from None
+        return KubeAccess(CountingApiClient(cfg), f"kubeconfig context {plan.kubeconfig_context}")
+    if plan.in_cluster:
+        cfg = k8s.Configuration()
+        try:
+            k8s_config.load_incluster_config(client_configuration=cfg)
+        except k8s_config.ConfigException as exc:
+            raise KubeUnavailable(f"in-cluster service account unavailable ({exc})") from None
+        return KubeAccess(CountingApiClient(cfg), "in-cluster service account")
+    return _via_azure(plan.cluster_id, clients, credential)
+
+
+def _via_azure(cluster_id: str, clients: AzureClients, credential: TokenCredential) -> KubeAccess:
+    cid = ArmId.parse(cluster_id)
+    try:
+        result = clients.containers(
+            cid.subscription
+        ).managed_clusters.list_cluster_user_credentials(cid.resource_group, cid.name)
+    except HttpResponseError as exc:
+        action = "Microsoft.ContainerService/managedClusters/listClusterUserCredential/action"
+        hint = f"grant {action} on the cluster" if exc.status_code == 403 else "try again"
+        raise KubeUnavailable(
+            f"Azure refused the cluster user credentials ({exc.status_code} {exc.reason}); {hint}"
+        ) from None
+    raw = result.kubeconfigs[0].value
+    kubeconfig = yaml.safe_load(raw if isinstance(raw, bytes | str) else bytes(raw))
+    how = "Azure (listClusterUserCredential)"
+    for user in kubeconfig.get("users") or []:
+        spec = user.get("user") or {}
+        if "exec" in spec or "auth-provider" in spec:
+            # Entra ID clusters: the token kubelogin would fetch, straight from azure-identity.
+            user["user"] = {"token": credential.get_token(AKS_SERVER_SCOPE).token}
+            how = "Azure (listClusterUserCredential, Entra ID token)"
+    cfg = k8s.Configuration()
+    k8s_config.load_kube_config_from_dict(kubeconfig, client_configuration=cfg)
+    return KubeAccess(CountingApiClient(cfg), how)
+
+
+class KubeReader:
+    """The cluster reads of one check; each returns the API's JSON."""
+
+    def __init__(self, access: KubeAccess):
+        self.core = k8s.CoreV1Api(access.api)
+        self.custom = k8s.CustomObjectsApi(access.api)
+
+    def nodes(self) -> list[Json]:
+        return _guard("list nodes", lambda: _items(self.core.list_node(**_RAW)))
+
+    def pods(self) -> list[Json]:
+        return _guard("list pods", lambda: _items(self.core.list_pod_for_all_namespaces(**_RAW)))
+
+    def metrics(self, plural: str) -> list[Json] | None:
+        """None when metrics.k8s.io is not served (metrics-server missing or down)."""
+        try:
+            body = self.custom.list_cluster_custom_object(
+                "metrics.k8s.io", "v1beta1", plural, _request_timeout=READ_TIMEOUT
+            )
+        except ApiException as exc:
+            if exc.status in (404, 503):
+                return None
+            raise KubeUnavailable(explain(exc, f"read {plural} metrics")) from None
+        return body.get("items") or []
+
+    def pod(self, namespace: str, name: str) -> Json | None:
+        try:
+            return json.loads(self.core.read_namespaced_pod(name, namespace, **_RAW).data)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise KubeUnavailable(explain(exc, f"read pod {namespace}/{name}")) from None
+
+
+_RAW = {"_preload_content": False, "_request_timeout": READ_TIMEOUT}
+
+
+def _items(response: Any) -> list[Json]:
+    return json.loads(response.data).get("items") or []
+
+
+def _guard(doing: str, call: Callable[[], list[Json]]) -> list[Json]:
+    try:
+        return call()
+    except ApiException as exc:
+        raise KubeUnavailable(explain(exc, doing)) from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise KubeUnavailable(
+            f"the API server does not answer ({type(exc).__name__}): for a private cluster run "
+            "the bot inside its network (or a peered one), or check authorized IP ranges"
+        ) from None
+
+
+def explain(exc: ApiException, doing: str) -> str:
+    """One sentence on why the API server refused, and what to do about it."""
+    if exc.status == 401:
+        return (
+            f"the API server rejected the bot's credentials to {doing} (401): they expired "
+            "or are wrong; refresh them"
+        )
+    if exc.status == 403:
+        try:
+            message = json.loads(exc.body or "{}").get("message") or exc.reason
+        except ValueError:
+            message = exc.reason
+        return (
+            f"RBAC forbids the bot to {doing}: {message}; bind the aks-egress ClusterRole "
+            "to its identity"
+        )
+    return f"the API server failed to {doing} ({exc.status} {exc.reason})"

@@ -1,0 +1,301 @@
+"""Probe pods: curl from inside the cluster, one hardened pod per node pool, in parallel.
+
+A probe pod costs four API calls: create, one watch until it ends, its log, delete. The
+pod is always deleted, and every run first deletes probe pods older than a few minutes, so
+a worker killed between create and delete leaves nothing behind for long. The URL is an
+argv element of curl, never part of a shell line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from kubernetes import client as k8s
+from kubernetes import watch
+from kubernetes.client.exceptions import ApiException
+
+from bot.collect.kube import READ_TIMEOUT, KubeAccess
+from bot.evidence import Json, ProbeRun
+
+PROBE_LABEL = "app.kubernetes.io/name"
+PROBE_NAME = "aks-egress-probe"
+RUN_LABEL = "aks-egress.io/run-id"
+POOL_LABEL = "kubernetes.azure.com/agentpool"
+# A container waiting for one of these will not start without a change: stop waiting.
+STUCK = {"ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError", "InvalidImageName"}
+NONROOT_UID = 65532
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    namespace: str = "aks-egress"
+    image: str = "mcr.microsoft.com/azurelinux/base/core:3.0"
+    connect_timeout_s: int = 5
+    max_time_s: int = 10
+    deadline_s: int = 60
+    leftover_after_s: int = 180
+
+
+def curl_args(url: str, settings: ProbeSettings) -> list[str]:
+    """One `-v` (repeated -v switches curl ≥ 8.10 to trace output) and the %{json} write-out."""
+    return [
+        "-sS",
+        "-v",
+        "-o",
+        "/dev/null",
+        "--connect-timeout",
+        str(settings.connect_timeout_s),
+        "--max-time",
+        str(settings.max_time_s),
+        "--write-out",
+        "%{json}\n",
+        "--url",
+        url,
+    ]
+
+
+def probe_pod(url: str, pool: str | None, run_id: str, settings: ProbeSettings) -> Json:
+    """The probe pod: non-root, read-only, no capabilities, no token, small and short-lived."""
+    container_security = {
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": NONROOT_UID,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    spec: Json = {
+        "restartPolicy": "Never",
+        "activeDeadlineSeconds": settings.deadline_s,
+        "terminationGracePeriodSeconds": 0,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [
+            {"key": "CriticalAddonsOnly", "operator": "Exists", "effect": "NoSchedule"},
+            {
+                "key": "kubernetes.azure.com/scalesetpriority",
+                "operator": "Equal",
+                "value": "spot",
+                "effect": "NoSchedule",
+            },
+        ],
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": NONROOT_UID,
+            "runAsGroup": NONROOT_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                "name": "probe",
+                "image": settings.image,
+                "imagePullPolicy": "IfNotPresent",
+                "command": ["curl"],
+                "args": curl_args(url, settings),
+                "resources": {
+                    "requests": {"cpu": "10m", "memory": "16Mi"},
+                    "limits": {"cpu": "100m", "memory": "64Mi"},
+                },
+                "securityContext": container_security,
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+            }
+        ],
+    }
+    if pool:
+        spec["nodeSelector"][POOL_LABEL] = pool
+    labels = {
+        PROBE_LABEL: PROBE_NAME,
+        "app.kubernetes.io/managed-by": "aks-egress",
+        RUN_LABEL: run_id,
+    }
+    if pool:
+        labels["aks-egress.io/pool"] = pool
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "generateName": "aks-egress-probe-",
+            "namespace": settings.namespace,
+            "labels": labels,
+            "annotations": {"aks-egress.io/url": url},
+        },
+        "spec": spec,
+    }
+
+
+def stuck_reason(pod: Json) -> tuple[str, str] | None:
+    """Why a pod will never run curl (reason, message), or None while it still may."""
+    status = pod.get("status") or {}
+    if status.get("reason") == "DeadlineExceeded":
+        return "DeadlineExceeded", status.get("message") or ""
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("reason") == "Unschedulable":
+            return "Unschedulable", condition.get("message") or ""
+    for cs in status.get("containerStatuses") or []:
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in STUCK:
+            return waiting["reason"], waiting.get("message") or ""
+    return None
+
+
+def finished(pod: Json) -> bool:
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+def exit_code(pod: Json) -> int | None:
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        terminated = (cs.get("state") or {}).get("terminated")
+        if terminated is not None:
+            return terminated.get("exitCode")
+    return None
+
+
+class ProbeRunner:
+    def __init__(
+        self,
+        access: KubeAccess,
+        settings: ProbeSettings,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ):
+        self.core = k8s.CoreV1Api(access.api)
+        self.settings = settings
+        self.clock = clock
+
+    def remove_leftovers(self) -> int:
+        """Delete probe pods a killed run left behind (older than `leftover_after_s`)."""
+        ns = self.settings.namespace
+        try:
+            pods = (
+                json.loads(
+                    self.core.list_namespaced_pod(
+                        ns,
+                        label_selector=f"{PROBE_LABEL}={PROBE_NAME}",
+                        _preload_content=False,
+                        _request_timeout=READ_TIMEOUT,
+                    ).data
+                ).get("items")
+                or []
+            )
+        except ApiException:
+            return 0
+        cutoff = self.clock() - timedelta(seconds=self.settings.leftover_after_s)
+        removed = 0
+        for pod in pods:
+            created = (pod.get("metadata") or {}).get("creationTimestamp")
+            if created and datetime.fromisoformat(created.replace("Z", "+00:00")) <= cutoff:
+                self._delete(pod["metadata"]["name"])
+                removed += 1
+        return removed
+
+    def run(self, url: str, pools: list[str | None]) -> list[ProbeRun]:
+        run_id = secrets.token_hex(4)
+        with ThreadPoolExecutor(max(1, len(pools)), thread_name_prefix="probe") as pool:
+            return list(pool.map(lambda p: self.probe(url, p, run_id), pools))
+
+    def probe(self, url: str, pool: str | None, run_id: str) -> ProbeRun:
+        body = probe_pod(url, pool, run_id, self.settings)
+        base = {"url": url, "pool": pool, "image": self.settings.image}
+        ns = self.settings.namespace
+        try:
+            created = json.loads(
+                self.core.create_namespaced_pod(
+                    ns, body, _preload_content=False, _request_timeout=READ_TIMEOUT
+                ).data
+            )
+        except ApiException as exc:
+            reason = "Forbidden" if exc.status == 403 else "ApiError"
+            return ProbeRun(pod=f"{ns}/-", failure=reason, message=_status_message(exc), **base)
+        name = created["metadata"]["name"]
+        try:
+            pod, stuck = self._wait(name, created)
+            if stuck:
+                return ProbeRun(
+                    pod=f"{ns}/{name}",
+                    failure=stuck[0],
+                    message=stuck[1],
+                    **base,
+                    node=(pod.get("spec") or {}).get("nodeName"),
+                )
+            if not finished(pod):
+                return ProbeRun(
+                    pod=f"{ns}/{name}",
+                    failure="Timeout",
+                    message=f"the pod did not finish within {self.settings.deadline_s} s",
+                    **base,
+                )
+            log = self.core.read_namespaced_pod_log(
+                name, ns, container="probe", limit_bytes=65536, _request_timeout=READ_TIMEOUT
+            )
+            return ProbeRun(
+                pod=f"{ns}/{name}",
+                exit_code=exit_code(pod),
+                log=log,
+                node=(pod.get("spec") or {}).get("nodeName"),
+                **base,
+            )
+        except ApiException as exc:
+            return ProbeRun(
+                pod=f"{ns}/{name}", failure="ApiError", message=_status_message(exc), **base
+            )
+        finally:
+            self._delete(name)
+
+    def _wait(self, name: str, pod: Json) -> tuple[Json, tuple[str, str] | None]:
+        """Follow the pod with one watch until curl has finished or cannot start."""
+        if finished(pod) or (stuck := stuck_reason(pod)):
+            return pod, stuck_reason(pod)
+        stream = watch.Watch()
+        try:
+            for event in stream.stream(
+                self.core.list_namespaced_pod,
+                self.settings.namespace,
+                field_selector=f"metadata.name={name}",
+                timeout_seconds=self.settings.deadline_s + 15,
+                _request_timeout=(5, self.settings.deadline_s + 20),
+            ):
+                pod = self.core.api_client.sanitize_for_serialization(event["object"])
+                stuck = stuck_reason(pod)
+                if finished(pod) or stuck:
+                    return pod, stuck
+        finally:
+            stream.stop()
+        return pod, None
+
+    def _delete(self, name: str) -> None:
+        # Already gone, or the next run's leftover sweep will take it.
+        with contextlib.suppress(ApiException):
+            self.core.delete_namespaced_pod(
+                name,
+                self.settings.namespace,
+                grace_period_seconds=0,
+                _preload_content=False,
+                _request_timeout=READ_TIMEOUT,
+            )
+
+
+def _status_message(exc: ApiException) -> str:
+    try:
+        return json.loads(exc.body or "{}").get("message") or str(exc.reason)
+    except (ValueError, AttributeError):
+        return str(exc.reason)
+
+
+def probe_pools(nodes: list[Json], only_node: str | None = None) -> list[str]:
+    """Linux node pools with a node to run on (only the named node's pool when given)."""
+    pools: dict[str, None] = {}
+    for node in nodes:
+        meta = node.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        if labels.get("kubernetes.io/os", "linux") != "linux" or POOL_LABEL not in labels:
+            continue
+        if only_node is None or meta.get("name") == only_node:
+            pools.setdefault(labels[POOL_LABEL])
+    return list(pools)

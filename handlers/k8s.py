@@ -1,0 +1,177 @@
+"""Kubernetes objects as the API's JSON: the views and arithmetic pods.py and nodes.py share.
+
+Quantities are parsed with the Kubernetes client's own `parse_quantity`. Percentages are
+computed the way `kubectl top node` computes them (kubectl `metricsutil/metrics_printer.go`):
+
+    int64(float64(usage.MilliValue()) / float64(available.MilliValue()) * 100)
+
+where `MilliValue()` rounds up to a whole milli-unit and the `int64` conversion truncates.
+Doing the same float operations in the same order gives the very number kubectl prints.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_CEILING, Decimal
+from typing import Any
+
+from kubernetes.utils.quantity import parse_quantity
+
+Json = dict[str, Any]
+
+HIGH_PERCENT = 90  # NODE_CPU_HIGH, NODE_MEMORY_HIGH, POD_NEAR_LIMIT: at or above
+POOL_LABEL = "kubernetes.azure.com/agentpool"
+LEGACY_POOL_LABEL = "agentpool"
+# Pods the bot itself creates to probe an endpoint (world-format.md); their fate is the
+# probe's business (PROBE_FAILED_TO_RUN), not a finding about the user's workloads.
+PROBE_LABEL = ("app.kubernetes.io/name", "aks-egress-probe")
+MI = 1024 * 1024
+
+
+# -- quantities ------------------------------------------------------------------------
+
+
+def quantity(value: Any) -> Decimal | None:
+    """A Kubernetes quantity ("231053413n", "48Mi", "2") as a Decimal; None if absent or bad."""
+    if value is None or value == "":
+        return None
+    try:
+        return parse_quantity(value)
+    except (ValueError, TypeError):
+        return None
+
+
+def milli_value(q: Decimal) -> int:
+    """Go's `Quantity.MilliValue()`: the value in milli-units, rounded up (231053413n → 232)."""
+    return int((q * 1000).to_integral_value(rounding=ROUND_CEILING))
+
+
+def byte_value(q: Decimal) -> int:
+    """Go's `Quantity.Value()`: whole units, rounded up."""
+    return int(q.to_integral_value(rounding=ROUND_CEILING))
+
+
+def percent(usage: Decimal, available: Decimal) -> int | None:
+    """kubectl top's percentage of `available` that `usage` is; None when nothing is available."""
+    available_milli = milli_value(available)
+    if available_milli <= 0:
+        return None
+    return int(float(milli_value(usage)) / float(available_milli) * 100)
+
+
+def cpu_text(q: Decimal) -> str:
+    """kubectl top's CPU column: "232m"."""
+    return f"{milli_value(q)}m"
+
+
+def memory_text(q: Decimal) -> str:
+    """kubectl top's memory column: "2902Mi" (bytes / 2^20, floored)."""
+    return f"{byte_value(q) // MI}Mi"
+
+
+def amount_text(resource: str, q: Decimal) -> str:
+    return cpu_text(q) if resource == "cpu" else memory_text(q)
+
+
+# -- objects ---------------------------------------------------------------------------
+
+
+def meta(obj: Json | None) -> Json:
+    return (obj or {}).get("metadata") or {}
+
+
+def name_of(obj: Json | None) -> str:
+    return meta(obj).get("name") or "?"
+
+
+def pod_key(pod: Json | None) -> str:
+    """ "namespace/name", the form `--pod` takes."""
+    return f"{meta(pod).get('namespace') or 'default'}/{name_of(pod)}"
+
+
+def node_pool(node: Json | None) -> str | None:
+    """The AKS node pool a node (or NodeMetrics item) belongs to, from its labels."""
+    labels = meta(node).get("labels") or {}
+    return labels.get(POOL_LABEL) or labels.get(LEGACY_POOL_LABEL)
+
+
+def is_probe_pod(pod: Json) -> bool:
+    key, value = PROBE_LABEL
+    return (meta(pod).get("labels") or {}).get(key) == value
+
+
+def condition(obj: Json | None, kind: str) -> Json | None:
+    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return cond
+    return None
+
+
+def spec_containers(pod: Json) -> list[Json]:
+    spec = pod.get("spec") or {}
+    return [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+
+
+def spec_container(pod: Json, container: str) -> Json | None:
+    for c in spec_containers(pod):
+        if c.get("name") == container:
+            return c
+    return None
+
+
+def limit_text(pod: Json, container: str, resource: str) -> str | None:
+    """The container's limit as its manifest spells it ("1Gi"); None when it sets none."""
+    c = spec_container(pod, container) or {}
+    value = ((c.get("resources") or {}).get("limits") or {}).get(resource)
+    return None if value is None else str(value)
+
+
+def container_limit(pod: Json, container: str, resource: str) -> Decimal | None:
+    """The container's limit; None when it sets none (or zero, which is no limit either)."""
+    q = quantity(limit_text(pod, container, resource))
+    return q if q is not None and q > 0 else None
+
+
+def container_statuses(pod: Json) -> list[Json]:
+    """Init containers first (they block the others), then the app containers."""
+    status = pod.get("status") or {}
+    return [
+        *(status.get("initContainerStatuses") or []),
+        *(status.get("containerStatuses") or []),
+    ]
+
+
+def oom_termination(status: Json) -> Json | None:
+    """The container's OOMKilled termination: the current state's, else the last one's."""
+    for which in ("state", "lastState"):
+        terminated = (status.get(which) or {}).get("terminated") or {}
+        if terminated.get("reason") == "OOMKilled":
+            return terminated
+    return None
+
+
+def api_path(obj: Json, kind: str) -> str:
+    """The object's API path, what `kubectl get --raw` opens: the finding's `resource`."""
+    if kind == "node":
+        return f"/api/v1/nodes/{name_of(obj)}"
+    return f"/api/v1/namespaces/{meta(obj).get('namespace') or 'default'}/pods/{name_of(obj)}"
+
+
+def split_key(pod: str) -> tuple[str, str]:
+    """ "namespace/name" → (namespace, name); a bare name lives in "default"."""
+    namespace, _, name = pod.rpartition("/")
+    return namespace or "default", name
+
+
+def kubectl_pod(verb: str, pod: str, *extra: str) -> str:
+    """`kubectl VERB pod/NAME --namespace NS …` for a "namespace/name" key."""
+    namespace, name = split_key(pod)
+    return " ".join(["kubectl", verb, f"pod/{name}", "--namespace", namespace, *extra])
+
+
+def join_names(names: list[str], limit: int = 8) -> str:
+    """ "a, b and c" — and "…and N more" beyond `limit`, so a detail stays one paragraph."""
+    if len(names) > limit:
+        return f"{', '.join(names[:limit])} and {len(names) - limit} more"
+    if len(names) <= 1:
+        return "".join(names)
+    return f"{', '.join(names[:-1])} and {names[-1]}"

@@ -1,0 +1,85 @@
+"""Benchmark: the probe phase on three node pools (budget: within 3 s, ≤ 6 API calls a pod).
+
+Builds a three-pool variant of udr-firewall-allowed.yaml with faults.probeSeconds 2 and
+k8sLatencyMs 20, reaches the emulated API server the way a check does (Azure credentials
+→ kubeconfig), then times the probe phase (leftover sweep, then one probe pod per pool in
+parallel) and counts the Kubernetes requests it made. Usage:
+
+    .venv/bin/python tests/bench/bench_probe.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from bot.collect.kube import KubeReader, connect
+from bot.collect.probe import ProbeRunner, probe_pools
+from bot.runtime import open_runtime
+
+WORLD = Path(__file__).resolve().parents[1] / "worlds" / "udr-firewall-allowed.yaml"
+ALIAS, URL = "platform-prod", "https://api.contoso.com"
+POOLS = ("system", "apps", "batch")
+
+
+def three_pool_world(folder: Path) -> Path:
+    data = yaml.safe_load(WORLD.read_text())
+    cluster = next(r for r in data["arm"] if r["type"].endswith("managedClusters"))
+    profile = cluster["properties"]["agentPoolProfiles"][0]
+    kube = next(iter(data["kubernetes"].values()))
+    node = kube["nodes"][0]
+    for pool in POOLS[1:]:
+        extra = copy.deepcopy(profile)
+        extra.update(name=pool, mode="User")
+        cluster["properties"]["agentPoolProfiles"].append(extra)
+        extra_node = copy.deepcopy(node)
+        extra_node["metadata"]["name"] = f"aks-{pool}-73920154-vmss000000"
+        extra_node["metadata"]["labels"]["kubernetes.azure.com/agentpool"] = pool
+        extra_node["metadata"]["labels"]["agentpool"] = pool
+        kube["nodes"].append(extra_node)
+    data["faults"] = {"probeSeconds": 2, "k8sLatencyMs": 20}
+    path = folder / "three-pools.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        open_runtime(three_pool_world(Path(folder))) as rt,
+    ):
+        sandbox = rt.sandbox
+        assert sandbox is not None
+        _, cluster_id = rt.cluster_id(ALIAS)
+        access = connect(rt.access_plan(cluster_id), rt.clients, rt.credential)
+        pools = probe_pools(KubeReader(access).nodes())
+        runner = ProbeRunner(access, rt.probe, rt.clock)
+        times, per_pod = [], []
+        for _ in range(args.runs):
+            before = sandbox.count("k8s")
+            started = time.perf_counter()
+            runner.remove_leftovers()
+            runs = runner.run(URL, pools)
+            times.append(time.perf_counter() - started)
+            pod_calls = sandbox.count("k8s") - before - 1  # minus the leftover sweep's list
+            per_pod.append(pod_calls / len(runs))
+            assert all(r.exit_code == 0 for r in runs), runs
+        access.close()
+    print(f"pools probed: {', '.join(pools)} (probeSeconds 2, k8sLatencyMs 20), runs: {args.runs}")
+    print(
+        f"probe phase: median {statistics.median(times):.2f} s, max {max(times):.2f} s (budget 3 s)"
+    )
+    print(f"Kubernetes API calls per probe pod: {max(per_pod):.1f} (budget 6)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""The worlds under tests/worlds/own/ give their expected root cause and codes through the CLI.
+
+Each world is ARM only (no Kubernetes, probes or metrics) and shows one path problem, or
+one trap a naive implementation falls into; own/expected.yaml states the outcome in the
+format of the public expected.yaml. A few worlds carry checks beyond codes (which resource
+a finding names, the egress IPs, the access-denied detail, a faulty ARM giving the same
+report as a healthy one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import WORLDS, expected_worlds
+
+OWN = WORLDS / "own"
+EXPECTED = expected_worlds(OWN / "expected.yaml")
+
+
+def _run(run_check, world: str, path: Path | None = None) -> dict:
+    spec = EXPECTED[world]
+    code, report = run_check(
+        spec["alias"], "--endpoint", spec["endpoint"], "--world", str(path or OWN / world)
+    )
+    assert code == 0, report
+    assert isinstance(report, dict)
+    return report
+
+
+def _codes(report: dict) -> list[str]:
+    return [f["code"] for f in report["findings"]]
+
+
+def _only(report: dict, code: str) -> list[dict]:
+    found = [f for f in report["findings"] if f["code"] == code]
+    assert found, f"no {code} in {_codes(report)}"
+    return found
+
+
+@pytest.mark.parametrize("world", sorted(EXPECTED))
+def test_own_world_gives_expected_findings(world, run_check):
+    spec = EXPECTED[world]
+    report = _run(run_check, world)
+    codes = set(_codes(report))
+    assert report["rootCause"] == spec["rootCause"], sorted(codes)
+    missing = set(spec["mustInclude"]) - codes
+    assert not missing, f"missing {missing}; got {sorted(codes)}"
+    wrong = codes & set(spec["mustExclude"])
+    assert not wrong, f"must not report {wrong}; got {sorted(codes)}"
+    for finding in report["findings"]:
+        assert finding["severity"] in ("error", "warning", "info", "ok")
+        assert finding["title"] and isinstance(finding["evidence"], dict)
+    if world in EXTRA:
+        EXTRA[world](report)
+
+
+# ---------------------------------------------------------------------------- extra checks
+
+
+def _world_body(world: str) -> dict:
+    return yaml.safe_load((OWN / world).read_text())
+
+
+def _ids(world: str, rtype: str) -> list[str]:
+    return [r["id"] for r in _world_body(world)["arm"] if r["type"].lower() == rtype.lower()]
+
+
+def _check_access_denied(report: dict) -> None:
+    denied = _only(report, "AZURE_ACCESS_DENIED")
+    nsg_ids = _ids("nsg-read-forbidden.yaml", "Microsoft.Network/networkSecurityGroups")
+    assert len(nsg_ids) == 2
+    for nsg_id in nsg_ids:
+        named = [f for f in denied if nsg_id.lower() in f["detail"].lower()]
+        assert named, f"no AZURE_ACCESS_DENIED detail names {nsg_id}"
+        for f in named:
+            assert "Microsoft.Network/networkSecurityGroups/read" in f["detail"]
+
+
+def _check_nsg_resources(nic_code: str | None, subnet_code: str | None, world: str):
+    def check(report: dict) -> None:
+        nsgs = _ids(world, "Microsoft.Network/networkSecurityGroups")
+        nic = next(i for i in nsgs if "/aks-agentpool-" in i)
+        subnet = next(i for i in nsgs if "/nsg-snet-" in i)
+        for code, nsg_id in ((nic_code, nic), (subnet_code, subnet)):
+            if code:
+                assert {f["resource"].lower() for f in _only(report, code)} == {nsg_id.lower()}
+
+    return check
+
+
+def _check_egress_ips(expected: list[str]) -> Callable[[dict], None]:
+    def check(report: dict) -> None:
+        assert sorted(report["egressIps"]) == sorted(expected)
+        (finding,) = _only(report, "EGRESS_IPS")
+        assert sorted(finding["evidence"]["egressIps"]) == sorted(expected)
+
+    return check
+
+
+def _check_route_table_missing_names_batch(report: dict) -> None:
+    (finding,) = _only(report, "ROUTE_TABLE_MISSING")
+    assert finding["resource"].lower().endswith("/subnets/snet-aks-batch")
+
+
+def _check_rule(code: str, rule: str, kind: str | None = None) -> Callable[[dict], None]:
+    def check(report: dict) -> None:
+        (finding,) = _only(report, code)
+        assert finding["evidence"]["rule"] == rule, finding["evidence"]
+        if kind:
+            assert finding["evidence"]["decision"] == kind, finding["evidence"]
+
+    return check
+
+
+def _check_names(code: str, text: str) -> Callable[[dict], None]:
+    def check(report: dict) -> None:
+        assert any(text in f["detail"] for f in _only(report, code))
+
+    return check
+
+
+EXTRA: dict[str, Callable[[dict], None]] = {
+    "nsg-read-forbidden.yaml": _check_access_denied,
+    "nsg-nic-deny.yaml": _check_nsg_resources("NSG_OUTBOUND_DENY", None, "nsg-nic-deny.yaml"),
+    "nsg-subnet-and-nic-both-deny.yaml": _check_nsg_resources(
+        "NSG_REQUIRED_EGRESS_DENY", "NSG_OUTBOUND_DENY", "nsg-subnet-and-nic-both-deny.yaml"
+    ),
+    "nsg-deny-ntp.yaml": _check_names("NSG_REQUIRED_EGRESS_DENY", "ntp.ubuntu.com"),
+    "udr-user-pool-subnet-without-route-table.yaml": _check_route_table_missing_names_batch,
+    "udr-vnet-prefix-route-to-firewall.yaml": _check_names(
+        "ROUTE_ENDPOINT_OVERRIDE", "vnet-via-afw"
+    ),
+    "udr-endpoint-route-blackhole.yaml": _check_names("ROUTE_BLACKHOLE", "block-retired-partner"),
+    "udr-firewall-deny-group-before-allow.yaml": _check_rule(
+        "FIREWALL_ENDPOINT_BLOCKED", "deny-file-transfer-sites", "application"
+    ),
+    "udr-firewall-wildcard-fqdn-allowed.yaml": _check_rule(
+        "FIREWALL_ENDPOINT_ALLOWED", "allow-contoso-apis", "application"
+    ),
+    "udr-firewall-network-rule-postgres.yaml": _check_rule(
+        "FIREWALL_ENDPOINT_ALLOWED", "allow-fabrikam-postgres", "network"
+    ),
+    "udr-firewall-classic-allowed.yaml": _check_rule(
+        "FIREWALL_ENDPOINT_ALLOWED", "edi-contoso", "application"
+    ),
+    "udr-firewall-missing-aks-rules.yaml": _check_names(
+        "FIREWALL_REQUIRED_FQDN_BLOCKED", "mcr.microsoft.com"
+    ),
+    "udr-firewall-in-other-region.yaml": _check_rule(
+        "FIREWALL_ENDPOINT_ALLOWED", "allow-api-contoso", "application"
+    ),
+    "udr-service-tag-route-to-internet.yaml": _check_names(
+        "ROUTE_ENDPOINT_OVERRIDE", "storage-direct"
+    ),
+    "natgw-user-assigned-prefix.yaml": _check_egress_ips(["20.31.40.16/30"]),
+    "lb-byo-outbound-ip-prefix.yaml": _check_egress_ips(["20.103.220.0/30"]),
+    "lb-outbound-ports-fit-two-ips.yaml": _check_egress_ips(["20.93.41.60", "20.93.41.61"]),
+}
+
+
+def test_extra_checks_name_existing_worlds():
+    assert set(EXTRA) <= set(EXPECTED)
+
+
+# ---------------------------------------------------------------------------- transient faults
+
+
+def test_transient_faults_give_the_same_report(run_check, tmp_path):
+    """429 (Retry-After 1) twice on the route table and 503 once on the VNet are retried by
+    azure-core: the findings are those of the same world without faults."""
+    world = "udr-firewall-transient-faults.yaml"
+    body = _world_body(world)
+    assert body["faults"]["rules"], "the world must inject faults"
+    calm = dict(body)
+    calm.pop("faults")
+    calm_path = tmp_path / world
+    calm_path.write_text(yaml.safe_dump(calm, sort_keys=False))
+
+    faulty = _run(run_check, world)
+    healthy = _run(run_check, world, calm_path)
+
+    def essence(report: dict) -> list[tuple]:
+        return [(f["code"], f["severity"], f["resource"], f["detail"]) for f in report["findings"]]
+
+    assert faulty["rootCause"] == healthy["rootCause"]
+    assert faulty["egressIps"] == healthy["egressIps"]
+    assert essence(faulty) == essence(healthy)
+    assert not {"AZURE_READ_FAILED", "AZURE_ACCESS_DENIED"} & set(_codes(faulty))
+    # the retries happened: 2 extra route-table GETs and 1 extra VNet GET
+    assert faulty["stats"]["armCalls"] == healthy["stats"]["armCalls"] + 3
