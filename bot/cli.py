@@ -8,25 +8,29 @@ Errors are one clear line on stderr with what to do, never a traceback.
 from __future__ import annotations
 
 import argparse
-import re
+import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from azure.core.exceptions import ClientAuthenticationError
 from rich.console import Console
 
 from bot.collect.azure import ClusterUnreadable
-from bot.config import ConfigError
+from bot.config import ConfigError, Settings
 from bot.endpoint import EndpointError, parse_endpoint
 from bot.engine import CheckRequest, Engine
+from bot.redisserver import RedisServerMissing
 from bot.render import json as json_render
 from bot.render import terminal
 from bot.runtime import UnknownCluster, open_runtime
 from bot.sandbox.world import WorldError
+from bot.services import SetupError
+from bot.slack.commands import POD_REF
+from bot.store import StoreUnavailable
 
 BAD_INPUT, CANNOT_RUN = 2, 1
-# Kubernetes names: DNS-1123 labels (namespace) and subdomains (pod).
-POD_REF = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/[a-z0-9]([-.a-z0-9]{0,251}[a-z0-9])?$")
+DEMO_WORLD = Path(__file__).resolve().parent.parent / "tests" / "worlds" / "nsg-subnet-deny.yaml"
 
 
 def _fail(message: str, code: int) -> int:
@@ -81,6 +85,45 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_process(fn: Callable[[], None]) -> int:
+    """Long-running commands: setup problems are one clear line, Ctrl-C a clean exit."""
+    try:
+        fn()
+    except (SetupError, ConfigError, WorldError, RedisServerMissing) as exc:
+        return _fail(str(exc), BAD_INPUT)
+    except StoreUnavailable as exc:
+        return _fail(f"Redis is unreachable ({exc}); check REDIS_URL", CANNOT_RUN)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from bot import processes
+
+    return _run_process(lambda: processes.serve(Settings(), args.world, args.http, args.port))
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from bot import processes
+
+    return _run_process(lambda: processes.work(Settings(), args.world, burst=args.burst))
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from bot import processes
+
+    return _run_process(lambda: processes.dev(Settings(), args.world, args.http, args.port))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bot import demo
+
+    result: list[int] = []
+    code = _run_process(lambda: result.append(demo.run(args.world, Settings(), Console())))
+    return code or (result[0] if result else CANNOT_RUN)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aks-egress",
@@ -98,11 +141,30 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--name", help="the cluster's name (with --resource-group)")
     check.add_argument("--subscription", help="subscription id (default AZURE_SUBSCRIPTION_ID)")
     check.set_defaults(func=cmd_check)
+
+    serve = sub.add_parser("serve", help="run the Slack app (Socket Mode if SLACK_APP_TOKEN)")
+    worker = sub.add_parser("worker", help="run a queue worker (checks, probes, posts)")
+    dev = sub.add_parser("dev", help="app and worker in one process, for local use")
+    for p in (serve, worker, dev):
+        p.add_argument("--world", type=Path, help="use this sandbox world instead of Azure")
+    for p in (serve, dev):
+        p.add_argument("--http", action="store_true", help="serve HTTP even with SLACK_APP_TOKEN")
+        p.add_argument("--port", type=int, help="HTTP port (default AKS_EGRESS_PORT or 3000)")
+    worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    serve.set_defaults(func=cmd_serve)
+    worker.set_defaults(func=cmd_worker)
+    dev.set_defaults(func=cmd_dev)
+
+    demo_cmd = sub.add_parser("demo", help="the whole bot on a sandbox world, printed here")
+    demo_cmd.add_argument("world", nargs="?", type=Path, default=DEMO_WORLD)
+    demo_cmd.set_defaults(func=cmd_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("serve", "worker", "dev"):
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
         return args.func(args)
     except KeyboardInterrupt:

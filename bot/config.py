@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from pydantic import AliasChoices, Field
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.collect.probe import ProbeSettings
@@ -22,8 +22,17 @@ class Settings(BaseSettings):
 
     config: Path = Path("aks-egress.yaml")
     azure_subscription_id: str | None = Field(
-        default=None, validation_alias=AliasChoices("AZURE_SUBSCRIPTION_ID")
+        default=None, validation_alias="AZURE_SUBSCRIPTION_ID"
     )
+    slack_bot_token: str | None = Field(default=None, validation_alias="SLACK_BOT_TOKEN")
+    slack_signing_secret: str | None = Field(default=None, validation_alias="SLACK_SIGNING_SECRET")
+    slack_app_token: str | None = Field(default=None, validation_alias="SLACK_APP_TOKEN")
+    slack_api_url: str = Field(default="https://slack.com/api/", validation_alias="SLACK_API_URL")
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    retention_days: int = 30
+    rate_per_minute: int = 10
+    port: int = 3000
+    worker_heartbeat_s: int = 10  # how soon a killed worker's check is retried
     probe_namespace: str = "aks-egress"
     probe_image: str = "mcr.microsoft.com/azurelinux/base/core:3.0"
     probe_connect_timeout_s: int = 5

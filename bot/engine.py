@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from bot.codes import finding
 from bot.collect.azure import AzureCollector
@@ -41,6 +42,12 @@ CLUSTER_STEPS: tuple[Callable[[KubeEvidence], list[Finding]], ...] = (
 )
 
 
+# Checklist steps (bot.codes.STEPS) each batch of handlers decides.
+AZURE_STEP_NAMES = ("cluster", "route", "nsg", "firewall", "egress")
+CLUSTER_STEP_NAMES = ("probe", "resources")
+StepCallback = Callable[[tuple[str, ...], list[Finding]], None]
+
+
 @dataclass(frozen=True)
 class CheckRequest:
     alias: str
@@ -54,17 +61,23 @@ class Engine:
         self.runtime = runtime
         self.collector = AzureCollector(runtime.clients, runtime.resolver)
 
-    def check(self, request: CheckRequest) -> Report:
+    def check(self, request: CheckRequest, on_steps: StepCallback | None = None) -> Report:
+        """Run the checklist; `on_steps` hears each batch of steps as it is decided."""
         started = time.monotonic()
         arm_before = self.runtime.clients.counter.count
         with ThreadPoolExecutor(2, thread_name_prefix="check") as pool:
             kube_f = pool.submit(self._cluster_side, request)
             ev = self.collector.collect(request.alias, request.cluster_id, request.endpoint)
+            findings = [f for step in AZURE_STEPS for f in step(ev)]
+            if on_steps:
+                on_steps(AZURE_STEP_NAMES, findings)
             kube, kube_findings, k8s_calls = kube_f.result()
-        findings = [f for step in AZURE_STEPS for f in step(ev)] + kube_findings
+        cluster_findings = list(kube_findings)
         if kube is not None:
-            findings += [f for step in CLUSTER_STEPS for f in step(kube)]
-        findings = order(findings)
+            cluster_findings += [f for step in CLUSTER_STEPS for f in step(kube)]
+        if on_steps:
+            on_steps(CLUSTER_STEP_NAMES, cluster_findings)
+        findings = order(findings + cluster_findings)
         network = ev.network_profile
         return Report(
             cluster=ClusterSummary(
@@ -105,15 +118,31 @@ class Engine:
         finally:
             if access:
                 access.close()
-        how = finding(
-            "KUBE_ACCESS",
-            f"Reached the cluster's API server through {kube.access}.",
-            resource=request.cluster_id,
-            evidence={"how": kube.access},
-        )
-        return kube, [how], access.api.calls
+        found = [
+            finding(
+                "KUBE_ACCESS",
+                f"Reached the cluster's API server through {kube.access}.",
+                resource=request.cluster_id,
+                evidence={"how": kube.access},
+            )
+        ]
+        found += [
+            finding(
+                "KUBE_PARTIAL_ACCESS",
+                f"{problem}. The checks that need it were skipped.",
+                resource=request.cluster_id,
+                evidence={"error": problem},
+            )
+            for problem in kube.partial
+        ]
+        return kube, found, access.api.calls
 
     def _read(self, access: KubeAccess, request: CheckRequest) -> KubeEvidence:
+        """Nodes first (they name the pools to probe), then everything else at once.
+
+        Only the node list is essential; a refused pod list or metrics read narrows the
+        check (said in `partial`) but never throws away a probe that ran.
+        """
         reader = KubeReader(access)
         runner = ProbeRunner(access, self.runtime.probe, self.runtime.clock)
         node_list = reader.nodes()
@@ -125,18 +154,34 @@ class Engine:
             target_f = pool.submit(reader.pod, namespace, name) if request.pod else None
             pool.submit(runner.remove_leftovers)
             probes_f = None
+            partial: list[str] = []
+            target = _optional(target_f, partial)
             if request.endpoint:
-                target = target_f.result() if target_f else None
                 only = (target or {}).get("spec", {}).get("nodeName") if request.pod else None
                 pools = probe_pools(node_list, only) or ([None] if only is None else [])
                 probes_f = pool.submit(runner.run, request.endpoint.url, pools)
+            node_metrics, refusal = node_metrics_f.result()
+            pod_metrics, _ = pod_metrics_f.result()
             return KubeEvidence(
                 access=access.how,
                 nodes=node_list,
-                pods=pods_f.result(),
-                node_metrics=node_metrics_f.result(),
-                pod_metrics=pod_metrics_f.result(),
+                pods=_optional(pods_f, partial) or [],
+                node_metrics=node_metrics,
+                pod_metrics=pod_metrics,
+                metrics_refusal=refusal,
                 target_pod=request.pod,
-                target_pod_body=target_f.result() if target_f else None,
+                target_pod_body=target,
                 probes=probes_f.result() if probes_f else [],
+                partial=partial,
             )
+
+
+def _optional(future: Future | None, partial: list[str]) -> Any:
+    """A read the check can do without: its refusal is noted, not raised."""
+    if future is None:
+        return None
+    try:
+        return future.result()
+    except KubeUnavailable as exc:
+        partial.append(str(exc))
+        return None

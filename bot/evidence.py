@@ -204,7 +204,9 @@ class KubeEvidence:
     nodes: list[Json] = field(default_factory=list)
     pods: list[Json] = field(default_factory=list)
     node_metrics: list[Json] | None = None  # None: metrics.k8s.io is not served
+    metrics_refusal: str | None = None  # why RBAC refused metrics.k8s.io, when it did
     pod_metrics: list[Json] | None = None
     target_pod: str | None = None  # namespace/name the user asked about (--pod)
     target_pod_body: Json | None = None  # None with target_pod set: no such pod
     probes: list[ProbeRun] = field(default_factory=list)
+    partial: list[str] = field(default_factory=list)  # reads refused; their checks skipped

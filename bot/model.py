@@ -41,6 +41,18 @@ class Finding:
         del data["about_endpoint"]
         return data
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Finding:
+        return cls(
+            code=data["code"],
+            severity=Severity(data["severity"]),
+            title=data.get("title", ""),
+            detail=data.get("detail", ""),
+            resource=data.get("resource"),
+            evidence=data.get("evidence") or {},
+            fix=list(data.get("fix") or []),
+        )
+
 
 @dataclass
 class Stats:
@@ -66,6 +78,29 @@ class Report:
     findings: list[Finding]
     root_cause: str | None
     stats: Stats = field(default_factory=Stats)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Report:
+        """A report read back from the `--json` contract (as Redis keeps it)."""
+        cluster, stats = data["cluster"], data.get("stats") or {}
+        return cls(
+            cluster=ClusterSummary(
+                alias=cluster["alias"],
+                id=cluster["id"],
+                outbound_type=cluster.get("outboundType"),
+                network_plugin=cluster.get("networkPlugin"),
+                network_plugin_mode=cluster.get("networkPluginMode"),
+            ),
+            endpoint=data.get("endpoint"),
+            egress_ips=list(data.get("egressIps") or []),
+            findings=[Finding.from_json(f) for f in data.get("findings") or []],
+            root_cause=data.get("rootCause"),
+            stats=Stats(
+                arm_calls=stats.get("armCalls", 0),
+                k8s_calls=stats.get("k8sCalls", 0),
+                duration_ms=stats.get("durationMs", 0),
+            ),
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The `--json` contract of world-format.md, key for key."""

@@ -22,7 +22,7 @@ def check(kube: KubeEvidence) -> list[Finding]:
     findings += _not_ready(kube.nodes)
     findings += _pressure(kube.nodes)
     if kube.node_metrics is None:
-        findings.append(_metrics_unavailable())
+        findings.append(_metrics_unavailable(kube.metrics_refusal))
     else:
         findings += _node_usage(kube.nodes, kube.node_metrics)
     pods = _workload_pods(kube)
@@ -127,17 +127,27 @@ def _pressure(nodes: list[Json]) -> list[Finding]:
     ]
 
 
-def _metrics_unavailable() -> Finding:
-    return finding(
-        "METRICS_UNAVAILABLE",
-        "The API server does not serve metrics.k8s.io (metrics-server missing or down), so "
-        "node and pod CPU and memory use could not be checked: no NODE_CPU_HIGH, "
-        "NODE_MEMORY_HIGH or POD_NEAR_LIMIT finding means 'not measured', not 'fine'.",
-        resource="/apis/metrics.k8s.io/v1beta1",
-        fix=[
+def _metrics_unavailable(refusal: str | None) -> Finding:
+    why = (
+        f"RBAC forbids the bot to read metrics.k8s.io ({refusal})"
+        if refusal
+        else "The API server does not serve metrics.k8s.io (metrics-server missing or down)"
+    )
+    fix = (
+        ["# grant get/list on nodes and pods in API group metrics.k8s.io to the bot's identity"]
+        if refusal
+        else [
             "kubectl get apiservice v1beta1.metrics.k8s.io",
             "kubectl get deployment metrics-server --namespace kube-system",
-        ],
+        ]
+    )
+    return finding(
+        "METRICS_UNAVAILABLE",
+        f"{why}, so node and pod CPU and memory use could not be checked: no NODE_CPU_HIGH, "
+        "NODE_MEMORY_HIGH or POD_NEAR_LIMIT finding means 'not measured', not 'fine'.",
+        resource="/apis/metrics.k8s.io/v1beta1",
+        evidence={"forbidden": refusal} if refusal else {},
+        fix=fix,
     )
 
 

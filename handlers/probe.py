@@ -136,6 +136,9 @@ def classify(exit_code: int | None, write_out: Json | None) -> str:
     * Exit 22 (`--fail`) and 47 (too many redirects) are judged by the HTTP status, as
       exit 0 is: both mean the endpoint answered over a working path. A redirect loop
       (last status 3xx) is thus PROBE_OK — an application problem, not an egress one.
+    * telnet:// (the plain TCP test) exits 28 even when it connected: curl then waits on
+      the open connection for a server that speaks only after the client does (a
+      database) until --max-time. A connection made (`num_connects` ≥ 1) is PROBE_OK.
     * Exits in PROBE_SIDE_EXITS, or no exit code at all, are PROBE_FAILED_TO_RUN: curl
       never tested the path, and saying anything about egress would be a guess.
     * Every other exit (8 weird reply, 16/92 HTTP/2 errors, 18 partial body, …) fails on
@@ -158,10 +161,17 @@ def classify(exit_code: int | None, write_out: Json | None) -> str:
     if code == 7:
         return "PROBE_TIMEOUT" if _connect_timed_out(out) else "PROBE_CONNECT_REFUSED"
     if code == 28:
-        return "PROBE_TIMEOUT"
+        return "PROBE_OK" if _telnet_connected(out) else "PROBE_TIMEOUT"
     if code in TLS_EXITS:
         return "PROBE_TLS_FAILURE"
     return "PROBE_CONNECTION_RESET"
+
+
+def _telnet_connected(write_out: Json) -> bool:
+    scheme = str(write_out.get("scheme") or "").lower()
+    url = str(write_out.get("url") or write_out.get("url_effective") or "").lower()
+    telnet = scheme == "telnet" or url.startswith("telnet://")
+    return telnet and (_int(write_out.get("num_connects")) or 0) >= 1
 
 
 def _http_status(write_out: Json) -> int:

@@ -128,17 +128,21 @@ class KubeReader:
     def pods(self) -> list[Json]:
         return _guard("list pods", lambda: _items(self.core.list_pod_for_all_namespaces(**_RAW)))
 
-    def metrics(self, plural: str) -> list[Json] | None:
-        """None when metrics.k8s.io is not served (metrics-server missing or down)."""
+    def metrics(self, plural: str) -> tuple[list[Json] | None, str | None]:
+        """(items, None); (None, None) when metrics.k8s.io is not served (metrics-server
+        missing or down); (None, why) when RBAC refuses it. Metrics are optional evidence:
+        their absence never stops the rest of the check."""
         try:
             body = self.custom.list_cluster_custom_object(
                 "metrics.k8s.io", "v1beta1", plural, _request_timeout=READ_TIMEOUT
             )
         except ApiException as exc:
+            if exc.status == 403:
+                return None, status_message(exc)
             if exc.status in (404, 503):
-                return None
+                return None, None
             raise KubeUnavailable(explain(exc, f"read {plural} metrics")) from None
-        return body.get("items") or []
+        return body.get("items") or [], None
 
     def pod(self, namespace: str, name: str) -> Json | None:
         try:
@@ -176,12 +180,17 @@ def explain(exc: ApiException, doing: str) -> str:
             "or are wrong; refresh them"
         )
     if exc.status == 403:
-        try:
-            message = json.loads(exc.body or "{}").get("message") or exc.reason
-        except ValueError:
-            message = exc.reason
+        message = status_message(exc)
         return (
             f"RBAC forbids the bot to {doing}: {message}; bind the aks-egress ClusterRole "
             "to its identity"
         )
     return f"the API server failed to {doing} ({exc.status} {exc.reason})"
+
+
+def status_message(exc: ApiException) -> str:
+    """The Kubernetes Status message of an API error, else its HTTP reason."""
+    try:
+        return json.loads(exc.body or "{}").get("message") or str(exc.reason)
+    except (ValueError, AttributeError):
+        return str(exc.reason)

@@ -20,7 +20,7 @@ from kubernetes import client as k8s
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
-from bot.collect.kube import READ_TIMEOUT, KubeAccess
+from bot.collect.kube import READ_TIMEOUT, KubeAccess, status_message
 from bot.evidence import Json, ProbeRun
 
 PROBE_LABEL = "app.kubernetes.io/name"
@@ -212,7 +212,7 @@ class ProbeRunner:
             )
         except ApiException as exc:
             reason = "Forbidden" if exc.status == 403 else "ApiError"
-            return ProbeRun(pod=f"{ns}/-", failure=reason, message=_status_message(exc), **base)
+            return ProbeRun(pod=f"{ns}/-", failure=reason, message=status_message(exc), **base)
         name = created["metadata"]["name"]
         try:
             pod, stuck = self._wait(name, created)
@@ -243,7 +243,7 @@ class ProbeRunner:
             )
         except ApiException as exc:
             return ProbeRun(
-                pod=f"{ns}/{name}", failure="ApiError", message=_status_message(exc), **base
+                pod=f"{ns}/{name}", failure="ApiError", message=status_message(exc), **base
             )
         finally:
             self._delete(name)
@@ -279,13 +279,6 @@ class ProbeRunner:
                 _preload_content=False,
                 _request_timeout=READ_TIMEOUT,
             )
-
-
-def _status_message(exc: ApiException) -> str:
-    try:
-        return json.loads(exc.body or "{}").get("message") or str(exc.reason)
-    except (ValueError, AttributeError):
-        return str(exc.reason)
 
 
 def probe_pools(nodes: list[Json], only_node: str | None = None) -> list[str]:

@@ -6,7 +6,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-_LATENCY_KEYS = {"arm": "armLatencyMs", "k8s": "k8sLatencyMs"}
+_LATENCY_KEYS = {"arm": "armLatencyMs", "k8s": "k8sLatencyMs", "slack": "slackLatencyMs"}
 
 
 @dataclass
@@ -35,18 +35,15 @@ class Faults:
     def __init__(self, spec: dict[str, Any] | None) -> None:
         spec = spec or {}
         self._latency = {api: spec.get(k, 0) / 1000 for api, k in _LATENCY_KEYS.items()}
-        self._rules = [
-            FaultRule(
-                status=r["status"],
-                api=r.get("api"),
-                method=r.get("method"),
-                path_contains=r.get("pathContains"),
-                headers=r.get("headers"),
-                times=r.get("times"),
-            )
-            for r in spec.get("rules", [])
-        ]
+        self._rules = [_rule(r) for r in spec.get("rules", [])]
         self._lock = threading.Lock()
+
+    def add(self, rule: dict[str, Any]) -> None:
+        """Add a rule (as a world's `faults.rules` entry spells it) to a running sandbox;
+        it applies after the world's own rules."""
+        parsed = _rule(rule)
+        with self._lock:
+            self._rules.append(parsed)
 
     def latency_s(self, api: str) -> float:
         return self._latency.get(api, 0.0)
@@ -61,3 +58,14 @@ class Faults:
                     rule.times -= 1
                 return rule
         return None
+
+
+def _rule(r: dict[str, Any]) -> FaultRule:
+    return FaultRule(
+        status=r["status"],
+        api=r.get("api"),
+        method=r.get("method"),
+        path_contains=r.get("pathContains"),
+        headers=r.get("headers"),
+        times=r.get("times"),
+    )

@@ -2,7 +2,8 @@
 
 One `Sandbox` owns one throwaway CA, one request log and one fault injector, and runs one
 listener per emulated API: `arm` (HTTPS), one Kubernetes API server per cluster (`k8s`, plain
-HTTP, see kube.py), and whatever else registers with `_listen`. Every listener shares the
+HTTP, see kube.py), the Slack Web API (`slack`, plain HTTP, see slack.py), and whatever else
+registers with `_listen`. Every listener shares the
 plumbing below, so logging, latency, faults and auth behave the same for all of them.
 """
 
@@ -33,6 +34,7 @@ from bot.sandbox import armid
 from bot.sandbox.arm import ArmApi
 from bot.sandbox.faults import Faults
 from bot.sandbox.kube import KubeApi, WorldClock, served_clusters
+from bot.sandbox.slack import SlackApi
 from bot.sandbox.wire import Dispatch, ErrorBody, Request, Response, Stream
 from bot.sandbox.world import World, load_world
 
@@ -50,7 +52,9 @@ class RequestRecord:
     status: int
     started: float  # time.monotonic() when the request was read
     ended: float  # time.monotonic() just before the response was sent
-    body: Any = None  # the request's JSON body, so tests can assert what a write sent
+    body: Any = None  # the request's parsed body (JSON, form fields), so tests can assert writes
+    token: str | None = None  # the bearer token, else a `token` argument (Slack accepts both)
+    response: Any = None  # the body answered (not a copy; None for streams)
 
 
 class RequestLog:
@@ -73,13 +77,19 @@ class RequestLog:
             self._records.clear()
 
 
+BodyParser = Callable[[str, bytes, str], Any]
+"""(path, raw body, Content-Type) -> the request body; raises ValueError when malformed."""
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """One emulated API as the shared HTTP plumbing sees it."""
 
     api: str
     dispatch: Dispatch
-    error: ErrorBody  # the API's own error body for a status (401, injected faults)
+    error: ErrorBody  # the API's own error body for a status (400, 401, injected faults)
+    parse: BodyParser | None = None  # None: JSON, or form fields (`_parse_body`)
+    bearer_auth: bool = True  # False: the API checks credentials itself (Slack answers 200)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -100,8 +110,9 @@ class _Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        parse = srv.endpoint.parse or _parse_body
         try:
-            body, malformed = _parse_body(raw, self.headers.get("Content-Type") or ""), False
+            body, malformed = parse(split.path, raw, self.headers.get("Content-Type") or ""), False
         except ValueError:
             body, malformed = None, True
         request = Request(self.command, unquote(split.path), query, body, self.headers)
@@ -117,19 +128,23 @@ class _Handler(BaseHTTPRequestHandler):
                 started=started,
                 ended=time.monotonic(),
                 body=request.body,
+                token=_token(request),
+                response=None if isinstance(response.body, Stream) else response.body,
             )
         )
         self._send(response)
 
     def _respond(self, request: Request) -> Response:
         srv = self.server
-        scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        if srv.endpoint.bearer_auth and not _bearer(request):
             return srv.endpoint.error(401, request)
         rule = srv.faults.take(srv.endpoint.api, request.method, request.path)
         if rule is not None:
             status, headers, body = srv.endpoint.error(rule.status, request)
-            return Response(status, {**headers, **(rule.headers or {})}, body)
+            extra = rule.headers or {}
+            names = {name.lower() for name in extra}  # the rule's spelling replaces the API's
+            kept = {k: v for k, v in headers.items() if k.lower() not in names}
+            return Response(status, {**kept, **extra}, body)
         try:
             return srv.endpoint.dispatch(request)
         except Exception:
@@ -180,8 +195,25 @@ def _payload(body: Any) -> bytes:
     return json.dumps(body).encode()
 
 
-def _parse_body(raw: bytes, content_type: str) -> Any:
-    """JSON (ARM, Kubernetes) or form fields (most Slack Web API calls); raises ValueError."""
+def _bearer(request: Request) -> str | None:
+    scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+def _token(request: Request) -> str | None:
+    """The credential a request carried: its bearer token, else a `token` argument."""
+    token = _bearer(request)
+    if token is None and isinstance(request.body, dict):
+        token = request.body.get("token")
+    if token is None:
+        token = request.query.get("token")
+    return token if isinstance(token, str) else None
+
+
+def _parse_body(path: str, raw: bytes, content_type: str) -> Any:
+    """JSON (ARM, Kubernetes) or form fields; raises ValueError. `path` is unused here."""
     if not raw:
         return None
     if "x-www-form-urlencoded" in content_type:
@@ -277,10 +309,16 @@ class Sandbox:
         self._tmp: Path | None = None
         self.ca_path = ""
         self.arm = ArmApi(self.world, kube_url_for or self.kube_url, self._ca.cert_pem.bytes())
+        self.slack = SlackApi(self.world.now, lambda: self._requests.of("slack"))
 
     @property
     def arm_url(self) -> str:
         return self.url("arm")
+
+    @property
+    def slack_url(self) -> str:
+        """The emulated Slack Web API, as `WebClient(base_url=...)` wants it (ends in `/api/`)."""
+        return self.url("slack") + "/api/"
 
     def url(self, api: str) -> str:
         server = self._servers.get(api)
@@ -325,6 +363,9 @@ class Sandbox:
             api = KubeApi(self.world, cluster_id, self._clock)
             self._kube[armid.key(cluster_id)] = api
             self._listen(Endpoint("k8s", api, api.error), _kube_listener(cluster_id), tls=False)
+        slack = Endpoint("slack", self.slack, self.slack.error, self.slack.parse, bearer_auth=False)
+        self._listen(slack, tls=False)
+        self.slack.origin = self.url("slack")
         return self
 
     def stop(self) -> None:
@@ -350,6 +391,11 @@ class Sandbox:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+    @property
+    def faults(self) -> Faults:
+        """The live fault injector (`faults.add(rule)` adds a `faults.rules` entry)."""
+        return self._faults
 
     def calls(self, api: str = "arm") -> list[RequestRecord]:
         return self._requests.of(api)

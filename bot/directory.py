@@ -1,0 +1,38 @@
+"""Which clusters exist under which alias, and which Slack channels may use each.
+
+In real mode a cluster with no channels listed is usable from none: access is granted by
+naming channels in the configuration, never by default. `--world` dev mode without a
+configuration is open to every channel, since nothing real is behind it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bot.config import ClusterConfig
+
+
+@dataclass(frozen=True)
+class Directory:
+    clusters: dict[str, str]  # alias -> cluster ARM id
+    channels: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    open_to_all: bool = False
+
+    @classmethod
+    def from_config(cls, config: ClusterConfig) -> Directory:
+        return cls(
+            clusters={alias: ref.id for alias, ref in config.clusters.items()},
+            channels={alias: ref.channels for alias, ref in config.clusters.items()},
+        )
+
+    @classmethod
+    def open(cls, clusters: dict[str, str]) -> Directory:
+        return cls(clusters=dict(clusters), open_to_all=True)
+
+    def allowed(self, alias: str, channel: str) -> bool:
+        if alias not in self.clusters:
+            return False
+        return self.open_to_all or channel in self.channels.get(alias, ())
+
+    def visible(self, channel: str) -> list[str]:
+        return sorted(a for a in self.clusters if self.allowed(a, channel))

@@ -1,0 +1,144 @@
+"""RQ jobs: the work a Slack request turns into, run by `aks-egress worker`.
+
+Jobs carry only an incident id (and a run number), never user text or secrets: the
+incident in Redis says what to do. The worker process holds one `WorkerContext` (Azure or
+sandbox runtime, Slack client, store), set once at start-up, because RQ jobs are plain
+functions. Every Slack message a job writes goes through `Thread.upsert`, so a job retried
+after its worker was killed completes the thread without repeating it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from rq import Queue, Retry
+from slack_sdk import WebClient
+
+from bot.codes import CATALOG
+from bot.collect.azure import ClusterUnreadable
+from bot.endpoint import parse_endpoint
+from bot.engine import AZURE_STEP_NAMES, CLUSTER_STEP_NAMES, CheckRequest, Engine
+from bot.model import Finding, Severity
+from bot.runtime import Runtime
+from bot.slack import blocks
+from bot.slack.thread import Thread
+from bot.store import Incident, Store
+
+log = logging.getLogger(__name__)
+QUEUE = "aks-egress"
+JOB_TIMEOUT_S = 600
+CHECK_STEPS = (*AZURE_STEP_NAMES, *CLUSTER_STEP_NAMES)
+
+
+@dataclass
+class WorkerContext:
+    runtime: Runtime
+    slack: WebClient
+    store: Store
+
+
+_context: WorkerContext | None = None
+
+
+def configure(context: WorkerContext) -> None:
+    global _context
+    _context = context
+
+
+def context() -> WorkerContext:
+    if _context is None:
+        raise RuntimeError("the worker context is not configured")
+    return _context
+
+
+def enqueue_check(
+    queue: Queue, incident_id: str, run: int = 0, endpoint: str | None = None
+) -> None:
+    """Queue a check; a worker that dies mid-check gets it retried."""
+    queue.enqueue(
+        run_check,
+        incident_id,
+        run,
+        endpoint,
+        job_id=f"{incident_id}-{run}",
+        job_timeout=JOB_TIMEOUT_S,
+        retry=Retry(max=2),  # immediate: a killed worker already cost a heartbeat
+        failure_ttl=86400,
+    )
+
+
+def incident_view(incident: Incident) -> blocks.IncidentView:
+    r = incident.request
+    return blocks.IncidentView(
+        id=incident.id,
+        alias=r.alias,
+        cluster_id=r.cluster_id,
+        endpoint=r.endpoint,
+        user_id=r.user,
+        channel_id=r.channel,
+        created=r.created_iso,
+        pod=r.pod,
+    )
+
+
+def _states(done: Mapping[str, list[Finding]]) -> dict[str, blocks.StepState]:
+    return {
+        step: blocks.StepState(
+            status="done" if step in done else "running", findings=tuple(done.get(step, ()))
+        )
+        for step in CHECK_STEPS
+    }
+
+
+def run_check(incident_id: str, run: int = 0, endpoint: str | None = None) -> None:
+    ctx = context()
+    incident = ctx.store.get(incident_id)
+    if incident is None:
+        log.warning("incident %s expired before its check ran", incident_id)
+        return
+    thread = Thread(ctx.slack, ctx.store, incident)
+    ctx.store.set_status(incident_id, "running")
+    request = incident.request
+    target = endpoint or request.endpoint
+    done: dict[str, list[Finding]] = {}
+    name = f"{run}:checklist"
+    thread.upsert(name, blocks.checklist(_states(done)))
+
+    def on_steps(steps: tuple[str, ...], findings: list[Finding]) -> None:
+        for step in steps:
+            done[step] = [f for f in findings if CATALOG[f.code].step == step]
+        thread.upsert(name, blocks.checklist(_states(done)))
+
+    try:
+        report = Engine(ctx.runtime).check(
+            CheckRequest(
+                alias=request.alias,
+                cluster_id=request.cluster_id,
+                endpoint=parse_endpoint(target) if target else None,
+                pod=request.pod,
+            ),
+            on_steps=on_steps,
+        )
+    except ClusterUnreadable as exc:
+        f = exc.failure
+        thread.upsert(
+            f"{run}:error",
+            blocks.error_text(
+                f"cannot read the cluster ({f.status} {f.code}: {f.message})",
+                f"grant {f.permission} on it to the bot's identity"
+                if f.status == 403
+                else "check the cluster's entry in the bot's configuration, then Re-run",
+            ),
+        )
+        ctx.store.set_status(incident_id, "failed")
+        return
+    for index, finding in enumerate(report.findings):
+        if finding.severity in (Severity.ERROR, Severity.WARNING):
+            for part, message in enumerate(blocks.finding_messages(finding, incident_id, index)):
+                thread.upsert(f"{run}:reply:{index}:{part}", message)
+    ctx.store.save_report(incident_id, run, report.to_json())
+    for part, message in enumerate(blocks.summary_messages(report, incident_id)):
+        thread.upsert(f"{run}:summary:{part}", message)
+    ctx.store.set_status(incident_id, "done")

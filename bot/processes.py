@@ -1,0 +1,94 @@
+"""The long-running processes: the Slack app, the queue worker, and both together for dev.
+
+`serve` never talks to Azure or Kubernetes; `worker` does all of that. `dev` runs both in
+one process (the worker in a thread) against real Slack or, with `--world`, a sandbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import ExitStack
+from pathlib import Path
+
+from slack_bolt import App
+from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+from bot import jobs, services
+from bot.config import Settings
+from bot.runtime import open_runtime
+from bot.slack.app import AppDeps, build_app
+from bot.slack.http import HttpServer
+from bot.store import StoreUnavailable
+from bot.worker import CheckWorker
+
+log = logging.getLogger(__name__)
+
+
+def make_app(settings: Settings, world: Path | None, *, socket_mode: bool) -> tuple[App, AppDeps]:
+    deps = AppDeps(
+        directory=services.directory(settings, world),
+        store=services.store(settings),
+        queue=services.queue(settings),
+        rate_per_minute=settings.rate_per_minute,
+    )
+    if not socket_mode and not settings.slack_signing_secret:
+        raise services.SetupError(
+            "SLACK_SIGNING_SECRET is not set: HTTP mode verifies every request's signature"
+        )
+    client = services.slack_client(settings)
+    return build_app(client, settings.slack_signing_secret, deps, socket_mode=socket_mode), deps
+
+
+def _healthy(deps: AppDeps) -> bool:
+    try:
+        deps.store.ping()
+    except StoreUnavailable:
+        return False
+    return True
+
+
+def start_http(settings: Settings, world: Path | None, port: int | None = None) -> HttpServer:
+    app, deps = make_app(settings, world, socket_mode=False)
+    return HttpServer(
+        app, "0.0.0.0", settings.port if port is None else port, lambda: _healthy(deps)
+    ).start()
+
+
+def serve(settings: Settings, world: Path | None, http: bool, port: int | None) -> None:
+    if settings.slack_app_token and not http:
+        app, _ = make_app(settings, world, socket_mode=True)
+        log.info("aks-egress: Socket Mode")
+        SocketModeHandler(app, settings.slack_app_token).start()
+        return
+    server = start_http(settings, world, port)
+    log.info("aks-egress: listening on %s", server.url)
+    server.thread.join()
+
+
+def make_worker(settings: Settings) -> CheckWorker:
+    queue = services.queue(settings)
+    return CheckWorker.for_queue(queue, queue.connection, settings.worker_heartbeat_s)
+
+
+def work(settings: Settings, world: Path | None, burst: bool = False) -> None:
+    """Run a worker in this thread until stopped (or, with burst, until the queue is empty)."""
+    with open_runtime(world, settings) as runtime:
+        jobs.configure(
+            jobs.WorkerContext(runtime, services.slack_client(settings), services.store(settings))
+        )
+        make_worker(settings).work(burst=burst, with_scheduler=False)
+
+
+def dev(settings: Settings, world: Path | None, http: bool, port: int | None) -> None:
+    """App and worker in one process, for trying the bot out."""
+    with ExitStack() as stack:
+        runtime = stack.enter_context(open_runtime(world, settings))
+        jobs.configure(
+            jobs.WorkerContext(runtime, services.slack_client(settings), services.store(settings))
+        )
+        worker = make_worker(settings)
+        thread = threading.Thread(target=worker.work, kwargs={"with_scheduler": False}, daemon=True)
+        thread.start()
+        stack.callback(worker.stop)
+        serve(settings, world, http, port)

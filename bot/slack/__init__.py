@@ -1,0 +1,1 @@
+"""The Slack surface: Block Kit messages (`blocks`), commands, the Bolt app, threads."""

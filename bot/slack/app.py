@@ -1,0 +1,306 @@
+"""The Bolt app: listeners validate, authorize, record the incident, queue the work, ack.
+
+The web process never calls Azure or Kubernetes: everything slow runs in a worker. A
+listener answers Slack within milliseconds, with refusals and errors shown only to the
+user who asked, and never with a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from rq import Queue
+from slack_bolt import App, BoltResponse
+from slack_sdk import WebClient
+
+from bot import jobs
+from bot.directory import Directory
+from bot.model import Report
+from bot.slack import blocks
+from bot.slack.commands import (
+    Check,
+    Clusters,
+    Help,
+    Probe,
+    Recheck,
+    Snat,
+    Summary,
+    UsageError,
+    parse_mention,
+    parse_slash,
+)
+from bot.slack.thread import Thread
+from bot.store import Incident, Request, Store, StoreUnavailable, new_incident_id
+
+log = logging.getLogger(__name__)
+COMMAND = "/aks-egress"
+STORE_DOWN = blocks.error_text(
+    "the bot's state store is unavailable",
+    "try again in a minute; if it persists, tell the bot's operators that Redis is down",
+)
+
+
+@dataclass
+class AppDeps:
+    directory: Directory
+    store: Store
+    queue: Queue
+    rate_per_minute: int = 10
+
+
+def build_app(
+    client: WebClient, signing_secret: str | None, deps: AppDeps, *, socket_mode: bool = False
+) -> App:
+    app = App(
+        client=client,
+        signing_secret=signing_secret,
+        request_verification_enabled=not socket_mode,
+        token_verification_enabled=False,
+        process_before_response=False,
+        raise_error_for_unhandled_request=False,
+    )
+    store, queue, directory = deps.store, deps.queue, deps.directory
+
+    @app.middleware
+    def drop_retries(body: dict[str, Any], next: Any) -> BoltResponse | None:
+        """Slack resends an event it thinks was missed: ack the copy, act on the original."""
+        event_id = body.get("event_id")
+        if event_id:
+            try:
+                if not store.first_delivery(event_id):
+                    return BoltResponse(status=200, body="")
+            except StoreUnavailable:
+                log.error("redis unavailable while deduplicating event %s", event_id)
+                return BoltResponse(status=200, body="")
+        return next()
+
+    @app.command(COMMAND)
+    def on_command(ack: Any, command: dict[str, Any], client: WebClient) -> None:
+        channel, user, text = command["channel_id"], command["user_id"], command.get("text", "")
+        try:
+            parsed = parse_slash(text)
+        except UsageError as exc:
+            ack(**_ephemeral(blocks.usage_error(str(exc))))
+            return
+        if isinstance(parsed, Help):
+            ack(**_ephemeral(blocks.help_text()))
+            return
+        if isinstance(parsed, Clusters):
+            ack(**_ephemeral(blocks.clusters_text(directory.visible(channel))))
+            return
+        assert isinstance(parsed, Check)
+        if not directory.allowed(parsed.alias, channel):
+            ack(**_ephemeral(_refusal(directory, parsed.alias, channel)))
+            return
+        try:
+            if not store.allow_rate(user, deps.rate_per_minute):
+                ack(
+                    **_ephemeral(
+                        blocks.refusal(
+                            f"you started more than {deps.rate_per_minute} checks this minute; "
+                            "wait a minute and try again"
+                        )
+                    )
+                )
+                return
+            incident_id = new_incident_id()
+            running = store.claim_submission(channel, user, text, incident_id)
+            if running:
+                ack(
+                    **_ephemeral(
+                        blocks.refusal(
+                            f"this check is already running as incident {running}: see its thread"
+                        )
+                    )
+                )
+                return
+            request = Request(
+                alias=parsed.alias,
+                cluster_id=directory.clusters[parsed.alias],
+                endpoint=parsed.endpoint.url if parsed.endpoint else None,
+                pod=parsed.pod,
+                channel=channel,
+                user=user,
+            )
+            incident = store.create(request, incident_id)
+        except StoreUnavailable:
+            ack(**_ephemeral(STORE_DOWN))
+            return
+        ack(**_ephemeral(blocks.started_text(incident.id, parsed.alias)))
+        _open_thread(client, store, queue, incident)
+
+    @app.event("app_mention")
+    def on_mention(event: dict[str, Any], client: WebClient) -> None:
+        channel, user = event["channel"], event.get("user", "")
+        thread_ts = event.get("thread_ts")
+        try:
+            incident_id = store.incident_for_thread(channel, thread_ts) if thread_ts else None
+            incident = store.get(incident_id) if incident_id else None
+        except StoreUnavailable:
+            _private(client, channel, user, STORE_DOWN, thread_ts)
+            return
+        if incident is None:
+            _private(
+                client,
+                channel,
+                user,
+                blocks.usage_error(
+                    "mention me in the thread of an incident I opened, or start one with "
+                    "`/aks-egress check CLUSTER URL`"
+                ),
+                thread_ts,
+            )
+            return
+        try:
+            parsed = parse_mention(event.get("text", ""))
+        except UsageError as exc:
+            _private(client, channel, user, blocks.usage_error(str(exc)), thread_ts)
+            return
+        _act(client, store, queue, incident, parsed, user)
+
+    @app.action("rerun")
+    def on_rerun(ack: Any, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        incident = _incident_from_action(body, store)
+        if incident:
+            _act(client, store, queue, incident, Recheck(), body["user"]["id"])
+
+    @app.action("probe_endpoint")
+    def on_probe_button(ack: Any, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        incident_id = body["actions"][0]["value"].split(":", 1)[0]
+        client.views_open(trigger_id=body["trigger_id"], view=blocks.probe_modal(incident_id))
+
+    @app.view(blocks.PROBE_MODAL_CALLBACK)
+    def on_probe_submit(
+        ack: Any, body: dict[str, Any], view: dict[str, Any], client: WebClient
+    ) -> None:
+        value = view["state"]["values"][blocks.PROBE_URL_BLOCK][blocks.PROBE_URL_ACTION]["value"]
+        try:
+            probe = parse_mention(f"probe {value or ''}")
+        except UsageError as exc:
+            ack(response_action="errors", errors={blocks.PROBE_URL_BLOCK: str(exc)[:150]})
+            return
+        ack()
+        try:
+            incident = store.get(view["private_metadata"])
+        except StoreUnavailable:
+            return
+        if incident:
+            _act(client, store, queue, incident, probe, body["user"]["id"])
+
+    @app.action("show_evidence")
+    def on_show_evidence(ack: Any, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        incident_id, _, index = body["actions"][0]["value"].partition(":")
+        try:
+            reports = store.reports(incident_id)
+        except StoreUnavailable:
+            return
+        finding = blocks.find_finding(reports, index)
+        if finding is not None:
+            client.views_open(trigger_id=body["trigger_id"], view=blocks.evidence_modal(finding))
+
+    @app.action("mark_resolved")
+    def on_resolved(ack: Any, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        incident = _incident_from_action(body, store)
+        if incident is None:
+            return
+        store.mark_resolved(incident.id)
+        reports = store.reports(incident.id)
+        if reports:
+            message = body.get("container", {})
+            summary = blocks.summary(Report.from_json(reports[-1]), incident.id, resolved=True)
+            client.chat_update(
+                channel=incident.request.channel, ts=message.get("message_ts"), **summary
+            )
+
+    return app
+
+
+def _ephemeral(message: dict[str, Any]) -> dict[str, Any]:
+    return {"text": message["text"], "blocks": message.get("blocks"), "response_type": "ephemeral"}
+
+
+def _refusal(directory: Directory, alias: str, channel: str) -> dict[str, Any]:
+    """Why not, without saying anything about a cluster this channel may not see."""
+    visible = directory.visible(channel)
+    if alias in directory.clusters:
+        reason = (
+            f"this channel may not check {alias!r}; ask the bot's operators to add this "
+            "channel to the cluster's `channels` in its configuration"
+        )
+    else:
+        reason = f"there is no cluster {alias!r}"
+    if visible:
+        reason += f". Clusters this channel may check: {', '.join(visible)}"
+    return blocks.refusal(reason)
+
+
+def _private(
+    client: WebClient, channel: str, user: str, message: dict[str, Any], thread_ts: str | None
+) -> None:
+    client.chat_postEphemeral(
+        channel=channel,
+        user=user,
+        text=message["text"],
+        blocks=message.get("blocks"),
+        thread_ts=thread_ts,
+    )
+
+
+def _open_thread(client: WebClient, store: Store, queue: Queue, incident: Incident) -> None:
+    """The root message in the channel, then the check queued to fill its thread."""
+    try:
+        root = Thread(client, store, incident).upsert(
+            "root", blocks.root_message(jobs.incident_view(incident)), in_thread=False
+        )
+        store.link_thread(incident.request.channel, root, incident.id)
+        jobs.enqueue_check(queue, incident.id)
+    except StoreUnavailable:
+        _private(client, incident.request.channel, incident.request.user, STORE_DOWN, None)
+
+
+def _incident_from_action(body: dict[str, Any], store: Store) -> Incident | None:
+    incident_id = body["actions"][0]["value"].split(":", 1)[0]
+    try:
+        return store.get(incident_id)
+    except StoreUnavailable:
+        return None
+
+
+def _act(
+    client: WebClient,
+    store: Store,
+    queue: Queue,
+    incident: Incident,
+    command: Recheck | Probe | Snat | Summary | Help,
+    user: str,
+) -> None:
+    channel, root = incident.request.channel, store.message_ts(incident.id, "root")
+    if isinstance(command, Help):
+        _private(client, channel, user, blocks.help_text(), root)
+    elif isinstance(command, Summary):
+        text = blocks.timeline(jobs.incident_view(incident), store.reports(incident.id))
+        client.chat_postMessage(channel=channel, thread_ts=root, text=text, mrkdwn=True)
+    elif isinstance(command, Snat):
+        _private(
+            client,
+            channel,
+            user,
+            blocks.error_text(
+                "the SNAT check is not available in this version",
+                "use the Azure portal's load balancer metrics (SNAT connection count) meanwhile",
+            ),
+            root,
+        )
+    else:
+        endpoint = command.endpoint.url if isinstance(command, Probe) else None
+        try:
+            run = store.next_run(incident.id)
+            jobs.enqueue_check(queue, incident.id, run, endpoint)
+        except StoreUnavailable:
+            _private(client, channel, user, STORE_DOWN, root)

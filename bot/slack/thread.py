@@ -1,0 +1,69 @@
+"""An incident's Slack thread, written so that a retried job never repeats a message.
+
+Each message has a name (`root`, `{run}:checklist`, `{run}:reply:{key}`, `{run}:summary`).
+Its timestamp is kept in Redis the moment Slack returns it, and every message carries
+Slack message metadata with the incident and the name. A job retried after its worker
+was killed finds a message either way (Redis, else the thread's metadata, for the instant
+between posting and remembering) and updates it instead of posting it again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_sdk import WebClient
+
+from bot.store import Incident, Store
+
+EVENT_TYPE = "aks_egress_message"
+
+
+class Thread:
+    def __init__(self, client: WebClient, store: Store, incident: Incident):
+        self.client = client
+        self.store = store
+        self.incident = incident
+        self.channel = incident.request.channel
+        self._posted: dict[str, str] | None = None
+
+    @property
+    def root_ts(self) -> str | None:
+        return self.store.message_ts(self.incident.id, "root")
+
+    def _metadata(self, name: str) -> dict[str, Any]:
+        return {
+            "event_type": EVENT_TYPE,
+            "event_payload": {"incident": self.incident.id, "name": name},
+        }
+
+    def _from_thread(self, name: str) -> str | None:
+        """The message a killed attempt posted but had no time to remember."""
+        if self._posted is None:
+            self._posted = {}
+            root = self.root_ts
+            if root:
+                replies = self.client.conversations_replies(
+                    channel=self.channel, ts=root, include_all_metadata=True, limit=200
+                )
+                for message in replies.get("messages") or []:
+                    payload = (message.get("metadata") or {}).get("event_payload") or {}
+                    if payload.get("incident") == self.incident.id and payload.get("name"):
+                        self._posted[payload["name"]] = message["ts"]
+        return self._posted.get(name)
+
+    def upsert(self, name: str, message: dict[str, Any], *, in_thread: bool = True) -> str:
+        """Post `message` once under this name; later calls replace it."""
+        ts = self.store.message_ts(self.incident.id, name)
+        if ts is None and self.incident.status == "running" and in_thread:
+            ts = self._from_thread(name)
+        fields = {"text": message["text"], "blocks": message.get("blocks")}
+        if ts:
+            self.client.chat_update(channel=self.channel, ts=ts, **fields)
+            return ts
+        extra: dict[str, Any] = {"metadata": self._metadata(name)}
+        if in_thread:
+            extra["thread_ts"] = self.root_ts
+        response = self.client.chat_postMessage(channel=self.channel, **fields, **extra)
+        ts = response["ts"]
+        self.store.remember_ts(self.incident.id, name, ts)
+        return ts

@@ -1,0 +1,197 @@
+"""Incident state in Redis: what was asked, what was found, which Slack messages show it.
+
+Every key this module writes, and why it exists:
+
+    aks-egress:incident:{id}               hash: request (JSON), status, resolved, and the
+                                           Slack timestamps of the messages that show it
+                                           (`ts:root`, `ts:{run}:checklist`, `ts:{run}:summary`,
+                                           `ts:{run}:reply:{key}`). Timestamps live here so a
+                                           retried job updates messages instead of repeating
+                                           them. Expires after the retention period.
+    aks-egress:incident:{id}:reports       hash: run number -> report JSON (the timeline).
+    aks-egress:thread:{channel}:{ts}       incident id of a thread, so mentions and buttons
+                                           in it act on that incident.
+    aks-egress:event:{event_id}            set once per Events API event: a Slack retry of the
+                                           same event_id is acked and dropped (1 hour).
+    aks-egress:submit:{channel}:{user}:{h} incident id of a slash command seen moments ago: a
+                                           double submit points to it (a few seconds).
+    aks-egress:rate:{user}:{minute}        per-user request counter for rate limiting.
+
+RQ owns the `rq:*` keys of its queue. Calls use short socket timeouts so an unreachable
+Redis is reported to the user at once instead of after a long hang.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+PREFIX = "aks-egress"
+EVENT_TTL_S = 3600
+DOUBLE_SUBMIT_S = 10
+
+
+class StoreUnavailable(Exception):
+    """Redis cannot be reached: the user is told the state store is unavailable."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a user asked for, as the listener validated it."""
+
+    alias: str
+    cluster_id: str
+    endpoint: str | None
+    pod: str | None
+    channel: str
+    user: str
+    created: float = field(default_factory=time.time)
+
+    @property
+    def created_iso(self) -> str:
+        return datetime.fromtimestamp(self.created, UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class Incident:
+    id: str
+    request: Request
+    status: str = "queued"
+    resolved: bool = False
+    ts: dict[str, str] = field(default_factory=dict)
+    runs: int = 0
+
+
+def new_incident_id() -> str:
+    return f"AKE-{secrets.token_hex(3).upper()}"
+
+
+class Store:
+    def __init__(self, client: redis.Redis, retention_days: int = 30):
+        self.redis = client
+        self.retention_s = retention_days * 86400
+
+    @classmethod
+    def from_url(cls, url: str, retention_days: int = 30) -> Store:
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=1.0, socket_timeout=2.0, decode_responses=True
+        )
+        return cls(client, retention_days)
+
+    # -- incidents ----------------------------------------------------------------
+
+    def _key(self, incident_id: str) -> str:
+        return f"{PREFIX}:incident:{incident_id}"
+
+    def create(self, request: Request, incident_id: str | None = None) -> Incident:
+        incident = Incident(id=incident_id or new_incident_id(), request=request)
+        with _guard(), self.redis.pipeline() as pipe:
+            pipe.hset(
+                self._key(incident.id),
+                mapping={"request": json.dumps(asdict(request)), "status": "queued", "runs": 0},
+            )
+            pipe.expire(self._key(incident.id), self.retention_s)
+            pipe.execute()
+        return incident
+
+    def get(self, incident_id: str) -> Incident | None:
+        with _guard():
+            data = self.redis.hgetall(self._key(incident_id))
+        if not data or "request" not in data:
+            return None
+        return Incident(
+            id=incident_id,
+            request=Request(**json.loads(data["request"])),
+            status=data.get("status", "queued"),
+            resolved=data.get("resolved") == "1",
+            ts={k[3:]: v for k, v in data.items() if k.startswith("ts:")},
+            runs=int(data.get("runs", 0)),
+        )
+
+    def set_status(self, incident_id: str, status: str) -> None:
+        with _guard():
+            self.redis.hset(self._key(incident_id), "status", status)
+
+    def mark_resolved(self, incident_id: str) -> None:
+        with _guard():
+            self.redis.hset(self._key(incident_id), mapping={"resolved": "1", "status": "resolved"})
+
+    def next_run(self, incident_id: str) -> int:
+        """A new run number for a re-check or probe in the same thread."""
+        with _guard():
+            return int(self.redis.hincrby(self._key(incident_id), "runs", 1))
+
+    def message_ts(self, incident_id: str, name: str) -> str | None:
+        with _guard():
+            return self.redis.hget(self._key(incident_id), f"ts:{name}")
+
+    def remember_ts(self, incident_id: str, name: str, ts: str) -> None:
+        with _guard():
+            self.redis.hset(self._key(incident_id), f"ts:{name}", ts)
+
+    def save_report(self, incident_id: str, run: int, report: dict[str, Any]) -> None:
+        """One report per run: a retried run overwrites its own, never adds a second."""
+        key = f"{self._key(incident_id)}:reports"
+        with _guard(), self.redis.pipeline() as pipe:
+            pipe.hset(key, str(run), json.dumps(report))
+            pipe.expire(key, self.retention_s)
+            pipe.execute()
+
+    def reports(self, incident_id: str) -> list[dict[str, Any]]:
+        """Every run's report, in run order."""
+        with _guard():
+            stored = self.redis.hgetall(f"{self._key(incident_id)}:reports")
+        return [json.loads(stored[k]) for k in sorted(stored, key=int)]
+
+    # -- threads, dedupe, rate limits ---------------------------------------------
+
+    def link_thread(self, channel: str, ts: str, incident_id: str) -> None:
+        with _guard():
+            self.redis.set(f"{PREFIX}:thread:{channel}:{ts}", incident_id, ex=self.retention_s)
+
+    def incident_for_thread(self, channel: str, ts: str) -> str | None:
+        with _guard():
+            return self.redis.get(f"{PREFIX}:thread:{channel}:{ts}")
+
+    def first_delivery(self, event_id: str) -> bool:
+        """True the first time an Events API event_id is seen; False for Slack's retries."""
+        with _guard():
+            return bool(self.redis.set(f"{PREFIX}:event:{event_id}", "1", nx=True, ex=EVENT_TTL_S))
+
+    def claim_submission(self, channel: str, user: str, text: str, incident_id: str) -> str | None:
+        """None if this command is new; else the incident a moment-ago identical one started."""
+        digest = hashlib.sha256(text.strip().lower().encode()).hexdigest()[:16]
+        key = f"{PREFIX}:submit:{channel}:{user}:{digest}"
+        with _guard():
+            if self.redis.set(key, incident_id, nx=True, ex=DOUBLE_SUBMIT_S):
+                return None
+            return self.redis.get(key)
+
+    def allow_rate(self, user: str, per_minute: int) -> bool:
+        key = f"{PREFIX}:rate:{user}:{int(time.time() // 60)}"
+        with _guard(), self.redis.pipeline() as pipe:
+            pipe.incr(key)
+            pipe.expire(key, 120)
+            count, _ = pipe.execute()
+        return int(count) <= per_minute
+
+    def ping(self) -> None:
+        with _guard():
+            self.redis.ping()
+
+
+@contextmanager
+def _guard() -> Iterator[None]:
+    try:
+        yield
+    except redis.exceptions.RedisError as exc:
+        raise StoreUnavailable(str(exc)) from exc

@@ -1,0 +1,228 @@
+"""The Slack bot end to end: signed requests in, the emulator's thread out."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import redis
+import yaml
+from slack_sdk.models.blocks import Block
+
+from bot.redisserver import RedisServer, free_port
+from tests.conftest import WORLDS, expected_worlds, later
+from tests.e2e.harness import CHANNEL, USER, Bot, name, send, slash_body
+
+EXPECTED = expected_worlds(WORLDS / "expected.yaml")
+
+
+@pytest.fixture(scope="module")
+def redis_server():
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def make_bot(redis_server):
+    bots: list[Bot] = []
+
+    def make(world: str = "lb-healthy.yaml", **kwargs) -> Bot:
+        redis.Redis.from_url(redis_server.url).flushdb()  # our private server only
+        bot = Bot(WORLDS / world, redis_server.url, **kwargs)
+        bots.append(bot)
+        return bot
+
+    yield make
+    for bot in bots:
+        bot.close()
+
+
+def assert_valid_blocks(message: dict) -> None:
+    blocks = message.get("blocks") or []
+    assert len(blocks) <= 50
+    for block in blocks:
+        parsed = Block.parse(block)
+        assert parsed is not None, block
+        parsed.validate_json()
+        text = (block.get("text") or {}).get("text", "")
+        assert len(text) <= 3000
+
+
+def slack_calls(bot: Bot, method: str) -> list:
+    return [c for c in bot.sandbox.calls("slack") if c.path.endswith(method)]
+
+
+@pytest.mark.parametrize("world", sorted(EXPECTED))
+def test_slash_command_runs_the_check_into_the_thread(world, make_bot):
+    spec = EXPECTED[world]
+    bot = make_bot(world)
+    started = time.monotonic()
+    status, body = bot.slash(f"check {spec['alias']} {spec['endpoint']}")
+    assert status == 200 and (time.monotonic() - started) < 3, body
+    thread = bot.wait_for(":summary:")
+    root, replies = thread[0], thread[1:]
+    assert spec["alias"] in json.dumps(root) and f"<@{USER}>" in json.dumps(root)
+    names = [name(m) for m in replies]
+    assert names.count("0:checklist") == 1
+    assert len(slack_calls(bot, "chat.update")) >= 1, "the checklist was never updated"
+    summary = next(m for m in replies if ":summary:" in name(m))
+    if spec["rootCause"] and not later(spec["rootCause"]):
+        assert spec["rootCause"] in json.dumps(summary)
+        assert any(":reply:" in n for n in names)
+    for message in thread:
+        assert_valid_blocks(message)
+
+
+def test_bad_signature_and_stale_timestamp_are_refused(make_bot):
+    bot = make_bot(worker=False)
+    body = slash_body("check web-prod-weu https://api.github.com")
+    form = "application/x-www-form-urlencoded"
+    assert send(bot.server.url, body, form, secret="wrong")[0] == 401
+    assert send(bot.server.url, body, form, timestamp=int(time.time()) - 3600)[0] == 401
+    assert bot.queue.count == 0
+    assert bot.roots() == []
+
+
+def test_unknown_alias_and_malformed_url_get_a_private_answer(make_bot):
+    bot = make_bot(worker=False)
+    status, body = bot.slash("check nope https://api.github.com")
+    assert status == 200 and "no cluster 'nope'" in body and "web-prod-weu" in body
+    status, body = bot.slash("check web-prod-weu ftp://files.example.org")
+    assert status == 200 and "scheme 'ftp' is not supported" in body
+    assert json.loads(body)["response_type"] == "ephemeral"
+    assert bot.queue.count == 0 and bot.roots() == []
+
+
+def test_unauthorized_channel_is_refused_without_details(make_bot, tmp_path):
+    config = tmp_path / "aks-egress.yaml"
+    sub, rg, cluster = "3f6c2a1e-8d4b-4f7a-9c2e-5b1d7e9a0c43", "rg-web-prod-weu", "aks-web-prod-weu"
+    config.write_text(
+        f"clusters:\n  web-prod-weu:\n    subscription: {sub}\n    resourceGroup: {rg}\n"
+        f"    name: {cluster}\n    channels: [C0ALLOWED1]\n"
+    )
+    bot = make_bot(worker=False, config=config)
+    status, body = bot.slash("check web-prod-weu https://api.github.com", channel="C0OTHER001")
+    assert status == 200 and "may not check 'web-prod-weu'" in body
+    assert "aks-web-prod-weu" not in body and "subscriptions" not in body
+    assert bot.queue.count == 0
+    status, body = bot.slash("clusters", channel="C0ALLOWED1")
+    assert "web-prod-weu" in body
+
+
+def test_double_submit_points_to_the_running_incident(make_bot):
+    bot = make_bot(worker=False)
+    first = bot.slash("check web-prod-weu https://api.github.com")[1]
+    status, second = bot.slash("check web-prod-weu https://api.github.com")
+    assert status == 200 and "already running as incident" in second
+    incident = json.loads(first)["text"]
+    assert any(word.startswith("AKE-") and word.rstrip(".:") in second for word in incident.split())
+    deadline = time.monotonic() + 5
+    while bot.queue.count < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert bot.queue.count == 1, "one check queued, not two"
+
+
+def test_event_retries_are_acked_and_not_processed_twice(make_bot):
+    bot = make_bot()
+    bot.slash("check web-prod-weu https://api.github.com")
+    thread = bot.wait_for(":summary:")
+    root = thread[0]["ts"]
+    event = {
+        "type": "app_mention",
+        "user": USER,
+        "text": "<@U0BOT> summary",
+        "channel": CHANNEL,
+        "ts": f"{time.time():.6f}",
+        "thread_ts": root,
+    }
+    assert bot.event(event, "Ev0001")[0] == 200
+    assert bot.event(event, "Ev0001", retry=1)[0] == 200
+    assert bot.event(event, "Ev0001", retry=2)[0] == 200
+    time.sleep(1.0)
+    timelines = [m for m in bot.thread() if m.get("text", "").startswith("*Incident ")]
+    assert len(timelines) == 1
+
+
+def test_redis_down_answers_at_once():
+    nothing_listens = f"redis://127.0.0.1:{free_port()}/0"
+    bot = Bot(WORLDS / "lb-healthy.yaml", nothing_listens, worker=False)
+    started = time.monotonic()
+    status, body = bot.slash("check web-prod-weu https://api.github.com")
+    try:
+        assert status == 200 and "state store is unavailable" in body
+        assert time.monotonic() - started < 2.5
+    finally:
+        bot.close()
+
+
+def test_slack_429_is_retried_after_retry_after(make_bot, tmp_path):
+    bot = make_bot()
+    bot.sandbox.faults.add(
+        {
+            "api": "slack",
+            "method": "POST",
+            "pathContains": "chat.postMessage",
+            "status": 429,
+            "headers": {"Retry-After": "1"},
+            "times": 1,
+        }
+    )
+    bot.slash("check web-prod-weu https://api.github.com")
+    thread = bot.wait_for(":summary:")
+    assert len([m for m in thread if name(m) == "0:checklist"]) == 1
+    statuses = [c.status for c in slack_calls(bot, "chat.postMessage")]
+    assert 429 in statuses and statuses.count(429) == 1
+
+
+def test_help_and_usage(make_bot):
+    bot = make_bot(worker=False)
+    assert "/aks-egress check" in bot.slash("help")[1]
+    status, body = bot.slash("frobnicate")
+    assert status == 200 and "unknown command" in body
+
+
+def test_worker_killed_mid_check_is_retried_without_repeating_messages(make_bot, tmp_path):
+    data = yaml.safe_load((WORLDS / "lb-healthy.yaml").read_text())
+    data["faults"] = {"probeSeconds": 4}
+    world = tmp_path / "slow-probe.yaml"
+    world.write_text(yaml.safe_dump(data))
+    bot = make_bot(worker=False)
+    bot.world = world
+    env = {
+        **os.environ,
+        "SLACK_BOT_TOKEN": "xoxb-e2e",
+        "SLACK_API_URL": bot.sandbox.slack_url,
+        "REDIS_URL": bot.settings.redis_url,
+        "AKS_EGRESS_WORKER_HEARTBEAT_S": "1",
+        "AKS_EGRESS_CONFIG": str(tmp_path / "none.yaml"),
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "worker", "--world", str(world)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        bot.slash("check web-prod-weu https://api.github.com")
+        bot.wait_for("0:checklist", timeout_s=30)
+        time.sleep(1.0)  # Azure steps done, the probe pod still running
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+        assert not any(":summary:" in name(m) for m in bot.thread())
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+    bot.start_worker()
+    thread = bot.wait_for(":summary:", timeout_s=60)
+    names = [name(m) for m in thread]
+    assert names.count("root") == 1
+    assert names.count("0:checklist") == 1
+    assert names.count("0:summary:0") == 1
+    assert len(names) == len(set(names)), names
