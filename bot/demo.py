@@ -120,13 +120,20 @@ def run(world_path: Path, settings: Settings, console: Console, timeout_s: float
         jobs.configure(
             jobs.WorkerContext(runtime, services.slack_client(settings), services.store(settings))
         )
+        settings.worker_heartbeat_s = 1  # so the worker leaves promptly at the end
         worker = make_worker(settings)
-        threading.Thread(
+        thread = threading.Thread(
             target=worker.work,
             kwargs={"with_scheduler": False, "logging_level": "WARNING"},
             daemon=True,
-        ).start()
-        stack.callback(worker.stop)
+        )
+        thread.start()
+
+        def stop_worker() -> None:
+            worker.stop()
+            thread.join(5)
+
+        stack.callback(stop_worker)
         server = start_http(settings, world_path, port=0)
         stack.callback(server.stop)
         text = first_check(world_path)

@@ -73,6 +73,23 @@ def surge_nodes(max_surge: str | None, nodes: int) -> int:
     return int(text)
 
 
+@dataclass(frozen=True)
+class Series:
+    """One Azure Monitor time series: a metric, its dimension values, its points.
+
+    Dimension names are lower-cased (Azure returns them in either case); values keep
+    Azure's spelling. Points are the API's dicts: timeStamp plus the aggregations read
+    (average, maximum, minimum, total, count).
+    """
+
+    metric: str
+    dimensions: dict[str, str]
+    points: tuple[Json, ...]
+
+    def dim(self, name: str) -> str | None:
+        return self.dimensions.get(name.lower())
+
+
 @dataclass
 class AzureEvidence:
     alias: str
@@ -95,6 +112,10 @@ class AzureEvidence:
     load_balancer: Json | None = None
     required_egress: list[Json] = field(default_factory=list)
     service_tags: list[Json] = field(default_factory=list)
+    # Intermittent checks: Azure Monitor series by resource id key (load balancer, NAT
+    # gateways, node scale sets); None where the metrics were not read.
+    metrics: dict[str, list[Series]] | None = None
+    advisor: list[Json] | None = None
     failures: list[ReadFailure] = field(default_factory=list)
 
     # -- views the handlers share -------------------------------------------------------

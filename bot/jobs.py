@@ -24,7 +24,7 @@ from bot.model import Finding, Severity
 from bot.runtime import Runtime
 from bot.slack import blocks
 from bot.slack.thread import Thread
-from bot.store import Incident, Store
+from bot.store import Incident, Store, guard_redis
 
 log = logging.getLogger(__name__)
 QUEUE = "aks-egress"
@@ -57,16 +57,17 @@ def enqueue_check(
     queue: Queue, incident_id: str, run: int = 0, endpoint: str | None = None
 ) -> None:
     """Queue a check; a worker that dies mid-check gets it retried."""
-    queue.enqueue(
-        run_check,
-        incident_id,
-        run,
-        endpoint,
-        job_id=f"{incident_id}-{run}",
-        job_timeout=JOB_TIMEOUT_S,
-        retry=Retry(max=2),  # immediate: a killed worker already cost a heartbeat
-        failure_ttl=86400,
-    )
+    with guard_redis():
+        queue.enqueue(
+            run_check,
+            incident_id,
+            run,
+            endpoint,
+            job_id=f"{incident_id}-{run}",
+            job_timeout=JOB_TIMEOUT_S,
+            retry=Retry(max=2),  # immediate: a killed worker already cost a heartbeat
+            failure_ttl=86400,
+        )
 
 
 def incident_view(incident: Incident) -> blocks.IncidentView:
@@ -99,6 +100,9 @@ def run_check(incident_id: str, run: int = 0, endpoint: str | None = None) -> No
         log.warning("incident %s expired before its check ran", incident_id)
         return
     thread = Thread(ctx.slack, ctx.store, incident)
+    if thread.root_ts is None:
+        root = thread.upsert("root", blocks.root_message(incident_view(incident)), in_thread=False)
+        ctx.store.link_thread(incident.request.channel, root, incident_id)
     ctx.store.set_status(incident_id, "running")
     request = incident.request
     target = endpoint or request.endpoint

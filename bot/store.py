@@ -94,7 +94,7 @@ class Store:
 
     def create(self, request: Request, incident_id: str | None = None) -> Incident:
         incident = Incident(id=incident_id or new_incident_id(), request=request)
-        with _guard(), self.redis.pipeline() as pipe:
+        with guard_redis(), self.redis.pipeline() as pipe:
             pipe.hset(
                 self._key(incident.id),
                 mapping={"request": json.dumps(asdict(request)), "status": "queued", "runs": 0},
@@ -104,7 +104,7 @@ class Store:
         return incident
 
     def get(self, incident_id: str) -> Incident | None:
-        with _guard():
+        with guard_redis():
             data = self.redis.hgetall(self._key(incident_id))
         if not data or "request" not in data:
             return None
@@ -118,79 +118,80 @@ class Store:
         )
 
     def set_status(self, incident_id: str, status: str) -> None:
-        with _guard():
+        with guard_redis():
             self.redis.hset(self._key(incident_id), "status", status)
 
     def mark_resolved(self, incident_id: str) -> None:
-        with _guard():
+        with guard_redis():
             self.redis.hset(self._key(incident_id), mapping={"resolved": "1", "status": "resolved"})
 
     def next_run(self, incident_id: str) -> int:
         """A new run number for a re-check or probe in the same thread."""
-        with _guard():
+        with guard_redis():
             return int(self.redis.hincrby(self._key(incident_id), "runs", 1))
 
     def message_ts(self, incident_id: str, name: str) -> str | None:
-        with _guard():
+        with guard_redis():
             return self.redis.hget(self._key(incident_id), f"ts:{name}")
 
     def remember_ts(self, incident_id: str, name: str, ts: str) -> None:
-        with _guard():
+        with guard_redis():
             self.redis.hset(self._key(incident_id), f"ts:{name}", ts)
 
     def save_report(self, incident_id: str, run: int, report: dict[str, Any]) -> None:
         """One report per run: a retried run overwrites its own, never adds a second."""
         key = f"{self._key(incident_id)}:reports"
-        with _guard(), self.redis.pipeline() as pipe:
+        with guard_redis(), self.redis.pipeline() as pipe:
             pipe.hset(key, str(run), json.dumps(report))
             pipe.expire(key, self.retention_s)
             pipe.execute()
 
     def reports(self, incident_id: str) -> list[dict[str, Any]]:
         """Every run's report, in run order."""
-        with _guard():
+        with guard_redis():
             stored = self.redis.hgetall(f"{self._key(incident_id)}:reports")
         return [json.loads(stored[k]) for k in sorted(stored, key=int)]
 
     # -- threads, dedupe, rate limits ---------------------------------------------
 
     def link_thread(self, channel: str, ts: str, incident_id: str) -> None:
-        with _guard():
+        with guard_redis():
             self.redis.set(f"{PREFIX}:thread:{channel}:{ts}", incident_id, ex=self.retention_s)
 
     def incident_for_thread(self, channel: str, ts: str) -> str | None:
-        with _guard():
+        with guard_redis():
             return self.redis.get(f"{PREFIX}:thread:{channel}:{ts}")
 
     def first_delivery(self, event_id: str) -> bool:
         """True the first time an Events API event_id is seen; False for Slack's retries."""
-        with _guard():
+        with guard_redis():
             return bool(self.redis.set(f"{PREFIX}:event:{event_id}", "1", nx=True, ex=EVENT_TTL_S))
 
     def claim_submission(self, channel: str, user: str, text: str, incident_id: str) -> str | None:
         """None if this command is new; else the incident a moment-ago identical one started."""
         digest = hashlib.sha256(text.strip().lower().encode()).hexdigest()[:16]
         key = f"{PREFIX}:submit:{channel}:{user}:{digest}"
-        with _guard():
+        with guard_redis():
             if self.redis.set(key, incident_id, nx=True, ex=DOUBLE_SUBMIT_S):
                 return None
             return self.redis.get(key)
 
     def allow_rate(self, user: str, per_minute: int) -> bool:
         key = f"{PREFIX}:rate:{user}:{int(time.time() // 60)}"
-        with _guard(), self.redis.pipeline() as pipe:
+        with guard_redis(), self.redis.pipeline() as pipe:
             pipe.incr(key)
             pipe.expire(key, 120)
             count, _ = pipe.execute()
         return int(count) <= per_minute
 
     def ping(self) -> None:
-        with _guard():
+        with guard_redis():
             self.redis.ping()
 
 
 @contextmanager
-def _guard() -> Iterator[None]:
+def guard_redis() -> Iterator[None]:
+    """Redis errors, wherever they come from (store or queue), as StoreUnavailable."""
     try:
         yield
     except redis.exceptions.RedisError as exc:

@@ -31,7 +31,6 @@ from bot.slack.commands import (
     parse_mention,
     parse_slash,
 )
-from bot.slack.thread import Thread
 from bot.store import Incident, Request, Store, StoreUnavailable, new_incident_id
 
 log = logging.getLogger(__name__)
@@ -58,10 +57,17 @@ def build_app(
         signing_secret=signing_secret,
         request_verification_enabled=not socket_mode,
         token_verification_enabled=False,
-        process_before_response=False,
+        # Listeners finish their (fast, Redis-only) work before the response: no polling
+        # for the ack, and nothing is left running after Slack has its answer.
+        process_before_response=True,
         raise_error_for_unhandled_request=False,
     )
     store, queue, directory = deps.store, deps.queue, deps.directory
+
+    @app.error
+    def on_error(error: Exception, body: dict[str, Any]) -> None:
+        """Logged for the operators; the user never sees a stack trace."""
+        log.error("listener failed on a %s request: %r", body.get("type", "slash"), error)
 
     @app.middleware
     def drop_retries(body: dict[str, Any], next: Any) -> BoltResponse | None:
@@ -125,11 +131,11 @@ def build_app(
                 user=user,
             )
             incident = store.create(request, incident_id)
+            jobs.enqueue_check(queue, incident.id)
         except StoreUnavailable:
             ack(**_ephemeral(STORE_DOWN))
             return
         ack(**_ephemeral(blocks.started_text(incident.id, parsed.alias)))
-        _open_thread(client, store, queue, incident)
 
     @app.event("app_mention")
     def on_mention(event: dict[str, Any], client: WebClient) -> None:
@@ -250,18 +256,6 @@ def _private(
         blocks=message.get("blocks"),
         thread_ts=thread_ts,
     )
-
-
-def _open_thread(client: WebClient, store: Store, queue: Queue, incident: Incident) -> None:
-    """The root message in the channel, then the check queued to fill its thread."""
-    try:
-        root = Thread(client, store, incident).upsert(
-            "root", blocks.root_message(jobs.incident_view(incident)), in_thread=False
-        )
-        store.link_thread(incident.request.channel, root, incident.id)
-        jobs.enqueue_check(queue, incident.id)
-    except StoreUnavailable:
-        _private(client, incident.request.channel, incident.request.user, STORE_DOWN, None)
 
 
 def _incident_from_action(body: dict[str, Any], store: Store) -> Incident | None:

@@ -185,3 +185,43 @@ class Bot:
 
 def name(message: dict[str, Any]) -> str:
     return str(((message.get("metadata") or {}).get("event_payload") or {}).get("name", ""))
+
+
+def button_value(message: dict[str, Any], action_id: str) -> str:
+    """The value of a button in a posted message, as a user's click would send it."""
+    for block in message.get("blocks") or []:
+        for element in block.get("elements") or []:
+            if element.get("action_id") == action_id:
+                return element["value"]
+    raise AssertionError(f"no {action_id!r} button in the message")
+
+
+def interaction(bot: Bot, payload: dict[str, Any]) -> tuple[int, str]:
+    """A block action or view submission, posted form-encoded as Slack does."""
+    body = urllib.parse.urlencode({"payload": json.dumps(payload)})
+    return send(bot.server.url, body, "application/x-www-form-urlencoded")
+
+
+def click(bot: Bot, message: dict[str, Any], action_id: str) -> tuple[int, str]:
+    return interaction(
+        bot,
+        {
+            "type": "block_actions",
+            "team": {"id": "T0TEAM0001"},
+            "user": {"id": USER},
+            "api_app_id": "A0APP00001",
+            "trigger_id": f"1.{time.monotonic_ns()}.click",  # Slack's are single-use
+            "container": {"type": "message", "message_ts": message["ts"], "channel_id": CHANNEL},
+            "channel": {"id": CHANNEL},
+            "message": message,
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": action_id,
+                    "block_id": "actions",
+                    "value": button_value(message, action_id),
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        },
+    )

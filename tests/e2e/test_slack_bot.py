@@ -16,7 +16,7 @@ from slack_sdk.models.blocks import Block
 
 from bot.redisserver import RedisServer, free_port
 from tests.conftest import WORLDS, expected_worlds, later
-from tests.e2e.harness import CHANNEL, USER, Bot, name, send, slash_body
+from tests.e2e.harness import CHANNEL, USER, Bot, click, interaction, name, send, slash_body
 
 EXPECTED = expected_worlds(WORLDS / "expected.yaml")
 
@@ -226,3 +226,44 @@ def test_worker_killed_mid_check_is_retried_without_repeating_messages(make_bot,
     assert names.count("0:checklist") == 1
     assert names.count("0:summary:0") == 1
     assert len(names) == len(set(names)), names
+
+
+def _summary(thread: list[dict], run: int = 0) -> dict:
+    return next(m for m in thread if name(m) == f"{run}:summary:0")
+
+
+def test_summary_buttons(make_bot):
+    bot = make_bot("nsg-subnet-deny.yaml")
+    bot.slash("check payments-prod https://api.contoso.com")
+    summary = _summary(bot.wait_for(":summary:"))
+
+    assert click(bot, summary, "show_evidence")[0] == 200
+    (view,) = bot.sandbox.slack.views()
+    assert "NSG_OUTBOUND_DENY" in json.dumps(view)
+
+    assert click(bot, summary, "probe_endpoint")[0] == 200
+    modal = bot.sandbox.slack.views()[-1]
+    submit = {
+        "type": "view_submission",
+        "team": {"id": "T0TEAM0001"},
+        "user": {"id": USER},
+        "api_app_id": "A0APP00001",
+        "view": {
+            **modal,
+            "state": {"values": {"probe_url": {"probe_url_value": {"value": "ftp://nope"}}}},
+        },
+    }
+    status, body = interaction(bot, submit)
+    assert status == 200 and json.loads(body)["response_action"] == "errors"
+    submit["view"]["state"]["values"]["probe_url"]["probe_url_value"]["value"] = "https://x.org"
+    assert interaction(bot, submit)[0] == 200
+    thread = bot.wait_for("1:summary:")
+    assert "https://x.org" in json.dumps(_summary(thread, 1))
+
+    assert click(bot, summary, "rerun")[0] == 200
+    bot.wait_for("2:summary:")
+
+    assert click(bot, summary, "mark_resolved")[0] == 200
+    updated = next(m for m in bot.thread() if m["ts"] == summary["ts"])
+    assert "resolved" in json.dumps(updated).lower()
+    assert bot.store.get(bot.store.incident_for_thread(CHANNEL, bot.thread()[0]["ts"])).resolved
