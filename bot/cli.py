@@ -17,7 +17,7 @@ from azure.core.exceptions import ClientAuthenticationError
 from rich.console import Console
 
 from bot.collect.azure import ClusterUnreadable
-from bot.config import ConfigError, Settings
+from bot.config import ClusterConfig, ConfigError, Settings
 from bot.endpoint import EndpointError, parse_endpoint
 from bot.engine import CheckRequest, Engine
 from bot.redisserver import RedisServerMissing
@@ -54,7 +54,13 @@ def cmd_check(args: argparse.Namespace) -> int:
                 args.alias, args.resource_group, args.name, args.subscription
             )
             report = Engine(runtime).check(
-                CheckRequest(alias=alias, cluster_id=cluster_id, endpoint=endpoint, pod=args.pod)
+                CheckRequest(
+                    alias=alias,
+                    cluster_id=cluster_id,
+                    endpoint=endpoint,
+                    pod=args.pod,
+                    mode=args.mode,
+                )
             )
     except (UnknownCluster, WorldError, ConfigError) as exc:
         return _fail(str(exc), BAD_INPUT)
@@ -116,6 +122,48 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return _run_process(lambda: processes.dev(Settings(), args.world, args.http, args.port))
 
 
+def cmd_snat_summary(args: argparse.Namespace) -> int:
+    import json
+
+    from bot import services, summary
+
+    settings = Settings()
+    try:
+        config = ClusterConfig.load(settings.config)
+        with open_runtime(args.world, settings) as runtime:
+            if args.channel and config.clusters:
+                clusters = config.clusters_of(args.channel)
+            else:
+                clusters = dict(runtime.aliases)
+            if not clusters:
+                return _fail(f"no clusters are configured for channel {args.channel}", BAD_INPUT)
+            now = runtime.clock()
+            data = summary.build(runtime, clusters, now)
+            if args.post:
+                if not args.channel:
+                    return _fail("--post needs --channel (the Slack channel id)", BAD_INPUT)
+                store = services.store(settings)
+                day = now.date().isoformat()
+                data = summary.with_trend(data, store, day)
+                ts = summary.post(services.slack_client(settings), store, args.channel, day, data)
+                Console(stderr=True).print(
+                    f"posted to {args.channel} (ts {ts})" if ts else "another process is posting it"
+                )
+    except (UnknownCluster, WorldError, ConfigError, SetupError) as exc:
+        return _fail(str(exc), BAD_INPUT)
+    except StoreUnavailable as exc:
+        return _fail(f"Redis is unreachable ({exc}); check REDIS_URL", CANNOT_RUN)
+    if args.json or not args.post:
+        print(json.dumps(data, indent=2))
+    return 0
+
+
+def cmd_cron(args: argparse.Namespace) -> int:
+    from bot import processes
+
+    return _run_process(lambda: processes.cron(Settings()))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from bot import demo
 
@@ -136,11 +184,42 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--endpoint", help="URL, host:port or IP the pods cannot reach")
     check.add_argument("--world", type=Path, help="serve this sandbox world instead of Azure")
     check.add_argument("--pod", help="NAMESPACE/NAME of the application pod that fails")
+    check.add_argument(
+        "--mode",
+        choices=("persistent", "intermittent", "all"),
+        default="all",
+        help="persistent: is the path open; intermittent: SNAT, resources, disk (default all)",
+    )
     check.add_argument("--json", action="store_true", help="print the JSON report only")
     check.add_argument("--resource-group", help="the cluster's resource group (with --name)")
     check.add_argument("--name", help="the cluster's name (with --resource-group)")
     check.add_argument("--subscription", help="subscription id (default AZURE_SUBSCRIPTION_ID)")
     check.set_defaults(func=cmd_check)
+
+    snat_cmd = sub.add_parser("snat", help="SNAT port use of one cluster, with the fix")
+    snat_cmd.add_argument("alias", nargs="?", help="cluster alias")
+    snat_cmd.add_argument("--world", type=Path, help="serve this sandbox world instead of Azure")
+    snat_cmd.add_argument("--json", action="store_true", help="print the JSON report only")
+    snat_cmd.set_defaults(
+        func=cmd_check,
+        mode="snat",
+        endpoint=None,
+        pod=None,
+        resource_group=None,
+        name=None,
+        subscription=None,
+    )
+
+    summary_cmd = sub.add_parser("snat-summary", help="build (or --post) the daily SNAT summary")
+    summary_cmd.add_argument("--channel", help="only the clusters this channel is configured for")
+    summary_cmd.add_argument("--world", type=Path, help="serve this sandbox world instead of Azure")
+    summary_cmd.add_argument("--json", action="store_true", help="print the summary as JSON")
+    summary_cmd.add_argument("--post", action="store_true", help="post it to the channel(s)")
+    summary_cmd.set_defaults(func=cmd_snat_summary)
+
+    cron = sub.add_parser("cron", help="run the scheduled jobs (the daily SNAT summary)")
+    cron.add_argument("--world", type=Path, help="use this sandbox world instead of Azure")
+    cron.set_defaults(func=cmd_cron)
 
     serve = sub.add_parser("serve", help="run the Slack app (Socket Mode if SLACK_APP_TOKEN)")
     worker = sub.add_parser("worker", help="run a queue worker (checks, probes, posts)")

@@ -7,8 +7,10 @@ per-cluster keys (channels allowed to use a cluster, kubeconfig contexts).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import Field
@@ -73,9 +75,19 @@ class ClusterRef:
         )
 
 
+@dataclass(frozen=True)
+class SummarySchedule:
+    """When a channel gets its daily SNAT summary: a local time in a time zone."""
+
+    channel: str
+    at: str = "08:00"  # HH:MM
+    timezone: str = "UTC"
+
+
 @dataclass
 class ClusterConfig:
     clusters: dict[str, ClusterRef] = field(default_factory=dict)
+    summaries: list[SummarySchedule] = field(default_factory=list)
 
     @classmethod
     def load(cls, path: Path) -> ClusterConfig:
@@ -99,4 +111,21 @@ class ClusterConfig:
                 kubeconfig_context=entry.get("kubeconfigContext"),
                 in_cluster=bool(entry.get("inCluster", False)),
             )
-        return cls(clusters=clusters)
+        summaries = []
+        for channel, entry in (data.get("summaries") or {}).items():
+            entry = entry or {}
+            at, zone = str(entry.get("time", "08:00")), str(entry.get("timezone", "UTC"))
+            if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", at):
+                raise ConfigError(f"{path}: summaries.{channel}.time: {at!r} is not HH:MM")
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ConfigError(
+                    f"{path}: summaries.{channel}.timezone: unknown {zone!r}"
+                ) from None
+            summaries.append(SummarySchedule(channel=channel, at=at, timezone=zone))
+        return cls(clusters=clusters, summaries=summaries)
+
+    def clusters_of(self, channel: str) -> dict[str, str]:
+        """alias -> cluster id of every cluster this channel is configured for."""
+        return {a: ref.id for a, ref in self.clusters.items() if channel in ref.channels}

@@ -117,9 +117,7 @@ def run(world_path: Path, settings: Settings, console: Console, timeout_s: float
             sandbox,
         )
         stack.callback(runtime.clients.close)
-        jobs.configure(
-            jobs.WorkerContext(runtime, services.slack_client(settings), services.store(settings))
-        )
+        jobs.configure(services.worker_context(settings, runtime))
         settings.worker_heartbeat_s = 1  # so the worker leaves promptly at the end
         worker = make_worker(settings)
         thread = threading.Thread(

@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from bot.codes import finding
+from bot.codes import CATALOG, finding
 from bot.collect.azure import AzureCollector
 from bot.collect.kube import KubeAccess, KubeReader, KubeUnavailable, connect
 from bot.collect.probe import ProbeRunner, probe_pools
@@ -22,7 +22,21 @@ from bot.endpoint import Endpoint
 from bot.evidence import AzureEvidence, KubeEvidence
 from bot.model import ClusterSummary, Finding, Report, Stats
 from bot.runtime import Runtime
-from handlers import access, cluster, firewall, loadbalancer, natgw, nodes, nsg, pods, probe, routes
+from handlers import (
+    access,
+    advisor,
+    cluster,
+    firewall,
+    loadbalancer,
+    natgw,
+    nodes,
+    nsg,
+    osdisk,
+    pods,
+    probe,
+    routes,
+    snat,
+)
 from handlers.cluster import egress_ips
 from handlers.rootcause import order, root_cause
 
@@ -40,12 +54,26 @@ CLUSTER_STEPS: tuple[Callable[[KubeEvidence], list[Finding]], ...] = (
     pods.check,
     nodes.check,
 )
-
+# The intermittent steps read Azure Monitor and name nodes: they need both sides.
+INTERMITTENT_STEPS: tuple[Callable[[AzureEvidence, KubeEvidence | None], list[Finding]], ...] = (
+    snat.check,
+    osdisk.check,
+    advisor.check,
+)
 
 # Checklist steps (bot.codes.STEPS) each batch of handlers decides.
 AZURE_STEP_NAMES = ("cluster", "route", "nsg", "firewall", "egress")
-CLUSTER_STEP_NAMES = ("probe", "resources")
+CLUSTER_STEP_NAMES = ("probe", "resources", "snat", "disk", "advisor")
 StepCallback = Callable[[tuple[str, ...], list[Finding]], None]
+
+# What each --mode runs: the persistent checklist (is the path open?), the intermittent one
+# (does it run out?), both, or only the SNAT step (`aks-egress snat`).
+MODES: dict[str, frozenset[str]] = {
+    "persistent": frozenset({"cluster", "route", "nsg", "firewall", "egress", "probe", "access"}),
+    "intermittent": frozenset({"cluster", "snat", "resources", "disk", "advisor", "access"}),
+    "snat": frozenset({"cluster", "snat", "access"}),
+}
+MODES["all"] = MODES["persistent"] | MODES["intermittent"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +82,11 @@ class CheckRequest:
     cluster_id: str
     endpoint: Endpoint | None = None
     pod: str | None = None  # namespace/name of the application pod, from --pod
+    mode: str = "all"  # a key of MODES
+
+    @property
+    def steps(self) -> frozenset[str]:
+        return MODES[self.mode]
 
 
 class Engine:
@@ -65,18 +98,28 @@ class Engine:
         """Run the checklist; `on_steps` hears each batch of steps as it is decided."""
         started = time.monotonic()
         arm_before = self.runtime.clients.counter.count
+        steps = request.steps
+
+        def wanted(found: list[Finding]) -> list[Finding]:
+            return [f for f in found if CATALOG[f.code].step in steps]
+
+        metrics_until = self.runtime.clock() if steps & {"snat", "disk", "advisor"} else None
         with ThreadPoolExecutor(2, thread_name_prefix="check") as pool:
             kube_f = pool.submit(self._cluster_side, request)
-            ev = self.collector.collect(request.alias, request.cluster_id, request.endpoint)
-            findings = [f for step in AZURE_STEPS for f in step(ev)]
+            ev = self.collector.collect(
+                request.alias, request.cluster_id, request.endpoint, metrics_until
+            )
+            findings = wanted([f for step in AZURE_STEPS for f in step(ev)])
             if on_steps:
-                on_steps(AZURE_STEP_NAMES, findings)
+                on_steps(tuple(s for s in AZURE_STEP_NAMES if s in steps), findings)
             kube, kube_findings, k8s_calls = kube_f.result()
         cluster_findings = list(kube_findings)
         if kube is not None:
             cluster_findings += [f for step in CLUSTER_STEPS for f in step(kube)]
+        cluster_findings += [f for step in INTERMITTENT_STEPS for f in step(ev, kube)]
+        cluster_findings = wanted(cluster_findings)
         if on_steps:
-            on_steps(CLUSTER_STEP_NAMES, cluster_findings)
+            on_steps(tuple(s for s in CLUSTER_STEP_NAMES if s in steps), cluster_findings)
         findings = order(findings + cluster_findings)
         network = ev.network_profile
         return Report(
@@ -156,7 +199,7 @@ class Engine:
             probes_f = None
             partial: list[str] = []
             target = _optional(target_f, partial)
-            if request.endpoint:
+            if request.endpoint and "probe" in request.steps:
                 only = (target or {}).get("spec", {}).get("nodeName") if request.pod else None
                 pools = probe_pools(node_list, only) or ([None] if only is None else [])
                 probes_f = pool.submit(runner.run, request.endpoint.url, pools)

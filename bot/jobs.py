@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rq import Queue, Retry
 from slack_sdk import WebClient
 
 from bot.codes import CATALOG
 from bot.collect.azure import ClusterUnreadable
+from bot.config import ClusterConfig
 from bot.endpoint import parse_endpoint
 from bot.engine import AZURE_STEP_NAMES, CLUSTER_STEP_NAMES, CheckRequest, Engine
 from bot.model import Finding, Severity
@@ -37,6 +38,7 @@ class WorkerContext:
     runtime: Runtime
     slack: WebClient
     store: Store
+    config: ClusterConfig = field(default_factory=ClusterConfig)
 
 
 _context: WorkerContext | None = None
@@ -146,3 +148,27 @@ def run_check(incident_id: str, run: int = 0, endpoint: str | None = None) -> No
     for part, message in enumerate(blocks.summary_messages(report, incident_id)):
         thread.upsert(f"{run}:summary:{part}", message)
     ctx.store.set_status(incident_id, "done")
+
+
+def post_due_summaries() -> list[str]:
+    """The cron job: post each channel's SNAT summary once its local time has come today.
+
+    Run every few minutes by `aks-egress cron` (by every cron process, if there are
+    several): the day's Redis lease and stored timestamp make the post happen once.
+    """
+    from bot import summary
+
+    ctx = context()
+    now = ctx.runtime.clock()
+    posted = []
+    for schedule in ctx.config.summaries:
+        ready, day = summary.due(schedule, now)
+        if not ready or ctx.store.summary_ts(schedule.channel, day):
+            continue
+        clusters = ctx.config.clusters_of(schedule.channel)
+        if not clusters:
+            continue
+        data = summary.with_trend(summary.build(ctx.runtime, clusters, now), ctx.store, day)
+        if summary.post(ctx.slack, ctx.store, schedule.channel, day, data):
+            posted.append(schedule.channel)
+    return posted

@@ -74,19 +74,25 @@ def make_worker(settings: Settings) -> CheckWorker:
 def work(settings: Settings, world: Path | None, burst: bool = False) -> None:
     """Run a worker in this thread until stopped (or, with burst, until the queue is empty)."""
     with open_runtime(world, settings) as runtime:
-        jobs.configure(
-            jobs.WorkerContext(runtime, services.slack_client(settings), services.store(settings))
-        )
+        jobs.configure(services.worker_context(settings, runtime))
         make_worker(settings).work(burst=burst, with_scheduler=False)
+
+
+def cron(settings: Settings) -> None:
+    """Enqueue the summary job every few minutes; workers post what is due (once a day)."""
+    from rq.cron import CronScheduler
+
+    queue = services.queue(settings)
+    scheduler = CronScheduler(connection=queue.connection)
+    scheduler.register(jobs.post_due_summaries, queue_name=queue.name, cron="*/5 * * * *")
+    scheduler.start()
 
 
 def dev(settings: Settings, world: Path | None, http: bool, port: int | None) -> None:
     """App and worker in one process, for trying the bot out."""
     with ExitStack() as stack:
         runtime = stack.enter_context(open_runtime(world, settings))
-        jobs.configure(
-            jobs.WorkerContext(runtime, services.slack_client(settings), services.store(settings))
-        )
+        jobs.configure(services.worker_context(settings, runtime))
         worker = make_worker(settings)
         thread = threading.Thread(target=worker.work, kwargs={"with_scheduler": False}, daemon=True)
         thread.start()

@@ -18,7 +18,8 @@ from slack_sdk.http_retry.builtin_handlers import (
 
 from bot.config import ClusterConfig, ConfigError, Settings
 from bot.directory import Directory
-from bot.jobs import QUEUE
+from bot.jobs import QUEUE, WorkerContext
+from bot.runtime import Runtime
 from bot.sandbox.world import load_world
 from bot.store import Store
 
@@ -56,6 +57,18 @@ def queue(settings: Settings) -> Queue:
     """RQ needs its own connection: it reads bytes, the store reads text."""
     connection = Redis.from_url(redis_url(settings), socket_connect_timeout=1.0, socket_timeout=5.0)
     return Queue(QUEUE, connection=connection)
+
+
+def worker_context(
+    settings: Settings, runtime: Runtime, store_: Store | None = None
+) -> WorkerContext:
+    """What a worker's jobs use: the runtime, Slack, the store and the configuration."""
+    return WorkerContext(
+        runtime=runtime,
+        slack=slack_client(settings),
+        store=store_ or store(settings),
+        config=ClusterConfig.load(settings.config),
+    )
 
 
 def directory(settings: Settings, world: Path | None) -> Directory:

@@ -16,6 +16,12 @@ Every key this module writes, and why it exists:
     aks-egress:submit:{channel}:{user}:{h} incident id of a slash command seen moments ago: a
                                            double submit points to it (a few seconds).
     aks-egress:rate:{user}:{minute}        per-user request counter for rate limiting.
+    aks-egress:summary:{channel}:{day}     ts of the day's SNAT summary in that channel: it is
+                                           posted once (40 days).
+    aks-egress:summary-lease:{channel}:{day}
+                                           who is posting it now; expires so a run that died
+                                           mid-post is taken over (5 minutes).
+    aks-egress:snat-peak:{alias}:{day}     a cluster's peak SNAT use that day, for the trend.
 
 RQ owns the `rq:*` keys of its queue. Calls use short socket timeouts so an unreachable
 Redis is reported to the user at once instead of after a long hang.
@@ -38,6 +44,7 @@ import redis
 PREFIX = "aks-egress"
 EVENT_TTL_S = 3600
 DOUBLE_SUBMIT_S = 10
+SUMMARY_LEASE_S = 300
 
 
 class StoreUnavailable(Exception):
@@ -183,6 +190,30 @@ class Store:
             pipe.expire(key, 120)
             count, _ = pipe.execute()
         return int(count) <= per_minute
+
+    # -- the daily summary ------------------------------------------------------------
+
+    def summary_ts(self, channel: str, day: str) -> str | None:
+        with guard_redis():
+            return self.redis.get(f"{PREFIX}:summary:{channel}:{day}")
+
+    def take_summary_lease(self, channel: str, day: str, ttl_s: int = SUMMARY_LEASE_S) -> bool:
+        with guard_redis():
+            key = f"{PREFIX}:summary-lease:{channel}:{day}"
+            return bool(self.redis.set(key, "1", nx=True, ex=ttl_s))
+
+    def remember_summary_ts(self, channel: str, day: str, ts: str) -> None:
+        with guard_redis():
+            self.redis.set(f"{PREFIX}:summary:{channel}:{day}", ts, ex=40 * 86400)
+
+    def snat_peak(self, alias: str, day: str) -> float | None:
+        with guard_redis():
+            value = self.redis.get(f"{PREFIX}:snat-peak:{alias}:{day}")
+        return float(value) if value is not None else None
+
+    def remember_snat_peak(self, alias: str, day: str, peak: float) -> None:
+        with guard_redis():
+            self.redis.set(f"{PREFIX}:snat-peak:{alias}:{day}", str(peak), ex=40 * 86400)
 
     def ping(self) -> None:
         with guard_redis():

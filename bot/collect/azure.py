@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from azure.core.exceptions import HttpResponseError
@@ -26,8 +27,15 @@ from azure.core.exceptions import HttpResponseError
 from bot import armid
 from bot.armid import ArmId
 from bot.collect.clients import AzureClients
+from bot.collect.metrics import (
+    LB_REQUESTS,
+    NATGW_REQUESTS,
+    VMSS_REQUESTS,
+    read_advisor,
+    read_series,
+)
 from bot.endpoint import Endpoint, Resolver
-from bot.evidence import AzureEvidence, Destination, Json, NodePool, ReadFailure
+from bot.evidence import AzureEvidence, Destination, Json, NodePool, ReadFailure, Series
 
 # operation name -> the Azure RBAC action it needs (the deploy role is built from this).
 READS: dict[str, str] = {
@@ -50,6 +58,9 @@ READS: dict[str, str] = {
     "firewall policy": "Microsoft.Network/firewallPolicies/read",
     "service tags": "Microsoft.Network/locations/serviceTags/read",
     "node scale sets": "Microsoft.Compute/virtualMachineScaleSets/read",
+    "NAT gateways in subscription": "Microsoft.Network/natGateways/read",
+    "metrics": "Microsoft.Insights/metrics/read",
+    "advisor recommendations": "Microsoft.Advisor/recommendations/read",
 }
 
 _PREFIX_OP = "public_ip_prefixes"
@@ -68,7 +79,7 @@ def _plain(result: Any) -> Any:
     """SDK models are mappings over the REST JSON; pages are iterables of them."""
     if hasattr(result, "as_dict"):
         return result.as_dict()
-    if result is None or isinstance(result, dict):
+    if result is None or isinstance(result, dict | Series):
         return result
     return [_plain(item) for item in result]
 
@@ -79,14 +90,33 @@ class AzureCollector:
         self.resolver = resolver
         self.workers = workers
 
-    def collect(self, alias: str, cluster_id: str, endpoint: Endpoint | None) -> AzureEvidence:
+    def collect(
+        self,
+        alias: str,
+        cluster_id: str,
+        endpoint: Endpoint | None,
+        metrics_until: datetime | None = None,
+    ) -> AzureEvidence:
+        """The path's resources; with `metrics_until`, also the 24 hours of Azure Monitor
+        metrics and the Advisor recommendations the intermittent checks read."""
         run = _Run(self, alias, cluster_id, endpoint)
+        run.metrics_until = metrics_until
+        return self._execute(run.go, run)
+
+    def collect_snat(self, alias: str, cluster_id: str, until: datetime) -> AzureEvidence:
+        """The cluster, its load balancer or NAT gateways and their SNAT metrics: at most
+        four ARM calls, for a summary that covers every cluster every morning."""
+        run = _Run(self, alias, cluster_id, None)
+        run.metrics_until = until
+        return self._execute(run.go_snat, run)
+
+    def _execute(self, graph: Callable[[], AzureEvidence], run: _Run) -> AzureEvidence:
         with (
             ThreadPoolExecutor(self.workers, thread_name_prefix="arm") as reads,
             ThreadPoolExecutor(self.workers, thread_name_prefix="step") as steps,
         ):
             run.reads, run.steps = reads, steps
-            return run.go()
+            return graph()
 
 
 class _Run:
@@ -103,6 +133,7 @@ class _Run:
         self.alias = alias
         self.cluster_id = cluster_id
         self.endpoint = endpoint
+        self.metrics_until: datetime | None = None
         self.failures: list[ReadFailure] = []
         self._memo: dict[tuple[str, str], Future] = {}
         self._memo_lock = threading.Lock()
@@ -192,6 +223,14 @@ class _Run:
         if ev.outbound_type == "userDefinedRouting":
             firewalls_f = self.steps.submit(self._firewalls, cid.subscription, location)
         vmss_f = self.steps.submit(self._scale_sets, cid.subscription, node_rg)
+        advisor_f = None
+        if self.metrics_until is not None:
+            advisor = self.clients.advisor(cid.subscription)
+            advisor_f = self.read(
+                "advisor recommendations",
+                f"/subscriptions/{cid.subscription}",
+                lambda: read_advisor(advisor),
+            )
         paths_f = self.steps.submit(self._subnet_paths, ev, cid.subscription, node_rg)
         egress_ips_f = self.steps.submit(self._outbound_ips, ev, cid.subscription, node_rg)
         required_f = self.steps.submit(self._required_destinations, egress_f)
@@ -208,12 +247,76 @@ class _Run:
         ev.public_ips.update(pips)
         ev.public_ip_prefixes.update(prefixes)
         self._nat_gateway_ips(ev)
+        if self.metrics_until is not None:
+            lb_id = (ev.load_balancer or {}).get("id")
+            requests = [(lb_id, LB_REQUESTS)] if lb_id else []
+            requests += [(n["id"], NATGW_REQUESTS) for n in ev.nat_gateways.values()]
+            requests += [(v["id"], VMSS_REQUESTS) for v in ev.vmss]
+            ev.metrics = self._metrics(requests)
+            ev.advisor = _concerning(ev, advisor_f.result() if advisor_f else None)
         ev.required_egress, required = required_f.result()
         endpoint_dest = endpoint_f.result()
         ev.destinations = ([endpoint_dest] if endpoint_dest else []) + required
         ev.service_tags = (tags_f.result() or {}).get("values") or []
         ev.failures = list(self.failures)
         return ev
+
+    def go_snat(self) -> AzureEvidence:
+        cid = ArmId.parse(self.cluster_id)
+        aks = self.clients.containers(cid.subscription)
+        cluster = self.read(
+            "managed cluster",
+            self.cluster_id,
+            lambda: aks.managed_clusters.get(cid.resource_group, cid.name),
+        ).result()
+        if cluster is None:
+            raise ClusterUnreadable(next(f for f in self.failures if f.what == "managed cluster"))
+        ev = AzureEvidence(alias=self.alias, cluster_id=self.cluster_id, cluster=cluster)
+        ev.pools = _pools(cluster)
+        node_rg = ev.node_resource_group or ""
+        requests: list[tuple[str, tuple]] = []
+        if ev.outbound_type == "loadBalancer":
+            lb_id = (
+                f"/subscriptions/{cid.subscription}/resourceGroups/{node_rg}"
+                "/providers/Microsoft.Network/loadBalancers/kubernetes"
+            )
+            requests.append((lb_id, LB_REQUESTS))
+            metrics_f = self.steps.submit(self._metrics, requests)
+            ev.load_balancer = self.get_network("load balancer", lb_id, "load_balancers").result()
+        else:
+            natgws = self._cluster_nat_gateways(ev, cid.subscription)
+            ev.nat_gateways = {armid.key(n["id"]): n for n in natgws}
+            metrics_f = self.steps.submit(
+                self._metrics, [(n["id"], NATGW_REQUESTS) for n in natgws]
+            )
+        ev.metrics = metrics_f.result()
+        ev.failures = list(self.failures)
+        return ev
+
+    def _cluster_nat_gateways(self, ev: AzureEvidence, subscription: str) -> list[Json]:
+        """The NAT gateways on the node subnets (managed ones live in the node resource group)."""
+        if ev.outbound_type not in ("managedNATGateway", "userAssignedNATGateway"):
+            return []
+        network = self.clients.network(subscription)
+        found = (
+            self.read(
+                "NAT gateways in subscription",
+                f"/subscriptions/{subscription}/natGateways",
+                lambda: network.nat_gateways.list_all(),
+            ).result()
+            or []
+        )
+        node_rg = (ev.node_resource_group or "").lower()
+        subnets = {armid.key(s) for s in ev.node_subnet_ids()}
+        return [
+            n
+            for n in found
+            if ArmId.parse(n["id"]).resource_group.lower() == node_rg
+            or any(
+                armid.key(s["id"]) in subnets
+                for s in (n.get("properties") or {}).get("subnets") or []
+            )
+        ]
 
     def _endpoint_destination(self) -> Destination | None:
         if self.endpoint is None:
@@ -383,6 +486,28 @@ class _Run:
             if body := future.result():
                 table[k] = body
 
+    def _metrics(self, requests: list[tuple[str, tuple]]) -> dict[str, list[Series]]:
+        """Every metrics request at once; a resource whose reads all failed is left out."""
+        futures: dict[str, list[Future]] = {}
+        for resource_id, specs in requests:
+            monitor = self.clients.monitor(ArmId.parse(resource_id).subscription)
+            for names, aggregation, split in specs:
+                futures.setdefault(armid.key(resource_id), []).append(
+                    self.read(
+                        "metrics",
+                        f"{resource_id}#{','.join(names)}",
+                        lambda m=monitor, r=resource_id, n=names, a=aggregation, d=split: (
+                            read_series(m, r, n, a, d, self.metrics_until)
+                        ),
+                    )
+                )
+        out: dict[str, list[Series]] = {}
+        for key_, parts in futures.items():
+            results = [f.result() for f in parts]
+            if any(r is not None for r in results):
+                out[key_] = [s for r in results if r for s in r]
+        return out
+
     def _firewalls(self, subscription: str, location: str) -> list[Json]:
         network = self.clients.network(subscription)
         found = (
@@ -456,6 +581,29 @@ class _Run:
             return client.firewall_policy_rule_collection_groups.list(rid.resource_group, rid.name)
 
         return self.read("firewall policy rule collection groups", policy_id, call)
+
+
+def _concerning(ev: AzureEvidence, recommendations: list[Json] | None) -> list[Json] | None:
+    """The recommendations about the cluster or anything in its node resource group."""
+    if recommendations is None:
+        return None
+    scopes = [armid.key(ev.cluster_id)]
+    if ev.node_resource_group:
+        sub = ArmId.parse(ev.cluster_id).subscription
+        scopes.append(armid.key(f"/subscriptions/{sub}/resourceGroups/{ev.node_resource_group}"))
+    return [
+        r
+        for r in recommendations
+        if any(
+            armid.key(
+                str(
+                    (r.get("properties") or {}).get("resourceMetadata", {}).get("resourceId")
+                    or r.get("id", "")
+                )
+            ).startswith(scope)
+            for scope in scopes
+        )
+    ]
 
 
 def _is_prefix(resource_id: str) -> bool:

@@ -13,8 +13,10 @@ from typing import Any
 
 from azure.core.credentials import TokenCredential
 from azure.core.pipeline.policies import SansIOHTTPPolicy
+from azure.mgmt.advisor import AdvisorManagementClient
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.containerservice import ContainerServiceClient
+from azure.mgmt.monitor import MonitorManagementClient
 from azure.mgmt.network import NetworkManagementClient
 
 
@@ -66,6 +68,12 @@ class AzureClients:
 
     def compute(self, subscription: str) -> ComputeManagementClient:
         return self._make(ComputeManagementClient, subscription)
+
+    def monitor(self, subscription: str) -> MonitorManagementClient:
+        return self._make(MonitorManagementClient, subscription)
+
+    def advisor(self, subscription: str) -> AdvisorManagementClient:
+        return self._make(AdvisorManagementClient, subscription)
 
     def close(self) -> None:
         with self._lock:

@@ -1091,3 +1091,43 @@ def timeline(incident: IncidentView, reports: Sequence[Report | Mapping[str, Any
     )
     lines += ["", f"*Outcome:* {outcome}."]
     return truncate("\n".join(lines), MAX_TEXT)
+
+
+def snat_summary(summary: Mapping[str, Any], day: str) -> dict[str, Any]:
+    """The morning message: one line per cluster, worst first, and the fix where over 75 %."""
+    clusters = sorted(summary.get("clusters") or [], key=lambda c: -(c.get("peakUsedPct") or -1))
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": _plain(f"SNAT ports, {day}", MAX_HEADER_TEXT)}
+    ]
+    for cluster in clusters:
+        alias = escape(cluster.get("alias", "?"))
+        if cluster.get("error"):
+            blocks.append(_section(f"*{alias}* ✗ could not be read: {escape(cluster['error'])}"))
+            continue
+        peak = cluster.get("peakUsedPct")
+        if peak is None:
+            blocks.append(_section(f"*{alias}* · no SNAT data"))
+            continue
+        mark = (
+            "✗" if peak >= 100 or cluster.get("failedConnections") else "!" if peak >= 75 else "✓"
+        )
+        parts = [f"*{alias}* {mark} peak {peak:.0f} % of allocated ports"]
+        if (change := cluster.get("changeSinceYesterday")) is not None:
+            parts.append(f"{change:+.1f} pts since yesterday")
+        if (days := cluster.get("daysToExhaustion")) is not None:
+            parts.append(f"exhausted in ~{days:.0f} days at this trend")
+        parts.append(f"{cluster.get('failedConnections', 0)} failed connections")
+        if top := cluster.get("topNodes"):
+            parts.append("top nodes: " + ", ".join(f"`{escape(n)}`" for n in top[:5]))
+        text = " · ".join(parts)
+        if peak >= 75:
+            fixes = [line for f in cluster.get("findings") or [] for line in f.get("fix") or []]
+            if fixes:
+                text += "\n```" + escape("\n".join(fixes[:4])) + "```"
+        blocks.append(_section(truncate(text, MAX_SECTION_TEXT)))
+    blocks.append(_context("Chart of used vs allocated ports in the thread · aks-egress"))
+    worst = clusters[0] if clusters else {}
+    fallback = f"SNAT summary {day}: {len(clusters)} clusters"
+    if worst.get("peakUsedPct") is not None:
+        fallback += f", highest {worst['alias']} at {worst['peakUsedPct']:.0f} %"
+    return _message(fallback, blocks[:MAX_BLOCKS])

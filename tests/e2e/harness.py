@@ -112,9 +112,7 @@ class Bot:
             self.sandbox,
         )
         self.stack.callback(runtime.clients.close)
-        jobs.configure(
-            jobs.WorkerContext(runtime, services.slack_client(self.settings), self.store)
-        )
+        jobs.configure(services.worker_context(self.settings, runtime, self.store))
         self.worker = make_worker(self.settings)
         thread = threading.Thread(
             target=self.worker.work, kwargs={"with_scheduler": False}, daemon=True

@@ -1,0 +1,134 @@
+"""The daily SNAT summary: every cluster of a channel, read in parallel, posted once a day.
+
+Each cluster costs at most five ARM calls (the cluster, its load balancer or NAT
+gateways, two metrics requests, the cluster user credential for node names). A cluster
+that fails to load is reported in the message; the others still go out. Exactly once per
+channel per day: a Redis lease decides who posts, and the posted message's timestamp is
+kept so a restarted run neither posts twice nor gives up.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bot.collect.azure import AzureCollector, ClusterUnreadable
+from bot.collect.kube import KubeReader, KubeUnavailable, connect
+from bot.config import SummarySchedule
+from bot.evidence import Json, KubeEvidence
+from bot.runtime import Runtime
+from bot.store import Store
+from handlers import snat
+
+log = logging.getLogger(__name__)
+HIGH_PCT = 75
+
+
+def due(schedule: SummarySchedule, now: datetime) -> tuple[bool, str]:
+    """(is it past the channel's time today where it is, that local date)."""
+    local = now.astimezone(ZoneInfo(schedule.timezone))
+    return local.time() >= time.fromisoformat(schedule.at), local.date().isoformat()
+
+
+def summarize_cluster(runtime: Runtime, alias: str, cluster_id: str, now: datetime) -> Json:
+    """One cluster's SNAT numbers, or `{"alias", "error"}` saying why it could not load."""
+    try:
+        ev = AzureCollector(runtime.clients, runtime.resolver).collect_snat(alias, cluster_id, now)
+    except ClusterUnreadable as exc:
+        f = exc.failure
+        return {"alias": alias, "error": f"cannot read the cluster ({f.status} {f.code})"}
+    kube: KubeEvidence | None = None
+    try:
+        access = connect(runtime.access_plan(cluster_id), runtime.clients, runtime.credential)
+        try:
+            kube = KubeEvidence(access=access.how, nodes=KubeReader(access).nodes())
+        finally:
+            access.close()
+    except KubeUnavailable as exc:
+        log.warning("summary of %s without node names: %s", alias, exc)
+    data = snat.summarize(ev, kube)
+    data["alias"] = alias
+    return data
+
+
+def build(runtime: Runtime, clusters: dict[str, str], now: datetime) -> Json:
+    """Every cluster in parallel; the JSON the `snat-summary` command prints."""
+    with ThreadPoolExecutor(max(1, min(16, len(clusters))), thread_name_prefix="summary") as pool:
+        results = list(
+            pool.map(lambda item: summarize_cluster(runtime, *item, now), clusters.items())
+        )
+    return {"generated": now.isoformat(), "clusters": results}
+
+
+def with_trend(summary: Json, store: Store, day: str) -> Json:
+    """Add the change since yesterday and the days to exhaustion at the current trend."""
+    yesterday = (datetime.fromisoformat(day) - timedelta(days=1)).date().isoformat()
+    for cluster in summary["clusters"]:
+        peak = cluster.get("peakUsedPct")
+        if peak is None:
+            continue
+        before = store.snat_peak(cluster["alias"], yesterday)
+        store.remember_snat_peak(cluster["alias"], day, peak)
+        if before is not None:
+            change = peak - before
+            cluster["changeSinceYesterday"] = round(change, 1)
+            if change > 0:
+                cluster["daysToExhaustion"] = round((100 - peak) / change, 1)
+    return summary
+
+
+def chart_png(summary: Json) -> bytes:
+    """Used vs allocated SNAT ports per cluster over the last 24 hours."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    clusters = [c for c in summary["clusters"] if c.get("series")]
+    rows = max(1, len(clusters))
+    fig, axes = plt.subplots(rows, 1, figsize=(8, 2.4 * rows), squeeze=False)
+    for ax, cluster in zip(axes[:, 0], clusters or [{}], strict=False):
+        points = cluster.get("series") or []
+        if not points:
+            ax.text(0.5, 0.5, "no SNAT data", ha="center", va="center")
+            ax.set_axis_off()
+            continue
+        times = [datetime.fromisoformat(p["timeStamp"].replace("Z", "+00:00")) for p in points]
+        ax.plot(times, [p.get("used") or 0 for p in points], label="used", color="#d62728")
+        ax.plot(
+            times, [p.get("allocated") or 0 for p in points], label="allocated", color="#1f77b4"
+        )
+        ax.set_title(f"{cluster['alias']}: peak {cluster.get('peakUsedPct', 0):.0f} % used")
+        ax.set_ylabel("SNAT ports")
+        ax.legend(loc="upper left", fontsize="small")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def post(client: Any, store: Store, channel: str, day: str, summary: Json) -> str | None:
+    """Post the day's summary and its chart once; None when another process owns it."""
+    if ts := store.summary_ts(channel, day):
+        return ts
+    if not store.take_summary_lease(channel, day):
+        return None
+    from bot.slack import blocks
+
+    message = blocks.snat_summary(summary, day)
+    ts = client.chat_postMessage(channel=channel, **message)["ts"]
+    store.remember_summary_ts(channel, day, ts)
+    client.files_upload_v2(
+        channel=channel,
+        thread_ts=ts,
+        content=chart_png(summary),
+        filename=f"snat-{day}.png",
+        title=f"SNAT ports, last 24 hours ({day})",
+    )
+    return ts
