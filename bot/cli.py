@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -242,12 +243,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("serve", "worker", "dev"):
+    if args.command in ("serve", "worker", "dev", "cron"):
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
         return args.func(args)
     except KeyboardInterrupt:
         return _fail("interrupted", CANNOT_RUN)
+    except Exception as exc:
+        # A bug, not bad input: one line for the user, the traceback only when asked for.
+        if os.environ.get("AKS_EGRESS_DEBUG"):
+            raise
+        return _fail(
+            f"internal error ({type(exc).__name__}: {exc}); set AKS_EGRESS_DEBUG=1 for details "
+            "and report it",
+            CANNOT_RUN,
+        )
 
 
 if __name__ == "__main__":

@@ -34,30 +34,38 @@ def due(schedule: SummarySchedule, now: datetime) -> tuple[bool, str]:
     return local.time() >= time.fromisoformat(schedule.at), local.date().isoformat()
 
 
-def summarize_cluster(runtime: Runtime, alias: str, cluster_id: str, now: datetime) -> Json:
-    """One cluster's SNAT numbers, or `{"alias", "error"}` saying why it could not load."""
-    try:
-        ev = AzureCollector(runtime.clients, runtime.resolver).collect_snat(alias, cluster_id, now)
-    except ClusterUnreadable as exc:
-        f = exc.failure
-        return {"alias": alias, "error": f"cannot read the cluster ({f.status} {f.code})"}
-    kube: KubeEvidence | None = None
+def _nodes(runtime: Runtime, alias: str, cluster_id: str) -> KubeEvidence | None:
     try:
         access = connect(runtime.access_plan(cluster_id), runtime.clients, runtime.credential)
         try:
-            kube = KubeEvidence(access=access.how, nodes=KubeReader(access).nodes())
+            return KubeEvidence(access=access.how, nodes=KubeReader(access).nodes())
         finally:
             access.close()
     except KubeUnavailable as exc:
         log.warning("summary of %s without node names: %s", alias, exc)
-    data = snat.summarize(ev, kube)
+        return None
+
+
+def summarize_cluster(runtime: Runtime, alias: str, cluster_id: str, now: datetime) -> Json:
+    """One cluster's SNAT numbers, or `{"alias", "error"}` saying why it could not load.
+
+    Azure and the node list (for node names) are read side by side."""
+    collector = AzureCollector(runtime.clients, runtime.resolver, workers=4)
+    with ThreadPoolExecutor(1, thread_name_prefix="nodes") as pool:
+        kube_f = pool.submit(_nodes, runtime, alias, cluster_id)
+        try:
+            ev = collector.collect_snat(alias, cluster_id, now)
+        except ClusterUnreadable as exc:
+            f = exc.failure
+            return {"alias": alias, "error": f"cannot read the cluster ({f.status} {f.code})"}
+        data = snat.summarize(ev, kube_f.result())
     data["alias"] = alias
     return data
 
 
 def build(runtime: Runtime, clusters: dict[str, str], now: datetime) -> Json:
-    """Every cluster in parallel; the JSON the `snat-summary` command prints."""
-    with ThreadPoolExecutor(max(1, min(16, len(clusters))), thread_name_prefix="summary") as pool:
+    """Every cluster at once; the JSON the `snat-summary` command prints."""
+    with ThreadPoolExecutor(max(1, min(64, len(clusters))), thread_name_prefix="summary") as pool:
         results = list(
             pool.map(lambda item: summarize_cluster(runtime, *item, now), clusters.items())
         )

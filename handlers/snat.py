@@ -878,7 +878,10 @@ def check(ev: AzureEvidence, kube: KubeEvidence | None) -> list[Finding]:
 
 def summarize(ev: AzureEvidence, kube: KubeEvidence | None) -> Json:
     """The daily summary's numbers for one cluster (and a chart's series)."""
-    codes = [f.code for f in check(ev, kube)]
+    findings = [
+        {"code": f.code, "severity": str(f.severity), "title": f.title, "fix": f.fix}
+        for f in check(ev, kube)
+    ]
     node_count = len(kube.nodes) if kube and kube.nodes else sum(p.count for p in ev.pools)
     summary: Json = {
         "alias": ev.alias,
@@ -889,7 +892,7 @@ def summarize(ev: AzureEvidence, kube: KubeEvidence | None) -> Json:
         "nodes": node_count,
         "outboundIps": None,
         "series": [],
-        "findings": codes,
+        "findings": findings,
     }
     if ev.outbound_type == "loadBalancer":
         view = _analyze_lb(ev, kube)

@@ -299,7 +299,8 @@ def test_summary_of_the_shop_world():
     assert summary["allocatedPerNode"] == 1024
     assert summary["nodes"] == 12
     assert summary["outboundIps"] == 1
-    assert summary["findings"] == ["SNAT_HIGH"]
+    assert [f["code"] for f in summary["findings"]] == ["SNAT_HIGH"]
+    assert summary["findings"][0]["fix"], "a cluster over 75 % carries its computed fix"
     assert [p["timeStamp"] for p in summary["series"]] == [
         "2026-11-26T12:00:00Z",
         "2026-11-26T18:00:00Z",
@@ -320,7 +321,7 @@ def test_summary_of_the_natgw_world():
     assert summary["outboundIps"] == 2
     assert summary["topNodes"] == []
     assert summary["peakUsedPct"] == round(64_018 / (2 * 64_512) * 100, 1)
-    assert summary["findings"] == ["NATGW_SNAT_FAILED", "NATGW_PACKET_DROPS"]
+    assert [f["code"] for f in summary["findings"]] == ["NATGW_SNAT_FAILED", "NATGW_PACKET_DROPS"]
     assert len(summary["series"]) == 24
 
 
