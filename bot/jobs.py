@@ -20,7 +20,7 @@ from bot.codes import CATALOG
 from bot.collect.azure import ClusterUnreadable
 from bot.config import ClusterConfig
 from bot.endpoint import parse_endpoint
-from bot.engine import AZURE_STEP_NAMES, CLUSTER_STEP_NAMES, CheckRequest, Engine
+from bot.engine import AZURE_STEP_NAMES, CLUSTER_STEP_NAMES, MODES, CheckRequest, Engine
 from bot.model import Finding, Severity
 from bot.runtime import Runtime
 from bot.slack import blocks
@@ -56,7 +56,11 @@ def context() -> WorkerContext:
 
 
 def enqueue_check(
-    queue: Queue, incident_id: str, run: int = 0, endpoint: str | None = None
+    queue: Queue,
+    incident_id: str,
+    run: int = 0,
+    endpoint: str | None = None,
+    mode: str = "all",
 ) -> None:
     """Queue a check; a worker that dies mid-check gets it retried."""
     with guard_redis():
@@ -65,6 +69,7 @@ def enqueue_check(
             incident_id,
             run,
             endpoint,
+            mode,
             job_id=f"{incident_id}-{run}",
             job_timeout=JOB_TIMEOUT_S,
             retry=Retry(max=2),  # immediate: a killed worker already cost a heartbeat
@@ -86,16 +91,19 @@ def incident_view(incident: Incident) -> blocks.IncidentView:
     )
 
 
-def _states(done: Mapping[str, list[Finding]]) -> dict[str, blocks.StepState]:
+def _states(done: Mapping[str, list[Finding]], mode: str) -> dict[str, blocks.StepState]:
     return {
         step: blocks.StepState(
             status="done" if step in done else "running", findings=tuple(done.get(step, ()))
         )
         for step in CHECK_STEPS
+        if step in MODES[mode]
     }
 
 
-def run_check(incident_id: str, run: int = 0, endpoint: str | None = None) -> None:
+def run_check(
+    incident_id: str, run: int = 0, endpoint: str | None = None, mode: str = "all"
+) -> None:
     ctx = context()
     incident = ctx.store.get(incident_id)
     if incident is None:
@@ -110,12 +118,12 @@ def run_check(incident_id: str, run: int = 0, endpoint: str | None = None) -> No
     target = endpoint or request.endpoint
     done: dict[str, list[Finding]] = {}
     name = f"{run}:checklist"
-    thread.upsert(name, blocks.checklist(_states(done)))
+    thread.upsert(name, blocks.checklist(_states(done, mode)))
 
     def on_steps(steps: tuple[str, ...], findings: list[Finding]) -> None:
         for step in steps:
             done[step] = [f for f in findings if CATALOG[f.code].step == step]
-        thread.upsert(name, blocks.checklist(_states(done)))
+        thread.upsert(name, blocks.checklist(_states(done, mode)))
 
     try:
         report = Engine(ctx.runtime).check(
@@ -124,6 +132,7 @@ def run_check(incident_id: str, run: int = 0, endpoint: str | None = None) -> No
                 cluster_id=request.cluster_id,
                 endpoint=parse_endpoint(target) if target else None,
                 pod=request.pod,
+                mode=mode,
             ),
             on_steps=on_steps,
         )

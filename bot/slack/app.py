@@ -280,21 +280,11 @@ def _act(
     elif isinstance(command, Summary):
         text = blocks.timeline(jobs.incident_view(incident), store.reports(incident.id))
         client.chat_postMessage(channel=channel, thread_ts=root, text=text, mrkdwn=True)
-    elif isinstance(command, Snat):
-        _private(
-            client,
-            channel,
-            user,
-            blocks.error_text(
-                "the SNAT check is not available in this version",
-                "use the Azure portal's load balancer metrics (SNAT connection count) meanwhile",
-            ),
-            root,
-        )
     else:
         endpoint = command.endpoint.url if isinstance(command, Probe) else None
+        mode = "snat" if isinstance(command, Snat) else "all"
         try:
             run = store.next_run(incident.id)
-            jobs.enqueue_check(queue, incident.id, run, endpoint)
+            jobs.enqueue_check(queue, incident.id, run, endpoint, mode)
         except StoreUnavailable:
             _private(client, channel, user, STORE_DOWN, root)

@@ -267,3 +267,22 @@ def test_summary_buttons(make_bot):
     updated = next(m for m in bot.thread() if m["ts"] == summary["ts"])
     assert "resolved" in json.dumps(updated).lower()
     assert bot.store.get(bot.store.incident_for_thread(CHANNEL, bot.thread()[0]["ts"])).resolved
+
+
+def test_snat_mention_runs_the_snat_step_in_the_thread(make_bot):
+    bot = make_bot("lb-snat-high-and-pressure.yaml")
+    bot.slash("check shop-prod https://registry.npmjs.org")
+    root = bot.wait_for(":summary:")[0]["ts"]
+    event = {
+        "type": "app_mention",
+        "user": USER,
+        "text": "<@U0BOT> snat",
+        "channel": CHANNEL,
+        "ts": f"{time.time():.6f}",
+        "thread_ts": root,
+    }
+    assert bot.event(event, "EvSnat01")[0] == 200
+    thread = bot.wait_for("1:summary:")
+    run = [m for m in thread if name(m).startswith("1:")]
+    assert "SNAT_HIGH" in json.dumps(run)
+    assert "PROBE_" not in json.dumps(run)
