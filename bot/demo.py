@@ -26,7 +26,7 @@ from bot import jobs, services
 from bot.config import Settings
 from bot.processes import make_worker, start_http
 from bot.redisserver import RedisServer
-from bot.runtime import sandbox_runtime
+from bot.runtime import attach
 from bot.sandbox.server import Sandbox
 from bot.sandbox.world import load_world
 
@@ -108,14 +108,7 @@ def run(world_path: Path, settings: Settings, console: Console, timeout_s: float
         settings.slack_bot_token = "xoxb-demo-token"
         settings.slack_signing_secret = secret
         settings.slack_api_url = sandbox.slack_url
-        runtime = sandbox_runtime(
-            sandbox.world,
-            sandbox.arm_url,
-            sandbox.ca_path,
-            settings.probe_settings(),
-            sandbox.clock,
-            sandbox,
-        )
+        runtime = attach(sandbox, settings.probe_settings())
         stack.callback(runtime.clients.close)
         jobs.configure(services.worker_context(settings, runtime))
         settings.worker_heartbeat_s = 1  # so the worker leaves promptly at the end

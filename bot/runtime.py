@@ -101,19 +101,19 @@ def sandbox_runtime(
     )
 
 
+def attach(sandbox: Sandbox, probe: ProbeSettings) -> Runtime:
+    """A runtime on a sandbox this process is serving (its clock, its world)."""
+    return sandbox_runtime(
+        sandbox.world, sandbox.arm_url, sandbox.ca_path, probe, sandbox.clock, sandbox
+    )
+
+
 @contextmanager
 def open_runtime(world: Path | None, settings: Settings | None = None) -> Iterator[Runtime]:
     settings = settings or Settings()
     if world is not None:
         with Sandbox(world) as sandbox:
-            runtime = sandbox_runtime(
-                sandbox.world,
-                sandbox.arm_url,
-                sandbox.ca_path,
-                settings.probe_settings(),
-                sandbox.clock,
-                sandbox,
-            )
+            runtime = attach(sandbox, settings.probe_settings())
             try:
                 yield runtime
             finally:

@@ -78,6 +78,15 @@ class Incident:
     runs: int = 0
 
 
+@dataclass(frozen=True)
+class Admission:
+    """What became of a new request: an incident, or why not."""
+
+    incident: Incident | None = None
+    rate_limited: bool = False
+    running: str | None = None  # the incident an identical request just started
+
+
 def new_incident_id() -> str:
     return f"AKE-{secrets.token_hex(3).upper()}"
 
@@ -98,17 +107,6 @@ class Store:
 
     def _key(self, incident_id: str) -> str:
         return f"{PREFIX}:incident:{incident_id}"
-
-    def create(self, request: Request, incident_id: str | None = None) -> Incident:
-        incident = Incident(id=incident_id or new_incident_id(), request=request)
-        with guard_redis(), self.redis.pipeline() as pipe:
-            pipe.hset(
-                self._key(incident.id),
-                mapping={"request": json.dumps(asdict(request)), "status": "queued", "runs": 0},
-            )
-            pipe.expire(self._key(incident.id), self.retention_s)
-            pipe.execute()
-        return incident
 
     def get(self, incident_id: str) -> Incident | None:
         with guard_redis():
@@ -174,22 +172,36 @@ class Store:
         with guard_redis():
             return bool(self.redis.set(f"{PREFIX}:event:{event_id}", "1", nx=True, ex=EVENT_TTL_S))
 
-    def claim_submission(self, channel: str, user: str, text: str, incident_id: str) -> str | None:
-        """None if this command is new; else the incident a moment-ago identical one started."""
-        digest = hashlib.sha256(text.strip().lower().encode()).hexdigest()[:16]
-        key = f"{PREFIX}:submit:{channel}:{user}:{digest}"
-        with guard_redis():
-            if self.redis.set(key, incident_id, nx=True, ex=DOUBLE_SUBMIT_S):
-                return None
-            return self.redis.get(key)
+    def admit(self, request: Request, text: str, per_minute: int) -> Admission:
+        """Rate limit, double-submit check and the new incident, in one round trip.
 
-    def allow_rate(self, user: str, per_minute: int) -> bool:
-        key = f"{PREFIX}:rate:{user}:{int(time.time() // 60)}"
-        with guard_redis(), self.redis.pipeline() as pipe:
-            pipe.incr(key)
-            pipe.expire(key, 120)
-            count, _ = pipe.execute()
-        return int(count) <= per_minute
+        The common case (a new, allowed request) is one pipelined write; the rare refusals
+        pay a second trip to take back what the pipeline wrote.
+        """
+        incident = Incident(id=new_incident_id(), request=request)
+        rate = f"{PREFIX}:rate:{request.user}:{int(time.time() // 60)}"
+        digest = hashlib.sha256(text.strip().lower().encode()).hexdigest()[:16]
+        claim = f"{PREFIX}:submit:{request.channel}:{request.user}:{digest}"
+        key = self._key(incident.id)
+        with guard_redis(), self.redis.pipeline(transaction=False) as pipe:
+            pipe.incr(rate)
+            pipe.expire(rate, 120)
+            pipe.set(claim, incident.id, nx=True, ex=DOUBLE_SUBMIT_S)
+            pipe.get(claim)
+            pipe.hset(
+                key, mapping={"request": json.dumps(asdict(request)), "status": "queued", "runs": 0}
+            )
+            pipe.expire(key, self.retention_s)
+            count, _, _, owner, _, _ = pipe.execute()
+            if int(count) <= per_minute and owner == incident.id:
+                return Admission(incident=incident)
+            pipe.delete(key)
+            if owner == incident.id:
+                pipe.delete(claim)
+            pipe.execute()
+        if int(count) > per_minute:
+            return Admission(rate_limited=True)
+        return Admission(running=owner)
 
     # -- the daily summary ------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from bot.slack.commands import (
     parse_mention,
     parse_slash,
 )
-from bot.store import Incident, Request, Store, StoreUnavailable, new_incident_id
+from bot.store import Incident, Request, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 COMMAND = "/aks-egress"
@@ -100,41 +100,42 @@ def build_app(
         if not directory.allowed(parsed.alias, channel):
             ack(**_ephemeral(_refusal(directory, parsed.alias, channel)))
             return
+        request = Request(
+            alias=parsed.alias,
+            cluster_id=directory.clusters[parsed.alias],
+            endpoint=parsed.endpoint.url if parsed.endpoint else None,
+            pod=parsed.pod,
+            channel=channel,
+            user=user,
+        )
         try:
-            if not store.allow_rate(user, deps.rate_per_minute):
-                ack(
-                    **_ephemeral(
-                        blocks.refusal(
-                            f"you started more than {deps.rate_per_minute} checks this minute; "
-                            "wait a minute and try again"
-                        )
-                    )
-                )
-                return
-            incident_id = new_incident_id()
-            running = store.claim_submission(channel, user, text, incident_id)
-            if running:
-                ack(
-                    **_ephemeral(
-                        blocks.refusal(
-                            f"this check is already running as incident {running}: see its thread"
-                        )
-                    )
-                )
-                return
-            request = Request(
-                alias=parsed.alias,
-                cluster_id=directory.clusters[parsed.alias],
-                endpoint=parsed.endpoint.url if parsed.endpoint else None,
-                pod=parsed.pod,
-                channel=channel,
-                user=user,
-            )
-            incident = store.create(request, incident_id)
-            jobs.enqueue_check(queue, incident.id)
+            admission = store.admit(request, text, deps.rate_per_minute)
+            if admission.incident is not None:
+                jobs.enqueue_check(queue, admission.incident.id)
         except StoreUnavailable:
             ack(**_ephemeral(STORE_DOWN))
             return
+        if admission.rate_limited:
+            ack(
+                **_ephemeral(
+                    blocks.refusal(
+                        f"you started more than {deps.rate_per_minute} checks this minute; "
+                        "wait a minute and try again"
+                    )
+                )
+            )
+            return
+        if admission.incident is None:
+            ack(
+                **_ephemeral(
+                    blocks.refusal(
+                        f"this check is already running as incident {admission.running}: "
+                        "see its thread"
+                    )
+                )
+            )
+            return
+        incident = admission.incident
         ack(**_ephemeral(blocks.started_text(incident.id, parsed.alias)))
 
     @app.event("app_mention")

@@ -22,7 +22,7 @@ from bot import jobs, services
 from bot.config import Settings
 from bot.demo import signed_command
 from bot.processes import make_worker, start_http
-from bot.runtime import sandbox_runtime
+from bot.runtime import attach
 from bot.sandbox.server import Sandbox
 
 SECRET = "e2e-signing-secret"
@@ -103,14 +103,7 @@ class Bot:
             self.start_worker()
 
     def start_worker(self) -> None:
-        runtime = sandbox_runtime(
-            self.sandbox.world,
-            self.sandbox.arm_url,
-            self.sandbox.ca_path,
-            self.settings.probe_settings(),
-            self.sandbox.clock,
-            self.sandbox,
-        )
+        runtime = attach(self.sandbox, self.settings.probe_settings())
         self.stack.callback(runtime.clients.close)
         jobs.configure(services.worker_context(self.settings, runtime, self.store))
         self.worker = make_worker(self.settings)
