@@ -2,7 +2,9 @@
 
 Real ARM returns the same id with different casing in different places (`resourceGroups`
 vs `resourcegroups`, `MC_rg` vs `mc_rg`), so every lookup keyed by an id goes through
-`key()` and every id taken apart goes through `ArmId.parse`.
+`key()`. `ArmId.parse` takes apart the resource-group-scoped ids the product reads;
+`parse` (to an `ArmPath`) also takes subscription-scoped and collection paths, for the
+sandbox's request routing.
 """
 
 from __future__ import annotations
@@ -10,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-def key(resource_id: str) -> str:
-    """The lookup key of an id: lower-cased, without a trailing slash."""
-    return resource_id.rstrip("/").lower()
+def key(path: str) -> str:
+    """The lookup form of an ARM id or path: lower-case, one leading slash, no empty segments."""
+    return "/" + "/".join(s.lower() for s in path.split("/") if s)
 
 
 def same(a: str | None, b: str | None) -> bool:
@@ -61,3 +63,81 @@ class ArmId:
 
     def parent_id(self) -> str:
         return "/".join(self.raw.rstrip("/").split("/")[:-2])
+
+
+@dataclass(frozen=True)
+class ArmPath:
+    """`/subscriptions/{s}[/resourceGroups/{rg}]/providers/{ns}/{type}/{name}[/{type}/{name}…]`.
+
+    With one name fewer than types it is a collection (`…/virtualNetworks/{v}/subnets`).
+    """
+
+    subscription: str
+    resource_group: str | None
+    namespace: str
+    types: tuple[str, ...]
+    names: tuple[str, ...]
+
+    @property
+    def is_collection(self) -> bool:
+        return len(self.names) < len(self.types)
+
+    @property
+    def resource_type(self) -> str:
+        """`Microsoft.Network/virtualNetworks/subnets`: the form RBAC actions and errors use."""
+        return "/".join((self.namespace, *self.types))
+
+    @property
+    def path(self) -> str:
+        scope = f"/subscriptions/{self.subscription}"
+        if self.resource_group is not None:
+            scope += f"/resourceGroups/{self.resource_group}"
+        pairs = [seg for pair in zip(self.types, self.names, strict=False) for seg in pair]
+        if self.is_collection:
+            pairs.append(self.types[-1])
+        return "/".join((scope, "providers", self.namespace, *pairs))
+
+    @property
+    def parent(self) -> ArmPath | None:
+        """The resource that owns this one (for a collection: the owner of its members)."""
+        depth = len(self.names) - (0 if self.is_collection else 1)
+        if depth < 1:
+            return None
+        return ArmPath(
+            self.subscription,
+            self.resource_group,
+            self.namespace,
+            self.types[:depth],
+            self.names[:depth],
+        )
+
+    def child(self, child_type: str, name: str) -> ArmPath:
+        return ArmPath(
+            self.subscription,
+            self.resource_group,
+            self.namespace,
+            (*self.types, child_type),
+            (*self.names, name),
+        )
+
+
+def parse(path: str) -> ArmPath | None:
+    """Parse a provider resource or collection path; None for anything else.
+
+    Extension paths (a second `providers` segment, as in `{id}/providers/Microsoft.Insights/
+    metrics`) are not resources of the world and are routed before this is consulted.
+    """
+    segs = [s for s in path.split("/") if s]
+    if len(segs) < 5 or segs[0].lower() != "subscriptions":
+        return None
+    at = 2
+    group = None
+    if segs[2].lower() == "resourcegroups":
+        group, at = segs[3], 4
+    if len(segs) < at + 3 or segs[at].lower() != "providers":
+        return None
+    rest = segs[at + 2 :]
+    types, names = tuple(rest[0::2]), tuple(rest[1::2])
+    if any(t.lower() == "providers" for t in types):
+        return None
+    return ArmPath(segs[1], group, segs[at + 1], types, names)

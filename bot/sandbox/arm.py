@@ -17,7 +17,8 @@ from typing import Any
 
 import yaml
 
-from bot.sandbox import armid, metrics
+from bot import armid
+from bot.sandbox import metrics
 from bot.sandbox.wire import Request, Response
 from bot.sandbox.world import World
 

@@ -40,7 +40,8 @@ from datetime import datetime, timedelta
 from http import HTTPStatus
 from typing import Any
 
-from bot.sandbox import armid, probes
+from bot import armid
+from bot.sandbox import probes
 from bot.sandbox.arm import SANDBOX_CLIENT
 from bot.sandbox.wire import Request, Response, Stream
 from bot.sandbox.world import World

@@ -17,7 +17,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from bot.sandbox import armid
+from bot import armid
 from bot.sandbox.world import World
 
 Json = dict[str, Any]

@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import trustme
 
-from bot.sandbox import armid
+from bot import armid
 from bot.sandbox.arm import ArmApi
 from bot.sandbox.faults import Faults
 from bot.sandbox.kube import KubeApi, WorldClock, served_clusters

@@ -21,7 +21,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from bot.sandbox import armid
+from bot import armid
 
 _MAX_REPORTED_ERRORS = 10
 _AGENT_POOL_TYPE = "Microsoft.ContainerService/managedClusters/agentPools"
