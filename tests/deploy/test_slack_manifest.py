@@ -23,7 +23,7 @@ from bot.slack.http import EVENTS_PATH
 
 ROOT = Path(__file__).resolve().parents[2]
 SLACK = ROOT / "deploy" / "slack"
-SCHEMA = ROOT.parent / "shared" / "fixtures" / "slack" / "manifest" / "manifest.schema.1.0.0.json"
+SCHEMA = ROOT / "tests" / "fixtures" / "slack" / "manifest" / "manifest.schema.1.0.0.json"
 MANIFESTS = {"socket": SLACK / "manifest.yaml", "http": SLACK / "manifest-http.yaml"}
 TABLE = yaml.safe_load((SLACK / "scopes.yaml").read_text())
 # Bolt listeners whose requests arrive through Interactivity & Shortcuts.
@@ -130,8 +130,6 @@ def required() -> dict[str, set[str]]:
 
 @pytest.fixture(scope="module")
 def schema():
-    if not SCHEMA.exists():
-        pytest.skip(f"{SCHEMA} is missing (the shared fixtures sit beside the repository)")
     return json.loads(SCHEMA.read_text())
 
 
