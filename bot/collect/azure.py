@@ -283,6 +283,15 @@ class _Run:
             requests.append((lb_id, LB_REQUESTS))
             metrics_f = self.steps.submit(self._metrics, requests)
             ev.load_balancer = self.get_network("load balancer", lb_id, "load_balancers").result()
+            # A prefix frontend's size sets the port capacity (one more call, only then).
+            prefixes = {
+                ref: self.get_network("public IP prefix", ref, "public_ip_prefixes")
+                for ref in _lb_frontend_refs(ev.load_balancer)
+                if _is_prefix(ref)
+            }
+            ev.public_ip_prefixes = {
+                armid.key(ref): f.result() for ref, f in prefixes.items() if f.result()
+            }
         else:
             natgws = self._cluster_nat_gateways(ev, cid.subscription)
             ev.nat_gateways = {armid.key(n["id"]): n for n in natgws}

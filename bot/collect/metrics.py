@@ -37,7 +37,7 @@ VMSS_REQUESTS = (
             "OS Disk Queue Depth",
         ),
         "Average,Maximum",
-        (),
+        ("VMName",),  # per instance: one throttled node must not hide in the average
     ),
 )
 
