@@ -113,16 +113,16 @@ def run(world_path: Path, settings: Settings, console: Console, timeout_s: float
         jobs.configure(services.worker_context(settings, runtime))
         settings.worker_heartbeat_s = 1  # so the worker leaves promptly at the end
         worker = make_worker(settings)
-        thread = threading.Thread(
+        worker_thread = threading.Thread(
             target=worker.work,
             kwargs={"with_scheduler": False, "logging_level": "WARNING"},
             daemon=True,
         )
-        thread.start()
+        worker_thread.start()
 
         def stop_worker() -> None:
             worker.stop()
-            thread.join(5)
+            worker_thread.join(5)
 
         stack.callback(stop_worker)
         server = start_http(settings, world_path, port=0)

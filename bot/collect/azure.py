@@ -189,14 +189,26 @@ class _Run:
 
     # -- the graph ------------------------------------------------------------------
 
-    def go(self) -> AzureEvidence:
+    def _cluster(self) -> Future:
         cid = ArmId.parse(self.cluster_id)
         aks = self.clients.containers(cid.subscription)
-        cluster_f = self.read(
+        return self.read(
             "managed cluster",
             self.cluster_id,
             lambda: aks.managed_clusters.get(cid.resource_group, cid.name),
         )
+
+    def _cluster_body(self, future: Future) -> Json:
+        """The cluster's JSON; without it no check can run, which the caller is told."""
+        cluster = future.result()
+        if cluster is None:
+            raise ClusterUnreadable(next(f for f in self.failures if f.what == "managed cluster"))
+        return cluster
+
+    def go(self) -> AzureEvidence:
+        cid = ArmId.parse(self.cluster_id)
+        aks = self.clients.containers(cid.subscription)
+        cluster_f = self._cluster()
         egress_f = self.read(
             "outbound network dependencies",
             self.cluster_id,
@@ -205,9 +217,7 @@ class _Run:
             ),
         )
         endpoint_f = self.steps.submit(self._endpoint_destination)
-        cluster = cluster_f.result()
-        if cluster is None:
-            raise ClusterUnreadable(next(f for f in self.failures if f.what == "managed cluster"))
+        cluster = self._cluster_body(cluster_f)
         ev = AzureEvidence(alias=self.alias, cluster_id=self.cluster_id, cluster=cluster)
         ev.endpoint = self.endpoint
         ev.pools = _pools(cluster)
@@ -263,14 +273,7 @@ class _Run:
 
     def go_snat(self) -> AzureEvidence:
         cid = ArmId.parse(self.cluster_id)
-        aks = self.clients.containers(cid.subscription)
-        cluster = self.read(
-            "managed cluster",
-            self.cluster_id,
-            lambda: aks.managed_clusters.get(cid.resource_group, cid.name),
-        ).result()
-        if cluster is None:
-            raise ClusterUnreadable(next(f for f in self.failures if f.what == "managed cluster"))
+        cluster = self._cluster_body(self._cluster())
         ev = AzureEvidence(alias=self.alias, cluster_id=self.cluster_id, cluster=cluster)
         ev.pools = _pools(cluster)
         node_rg = ev.node_resource_group or ""

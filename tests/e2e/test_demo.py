@@ -1,0 +1,28 @@
+"""The README's first command: `aks-egress demo` runs the whole bot and prints the thread."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def test_demo_prints_the_incident_thread_and_exits_cleanly():
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env["COLUMNS"] = "120"
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "demo"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    out = done.stdout
+    assert "/aks-egress check payments-prod https://api.contoso.com" in out
+    assert "Root cause" in out and "NSG_OUTBOUND_DENY" in out
+    assert "Traceback" not in out + done.stderr
+    assert "internal error" not in out + done.stderr
