@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from bot.codes import CATALOG, finding
+from bot.codes import CATALOG, STEPS, finding
 from bot.collect.azure import AzureCollector
 from bot.collect.kube import KubeAccess, KubeReader, KubeUnavailable, connect
 from bot.collect.probe import ProbeRunner, probe_pools
@@ -134,6 +134,7 @@ class Engine:
             egress_ips=egress_ips(ev),
             findings=findings,
             root_cause=root_cause(findings),
+            steps=tuple(name for name, _ in STEPS if name in steps),
             stats=Stats(
                 arm_calls=self.runtime.clients.counter.count - arm_before,
                 k8s_calls=k8s_calls,

@@ -78,6 +78,9 @@ class Report:
     findings: list[Finding]
     root_cause: str | None
     stats: Stats = field(default_factory=Stats)
+    # The checklist steps that ran, so a surface can show a passed step as passed
+    # (not part of the JSON contract).
+    steps: tuple[str, ...] = ()
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Report:

@@ -82,10 +82,20 @@ def step_block(name: str, title: str, findings: list[Finding]) -> RenderableType
     return Group(heading, *(finding_block(f) for f in findings), Text(""))
 
 
+def passed_step(title: str) -> RenderableType:
+    line = Text()
+    line.append(f"{MARKS[Severity.OK]} ", STYLES[Severity.OK])
+    line.append(title, "bold")
+    line.append("  nothing found on this step", "dim")
+    return Group(line, Text(""))
+
+
 def render(report: Report) -> RenderableType:
     blocks: list[RenderableType] = [header(report)]
     for name, title in STEPS:
         findings = [f for f in report.findings if CATALOG[f.code].step == name]
         if findings:
             blocks.append(step_block(name, title, findings))
+        elif name in report.steps and name != "access":
+            blocks.append(passed_step(title))
     return Group(*blocks)
