@@ -110,7 +110,6 @@ class AzureEvidence:
     public_ip_prefixes: dict[str, Json] = field(default_factory=dict)
     nat_gateways: dict[str, Json] = field(default_factory=dict)
     load_balancer: Json | None = None
-    required_egress: list[Json] = field(default_factory=list)
     service_tags: list[Json] = field(default_factory=list)
     # Intermittent checks: Azure Monitor series by resource id key (load balancer, NAT
     # gateways, node scale sets); None where the metrics were not read.

@@ -264,7 +264,7 @@ class _Run:
             requests += [(v["id"], VMSS_REQUESTS) for v in ev.vmss]
             ev.metrics = self._metrics(requests)
             ev.advisor = _concerning(ev, advisor_f.result() if advisor_f else None)
-        ev.required_egress, required = required_f.result()
+        required = required_f.result()
         endpoint_dest = endpoint_f.result()
         ev.destinations = ([endpoint_dest] if endpoint_dest else []) + required
         ev.service_tags = (tags_f.result() or {}).get("values") or []
@@ -342,7 +342,7 @@ class _Run:
             protocol=ep.firewall_protocol,
         )
 
-    def _required_destinations(self, egress_f: Future) -> tuple[list[Json], list[Destination]]:
+    def _required_destinations(self, egress_f: Future) -> list[Destination]:
         categories = egress_f.result() or []
         names = {
             ep["domainName"]
@@ -368,7 +368,7 @@ class _Run:
                             category=cat.get("category"),
                         )
                     )
-        return categories, out
+        return out
 
     def _scale_sets(self, subscription: str, node_rg: str) -> tuple[list[Json], dict[str, Json]]:
         compute = self.clients.compute(subscription)

@@ -27,7 +27,6 @@ POOL_LABELS = ("kubernetes.azure.com/agentpool", "agentpool")
 # How long a probe pod stays Pending/Running before it completes, when the world's
 # `faults.probeSeconds` is absent: short, so tests stay fast, long enough to watch.
 DEFAULT_PROBE_SECONDS = 0.5
-WAITING_REASONS = ("ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError")
 DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadline"
 _CURL_VERSION = "7.88.1"
 _CONTAINER_ID = "containerd://"

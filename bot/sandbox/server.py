@@ -335,13 +335,6 @@ class Sandbox:
         """The emulated Kubernetes API server (plain HTTP) of a cluster, by alias or ARM id."""
         return self.url(_kube_listener(self._cluster_id(cluster)))
 
-    def kube_api(self, cluster: str) -> KubeApi:
-        """The emulator behind `kube_url(cluster)`, for tests that inspect its pods."""
-        api = self._kube.get(armid.key(self._cluster_id(cluster)))
-        if api is None:
-            raise RuntimeError("sandbox 'k8s' is not running; call start() first")
-        return api
-
     def _cluster_id(self, cluster: str) -> str:
         if cluster in self.world.clusters:
             return self.world.clusters[cluster]
