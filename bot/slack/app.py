@@ -83,7 +83,7 @@ def build_app(
         return next()
 
     @app.command(COMMAND)
-    def on_command(ack: Any, command: dict[str, Any], client: WebClient) -> None:
+    def on_command(ack: Any, command: dict[str, Any]) -> None:
         channel, user, text = command["channel_id"], command["user_id"], command.get("text", "")
         try:
             parsed = parse_slash(text)
@@ -135,8 +135,7 @@ def build_app(
                 )
             )
             return
-        incident = admission.incident
-        ack(**_ephemeral(blocks.started_text(incident.id, parsed.alias)))
+        ack(**_ephemeral(blocks.started_text(admission.incident.id, parsed.alias)))
 
     @app.event("app_mention")
     def on_mention(event: dict[str, Any], client: WebClient) -> None:
