@@ -148,7 +148,9 @@ def cmd_snat_summary(args: argparse.Namespace) -> int:
                 data = summary.with_trend(data, store, day)
                 ts = summary.post(services.slack_client(settings), store, args.channel, day, data)
                 Console(stderr=True).print(
-                    f"posted to {args.channel} (ts {ts})" if ts else "another process is posting it"
+                    f"posted to {args.channel} (ts {ts})"
+                    if ts
+                    else "today's summary is posted already, or another process is posting it"
                 )
     except (UnknownCluster, WorldError, ConfigError, SetupError) as exc:
         return _fail(str(exc), BAD_INPUT)

@@ -122,10 +122,9 @@ def chart_png(summary: Json) -> bytes:
 
 
 def post(client: Any, store: Store, channel: str, day: str, summary: Json) -> str | None:
-    """Post the day's summary and its chart once; None when another process owns it."""
-    if ts := store.summary_ts(channel, day):
-        return ts
-    if not store.take_summary_lease(channel, day):
+    """Post the day's summary and its chart; None when it is posted already or another
+    process is posting it."""
+    if store.summary_ts(channel, day) or not store.take_summary_lease(channel, day):
         return None
     from bot.slack import blocks
 

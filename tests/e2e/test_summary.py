@@ -135,3 +135,58 @@ def test_json_summary_names_nodes_and_findings(run_check, capsys):
 )
 def test_due_follows_the_channels_time_zone(at, zone, now, ready, day):
     assert due(SummarySchedule(CHANNEL, at, zone), now) == (ready, day)
+
+
+def test_cron_jobs_racing_in_two_workers_post_once(tmp_path, redis_server):
+    """Two cron processes each enqueue the due-summary job; two workers run it at once."""
+    import threading
+
+    from bot import jobs
+    from bot.config import ClusterConfig, Settings
+    from bot.runtime import attach
+    from bot.services import slack_client
+    from bot.store import Store
+
+    redis.Redis.from_url(redis_server.url).flushdb()
+    world = two_cluster_world(tmp_path, broken=False)
+    config = tmp_path / "aks-egress.yaml"
+    with Sandbox(world) as sandbox:
+        lines = ["clusters:"]
+        for alias, cluster_id in sandbox.world.clusters.items():
+            parts = cluster_id.split("/")
+            lines += [
+                f"  {alias}:",
+                f"    subscription: {parts[2]}",
+                f"    resourceGroup: {parts[4]}",
+                f"    name: {parts[-1]}",
+                f"    channels: [{CHANNEL}]",
+            ]
+        lines += ["summaries:", f"  {CHANNEL}: {{time: '00:00', timezone: UTC}}"]
+        config.write_text("\n".join(lines) + "\n")
+        settings = Settings(
+            SLACK_BOT_TOKEN="xoxb-cron", SLACK_API_URL=sandbox.slack_url, REDIS_URL=redis_server.url
+        )
+        runtime = attach(sandbox, settings.probe_settings())
+        jobs.configure(
+            jobs.WorkerContext(
+                runtime,
+                slack_client(settings),
+                Store.from_url(redis_server.url),
+                ClusterConfig.load(config),
+            )
+        )
+        results: list[list[str]] = []
+        racers = [
+            threading.Thread(target=lambda: results.append(jobs.post_due_summaries()))
+            for _ in range(2)
+        ]
+        for racer in racers:
+            racer.start()
+        for racer in racers:
+            racer.join(120)
+        runtime.clients.close()
+        assert sorted(len(r) for r in results) == [0, 1], results
+        (message,) = sandbox.slack.messages(CHANNEL)
+        assert "shop-prod" in str(message) and "shop-canary" in str(message)
+        assert len(sandbox.slack.files()) == 1
+        assert jobs.post_due_summaries() == [], "a later run the same day posts nothing"
