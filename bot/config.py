@@ -18,6 +18,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.collect.probe import ProbeSettings
 
+_PROBE = ProbeSettings()
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_prefix="AKS_EGRESS_", extra="ignore")
@@ -35,12 +37,13 @@ class Settings(BaseSettings):
     rate_per_minute: int = 10
     port: int = 3000
     worker_heartbeat_s: int = 10  # how soon a killed worker's check is retried
-    probe_namespace: str = "aks-egress"
-    probe_image: str = "mcr.microsoft.com/azurelinux/base/core:3.0"
-    probe_connect_timeout_s: int = 5
-    probe_max_time_s: int = 10
-    probe_deadline_s: int = 60
-    probe_leftover_after_s: int = 180
+    # The probe's defaults live in ProbeSettings; these only let the environment override.
+    probe_namespace: str = _PROBE.namespace
+    probe_image: str = _PROBE.image
+    probe_connect_timeout_s: int = _PROBE.connect_timeout_s
+    probe_max_time_s: int = _PROBE.max_time_s
+    probe_deadline_s: int = _PROBE.deadline_s
+    probe_leftover_after_s: int = _PROBE.leftover_after_s
 
     def probe_settings(self) -> ProbeSettings:
         return ProbeSettings(

@@ -17,6 +17,38 @@ from bot.endpoint import Endpoint
 
 Json = dict[str, Any]
 
+# The label that marks a probe pod: the runner sets it, the sweep and the handlers read it.
+PROBE_LABEL = "app.kubernetes.io/name"
+PROBE_NAME = "aks-egress-probe"
+
+
+def nic_configs(vmss: Json) -> list[Json]:
+    """A scale set's NIC configurations (their NSG and subnet)."""
+    profile = ((vmss.get("properties") or {}).get("virtualMachineProfile") or {}).get(
+        "networkProfile"
+    ) or {}
+    return profile.get("networkInterfaceConfigurations") or []
+
+
+def outbound_frontends(lb: Json | None) -> list[Json]:
+    """The load balancer's frontends that its outbound rules SNAT from with a public IP or
+    prefix: what egress actually leaves by (an ingress-only frontend does not count)."""
+    props = (lb or {}).get("properties") or {}
+    used = {
+        armid.key(ref["id"])
+        for rule in props.get("outboundRules") or []
+        for ref in (rule.get("properties") or {}).get("frontendIPConfigurations") or []
+    }
+    return [
+        f
+        for f in props.get("frontendIPConfigurations") or []
+        if armid.key(f.get("id", "")) in used
+        and (
+            (f.get("properties") or {}).get("publicIPAddress")
+            or (f.get("properties") or {}).get("publicIPPrefix")
+        )
+    ]
+
 
 @dataclass(frozen=True)
 class Destination:

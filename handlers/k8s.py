@@ -16,6 +16,8 @@ from typing import Any
 
 from kubernetes.utils.quantity import parse_quantity
 
+from bot.evidence import PROBE_LABEL, PROBE_NAME
+
 Json = dict[str, Any]
 
 HIGH_PERCENT = 90  # NODE_CPU_HIGH, NODE_MEMORY_HIGH, POD_NEAR_LIMIT: at or above
@@ -23,7 +25,6 @@ POOL_LABEL = "kubernetes.azure.com/agentpool"
 LEGACY_POOL_LABEL = "agentpool"
 # Pods the bot itself creates to probe an endpoint (world-format.md); their fate is the
 # probe's business (PROBE_FAILED_TO_RUN), not a finding about the user's workloads.
-PROBE_LABEL = ("app.kubernetes.io/name", "aks-egress-probe")
 MI = 1024 * 1024
 
 
@@ -95,8 +96,7 @@ def node_pool(node: Json | None) -> str | None:
 
 
 def is_probe_pod(pod: Json) -> bool:
-    key, value = PROBE_LABEL
-    return (meta(pod).get("labels") or {}).get(key) == value
+    return (meta(pod).get("labels") or {}).get(PROBE_LABEL) == PROBE_NAME
 
 
 def condition(obj: Json | None, kind: str) -> Json | None:

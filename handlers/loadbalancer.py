@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from bot import armid
 from bot.codes import finding
-from bot.evidence import AzureEvidence, Json
+from bot.evidence import AzureEvidence, Json, outbound_frontends
 from bot.model import Finding
 
 PORTS_PER_FRONTEND_IP = 64_000
 
 
-def _frontend_ips(ev: AzureEvidence, frontend: Json) -> int:
+def frontend_addresses(ev: AzureEvidence, frontend: Json) -> int:
     """Addresses a frontend SNATs from: one for a public IP, the whole range for a prefix."""
     props = frontend.get("properties") or {}
     prefix = ev.linked(ev.public_ip_prefixes, props.get("publicIPPrefix"))
@@ -30,21 +30,8 @@ def check(ev: AzureEvidence) -> list[Finding]:
     props = (lb or {}).get("properties") or {}
     lb_profile = ev.network_profile.get("loadBalancerProfile") or {}
     outbound_rules = props.get("outboundRules") or []
-    outbound_frontends = {
-        armid.key(ref["id"])
-        for rule in outbound_rules
-        for ref in (rule.get("properties") or {}).get("frontendIPConfigurations") or []
-    }
-    public_frontends = [
-        f
-        for f in props.get("frontendIPConfigurations") or []
-        if armid.key(f.get("id", "")) in outbound_frontends
-        and (
-            (f.get("properties") or {}).get("publicIPAddress")
-            or (f.get("properties") or {}).get("publicIPPrefix")
-        )
-    ]
-    ip_count = sum(_frontend_ips(ev, f) for f in public_frontends) or len(
+    public_frontends = outbound_frontends(lb)
+    ip_count = sum(frontend_addresses(ev, f) for f in public_frontends) or len(
         lb_profile.get("effectiveOutboundIPs") or []
     )
     if lb is None or not outbound_rules or not public_frontends:

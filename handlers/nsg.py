@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from bot import armid
 from bot.codes import finding
-from bot.evidence import AzureEvidence, Destination, Json
+from bot.evidence import AzureEvidence, Destination, Json, nic_configs
 from bot.model import Finding
 from handlers.nsg_rules import Flow, RuleDecision, evaluate
 from handlers.path import address_context, hops
@@ -29,10 +29,7 @@ def nsgs_on_path(ev: AzureEvidence, subnet_id: str) -> list[Json]:
     """The NIC NSGs of the scale sets in this subnet, then the subnet's own NSG."""
     found: dict[str, Json] = {}
     for vmss in ev.vmss:
-        profile = ((vmss.get("properties") or {}).get("virtualMachineProfile") or {}).get(
-            "networkProfile"
-        ) or {}
-        for nic in profile.get("networkInterfaceConfigurations") or []:
+        for nic in nic_configs(vmss):
             props = nic.get("properties") or {}
             in_subnet = any(
                 armid.same(((c.get("properties") or {}).get("subnet") or {}).get("id"), subnet_id)

@@ -48,10 +48,10 @@ from fractions import Fraction
 
 from bot import armid
 from bot.codes import finding
-from bot.evidence import AzureEvidence, Json, KubeEvidence, Series, surge_nodes
+from bot.evidence import AzureEvidence, Json, KubeEvidence, Series, outbound_frontends, surge_nodes
 from bot.model import Finding
 from handlers import k8s
-from handlers.loadbalancer import PORTS_PER_FRONTEND_IP, _frontend_ips
+from handlers.loadbalancer import PORTS_PER_FRONTEND_IP, frontend_addresses
 
 NATGW_PORTS_PER_IP = 64_512
 NATGW_MAX_IPS = 16
@@ -311,21 +311,7 @@ class LbView:
 
 def outbound_ips(ev: AzureEvidence) -> int:
     """Addresses the load balancer's outbound rules SNAT from (a prefix counts its range)."""
-    props = (ev.load_balancer or {}).get("properties") or {}
-    outbound_frontends = {
-        armid.key(ref["id"])
-        for rule in props.get("outboundRules") or []
-        for ref in (rule.get("properties") or {}).get("frontendIPConfigurations") or []
-    }
-    return sum(
-        _frontend_ips(ev, f)
-        for f in props.get("frontendIPConfigurations") or []
-        if armid.key(f.get("id", "")) in outbound_frontends
-        and (
-            (f.get("properties") or {}).get("publicIPAddress")
-            or (f.get("properties") or {}).get("publicIPPrefix")
-        )
-    )
+    return sum(frontend_addresses(ev, f) for f in outbound_frontends(ev.load_balancer))
 
 
 def _lb_profile(ev: AzureEvidence) -> Json:
@@ -661,7 +647,7 @@ def natgw_ips(ev: AzureEvidence, natgw: Json) -> int:
     props = natgw.get("properties") or {}
     count = len(props.get("publicIpAddresses") or [])
     for ref in props.get("publicIpPrefixes") or []:
-        count += _frontend_ips(ev, {"properties": {"publicIPPrefix": ref}})
+        count += frontend_addresses(ev, {"properties": {"publicIPPrefix": ref}})
     return count
 
 

@@ -35,7 +35,16 @@ from bot.collect.metrics import (
     read_series,
 )
 from bot.endpoint import Endpoint, Resolver
-from bot.evidence import AzureEvidence, Destination, Json, NodePool, ReadFailure, Series
+from bot.evidence import (
+    AzureEvidence,
+    Destination,
+    Json,
+    NodePool,
+    ReadFailure,
+    Series,
+    nic_configs,
+    outbound_frontends,
+)
 
 # operation name -> the Azure RBAC action it needs (the deploy role is built from this).
 READS: dict[str, str] = {
@@ -187,6 +196,11 @@ class _Run:
 
         return self.read(what, resource_id, call)
 
+    def subscription_list(self, what: str, subscription: str, attr: str) -> list[Json]:
+        """Every resource of one Microsoft.Network type in a subscription (`list_all`)."""
+        operations = getattr(self.clients.network(subscription), attr)
+        return self.read(what, f"/subscriptions/{subscription}", operations.list_all).result() or []
+
     # -- the graph ------------------------------------------------------------------
 
     def _cluster(self) -> Future:
@@ -309,15 +323,7 @@ class _Run:
         """The NAT gateways on the node subnets (managed ones live in the node resource group)."""
         if ev.outbound_type not in ("managedNATGateway", "userAssignedNATGateway"):
             return []
-        network = self.clients.network(subscription)
-        found = (
-            self.read(
-                "NAT gateways in subscription",
-                f"/subscriptions/{subscription}/natGateways",
-                lambda: network.nat_gateways.list_all(),
-            ).result()
-            or []
-        )
+        found = self.subscription_list("NAT gateways in subscription", subscription, "nat_gateways")
         node_rg = (ev.node_resource_group or "").lower()
         subnets = {armid.key(s) for s in ev.node_subnet_ids()}
         return [
@@ -385,7 +391,7 @@ class _Run:
                 "networkSecurityGroup"
             ]["id"]
             for vmss in scale_sets
-            for nic in _nic_configs(vmss)
+            for nic in nic_configs(vmss)
             if (nic.get("properties") or {}).get("networkSecurityGroup")
         }
         futures = {
@@ -521,14 +527,8 @@ class _Run:
         return out
 
     def _firewalls(self, subscription: str, location: str) -> list[Json]:
-        network = self.clients.network(subscription)
-        found = (
-            self.read(
-                "Azure Firewalls in subscription",
-                f"/subscriptions/{subscription}/azureFirewalls",
-                lambda: network.azure_firewalls.list_all(),
-            ).result()
-            or []
+        found = self.subscription_list(
+            "Azure Firewalls in subscription", subscription, "azure_firewalls"
         )
         # The route table's next hop picks the firewall later; starting the reads of every
         # regional firewall now keeps them off the critical path.
@@ -647,32 +647,14 @@ def _with_subnet(pool: NodePool, subnet_id: str) -> NodePool:
     return replace(pool, subnet_id=subnet_id)
 
 
-def _nic_configs(vmss: Json) -> list[Json]:
-    profile = ((vmss.get("properties") or {}).get("virtualMachineProfile") or {}).get(
-        "networkProfile"
-    ) or {}
-    return profile.get("networkInterfaceConfigurations") or []
-
-
 def _lb_frontend_refs(lb: Json | None) -> list[str]:
     """Public IPs and prefixes of the frontends that carry the LB's outbound rules."""
-    if not lb:
-        return []
-    props = lb.get("properties") or {}
-    outbound_frontends = {
-        armid.key(ref["id"])
-        for rule in props.get("outboundRules") or []
-        for ref in (rule.get("properties") or {}).get("frontendIPConfigurations") or []
-    }
-    refs = []
-    for frontend in props.get("frontendIPConfigurations") or []:
-        fp = frontend.get("properties") or {}
-        if outbound_frontends and armid.key(frontend.get("id", "")) not in outbound_frontends:
-            continue
-        for field_name in ("publicIPAddress", "publicIPPrefix"):
-            if ref := (fp.get(field_name) or {}).get("id"):
-                refs.append(ref)
-    return refs
+    return [
+        ref
+        for frontend in outbound_frontends(lb)
+        for field_name in ("publicIPAddress", "publicIPPrefix")
+        if (ref := ((frontend.get("properties") or {}).get(field_name) or {}).get("id"))
+    ]
 
 
 def _routes_to_appliance(ev: AzureEvidence) -> bool:

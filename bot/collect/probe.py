@@ -21,10 +21,8 @@ from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from bot.collect.kube import READ_TIMEOUT, KubeAccess, status_message
-from bot.evidence import Json, ProbeRun
+from bot.evidence import PROBE_LABEL, PROBE_NAME, Json, ProbeRun
 
-PROBE_LABEL = "app.kubernetes.io/name"
-PROBE_NAME = "aks-egress-probe"
 RUN_LABEL = "aks-egress.io/run-id"
 POOL_LABEL = "kubernetes.azure.com/agentpool"
 # A container waiting for one of these will not start without a change: stop waiting.

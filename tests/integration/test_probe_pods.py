@@ -16,9 +16,10 @@ import yaml
 from kubernetes.client import CoreV1Api
 
 from bot.collect.kube import connect
-from bot.collect.probe import PROBE_LABEL, PROBE_NAME, ProbeRunner, ProbeSettings, probe_pod
+from bot.collect.probe import ProbeRunner, ProbeSettings, probe_pod
 from bot.endpoint import parse_endpoint
 from bot.engine import CheckRequest, Engine
+from bot.evidence import PROBE_LABEL, PROBE_NAME
 from bot.runtime import sandbox_runtime
 from bot.sandbox.server import Sandbox
 from tests.conftest import ROOT, WORLDS
