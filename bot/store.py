@@ -40,11 +40,28 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
+from redis.client import Pipeline
 
 PREFIX = "aks-egress"
 EVENT_TTL_S = 3600
 DOUBLE_SUBMIT_S = 10
 SUMMARY_LEASE_S = 300
+
+# KEYS: rate counter, double-submit claim, incident. ARGV: per-minute limit, incident id,
+# claim TTL, request JSON, retention. Returns {verdict, the running incident's id}.
+_ADMIT = """
+local count = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], 120)
+if count > tonumber(ARGV[1]) then
+  return {'rate_limited', ''}
+end
+if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'EX', ARGV[3]) then
+  return {'running', redis.call('GET', KEYS[2])}
+end
+redis.call('HSET', KEYS[3], 'request', ARGV[4], 'status', 'queued', 'runs', 0)
+redis.call('EXPIRE', KEYS[3], ARGV[5])
+return {'admitted', ARGV[2]}
+"""
 
 
 class StoreUnavailable(Exception):
@@ -172,36 +189,38 @@ class Store:
         with guard_redis():
             return bool(self.redis.set(f"{PREFIX}:event:{event_id}", "1", nx=True, ex=EVENT_TTL_S))
 
-    def admit(self, request: Request, text: str, per_minute: int) -> Admission:
-        """Rate limit, double-submit check and the new incident, in one round trip.
+    def admit(
+        self, pipe: Pipeline, incident_id: str, request: Request, text: str, per_minute: int
+    ) -> Admission:
+        """Rate limit, double-submit check and the new incident, atomically: a refused
+        request leaves no incident behind, so nothing can start work for it.
 
-        The common case (a new, allowed request) is one pipelined write; the rare refusals
-        pay a second trip to take back what the pipeline wrote.
+        `pipe` holds the writes that go with an admission (the listener's queued job); they
+        share this one round trip whatever the verdict, so their owner takes them back on
+        a refusal.
         """
-        incident = Incident(id=new_incident_id(), request=request)
         rate = f"{PREFIX}:rate:{request.user}:{int(time.time() // 60)}"
         digest = hashlib.sha256(text.strip().lower().encode()).hexdigest()[:16]
         claim = f"{PREFIX}:submit:{request.channel}:{request.user}:{digest}"
-        key = self._key(incident.id)
-        with guard_redis(), self.redis.pipeline(transaction=False) as pipe:
-            pipe.incr(rate)
-            pipe.expire(rate, 120)
-            pipe.set(claim, incident.id, nx=True, ex=DOUBLE_SUBMIT_S)
-            pipe.get(claim)
-            pipe.hset(
-                key, mapping={"request": json.dumps(asdict(request)), "status": "queued", "runs": 0}
+        with guard_redis():
+            pipe.eval(
+                _ADMIT,
+                3,
+                rate,
+                claim,
+                self._key(incident_id),
+                per_minute,
+                incident_id,
+                DOUBLE_SUBMIT_S,
+                json.dumps(asdict(request)),
+                self.retention_s,
             )
-            pipe.expire(key, self.retention_s)
-            count, _, _, owner, _, _ = pipe.execute()
-            if int(count) <= per_minute and owner == incident.id:
-                return Admission(incident=incident)
-            pipe.delete(key)
-            if owner == incident.id:
-                pipe.delete(claim)
-            pipe.execute()
-        if int(count) > per_minute:
+            verdict, detail = (_text(part) for part in pipe.execute()[-1])
+        if verdict == "rate_limited":
             return Admission(rate_limited=True)
-        return Admission(running=owner)
+        if verdict == "running":
+            return Admission(running=detail)
+        return Admission(incident=Incident(id=incident_id, request=request))
 
     # -- the daily summary ------------------------------------------------------------
 
@@ -230,6 +249,11 @@ class Store:
     def ping(self) -> None:
         with guard_redis():
             self.redis.ping()
+
+
+def _text(value: bytes | str) -> str:
+    """Replies arrive as bytes on the queue's connection, as str on ours."""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 @contextmanager

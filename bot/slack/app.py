@@ -109,9 +109,7 @@ def build_app(
             user=user,
         )
         try:
-            admission = store.admit(request, text, deps.rate_per_minute)
-            if admission.incident is not None:
-                jobs.enqueue_check(queue, admission.incident.id)
+            admission = jobs.admit_check(store, queue, request, text, deps.rate_per_minute)
         except StoreUnavailable:
             ack(**_ephemeral(STORE_DOWN))
             return
