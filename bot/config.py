@@ -67,6 +67,7 @@ class ClusterRef:
     resource_group: str
     name: str
     channels: tuple[str, ...] = ()
+    user_groups: tuple[str, ...] = ()  # if any: only their members may use the cluster
     kubeconfig_context: str | None = None
     in_cluster: bool = False
 
@@ -105,12 +106,20 @@ class ClusterConfig:
             missing = [k for k in ("subscription", "resourceGroup", "name") if k not in entry]
             if missing:
                 raise ConfigError(f"{path}: clusters.{alias}: missing {', '.join(missing)}")
+            groups = tuple(str(g) for g in entry.get("userGroups") or ())
+            for group in groups:
+                if not re.fullmatch(r"S[A-Z0-9]{2,}", group):
+                    raise ConfigError(
+                        f"{path}: clusters.{alias}.userGroups: {group!r} is not a user group "
+                        "ID (S…); in Slack, open the group and choose Copy group ID"
+                    )
             clusters[alias] = ClusterRef(
                 alias=alias,
                 subscription=str(entry["subscription"]),
                 resource_group=str(entry["resourceGroup"]),
                 name=str(entry["name"]),
                 channels=tuple(entry.get("channels") or ()),
+                user_groups=groups,
                 kubeconfig_context=entry.get("kubeconfigContext"),
                 in_cluster=bool(entry.get("inCluster", False)),
             )

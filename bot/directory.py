@@ -1,8 +1,10 @@
-"""Which clusters exist under which alias, and which Slack channels may use each.
+"""Which clusters exist under which alias, which Slack channels may use each, and which
+user groups (if any) a user must belong to.
 
 In real mode a cluster with no channels listed is usable from none: access is granted by
 naming channels in the configuration, never by default. `--world` dev mode without a
-configuration is open to every channel, since nothing real is behind it.
+configuration is open to every channel, since nothing real is behind it. Membership of the
+user groups is Slack's to say: bot/slack/access.py asks it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from bot.config import ClusterConfig
 class Directory:
     clusters: dict[str, str]  # alias -> cluster ARM id
     channels: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    user_groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     open_to_all: bool = False
 
     @classmethod
@@ -23,6 +26,7 @@ class Directory:
         return cls(
             clusters={alias: ref.id for alias, ref in config.clusters.items()},
             channels={alias: ref.channels for alias, ref in config.clusters.items()},
+            user_groups={alias: ref.user_groups for alias, ref in config.clusters.items()},
         )
 
     @classmethod

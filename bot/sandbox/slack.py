@@ -13,12 +13,13 @@ Methods: api.test, auth.test, chat.postMessage, chat.update, chat.delete,
 chat.postEphemeral, conversations.replies, conversations.history,
 files.getUploadURLExternal, the upload itself (`POST /upload/v1/<key>`, raw or multipart,
 answered "OK - <length>"), files.completeUploadExternal, views.open, views.update,
-views.publish. Shapes follow the fixtures in /work/shared/fixtures/slack.
+views.publish, usergroups.users.list. Shapes follow the fixtures in /work/shared/fixtures/slack.
 
 The workspace is a model tests can query: `thread(channel, ts)`, `messages(channel)`,
 `history(channel, ts)` (a message's earlier versions), `ephemerals()`, `files()` (with the
-uploaded bytes), `views()`, `calls()` (the shared request log, read as Slack calls), and
-`user_message(...)` to post as a human (the root an app_mention replies under). Timestamps
+uploaded bytes), `views()`, `calls()` (the shared request log, read as Slack calls),
+`user_message(...)` to post as a human (the root an app_mention replies under), and
+`set_usergroup(id, users)` to say who is in a user group. Timestamps
 are deterministic: the world's `now` in seconds, then +100 µs per message.
 """
 
@@ -64,6 +65,7 @@ _API = "/api/"
 _UPLOAD = "/upload/v1/"
 _FILES = "/files-pri/"
 _CHANNEL = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+_USERGROUP = re.compile(r"^S[A-Z0-9]{2,}$")
 _USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _TRIGGER = re.compile(r"^[^.\s]+\.[^.\s]+\.[^.\s]+$")
 _BLOCK_TYPES = {
@@ -186,6 +188,7 @@ class SlackApi:
         self._views: dict[str, Json] = {}
         self._home: dict[str, str] = {}  # user -> view id
         self._triggers: set[str] = set()
+        self._usergroups: dict[str, list[str]] = {}  # user group id -> member user ids
         self._methods: dict[str, Callable[[Json, Identity], Json]] = {
             "auth.test": self._auth_test,
             "chat.postMessage": self._post_message,
@@ -199,6 +202,7 @@ class SlackApi:
             "views.open": self._views_open,
             "views.update": self._views_update,
             "views.publish": self._views_publish,
+            "usergroups.users.list": self._usergroup_users,
         }
 
     # --- HTTP --------------------------------------------------------------------------
@@ -336,6 +340,13 @@ class SlackApi:
             root = (parent.thread_ts or parent.ts) if parent else thread_ts
             self._add(_Message(channel, ts, user, None, text, blocks, thread_ts=root))
             return ts
+
+    def set_usergroup(self, usergroup: str, users: list[str]) -> None:
+        """Create or replace a user group (an `S…` id) with these members."""
+        if not _USERGROUP.match(usergroup):
+            raise ValueError(f"not a user group id: {usergroup!r}")
+        with self._lock:
+            self._usergroups[usergroup] = list(users)
 
     # --- methods ---------------------------------------------------------------------------
 
@@ -635,6 +646,16 @@ class SlackApi:
                 for file in files:
                     file.shares.append((channel, message.ts, root))
             return {"ok": True, "files": [self._file_object(f) for f in files]}
+
+    def _usergroup_users(self, args: Json, who: Identity) -> Json:
+        usergroup = _str(args, "usergroup")
+        if usergroup is None:
+            raise SlackError("invalid_arguments", ["missing required field: usergroup"])
+        with self._lock:
+            users = self._usergroups.get(usergroup)
+        if users is None:
+            raise SlackError("no_such_subteam")
+        return {"ok": True, "users": list(users)}
 
     def _views_open(self, args: Json, who: Identity) -> Json:
         trigger = _str(args, "trigger_id") or _str(args, "interactivity_pointer")

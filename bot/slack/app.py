@@ -19,6 +19,7 @@ from bot import jobs
 from bot.directory import Directory
 from bot.model import Report
 from bot.slack import blocks
+from bot.slack.access import Access
 from bot.slack.commands import (
     Check,
     Clusters,
@@ -63,6 +64,7 @@ def build_app(
         raise_error_for_unhandled_request=False,
     )
     store, queue, directory = deps.store, deps.queue, deps.directory
+    access = Access(directory, client)
 
     @app.error
     def on_error(error: Exception, body: dict[str, Any]) -> None:
@@ -97,8 +99,9 @@ def build_app(
             ack(**_ephemeral(blocks.clusters_text(directory.visible(channel))))
             return
         assert isinstance(parsed, Check)
-        if not directory.allowed(parsed.alias, channel):
-            ack(**_ephemeral(_refusal(directory, parsed.alias, channel)))
+        refused = access.refusal(parsed.alias, channel, user)
+        if refused:
+            ack(**_ephemeral(blocks.refusal(refused)))
             return
         request = Request(
             alias=parsed.alias,
@@ -162,14 +165,14 @@ def build_app(
         except UsageError as exc:
             _private(client, channel, user, blocks.usage_error(str(exc)), thread_ts)
             return
-        _act(client, store, queue, incident, parsed, user)
+        _act(client, store, queue, access, incident, parsed, user)
 
     @app.action("rerun")
     def on_rerun(ack: Any, body: dict[str, Any], client: WebClient) -> None:
         ack()
         incident = _incident_from_action(body, store)
         if incident:
-            _act(client, store, queue, incident, Recheck(), body["user"]["id"])
+            _act(client, store, queue, access, incident, Recheck(), body["user"]["id"])
 
     @app.action("probe_endpoint")
     def on_probe_button(ack: Any, body: dict[str, Any], client: WebClient) -> None:
@@ -193,7 +196,7 @@ def build_app(
         except StoreUnavailable:
             return
         if incident:
-            _act(client, store, queue, incident, probe, body["user"]["id"])
+            _act(client, store, queue, access, incident, probe, body["user"]["id"])
 
     @app.action("show_evidence")
     def on_show_evidence(ack: Any, body: dict[str, Any], client: WebClient) -> None:
@@ -213,6 +216,11 @@ def build_app(
         incident = _incident_from_action(body, store)
         if incident is None:
             return
+        user, channel = body["user"]["id"], incident.request.channel
+        if refused := access.refusal(incident.request.alias, channel, user):
+            root = store.message_ts(incident.id, "root")
+            _private(client, channel, user, blocks.refusal(refused), root)
+            return
         store.mark_resolved(incident.id)
         reports = store.reports(incident.id)
         if reports:
@@ -227,21 +235,6 @@ def build_app(
 
 def _ephemeral(message: dict[str, Any]) -> dict[str, Any]:
     return {"text": message["text"], "blocks": message.get("blocks"), "response_type": "ephemeral"}
-
-
-def _refusal(directory: Directory, alias: str, channel: str) -> dict[str, Any]:
-    """Why not, without saying anything about a cluster this channel may not see."""
-    visible = directory.visible(channel)
-    if alias in directory.clusters:
-        reason = (
-            f"this channel may not check {alias!r}; ask the bot's operators to add this "
-            "channel to the cluster's `channels` in its configuration"
-        )
-    else:
-        reason = f"there is no cluster {alias!r}"
-    if visible:
-        reason += f". Clusters this channel may check: {', '.join(visible)}"
-    return blocks.refusal(reason)
 
 
 def _private(
@@ -268,6 +261,7 @@ def _act(
     client: WebClient,
     store: Store,
     queue: Queue,
+    access: Access,
     incident: Incident,
     command: Recheck | Probe | Snat | Summary | Help,
     user: str,
@@ -278,6 +272,8 @@ def _act(
     elif isinstance(command, Summary):
         text = blocks.timeline(jobs.incident_view(incident), store.reports(incident.id))
         client.chat_postMessage(channel=channel, thread_ts=root, text=text, mrkdwn=True)
+    elif refused := access.refusal(incident.request.alias, channel, user):
+        _private(client, channel, user, blocks.refusal(refused), root)
     else:
         endpoint = command.endpoint.url if isinstance(command, Probe) else None
         mode = "snat" if isinstance(command, Snat) else "all"

@@ -10,7 +10,9 @@ test fails until the manifests (and, for a new method, the table) follow.
 from __future__ import annotations
 
 import ast
+import inspect
 import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -98,9 +100,12 @@ def used() -> dict[str, set[str]]:
 
 
 def api_method(sdk_name: str) -> str:
-    """chat_postMessage -> chat.postMessage (the first underscore is the family's dot)."""
-    family, _, rest = sdk_name.partition("_")
-    return f"{family}.{rest}"
+    """chat_postMessage -> chat.postMessage, usergroups_users_list -> usergroups.users.list:
+    the name slack_sdk's method itself passes to api_call."""
+    source = inspect.getsource(getattr(WebClient, sdk_name))
+    called = re.search(r"api_call\(\s*\"([\w.]+)\"", source)
+    assert called, f"slack_sdk's WebClient.{sdk_name} names no Web API method"
+    return called.group(1)
 
 
 def required() -> dict[str, set[str]]:

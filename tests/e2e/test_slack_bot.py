@@ -114,6 +114,58 @@ def test_unauthorized_channel_is_refused_without_details(make_bot, tmp_path):
     assert "web-prod-weu" in body
 
 
+def test_user_groups_limit_who_may_check(make_bot, tmp_path):
+    """With `userGroups`, only their members may start work on the cluster, from an allowed
+    channel; Slack is asked once per group a minute, and an unknown group refuses."""
+    config = tmp_path / "aks-egress.yaml"
+    sub, rg, cluster = "3f6c2a1e-8d4b-4f7a-9c2e-5b1d7e9a0c43", "rg-web-prod-weu", "aks-web-prod-weu"
+    config.write_text(
+        f"clusters:\n  web-prod-weu:\n    subscription: {sub}\n    resourceGroup: {rg}\n"
+        f"    name: {cluster}\n    channels: [{CHANNEL}]\n"
+        "    userGroups: [S0SRE00001, S0NET00001]\n"
+    )
+    bot = make_bot(config=config)
+    bot.sandbox.slack.set_usergroup("S0SRE00001", ["U0SOMEONE1"])
+    bot.sandbox.slack.set_usergroup("S0NET00001", [USER])
+
+    status, body = bot.slash("check web-prod-weu https://api.github.com", user="U0OUTSIDER")
+    assert status == 200 and json.loads(body)["response_type"] == "ephemeral"
+    assert "only members of the user groups `S0SRE00001`, `S0NET00001`" in body
+    assert bot.queue.count == 0 and bot.roots() == []
+
+    assert "incident" in bot.slash("check web-prod-weu https://api.github.com")[1]
+    thread = bot.wait_for(":summary:")
+    lookups = slack_calls(bot, "usergroups.users.list")
+    assert len(lookups) == 2, "each group asked once, then remembered"
+
+    # In the thread, a non-member may read but not start work
+    event = {
+        "type": "app_mention",
+        "user": "U0OUTSIDER",
+        "text": "<@U0BOT> recheck",
+        "channel": CHANNEL,
+        "ts": f"{time.time():.6f}",
+        "thread_ts": thread[0]["ts"],
+    }
+    assert bot.event(event, "Ev0100")[0] == 200
+    refusals = [e for e in bot.sandbox.slack.ephemerals(CHANNEL) if e["user"] == "U0OUTSIDER"]
+    assert refusals and "only members of the user groups" in refusals[-1]["text"]
+    assert bot.queue.count == 0 and not any(name(m).startswith("1:") for m in bot.thread())
+
+
+def test_unknown_user_group_refuses_with_the_reason(make_bot, tmp_path):
+    config = tmp_path / "aks-egress.yaml"
+    sub, rg, cluster = "3f6c2a1e-8d4b-4f7a-9c2e-5b1d7e9a0c43", "rg-web-prod-weu", "aks-web-prod-weu"
+    config.write_text(
+        f"clusters:\n  web-prod-weu:\n    subscription: {sub}\n    resourceGroup: {rg}\n"
+        f"    name: {cluster}\n    channels: [{CHANNEL}]\n    userGroups: [S0GONE0001]\n"
+    )
+    bot = make_bot(worker=False, config=config)
+    status, body = bot.slash("check web-prod-weu https://api.github.com")
+    assert status == 200 and "Slack said: no_such_subteam" in body
+    assert "usergroups:read" in body and bot.queue.count == 0
+
+
 def test_double_submit_points_to_the_running_incident(make_bot):
     bot = make_bot(worker=False)
     first = bot.slash("check web-prod-weu https://api.github.com")[1]

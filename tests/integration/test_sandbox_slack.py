@@ -208,6 +208,18 @@ def test_form_encoded_arguments_are_parsed(sandbox: Sandbox, slack: WebClient) -
     assert message["metadata"] == METADATA
 
 
+def test_usergroup_members(sandbox: Sandbox, slack: WebClient) -> None:
+    sandbox.slack.set_usergroup("S0ONCALL01", ["U0AKSUSER1", "W0AKSUSER2"])
+    members = slack.usergroups_users_list(usergroup="S0ONCALL01")
+    assert members.data == {"ok": True, "users": ["U0AKSUSER1", "W0AKSUSER2"]}
+    unknown = error_of(lambda: slack.usergroups_users_list(usergroup="S0NOSUCH01"))
+    assert unknown.response["error"] == "no_such_subteam"
+    missing = error_of(lambda: slack.api_call("usergroups.users.list"))
+    assert missing.response["error"] == "invalid_arguments"
+    with pytest.raises(ValueError):
+        sandbox.slack.set_usergroup("@oncall", [])
+
+
 # --- validation ---------------------------------------------------------------------------
 
 

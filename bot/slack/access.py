@@ -1,0 +1,79 @@
+"""Who may use a cluster from Slack: the channel, always, and where the configuration names
+user groups, membership of one of them.
+
+Membership comes from Slack (`usergroups.users.list`) and is remembered for a minute: the
+listener asks before it acks, so a cold lookup costs one short Web API call and a warm one
+nothing, and a change to a group takes effect within the minute. When Slack will not say,
+the request is refused with the reason: access is never granted on an error.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from cachetools import TTLCache
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.directory import Directory
+
+MEMBERS_TTL_S = 60
+LOOKUP_TIMEOUT_S = 2  # the lookup runs before the ack, which Slack wants within 3 s
+
+
+class Access:
+    def __init__(self, directory: Directory, client: WebClient, ttl_s: float = MEMBERS_TTL_S):
+        self.directory = directory
+        # Its own client: no waiting out a 429's Retry-After while Slack waits for the ack.
+        self._slack = WebClient(
+            token=client.token, base_url=client.base_url, timeout=LOOKUP_TIMEOUT_S
+        )
+        self._members: TTLCache[str, frozenset[str]] = TTLCache(maxsize=1024, ttl=ttl_s)
+        self._lock = threading.Lock()
+
+    def refusal(self, alias: str, channel: str, user: str) -> str | None:
+        """Why `user` may not use `alias` from `channel`, or None when they may. A reason
+        never says anything about a cluster this channel may not see."""
+        directory = self.directory
+        if not directory.allowed(alias, channel):
+            if alias not in directory.clusters:
+                reason = f"there is no cluster {alias!r}"
+            else:
+                reason = (
+                    f"this channel may not check {alias!r}; ask the bot's operators to add "
+                    "this channel to the cluster's `channels` in its configuration"
+                )
+            visible = directory.visible(channel)
+            if visible:
+                reason += f". Clusters this channel may check: {', '.join(visible)}"
+            return reason
+        groups = directory.user_groups.get(alias, ())
+        if not groups:
+            return None
+        try:
+            if any(user in self._members_of(group) for group in groups):
+                return None
+        except SlackApiError as exc:
+            why = f"Slack said: {exc.response.get('error', 'no answer')}"
+        except OSError:
+            why = "Slack did not answer"
+        else:
+            listed = ", ".join(f"`{g}`" for g in groups)
+            return (
+                f"only members of the user groups {listed} may check {alias!r}; ask the "
+                "bot's operators or a group manager to add you"
+            )
+        return (
+            f"cannot check whether you are in the user groups that may use {alias!r} ({why}); "
+            "try again, and if it persists tell the bot's operators (the app needs the "
+            "usergroups:read scope, and the groups must exist)"
+        )
+
+    def _members_of(self, group: str) -> frozenset[str]:
+        with self._lock:
+            members = self._members.get(group)
+        if members is None:
+            members = frozenset(self._slack.usergroups_users_list(usergroup=group)["users"])
+            with self._lock:
+                self._members[group] = members
+        return members
