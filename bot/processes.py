@@ -13,6 +13,7 @@ from pathlib import Path
 
 from slack_bolt import App
 from slack_bolt.adapter.socket_mode import SocketModeHandler
+from slack_sdk.errors import SlackApiError
 
 from bot import jobs, services
 from bot.config import Settings
@@ -58,8 +59,17 @@ def start_http(settings: Settings, world: Path | None, port: int | None = None) 
 def serve(settings: Settings, world: Path | None, http: bool, port: int | None) -> None:
     if settings.slack_app_token and not http:
         app, _ = make_app(settings, world, socket_mode=True)
-        log.info("aks-egress: Socket Mode")
-        SocketModeHandler(app, settings.slack_app_token).start()
+        handler = SocketModeHandler(app, settings.slack_app_token)
+        try:
+            handler.connect()
+        except SlackApiError as exc:
+            raise services.SetupError(
+                f"Slack refused SLACK_APP_TOKEN ({exc.response.get('error')}): it must be the "
+                "app-level token (xapp-…) with the connections:write scope, from the app's "
+                "Basic Information page"
+            ) from None
+        log.info("aks-egress: connected to Slack over Socket Mode")
+        threading.Event().wait()
         return
     server = start_http(settings, world, port)
     log.info("aks-egress: listening on %s", server.url)

@@ -2,9 +2,10 @@
 
 One `Sandbox` owns one throwaway CA, one request log and one fault injector, and runs one
 listener per emulated API: `arm` (HTTPS), one Kubernetes API server per cluster (`k8s`, plain
-HTTP, see kube.py), the Slack Web API (`slack`, plain HTTP, see slack.py), and whatever else
-registers with `_listen`. Every listener shares the
-plumbing below, so logging, latency, faults and auth behave the same for all of them.
+HTTP, see kube.py), the Slack Web API (`slack`, plain HTTP, see slack.py) with its Socket
+Mode server (`socket_mode`, see socket_mode.py), and whatever else registers with `_listen`.
+Every HTTP listener shares the plumbing below, so logging, latency, faults and auth behave
+the same for all of them.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from bot import armid
 from bot.sandbox.arm import ArmApi
 from bot.sandbox.faults import Faults
 from bot.sandbox.kube import KubeApi, WorldClock, served_clusters
-from bot.sandbox.slack import SlackApi
+from bot.sandbox.slack import APP_ID, SlackApi
+from bot.sandbox.socket_mode import SocketModeHub
 from bot.sandbox.wire import Dispatch, ErrorBody, Request, Response, Stream
 from bot.sandbox.world import World, load_world
 
@@ -309,7 +311,10 @@ class Sandbox:
         self._tmp: Path | None = None
         self.ca_path = ""
         self.arm = ArmApi(self.world, kube_url_for or self.kube_url, self._ca.cert_pem.bytes())
-        self.slack = SlackApi(self.world.now, lambda: self._requests.of("slack"))
+        self.socket_mode = SocketModeHub(APP_ID)
+        self.slack = SlackApi(
+            self.world.now, lambda: self._requests.of("slack"), self.socket_mode.open_url
+        )
 
     @property
     def arm_url(self) -> str:
@@ -359,9 +364,11 @@ class Sandbox:
         slack = Endpoint("slack", self.slack, self.slack.error, self.slack.parse, bearer_auth=False)
         self._listen(slack, tls=False)
         self.slack.origin = self.url("slack")
+        self.socket_mode.start(_HOST)
         return self
 
     def stop(self) -> None:
+        self.socket_mode.stop()
         for api in self._kube.values():
             api.close()  # ends watches in flight
         self._kube.clear()

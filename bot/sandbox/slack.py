@@ -13,7 +13,9 @@ Methods: api.test, auth.test, chat.postMessage, chat.update, chat.delete,
 chat.postEphemeral, conversations.replies, conversations.history,
 files.getUploadURLExternal, the upload itself (`POST /upload/v1/<key>`, raw or multipart,
 answered "OK - <length>"), files.completeUploadExternal, views.open, views.update,
-views.publish, usergroups.users.list. Shapes follow the fixtures in /work/shared/fixtures/slack.
+views.publish, usergroups.users.list, and apps.connections.open (app-level `xapp-` tokens
+only, which no other method takes), whose URL leads to the Socket Mode server of
+socket_mode.py. Shapes follow the fixtures in /work/shared/fixtures/slack.
 
 The workspace is a model tests can query: `thread(channel, ts)`, `messages(channel)`,
 `history(channel, ts)` (a message's earlier versions), `ephemerals()`, `files()` (with the
@@ -123,6 +125,7 @@ class SlackCall:
 class Identity:
     user: str
     bot_id: str | None
+    app_level: bool = False  # an `xapp-` token: good for apps.connections.open only
 
 
 @dataclass
@@ -174,8 +177,14 @@ class SlackApi:
 
     api = "slack"
 
-    def __init__(self, now: datetime, log: Callable[[], list[Any]] | None = None) -> None:
+    def __init__(
+        self,
+        now: datetime,
+        log: Callable[[], list[Any]] | None = None,
+        socket_url: Callable[[], str] | None = None,
+    ) -> None:
         self.origin = ""  # http://127.0.0.1:PORT, set by the Sandbox once it listens
+        self._socket_url = socket_url  # a new Socket Mode URL (socket_mode.py)
         self._epoch = int(now.timestamp())
         self._log = log or list
         self._lock = threading.Lock()
@@ -203,6 +212,7 @@ class SlackApi:
             "views.update": self._views_update,
             "views.publish": self._views_publish,
             "usergroups.users.list": self._usergroup_users,
+            "apps.connections.open": self._connections_open,
         }
 
     # --- HTTP --------------------------------------------------------------------------
@@ -250,7 +260,10 @@ class SlackApi:
         try:
             if isinstance(request.body, (list, str, int, float)):
                 raise SlackError("json_not_object")
-            body = handler(_args(request), _identity(request))
+            who = _identity(request)
+            if who.app_level != (method == "apps.connections.open"):
+                raise SlackError("not_allowed_token_type")
+            body = handler(_args(request), who)
         except SlackError as exc:
             body = exc.body()
         warnings = _charset_warnings(request)
@@ -657,6 +670,11 @@ class SlackApi:
             raise SlackError("no_such_subteam")
         return {"ok": True, "users": list(users)}
 
+    def _connections_open(self, args: Json, who: Identity) -> Json:
+        if self._socket_url is None:
+            raise SlackError("internal_error")
+        return {"ok": True, "url": self._socket_url()}
+
     def _views_open(self, args: Json, who: Identity) -> Json:
         trigger = _str(args, "trigger_id") or _str(args, "interactivity_pointer")
         if not trigger:
@@ -909,6 +927,8 @@ def _identity(request: Request) -> Identity:
         return Identity(BOT_USER_ID, BOT_ID)
     if token.startswith("xoxp-") and len(token) > len("xoxp-"):
         return Identity(USER_ID, None)
+    if token.startswith("xapp-") and len(token) > len("xapp-"):
+        return Identity("", None, app_level=True)
     raise SlackError("invalid_auth")
 
 

@@ -58,19 +58,23 @@ def send(
         return exc.code, exc.read().decode()
 
 
+def slash_payload(text: str, channel: str = CHANNEL, user: str = USER) -> dict[str, str]:
+    """A slash command's fields, as Slack sends them (form-encoded over HTTP, JSON over
+    Socket Mode)."""
+    return {
+        "command": "/aks-egress",
+        "text": text,
+        "channel_id": channel,
+        "user_id": user,
+        "team_id": "T0TEAM0001",
+        "response_url": "https://hooks.slack.com/commands/T/1/x",
+        "trigger_id": "1.2.3",
+        "api_app_id": "A0APP00001",
+    }
+
+
 def slash_body(text: str, channel: str = CHANNEL, user: str = USER) -> str:
-    return urllib.parse.urlencode(
-        {
-            "command": "/aks-egress",
-            "text": text,
-            "channel_id": channel,
-            "user_id": user,
-            "team_id": "T0TEAM0001",
-            "response_url": "https://hooks.slack.com/commands/T/1/x",
-            "trigger_id": "1.2.3",
-            "api_app_id": "A0APP00001",
-        }
-    )
+    return urllib.parse.urlencode(slash_payload(text, channel, user))
 
 
 class Bot:

@@ -98,13 +98,23 @@ def test_unknown_alias_and_malformed_url_get_a_private_answer(make_bot):
     assert bot.queue.count == 0 and bot.roots() == []
 
 
-def test_unauthorized_channel_is_refused_without_details(make_bot, tmp_path):
+def web_prod_config(tmp_path, channels: list[str], user_groups: list[str] | None = None):
+    """A configuration for lb-healthy.yaml's cluster, open to these channels (and groups)."""
+    entry = {
+        "subscription": "3f6c2a1e-8d4b-4f7a-9c2e-5b1d7e9a0c43",
+        "resourceGroup": "rg-web-prod-weu",
+        "name": "aks-web-prod-weu",
+        "channels": channels,
+    }
+    if user_groups:
+        entry["userGroups"] = user_groups
     config = tmp_path / "aks-egress.yaml"
-    sub, rg, cluster = "3f6c2a1e-8d4b-4f7a-9c2e-5b1d7e9a0c43", "rg-web-prod-weu", "aks-web-prod-weu"
-    config.write_text(
-        f"clusters:\n  web-prod-weu:\n    subscription: {sub}\n    resourceGroup: {rg}\n"
-        f"    name: {cluster}\n    channels: [C0ALLOWED1]\n"
-    )
+    config.write_text(yaml.safe_dump({"clusters": {"web-prod-weu": entry}}))
+    return config
+
+
+def test_unauthorized_channel_is_refused_without_details(make_bot, tmp_path):
+    config = web_prod_config(tmp_path, ["C0ALLOWED1"])
     bot = make_bot(worker=False, config=config)
     status, body = bot.slash("check web-prod-weu https://api.github.com", channel="C0OTHER001")
     assert status == 200 and "may not check 'web-prod-weu'" in body
@@ -117,13 +127,7 @@ def test_unauthorized_channel_is_refused_without_details(make_bot, tmp_path):
 def test_user_groups_limit_who_may_check(make_bot, tmp_path):
     """With `userGroups`, only their members may start work on the cluster, from an allowed
     channel; Slack is asked once per group a minute, and an unknown group refuses."""
-    config = tmp_path / "aks-egress.yaml"
-    sub, rg, cluster = "3f6c2a1e-8d4b-4f7a-9c2e-5b1d7e9a0c43", "rg-web-prod-weu", "aks-web-prod-weu"
-    config.write_text(
-        f"clusters:\n  web-prod-weu:\n    subscription: {sub}\n    resourceGroup: {rg}\n"
-        f"    name: {cluster}\n    channels: [{CHANNEL}]\n"
-        "    userGroups: [S0SRE00001, S0NET00001]\n"
-    )
+    config = web_prod_config(tmp_path, [CHANNEL], ["S0SRE00001", "S0NET00001"])
     bot = make_bot(config=config)
     bot.sandbox.slack.set_usergroup("S0SRE00001", ["U0SOMEONE1"])
     bot.sandbox.slack.set_usergroup("S0NET00001", [USER])
@@ -154,12 +158,7 @@ def test_user_groups_limit_who_may_check(make_bot, tmp_path):
 
 
 def test_unknown_user_group_refuses_with_the_reason(make_bot, tmp_path):
-    config = tmp_path / "aks-egress.yaml"
-    sub, rg, cluster = "3f6c2a1e-8d4b-4f7a-9c2e-5b1d7e9a0c43", "rg-web-prod-weu", "aks-web-prod-weu"
-    config.write_text(
-        f"clusters:\n  web-prod-weu:\n    subscription: {sub}\n    resourceGroup: {rg}\n"
-        f"    name: {cluster}\n    channels: [{CHANNEL}]\n    userGroups: [S0GONE0001]\n"
-    )
+    config = web_prod_config(tmp_path, [CHANNEL], ["S0GONE0001"])
     bot = make_bot(worker=False, config=config)
     status, body = bot.slash("check web-prod-weu https://api.github.com")
     assert status == 200 and "Slack said: no_such_subteam" in body

@@ -19,6 +19,11 @@ import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+from slack_sdk.socket_mode import SocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from bot.sandbox.server import Sandbox
 from bot.sandbox.slack import BOT_ID, BOT_USER_ID, TEAM_ID
@@ -364,3 +369,54 @@ def test_ratelimited_post_is_retried_after_retry_after(world: World) -> None:
         assert limited.response.status_code == 429
         assert limited.response["error"] == "ratelimited"
         assert limited.response.headers["Retry-After"] == "1"
+
+
+# --- Socket Mode --------------------------------------------------------------------------
+
+
+def test_socket_mode_needs_an_app_level_token(sandbox: Sandbox, slack: WebClient) -> None:
+    refused = error_of(lambda: slack.apps_connections_open(app_token="xoxb-not-an-app-token"))
+    assert refused.response["error"] == "not_allowed_token_type"
+    app = WebClient(token="xapp-1-A0AKSAPP01-1-secret", base_url=sandbox.slack_url)
+    assert app.apps_connections_open(app_token=app.token)["url"].startswith("ws://127.0.0.1:")
+    misuse = error_of(lambda: app.chat_postMessage(channel=CHANNEL, text="x"))
+    assert misuse.response["error"] == "not_allowed_token_type"
+
+
+def test_socket_mode_envelopes_are_acknowledged_by_a_real_client(sandbox: Sandbox) -> None:
+    web = WebClient(token="xoxb-test", base_url=sandbox.slack_url)
+    client = SocketModeClient(app_token="xapp-1-A0AKSAPP01-1-secret", web_client=web)
+    seen: list[dict] = []
+
+    def answer(client: SocketModeClient, request: SocketModeRequest) -> None:
+        seen.append({"type": request.type, "payload": request.payload})
+        reply = (
+            {"text": f"got {request.payload.get('text')}"}
+            if request.type == "slash_commands"
+            else None
+        )
+        client.send_socket_mode_response(SocketModeResponse(request.envelope_id, reply))
+
+    client.socket_mode_request_listeners.append(answer)
+    client.connect()
+    try:
+        ack = sandbox.socket_mode.deliver(
+            "slash_commands",
+            {"command": "/aks-egress", "text": "help", "channel_id": CHANNEL, "user_id": "U1"},
+            accepts_response_payload=True,
+        )
+        assert ack["payload"] == {"text": "got help"}
+        event = {"type": "event_callback", "event_id": "Ev1", "event": {"type": "app_mention"}}
+        ack = sandbox.socket_mode.deliver("events_api", event, retry_attempt=1)
+        assert "payload" not in ack or not ack["payload"]
+        assert [s["type"] for s in seen] == ["slash_commands", "events_api"]
+        # a used ticket does not open a second connection
+        url = WebClient(token="xapp-1-x", base_url=sandbox.slack_url).apps_connections_open(
+            app_token="xapp-1-x"
+        )["url"]
+        with connect(url):
+            pass
+        with pytest.raises(InvalidStatus):
+            connect(url)
+    finally:
+        client.close()
