@@ -1,11 +1,12 @@
 """Benchmark: how fast the Slack app acks slash commands (budget: p99 ≤ 2 × bare Bolt, < 300 ms).
 
-Fires rounds of 20 concurrent signed `/aks-egress check` commands at the real HTTP app
-(signature, validation, authorization, the incident and the queued job written to Redis,
-then the ack) and at a bare Bolt app that only acks, in the same run, alternating rounds.
-Each app is served the same way from a process of its own, as `aks-egress serve` is
-deployed, so the client's threads do not share an interpreter lock with the server they
-measure. A private redis-server and the sandbox's Slack emulator stand in. Usage:
+Fires rounds of 20 concurrent signed `/aks-egress check` commands at the real
+`aks-egress serve --http` (signature, validation, authorization, the incident and its
+queued job written to Redis, then the ack) and at a bare Bolt app that only acks, in the
+same run, alternating rounds. Each app runs in a process of its own, as deployed, so the
+client's threads share no interpreter lock with the server they measure; the bare app's
+process imports only what a bare app needs. A private redis-server and the sandbox's Slack
+emulator stand in. Usage:
 
     .venv/bin/python tests/bench/bench_ack.py [--rounds N]
 """
@@ -13,6 +14,7 @@ measure. A private redis-server and the sandbox's Slack emulator stand in. Usage
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -21,22 +23,17 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from slack_bolt import App
-
-from bot.config import Settings
-from bot.demo import signed_command
-from bot.processes import start_http
-from bot.redisserver import RedisServer, free_port
-from bot.sandbox.server import Sandbox
-from bot.slack.http import HttpServer
-
 WORLD = Path(__file__).resolve().parents[1] / "worlds" / "lb-healthy.yaml"
 SECRET = "bench-signing-secret"
 CONCURRENT = 20
 
 
-def bare_app(slack_url: str) -> App:
+def serve_bare(port: int, slack_url: str) -> None:
+    """The bare app's process: Bolt, one listener that acks, the same HTTP server."""
+    from slack_bolt import App
     from slack_sdk import WebClient
+
+    from bot.slack.http import HttpServer
 
     app = App(
         client=WebClient(token="xoxb-bench", base_url=slack_url),
@@ -48,10 +45,25 @@ def bare_app(slack_url: str) -> App:
     def ack_only(ack):
         ack()
 
-    return app
+    HttpServer(app, "127.0.0.1", port).start().thread.join()
+
+
+def spawn(argv: list[str], port: int, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    process = subprocess.Popen(argv, env={**os.environ, **env}, stdout=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=1):
+                return process, f"{base}/slack/events"
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise SystemExit(f"{' '.join(argv)} did not start on port {port}")
 
 
 def fire(url: str, round_no: int) -> list[float]:
+    from bot.demo import signed_command
+
     def one(i: int) -> float:
         started = time.perf_counter()
         status = signed_command(
@@ -73,51 +85,33 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def serve(which: str, port: int, slack_url: str, redis_url: str) -> None:
-    """The server process: one app on 127.0.0.1:port until killed."""
-    if which == "bare":
-        server = HttpServer(bare_app(slack_url), "127.0.0.1", port).start()
-    else:
-        settings = Settings(
-            SLACK_BOT_TOKEN="xoxb-bench",
-            SLACK_SIGNING_SECRET=SECRET,
-            SLACK_API_URL=slack_url,
-            REDIS_URL=redis_url,
-            rate_per_minute=10_000,
-            config=Path("/nonexistent.yaml"),
-        )
-        server = start_http(settings, WORLD, port=port)
-    server.thread.join()
-
-
-def spawn(which: str, slack_url: str, redis_url: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    argv = [sys.executable, __file__, "--serve", which, str(port), slack_url, redis_url]
-    process = subprocess.Popen(argv)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=1):
-                return process, f"{base}/slack/events"
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise SystemExit(f"the {which} app did not start on port {port}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--serve", nargs=4, metavar=("APP", "PORT", "SLACK_URL", "REDIS_URL"))
+    parser.add_argument("--serve-bare", nargs=2, metavar=("PORT", "SLACK_URL"))
     args = parser.parse_args()
-    if args.serve:
-        which, port, slack_url, redis_url = args.serve
-        serve(which, int(port), slack_url, redis_url)
+    if args.serve_bare:
+        serve_bare(int(args.serve_bare[0]), args.serve_bare[1])
         return
+
+    from bot.redisserver import RedisServer, free_port
+    from bot.sandbox.server import Sandbox
+
     with RedisServer() as redis_server, Sandbox(WORLD) as sandbox:
+        ours_port, bare_port = free_port(), free_port()
+        ours_env = {
+            "SLACK_BOT_TOKEN": "xoxb-bench",
+            "SLACK_SIGNING_SECRET": SECRET,
+            "SLACK_API_URL": sandbox.slack_url,
+            "REDIS_URL": redis_server.url,
+            "AKS_EGRESS_RATE_PER_MINUTE": "10000",
+            "AKS_EGRESS_CONFIG": "/nonexistent.yaml",
+        }
+        serve = [sys.executable, "-m", "bot.cli", "serve", "--http", "--port", str(ours_port)]
+        bare = [sys.executable, __file__, "--serve-bare", str(bare_port), sandbox.slack_url]
         servers = {
-            name: spawn(which, sandbox.slack_url, redis_server.url)
-            for name, which in (("aks-egress", "ours"), ("bare Bolt", "bare"))
+            "aks-egress": spawn([*serve, "--world", str(WORLD)], ours_port, ours_env),
+            "bare Bolt": spawn(bare, bare_port, {}),
         }
         try:
             for _, url in servers.values():
