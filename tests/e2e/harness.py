@@ -86,6 +86,7 @@ class Bot:
         worker: bool = True,
         heartbeat_s: int = 1,
         config: Path | None = None,
+        rate_per_minute: int = 10,
     ):
         self.stack = ExitStack()
         self.sandbox = self.stack.enter_context(Sandbox(world))
@@ -95,6 +96,7 @@ class Bot:
             SLACK_API_URL=self.sandbox.slack_url,
             REDIS_URL=redis_url,
             worker_heartbeat_s=heartbeat_s,
+            rate_per_minute=rate_per_minute,
             config=config or Path("/nonexistent/aks-egress.yaml"),
         )
         self.world = world

@@ -179,6 +179,19 @@ def test_double_submit_points_to_the_running_incident(make_bot):
     assert bot.queue.count == 1, "one check queued, not two"
 
 
+def test_rate_limit_refuses_privately_and_queues_nothing(make_bot):
+    bot = make_bot(worker=False, rate_per_minute=2)
+    for host in ("a.example.com", "b.example.com"):
+        assert "as incident" in bot.slash(f"check web-prod-weu https://{host}")[1]
+    status, body = bot.slash("check web-prod-weu https://c.example.com")
+    assert status == 200 and json.loads(body)["response_type"] == "ephemeral"
+    assert "more than 2 checks this minute; wait a minute" in body
+    assert bot.queue.count == 2
+    assert (
+        "as incident" in bot.slash("check web-prod-weu https://c.example.com", user="U0OTHER001")[1]
+    )
+
+
 def test_event_retries_are_acked_and_not_processed_twice(make_bot):
     bot = make_bot()
     bot.slash("check web-prod-weu https://api.github.com")
