@@ -15,6 +15,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes import watch
@@ -168,23 +170,24 @@ class ProbeRunner:
         self.clock = clock
 
     def remove_leftovers(self) -> int:
-        """Delete probe pods a killed run left behind (older than `leftover_after_s`)."""
+        """Delete probe pods a killed run left behind (older than `leftover_after_s`).
+
+        Age is judged by the API server's clock (its `Date` header), the clock that stamped
+        the pods: it runs beside this run's own probes, and a worker whose clock is off
+        must not take a pod created a moment ago for a leftover.
+        """
         ns = self.settings.namespace
         try:
-            pods = (
-                json.loads(
-                    self.core.list_namespaced_pod(
-                        ns,
-                        label_selector=f"{PROBE_LABEL}={PROBE_NAME}",
-                        _preload_content=False,
-                        _request_timeout=READ_TIMEOUT,
-                    ).data
-                ).get("items")
-                or []
+            response = self.core.list_namespaced_pod(
+                ns,
+                label_selector=f"{PROBE_LABEL}={PROBE_NAME}",
+                _preload_content=False,
+                _request_timeout=READ_TIMEOUT,
             )
+            pods = json.loads(response.data).get("items") or []
         except ApiException:
             return 0
-        cutoff = self.clock() - timedelta(seconds=self.settings.leftover_after_s)
+        cutoff = self._server_now(response) - timedelta(seconds=self.settings.leftover_after_s)
         removed = 0
         for pod in pods:
             created = (pod.get("metadata") or {}).get("creationTimestamp")
@@ -192,6 +195,14 @@ class ProbeRunner:
                 self._delete(pod["metadata"]["name"])
                 removed += 1
         return removed
+
+    def _server_now(self, response: Any) -> datetime:
+        """The API server's time from its `Date` header; this process's clock without one."""
+        date = (getattr(response, "headers", None) or {}).get("Date")
+        if date:
+            with contextlib.suppress(TypeError, ValueError):
+                return parsedate_to_datetime(date)
+        return self.clock()
 
     def run(self, url: str, pools: list[str | None]) -> list[ProbeRun]:
         run_id = secrets.token_hex(4)

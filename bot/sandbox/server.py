@@ -22,7 +22,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -92,6 +93,7 @@ class Endpoint:
     error: ErrorBody  # the API's own error body for a status (400, 401, injected faults)
     parse: BodyParser | None = None  # None: JSON, or form fields (`_parse_body`)
     bearer_auth: bool = True  # False: the API checks credentials itself (Slack answers 200)
+    clock: Callable[[], datetime] | None = None  # the server's own time, for `Date` headers
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -105,6 +107,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.server.endpoint.api, *args)
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """`Date` in the emulated server's own time where it keeps one (a cluster's API
+        server runs on the world's clock, which its objects' timestamps use too)."""
+        clock = self.server.endpoint.clock
+        if clock is None or timestamp is not None:
+            return super().date_time_string(timestamp)
+        return format_datetime(clock().astimezone(UTC), usegmt=True)
 
     def _serve(self) -> None:
         started = time.monotonic()
@@ -360,7 +370,8 @@ class Sandbox:
         for cluster_id in served_clusters(self.world):
             api = KubeApi(self.world, cluster_id, self._clock)
             self._kube[armid.key(cluster_id)] = api
-            self._listen(Endpoint("k8s", api, api.error), _kube_listener(cluster_id), tls=False)
+            endpoint = Endpoint("k8s", api, api.error, clock=lambda: self._clock.current())
+            self._listen(endpoint, _kube_listener(cluster_id), tls=False)
         slack = Endpoint("slack", self.slack, self.slack.error, self.slack.parse, bearer_auth=False)
         self._listen(slack, tls=False)
         self.slack.origin = self.url("slack")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import kubernetes_validate
@@ -141,6 +142,26 @@ def test_a_killed_check_leaves_a_pod_that_the_next_run_removes(tmp_path):
         access.close()
         assert removed == 1
         assert _probe_pods(sandbox) == []
+
+
+def test_the_sweep_judges_age_by_the_api_servers_clock(tmp_path):
+    """The leftover sweep runs beside a check's own probes: a worker whose clock is a day
+    ahead of the cluster's must not take the pod created a moment ago for a leftover."""
+    with Sandbox(_slow_probe_world(tmp_path)) as sandbox:
+        ahead = sandbox.clock() + timedelta(days=1)
+        rt = sandbox_runtime(
+            sandbox.world, sandbox.arm_url, sandbox.ca_path, ProbeSettings(), lambda: ahead
+        )
+        _, cid = rt.cluster_id("platform-prod")
+        access = connect(rt.access_plan(cid), rt.clients, rt.credential)
+        try:
+            CoreV1Api(access.api).create_namespaced_pod(
+                "aks-egress", probe_pod(URL, None, "run1", ProbeSettings())
+            )
+            assert ProbeRunner(access, rt.probe, rt.clock).remove_leftovers() == 0
+            assert len(_probe_pods(sandbox)) == 1
+        finally:
+            access.close()
 
 
 def test_every_probe_pod_of_a_check_is_deleted(tmp_path):
