@@ -386,6 +386,7 @@ class _Run:
             ).result()
             or []
         )
+        self._start_metrics([(v["id"], VMSS_REQUESTS) for v in scale_sets])
         nsg_ids = {
             armid.key(nic["properties"]["networkSecurityGroup"]["id"]): nic["properties"][
                 "networkSecurityGroup"
@@ -444,11 +445,9 @@ class _Run:
             ):
                 if ref := (props.get(field_name) or {}).get("id"):
                     table[armid.key(ref)] = self.get_network(what, ref, attr)
-        return (
-            subnets,
-            vnets,
-            *({k: f.result() for k, f in t.items() if f.result()} for t in (rts, nsgs, natgws)),
-        )
+        found = [{k: f.result() for k, f in t.items() if f.result()} for t in (rts, nsgs, natgws)]
+        self._start_metrics([(n["id"], NATGW_REQUESTS) for n in found[2].values()])
+        return subnets, vnets, *found
 
     def _outbound_ips(self, ev: AzureEvidence, subscription: str, node_rg: str) -> tuple:
         profile = ev.network_profile
@@ -476,6 +475,8 @@ class _Run:
             i: self.get_network("public IP prefix", i, "public_ip_prefixes") for i in prefix_ids
         }
         lb = lb_f.result() if lb_f else None
+        if lb:
+            self._start_metrics([(lb["id"], LB_REQUESTS)])
         for ref in _lb_frontend_refs(lb):
             if _is_prefix(ref):
                 prefixes[ref] = self.get_network("public IP prefix", ref, "public_ip_prefixes")
@@ -504,9 +505,14 @@ class _Run:
             if body := future.result():
                 table[k] = body
 
-    def _metrics(self, requests: list[tuple[str, tuple]]) -> dict[str, list[Series]]:
-        """Every metrics request at once; a resource whose reads all failed is left out."""
+    def _start_metrics(self, requests: list[tuple[str, tuple]]) -> dict[str, list[Future]]:
+        """Start (or, reads being memoised, find) the metrics reads of these resources.
+
+        Called the moment each resource is read, so metrics never wait for the rest of the
+        path; `_metrics` later gathers the same futures."""
         futures: dict[str, list[Future]] = {}
+        if self.metrics_until is None:
+            return futures
         for resource_id, specs in requests:
             monitor = self.clients.monitor(ArmId.parse(resource_id).subscription)
             for names, aggregation, split in specs:
@@ -519,8 +525,12 @@ class _Run:
                         ),
                     )
                 )
+        return futures
+
+    def _metrics(self, requests: list[tuple[str, tuple]]) -> dict[str, list[Series]]:
+        """Every metrics request at once; a resource whose reads all failed is left out."""
         out: dict[str, list[Series]] = {}
-        for key_, parts in futures.items():
+        for key_, parts in self._start_metrics(requests).items():
             results = [f.result() for f in parts]
             if any(r is not None for r in results):
                 out[key_] = [s for r in results if r for s in r]
