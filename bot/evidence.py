@@ -201,7 +201,7 @@ class AzureEvidence:
         for peering in props.get("virtualNetworkPeerings") or []:
             remote = (peering.get("properties") or {}).get("remoteAddressSpace") or {}
             prefixes.extend(remote.get("addressPrefixes") or [])
-        return tuple(_v4_networks(prefixes))
+        return tuple(v4_networks(prefixes))
 
     def source_address(self, subnet_id: str) -> ipaddress.IPv4Address | None:
         """A node address in the subnet: Azure hands out .4 first, so it stands for any node."""
@@ -210,12 +210,12 @@ class AzureEvidence:
             return None
         props = subnet.get("properties") or {}
         prefixes = [props.get("addressPrefix"), *(props.get("addressPrefixes") or [])]
-        for net in _v4_networks([p for p in prefixes if p]):
+        for net in v4_networks([p for p in prefixes if p]):
             return net.network_address + min(4, net.num_addresses - 1)
         return None
 
 
-def _v4_networks(prefixes: list[str]) -> list[ipaddress.IPv4Network]:
+def v4_networks(prefixes: list[str]) -> list[ipaddress.IPv4Network]:
     nets = []
     for prefix in prefixes:
         try:

@@ -169,8 +169,9 @@ def _nva_unknown(ev: AzureEvidence, ip: str, items: list[Hop]) -> Finding:
     return finding(
         "NVA_UNKNOWN",
         f"Route {hop.route.route_name or hop.route.prefix} sends traffic to {ip}, which is no "
-        "Azure Firewall the bot can see in this subscription: its rules cannot be read "
-        "from ARM. Check the appliance's own logs and rules for the endpoint.",
+        "Azure Firewall the bot can see (in the cluster's subscription, or in that of a "
+        "peered VNet holding the address): its rules cannot be read from ARM. Check the "
+        "appliance's own logs and rules for the endpoint.",
         resource=hop.route.route_id,
         evidence={
             "nextHopIpAddress": ip,

@@ -15,6 +15,7 @@ it needs; the deploy role and its test are built from it.
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -44,6 +45,7 @@ from bot.evidence import (
     Series,
     nic_configs,
     outbound_frontends,
+    v4_networks,
 )
 
 # operation name -> the Azure RBAC action it needs (the deploy role is built from this).
@@ -265,7 +267,8 @@ class _Run:
         if firewalls_f is None and _routes_to_appliance(ev):
             firewalls_f = self.steps.submit(self._firewalls, cid.subscription, location)
         if firewalls_f is not None:
-            self._firewall_evidence(ev, firewalls_f.result())
+            firewalls = firewalls_f.result()
+            self._firewall_evidence(ev, firewalls + self._peered_firewalls(ev, firewalls))
         lb, pips, prefixes = egress_ips_f.result()
         ev.load_balancer = lb
         ev.public_ips.update(pips)
@@ -571,19 +574,34 @@ class _Run:
 
         return self.step("firewall policy chain", policy_id, follow)
 
+    def _peered_firewalls(self, ev: AzureEvidence, seen: list[Json]) -> list[Json]:
+        """The firewalls of other subscriptions whose peered VNets hold an appliance hop.
+
+        A hub firewall usually lives in a connectivity subscription of its own; the node
+        VNet's peerings name it, so no configuration is needed to look there."""
+        missing = _appliance_hops(ev) - {ip for fw in seen for ip in _private_ips(fw)}
+        own = ArmId.parse(self.cluster_id).subscription.lower()
+        subscriptions = {
+            ArmId.parse(remote).subscription
+            for vnet in ev.vnets.values()
+            for peering in (vnet.get("properties") or {}).get("virtualNetworkPeerings") or []
+            if (remote := _peering_remote(peering))
+            and ArmId.parse(remote).subscription.lower() != own
+            and any(_in_prefixes(ip, _peering_prefixes(peering)) for ip in missing)
+        }
+        lists = [
+            self.steps.submit(
+                self.subscription_list, "Azure Firewalls in subscription", sub, "azure_firewalls"
+            )
+            for sub in sorted(subscriptions)
+        ]
+        return [fw for f in lists for fw in f.result()]
+
     def _firewall_evidence(self, ev: AzureEvidence, firewalls: list[Json]) -> None:
         """Wait for the reads of the firewalls the routes lead to (starting any not begun)."""
-        hops = {
-            (route.get("properties") or {}).get("nextHopIpAddress")
-            for table in ev.route_tables.values()
-            for route in (table.get("properties") or {}).get("routes") or []
-        }
+        hops = _appliance_hops(ev)
         for fw in firewalls:
-            private = {
-                (c.get("properties") or {}).get("privateIPAddress")
-                for c in (fw.get("properties") or {}).get("ipConfigurations") or []
-            }
-            if private & hops:
+            if _private_ips(fw) & hops:
                 for future in self._firewall_reads(fw):
                     future.result()
         ev.firewalls = firewalls
@@ -665,6 +683,41 @@ def _lb_frontend_refs(lb: Json | None) -> list[str]:
         for field_name in ("publicIPAddress", "publicIPPrefix")
         if (ref := ((frontend.get("properties") or {}).get(field_name) or {}).get("id"))
     ]
+
+
+def _appliance_hops(ev: AzureEvidence) -> set[str]:
+    return {
+        hop
+        for table in ev.route_tables.values()
+        for route in (table.get("properties") or {}).get("routes") or []
+        if (hop := (route.get("properties") or {}).get("nextHopIpAddress"))
+    }
+
+
+def _private_ips(fw: Json) -> set[str]:
+    return {
+        ip
+        for c in (fw.get("properties") or {}).get("ipConfigurations") or []
+        if (ip := (c.get("properties") or {}).get("privateIPAddress"))
+    }
+
+
+def _peering_remote(peering: Json) -> str | None:
+    return ((peering.get("properties") or {}).get("remoteVirtualNetwork") or {}).get("id")
+
+
+def _peering_prefixes(peering: Json) -> list[str]:
+    props = peering.get("properties") or {}
+    space = props.get("remoteVirtualNetworkAddressSpace") or props.get("remoteAddressSpace") or {}
+    return space.get("addressPrefixes") or []
+
+
+def _in_prefixes(ip: str, prefixes: list[str]) -> bool:
+    try:
+        address = ipaddress.IPv4Address(ip)
+    except ValueError:
+        return False
+    return any(address in net for net in v4_networks(prefixes))
 
 
 def _routes_to_appliance(ev: AzureEvidence) -> bool:
