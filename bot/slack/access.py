@@ -24,9 +24,13 @@ LOOKUP_TIMEOUT_S = 2  # the lookup runs before the ack, which Slack wants within
 class Access:
     def __init__(self, directory: Directory, client: WebClient, ttl_s: float = MEMBERS_TTL_S):
         self.directory = directory
-        # Its own client: no waiting out a 429's Retry-After while Slack waits for the ack.
+        # Its own client, one try: no waiting out a 429's Retry-After, nor a second
+        # timeout, while Slack waits for the ack.
         self._slack = WebClient(
-            token=client.token, base_url=client.base_url, timeout=LOOKUP_TIMEOUT_S
+            token=client.token,
+            base_url=client.base_url,
+            timeout=LOOKUP_TIMEOUT_S,
+            retry_handlers=[],
         )
         self._members: TTLCache[str, frozenset[str]] = TTLCache(maxsize=1024, ttl=ttl_s)
         self._lock = threading.Lock()

@@ -164,6 +164,16 @@ def test_unknown_user_group_refuses_with_the_reason(make_bot, tmp_path):
     assert status == 200 and "Slack said: no_such_subteam" in body
     assert "usergroups:read" in body and bot.queue.count == 0
 
+    # Rate limited by Slack: refused at once, not after waiting out Retry-After, then the
+    # next try asks again (a failed lookup is not remembered).
+    bot.sandbox.slack.set_usergroup("S0GONE0001", [USER])
+    rule = {"api": "slack", "pathContains": "usergroups", "status": 429, "times": 1}
+    bot.sandbox.faults.add({**rule, "headers": {"Retry-After": "30"}})
+    started = time.monotonic()
+    status, body = bot.slash("check web-prod-weu https://api.github.com")
+    assert "Slack said: ratelimited" in body and time.monotonic() - started < 2.5
+    assert "as incident" in bot.slash("check web-prod-weu https://api.github.com")[1]
+
 
 def test_double_submit_points_to_the_running_incident(make_bot):
     bot = make_bot(worker=False)
