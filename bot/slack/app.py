@@ -96,7 +96,8 @@ def build_app(
             ack(**_ephemeral(blocks.help_text()))
             return
         if isinstance(parsed, Clusters):
-            ack(**_ephemeral(blocks.clusters_text(directory.visible(channel))))
+            visible = directory.visible(channel)
+            ack(**_ephemeral(blocks.clusters_text(visible, directory.user_groups)))
             return
         assert isinstance(parsed, Check)
         refused = access.refusal(parsed.alias, channel, user)

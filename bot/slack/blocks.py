@@ -963,7 +963,10 @@ def help_text() -> dict[str, Any]:
     return _ephemeral("aks-egress: commands", blocks)
 
 
-def clusters_text(aliases: list[str]) -> dict[str, Any]:
+def clusters_text(
+    aliases: list[str], user_groups: Mapping[str, Sequence[str]] | None = None
+) -> dict[str, Any]:
+    """The clusters a channel may check, each limited to user groups said so."""
     if not aliases:
         return _ephemeral(
             "No cluster may be checked from this channel",
@@ -975,7 +978,13 @@ def clusters_text(aliases: list[str]) -> dict[str, Any]:
                 ),
             ],
         )
-    lines = [f"• {_inline_code(a)}" for a in aliases]
+    groups = user_groups or {}
+
+    def line(alias: str) -> str:
+        only = ", ".join(_inline_code(g) for g in groups.get(alias) or ())
+        return f"• {_inline_code(alias)}" + (f" (members of {only} only)" if only else "")
+
+    lines = [line(a) for a in aliases]
     blocks = [
         _section(f"*Clusters this channel may check* ({len(aliases)})"),
         *_sections("\n".join(lines)),

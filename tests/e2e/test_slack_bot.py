@@ -137,6 +137,9 @@ def test_user_groups_limit_who_may_check(make_bot, tmp_path):
     assert "only members of the user groups `S0SRE00001`, `S0NET00001`" in body
     assert bot.queue.count == 0 and bot.roots() == []
 
+    listed = bot.slash("clusters", user="U0OUTSIDER")[1]
+    assert "web-prod-weu` (members of `S0SRE00001`, `S0NET00001` only)" in listed
+
     assert "incident" in bot.slash("check web-prod-weu https://api.github.com")[1]
     thread = bot.wait_for(":summary:")
     lookups = slack_calls(bot, "usergroups.users.list")

@@ -551,6 +551,9 @@ def test_ephemeral_replies_say_what_to_do_next() -> None:
     assert error["text"] == "Could not finish: the store is down. Next: try again in a minute."
     many = B.clusters_text([f"cluster-{n}" for n in range(3000)])
     check_message(many)
+    limited = all_text(B.clusters_text(["dev", "prod"], {"prod": ("S0SRE0001", "S0NET0001")}))
+    assert "`prod` (members of `S0SRE0001`, `S0NET0001` only)" in limited
+    assert "`dev` (" not in limited
 
 
 def test_timeline_tells_the_story_of_the_thread() -> None:
