@@ -81,9 +81,10 @@ class SocketModeHub:
         with self._lock:
             return len(self._connections)
 
-    def wait_connected(self, timeout_s: float = 10) -> None:
+    def wait_connected(self, timeout_s: float = 10, count: int = 1) -> None:
+        """Until `count` connections are open (a reconnecting app holds two for a while)."""
         deadline = time.monotonic() + timeout_s
-        while not self.connected():
+        while self.connected() < count:
             if time.monotonic() > deadline:
                 raise NotConnected(f"no app connected over Socket Mode within {timeout_s} s")
             time.sleep(0.02)

@@ -200,25 +200,27 @@ def interaction(bot: Bot, payload: dict[str, Any]) -> tuple[int, str]:
 
 
 def click(bot: Bot, message: dict[str, Any], action_id: str) -> tuple[int, str]:
-    return interaction(
-        bot,
-        {
-            "type": "block_actions",
-            "team": {"id": "T0TEAM0001"},
-            "user": {"id": USER},
-            "api_app_id": "A0APP00001",
-            "trigger_id": f"1.{time.monotonic_ns()}.click",  # Slack's are single-use
-            "container": {"type": "message", "message_ts": message["ts"], "channel_id": CHANNEL},
-            "channel": {"id": CHANNEL},
-            "message": message,
-            "actions": [
-                {
-                    "type": "button",
-                    "action_id": action_id,
-                    "block_id": "actions",
-                    "value": button_value(message, action_id),
-                    "action_ts": f"{time.time():.6f}",
-                }
-            ],
-        },
-    )
+    return interaction(bot, click_payload(message, action_id))
+
+
+def click_payload(message: dict[str, Any], action_id: str) -> dict[str, Any]:
+    """A click on one of a posted message's buttons, as Slack sends it."""
+    return {
+        "type": "block_actions",
+        "team": {"id": "T0TEAM0001"},
+        "user": {"id": USER},
+        "api_app_id": "A0APP00001",
+        "trigger_id": f"1.{time.monotonic_ns()}.click",  # Slack's are single-use
+        "container": {"type": "message", "message_ts": message["ts"], "channel_id": CHANNEL},
+        "channel": {"id": CHANNEL},
+        "message": message,
+        "actions": [
+            {
+                "type": "button",
+                "action_id": action_id,
+                "block_id": "actions",
+                "value": button_value(message, action_id),
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }

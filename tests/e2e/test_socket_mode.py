@@ -15,7 +15,7 @@ import redis
 
 from bot.redisserver import RedisServer
 from tests.conftest import WORLDS
-from tests.e2e.harness import CHANNEL, USER, Bot, name, slash_payload
+from tests.e2e.harness import CHANNEL, USER, Bot, click_payload, name, slash_payload
 
 APP_TOKEN = "xapp-1-A0AKSAPP01-1-e2e"
 
@@ -89,6 +89,13 @@ def test_slash_command_mention_and_retry_over_socket_mode(redis_server, tmp_path
         time.sleep(0.5)
         timelines = [m for m in bot.thread() if m.get("text", "").startswith("*Incident ")]
         assert len(timelines) == 1, "Slack's retry of the same event is not acted on twice"
+
+        # Slack asks the app to reconnect every few hours; a button still works after it.
+        hub.disconnect()
+        hub.wait_connected(count=2)  # the new connection; envelopes go to the newest
+        summary = next(m for m in bot.thread() if name(m) == "0:summary:0")
+        hub.deliver("interactive", click_payload(summary, "rerun"))
+        bot.wait_for("1:summary:")
 
         usage = hub.deliver(
             "slash_commands", slash_payload("frobnicate"), accepts_response_payload=True
