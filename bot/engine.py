@@ -92,7 +92,9 @@ class CheckRequest:
 class Engine:
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
-        self.collector = AzureCollector(runtime.clients, runtime.resolver)
+        self.collector = AzureCollector(
+            runtime.clients, runtime.resolver, vm_sizes=runtime.vm_sizes
+        )
 
     def check(self, request: CheckRequest, on_steps: StepCallback | None = None) -> Report:
         """Run the checklist; `on_steps` hears each batch of steps as it is decided."""

@@ -147,6 +147,9 @@ class AzureEvidence:
     # gateways, node scale sets); None where the metrics were not read.
     metrics: dict[str, list[Series]] | None = None
     advisor: list[Json] | None = None
+    # The pools' VM sizes -> their Resource SKUs capabilities (cache, temp and NVMe disk
+    # sizes), read for pools on managed OS disks; None where not read.
+    vm_sizes: dict[str, list[Json]] | None = None
     failures: list[ReadFailure] = field(default_factory=list)
 
     # -- views the handlers share -------------------------------------------------------

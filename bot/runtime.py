@@ -16,6 +16,7 @@ from pathlib import Path
 from azure.core.credentials import TokenCredential
 
 from bot import armid
+from bot.collect.azure import VmSizeCache
 from bot.collect.clients import AzureClients, Endpoints
 from bot.collect.kube import AccessPlan
 from bot.collect.probe import ProbeSettings
@@ -44,6 +45,7 @@ class Runtime:
     configured: dict[str, ClusterRef] = field(default_factory=dict)
     clock: Callable[[], datetime] = _wall_clock
     sandbox: Sandbox | None = None
+    vm_sizes: VmSizeCache = field(default_factory=VmSizeCache)  # lives across checks
 
     def access_plan(self, cluster_id: str) -> AccessPlan:
         """How to reach this cluster's API server, from its configuration entry if any."""

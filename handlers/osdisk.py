@@ -20,11 +20,10 @@ OSDISK_IO_HIGH, per pool, naming the instance and the time of the peak:
 
 OSDISK_NOT_EPHEMERAL (info) only where an ephemeral OS disk would fit the VM size, which
 needs the size's capabilities (Resource SKUs: `EphemeralOSDiskSupported`,
-`CachedDiskBytes`, `MaxResourceVolumeMB`, `NvmeDiskSizeInMiB`). The evidence holds no
-VM-size data today (the VMSS body names the size, not its cache or temp disk), so `check`
-emits it only when the caller passes `vm_sizes`; guessing from the size's name would be
-wrong for many sizes (the v5 "s" sizes without a temp disk, for one), and a false "switch
-to ephemeral" costs a node pool rebuild.
+`CachedDiskBytes`, `MaxResourceVolumeMB`, `NvmeDiskSizeInMiB`), read into `ev.vm_sizes`
+for pools on managed OS disks. Without them nothing is said: guessing from the size's name
+would be wrong for many sizes (the v5 "s" sizes without a temp disk, for one), and a false
+"switch to ephemeral" costs a node pool rebuild.
 """
 
 from __future__ import annotations
@@ -307,12 +306,10 @@ def _not_ephemeral(ev: AzureEvidence, vm_sizes: dict[str, Any]) -> list[Finding]
     ]
 
 
-def check(
-    ev: AzureEvidence, kube: KubeEvidence | None, vm_sizes: dict[str, Any] | None = None
-) -> list[Finding]:
+def check(ev: AzureEvidence, kube: KubeEvidence | None) -> list[Finding]:
     """OSDISK_IO_HIGH from the scale sets' metrics (none when they were not read), and
-    OSDISK_NOT_EPHEMERAL when `vm_sizes` (VM size → Resource SKUs capabilities) is given."""
+    OSDISK_NOT_EPHEMERAL from the VM sizes' capabilities (none when they were not read)."""
     findings = _io_high(ev) if ev.metrics is not None else []
-    if vm_sizes:
-        findings += _not_ephemeral(ev, vm_sizes)
+    if ev.vm_sizes:
+        findings += _not_ephemeral(ev, ev.vm_sizes)
     return findings

@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from azure.core.exceptions import HttpResponseError
+from cachetools import TTLCache
 
 from bot import armid
 from bot.armid import ArmId
@@ -69,6 +70,7 @@ READS: dict[str, str] = {
     "firewall policy": "Microsoft.Network/firewallPolicies/read",
     "service tags": "Microsoft.Network/locations/serviceTags/read",
     "node scale sets": "Microsoft.Compute/virtualMachineScaleSets/read",
+    "VM sizes in region": "Microsoft.Compute/skus/read",
     "NAT gateways in subscription": "Microsoft.Network/natGateways/read",
     "metrics": "Microsoft.Insights/metrics/read",
     "advisor recommendations": "Microsoft.Advisor/recommendations/read",
@@ -96,10 +98,17 @@ def _plain(result: Any) -> Any:
 
 
 class AzureCollector:
-    def __init__(self, clients: AzureClients, resolver: Resolver, workers: int = 16):
+    def __init__(
+        self,
+        clients: AzureClients,
+        resolver: Resolver,
+        workers: int = 16,
+        vm_sizes: VmSizeCache | None = None,
+    ):
         self.clients = clients
         self.resolver = resolver
         self.workers = workers
+        self.vm_sizes = vm_sizes if vm_sizes is not None else VmSizeCache()
 
     def collect(
         self,
@@ -141,6 +150,7 @@ class _Run:
     ):
         self.clients = owner.clients
         self.resolver = owner.resolver
+        self.vm_size_cache = owner.vm_sizes
         self.alias = alias
         self.cluster_id = cluster_id
         self.endpoint = endpoint
@@ -257,6 +267,10 @@ class _Run:
                 f"/subscriptions/{cid.subscription}",
                 lambda: read_advisor(advisor),
             )
+        sizes_f = None
+        managed = {p.get("vmSize") for p in _agent_pools(cluster) if _managed_os_disk(p)}
+        if self.metrics_until is not None and managed - {None}:
+            sizes_f = self.steps.submit(self._vm_sizes, cid.subscription, location, managed)
         paths_f = self.steps.submit(self._subnet_paths, ev, cid.subscription, node_rg)
         egress_ips_f = self.steps.submit(self._outbound_ips, ev, cid.subscription, node_rg)
         required_f = self.steps.submit(self._required_destinations, egress_f)
@@ -285,6 +299,7 @@ class _Run:
         endpoint_dest = endpoint_f.result()
         ev.destinations = ([endpoint_dest] if endpoint_dest else []) + required
         ev.service_tags = (tags_f.result() or {}).get("values") or []
+        ev.vm_sizes = sizes_f.result() if sizes_f else None
         ev.failures = list(self.failures)
         return ev
 
@@ -539,6 +554,31 @@ class _Run:
                 out[key_] = [s for r in results if r for s in r]
         return out
 
+    def _vm_sizes(
+        self, subscription: str, location: str, names: set[str | None]
+    ) -> dict[str, list[Json]] | None:
+        """These VM sizes' capabilities in the cluster's region (Resource SKUs), from the
+        process-wide cache when another check read the region lately: the list is large
+        and slow, and changes with Azure's releases, not between checks."""
+        key = (subscription.lower(), location.lower())
+        region = self.vm_size_cache.get(key)
+        if region is None:
+            compute = self.clients.compute(subscription)
+            skus = self.read(
+                "VM sizes in region",
+                f"/subscriptions/{subscription}/locations/{location}",
+                lambda: compute.resource_skus.list(filter=f"location eq '{location}'"),
+            ).result()
+            if skus is None:
+                return None
+            region = {
+                s["name"].lower(): s.get("capabilities") or []
+                for s in skus
+                if s.get("resourceType") == "virtualMachines" and s.get("name")
+            }
+            self.vm_size_cache.put(key, region)
+        return {n: region[n.lower()] for n in names if n and n.lower() in region}
+
     def _firewalls(self, subscription: str, location: str) -> list[Json]:
         found = self.subscription_list(
             "Azure Firewalls in subscription", subscription, "azure_firewalls"
@@ -683,6 +723,30 @@ def _lb_frontend_refs(lb: Json | None) -> list[str]:
         for field_name in ("publicIPAddress", "publicIPPrefix")
         if (ref := ((frontend.get("properties") or {}).get(field_name) or {}).get("id"))
     ]
+
+
+class VmSizeCache:
+    """Resource SKUs per (subscription, region), kept for hours across checks."""
+
+    def __init__(self, ttl_s: float = 6 * 3600):
+        self._cache: TTLCache[tuple[str, str], dict[str, list[Json]]] = TTLCache(64, ttl_s)
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> dict[str, list[Json]] | None:
+        with self._lock:
+            return self._cache.get(key)
+
+    def put(self, key: tuple[str, str], region: dict[str, list[Json]]) -> None:
+        with self._lock:
+            self._cache[key] = region
+
+
+def _agent_pools(cluster: Json) -> list[Json]:
+    return (cluster.get("properties") or {}).get("agentPoolProfiles") or []
+
+
+def _managed_os_disk(profile: Json) -> bool:
+    return (profile.get("osDiskType") or "").lower() == "managed"
 
 
 def _appliance_hops(ev: AzureEvidence) -> set[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
@@ -100,6 +101,8 @@ class ArmApi:
             return self._unknown_path(method, path)
         if method == "GET" and parsed.resource_type.lower() == "microsoft.advisor/recommendations":
             return ok({"value": self.world.data.get("advisor") or []})
+        if method == "GET" and parsed.resource_type.lower() == "microsoft.compute/skus":
+            return ok({"value": self._resource_skus(query.get("$filter"))})
         operation = self._operation(method, parsed)
         if operation is not None:
             return operation()
@@ -200,6 +203,15 @@ class ArmApi:
                 "values": self.world.data.get("serviceTags") or [],
             }
         )
+
+    def _resource_skus(self, filter_: str | None) -> list[dict[str, Any]]:
+        """The world's `resourceSkus` (our extension), in the region `$filter` names."""
+        skus = self.world.data.get("resourceSkus") or []
+        match = re.fullmatch(r"\s*location\s+eq\s+'([^']*)'\s*", filter_ or "", re.IGNORECASE)
+        if match is None:
+            return skus
+        region = match.group(1).lower()
+        return [s for s in skus if region in {loc.lower() for loc in s.get("locations") or []}]
 
     def _metrics(
         self, method: str, path: str, resource_id: str, operation: str, query: Mapping[str, str]

@@ -21,7 +21,11 @@ import yaml
 from bot import armid
 from bot.cli import main
 from bot.codes import CATALOG
+from bot.collect.probe import ProbeSettings
+from bot.engine import CheckRequest, Engine
 from bot.evidence import surge_nodes
+from bot.runtime import attach
+from bot.sandbox.server import Sandbox
 from handlers import snat
 from tests.conftest import WORLDS, assert_expected, expected_worlds
 
@@ -297,3 +301,18 @@ def test_daily_summary_counts_the_prefix_addresses(capsys):
     assert cluster["outboundIps"] == 4
     assert cluster["allocatedPerNode"] == 1024
     assert [f["code"] for f in cluster["findings"]] == ["SNAT_HIGH"]
+
+
+def test_vm_sizes_are_read_once_per_region_for_many_checks():
+    """Resource SKUs are large and slow to list: a runtime (a worker) keeps a region's list
+    for hours, so a second check of the cluster reads it from memory."""
+    with Sandbox(INTERMITTENT / "osdisk-not-ephemeral-fits.yaml") as sandbox:
+        runtime = attach(sandbox, ProbeSettings())
+        alias, cid = runtime.cluster_id("logs-prod")
+        reports = [Engine(runtime).check(CheckRequest(alias, cid, None)) for _ in range(2)]
+        runtime.clients.close()
+        skus = [c for c in sandbox.calls("arm") if c.path.endswith("/Microsoft.Compute/skus")]
+    assert len(skus) == 1 and skus[0].query.get("$filter") == "location eq 'westeurope'"
+    for report in reports:
+        [info] = [f for f in report.findings if f.code == "OSDISK_NOT_EPHEMERAL"]
+        assert info.evidence["pools"][0]["placement"] == "ResourceDisk"

@@ -184,7 +184,8 @@ SIZES = {
 
 def test_not_ephemeral_only_where_it_fits():
     ev, kube = world_evidence(SHOP)
-    found = osdisk.check(ev, kube, vm_sizes=SIZES)
+    ev.vm_sizes = SIZES
+    found = osdisk.check(ev, kube)
     [info] = [f for f in found if f.code == "OSDISK_NOT_EPHEMERAL"]
     # system (D4s_v5, 100 GiB cache) cannot hold 128 GiB; apps (D8s_v5, 200 GiB) can
     assert info.evidence["pools"] == [
@@ -199,11 +200,13 @@ def test_not_ephemeral_only_where_it_fits():
 
 def test_not_ephemeral_silent_without_size_data_or_when_already_ephemeral():
     ev, kube = world_evidence(SHOP)
+    assert ev.vm_sizes is None and osdisk.check(ev, kube) == []
+    ev.vm_sizes = {"Standard_E2s_v5": {}}
     assert osdisk.check(ev, kube) == []
-    assert osdisk.check(ev, kube, vm_sizes={"Standard_E2s_v5": {}}) == []
+    ev.vm_sizes = SIZES
     for profile in ev.props["agentPoolProfiles"]:
         profile["osDiskType"] = "Ephemeral"
-    assert osdisk.check(ev, kube, vm_sizes=SIZES) == []
+    assert osdisk.check(ev, kube) == []
 
 
 def test_ephemeral_placement():
