@@ -88,6 +88,11 @@ class NodePool:
     max_surge: str | None
     mode: str | None
     os_disk_type: str | None
+    vm_size: str | None = None
+
+    @property
+    def managed_os_disk(self) -> bool:
+        return (self.os_disk_type or "").lower() == "managed"
 
     def node_ceiling(self) -> int:
         """Nodes this pool can reach: its maximum plus the upgrade surge on top."""

@@ -268,8 +268,8 @@ class _Run:
                 lambda: read_advisor(advisor),
             )
         sizes_f = None
-        managed = {p.get("vmSize") for p in _agent_pools(cluster) if _managed_os_disk(p)}
-        if self.metrics_until is not None and managed - {None}:
+        managed = {p.vm_size for p in ev.pools if p.managed_os_disk and p.vm_size}
+        if self.metrics_until is not None and managed:
             sizes_f = self.steps.submit(self._vm_sizes, cid.subscription, location, managed)
         paths_f = self.steps.submit(self._subnet_paths, ev, cid.subscription, node_rg)
         egress_ips_f = self.steps.submit(self._outbound_ips, ev, cid.subscription, node_rg)
@@ -555,7 +555,7 @@ class _Run:
         return out
 
     def _vm_sizes(
-        self, subscription: str, location: str, names: set[str | None]
+        self, subscription: str, location: str, names: set[str]
     ) -> dict[str, list[Json]] | None:
         """These VM sizes' capabilities in the cluster's region (Resource SKUs), from the
         process-wide cache when another check read the region lately: the list is large
@@ -577,7 +577,7 @@ class _Run:
                 if s.get("resourceType") == "virtualMachines" and s.get("name")
             }
             self.vm_size_cache.put(key, region)
-        return {n: region[n.lower()] for n in names if n and n.lower() in region}
+        return {n: region[n.lower()] for n in names if n.lower() in region}
 
     def _firewalls(self, subscription: str, location: str) -> list[Json]:
         found = self.subscription_list(
@@ -706,6 +706,7 @@ def _pools(cluster: Json) -> list[NodePool]:
                 max_surge=(profile.get("upgradeSettings") or {}).get("maxSurge"),
                 mode=profile.get("mode"),
                 os_disk_type=profile.get("osDiskType"),
+                vm_size=profile.get("vmSize"),
             )
         )
     return pools
@@ -739,14 +740,6 @@ class VmSizeCache:
     def put(self, key: tuple[str, str], region: dict[str, list[Json]]) -> None:
         with self._lock:
             self._cache[key] = region
-
-
-def _agent_pools(cluster: Json) -> list[Json]:
-    return (cluster.get("properties") or {}).get("agentPoolProfiles") or []
-
-
-def _managed_os_disk(profile: Json) -> bool:
-    return (profile.get("osDiskType") or "").lower() == "managed"
 
 
 def _appliance_hops(ev: AzureEvidence) -> set[str]:

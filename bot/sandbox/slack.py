@@ -178,15 +178,12 @@ class SlackApi:
     api = "slack"
 
     def __init__(
-        self,
-        now: datetime,
-        log: Callable[[], list[Any]] | None = None,
-        socket_url: Callable[[], str] | None = None,
+        self, now: datetime, log: Callable[[], list[Any]], socket_url: Callable[[], str]
     ) -> None:
         self.origin = ""  # http://127.0.0.1:PORT, set by the Sandbox once it listens
         self._socket_url = socket_url  # a new Socket Mode URL (socket_mode.py)
         self._epoch = int(now.timestamp())
-        self._log = log or list
+        self._log = log
         self._lock = threading.Lock()
         self._ticks = itertools.count(1)
         self._ids = itertools.count(1)
@@ -671,8 +668,6 @@ class SlackApi:
         return {"ok": True, "users": list(users)}
 
     def _connections_open(self, args: Json, who: Identity) -> Json:
-        if self._socket_url is None:
-            raise SlackError("internal_error")
         return {"ok": True, "url": self._socket_url()}
 
     def _views_open(self, args: Json, who: Identity) -> Json:

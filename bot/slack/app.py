@@ -219,8 +219,7 @@ def build_app(
             return
         user, channel = body["user"]["id"], incident.request.channel
         if refused := access.refusal(incident.request.alias, channel, user):
-            root = store.message_ts(incident.id, "root")
-            _private(client, channel, user, blocks.refusal(refused), root)
+            _private(client, channel, user, blocks.refusal(refused), incident.ts.get("root"))
             return
         store.mark_resolved(incident.id)
         reports = store.reports(incident.id)
@@ -267,7 +266,7 @@ def _act(
     command: Recheck | Probe | Snat | Summary | Help,
     user: str,
 ) -> None:
-    channel, root = incident.request.channel, store.message_ts(incident.id, "root")
+    channel, root = incident.request.channel, incident.ts.get("root")
     if isinstance(command, Help):
         _private(client, channel, user, blocks.help_text(), root)
     elif isinstance(command, Summary):
