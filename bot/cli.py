@@ -19,6 +19,7 @@ from rich.console import Console
 
 from bot.collect.azure import ClusterUnreadable
 from bot.config import ClusterConfig, ConfigError, Settings
+from bot.destination import judge
 from bot.endpoint import EndpointError, parse_endpoint
 from bot.engine import CheckRequest, Engine
 from bot.redisserver import RedisServerMissing
@@ -54,6 +55,11 @@ def cmd_check(args: argparse.Namespace) -> int:
             alias, cluster_id = runtime.cluster_id(
                 args.alias, args.resource_group, args.name, args.subscription
             )
+            # The CLI's user runs it with their own Azure identity on their terminal: the
+            # private allowance needs no Slack group, but the policy still applies.
+            policy = runtime.policy_config(alias).policy(in_groups=True)
+            if endpoint and (refusal := judge(endpoint, policy)):
+                return _fail(f"refused endpoint: {refusal}", BAD_INPUT)
             report = Engine(runtime).check(
                 CheckRequest(
                     alias=alias,
@@ -61,6 +67,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                     endpoint=endpoint,
                     pod=args.pod,
                     mode=args.mode,
+                    policy=policy,
                 )
             )
     except (UnknownCluster, WorldError, ConfigError) as exc:

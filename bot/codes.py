@@ -75,6 +75,7 @@ CATALOG: dict[str, Code] = _catalog(
     Code("PROBE_HTTP_CLIENT_ERROR", W, "probe", "The request was refused (HTTP 4xx)"),
     Code("PROBE_HTTP_SERVER_ERROR", W, "probe", "The endpoint failed (HTTP 5xx)"),
     Code("PROBE_FAILED_TO_RUN", E, "probe", "The probe pod could not run"),
+    Code("PROBE_REFUSED", W, "probe", "The destination policy refused the probe's target"),
     Code("POD_NOT_RUNNING", E, "probe", "The application pod is not running"),
     Code("SNAT_EXHAUSTED", E, "snat", "SNAT ports exhausted"),
     Code("SNAT_HIGH", W, "snat", "SNAT port use is high"),

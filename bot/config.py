@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -17,6 +18,9 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.collect.probe import ProbeSettings
+from bot.destination import PolicyConfig, parse_prefixes
+
+USER_GROUP = re.compile(r"S[A-Z0-9]{2,}")
 
 _PROBE = ProbeSettings()
 
@@ -56,6 +60,24 @@ class Settings(BaseSettings):
         )
 
 
+def policy_config(entry: dict[str, Any]) -> PolicyConfig:
+    """A cluster entry's destination-policy keys; ValueError names the key that is wrong."""
+    try:
+        prefixes = parse_prefixes(entry.get("allowPrivatePrefixes") or ())
+    except ValueError as exc:
+        raise ValueError(f"allowPrivatePrefixes: {exc}") from None
+    groups = tuple(str(g) for g in entry.get("allowPrivateUserGroups") or ())
+    for group in groups:
+        if not USER_GROUP.fullmatch(group):
+            raise ValueError(f"allowPrivateUserGroups: {group!r} is not a user group ID (S…)")
+    ports = entry.get("telnetPorts")
+    if ports is None:
+        return PolicyConfig(prefixes, groups)
+    if not isinstance(ports, list) or not all(isinstance(p, int) and 0 < p < 65536 for p in ports):
+        raise ValueError(f"telnetPorts: {ports!r} is not a list of port numbers")
+    return PolicyConfig(prefixes, groups, frozenset(ports))
+
+
 class ConfigError(ValueError):
     """The configuration file is missing, unreadable or malformed; the message says where."""
 
@@ -70,6 +92,8 @@ class ClusterRef:
     user_groups: tuple[str, ...] = ()  # if any: only their members may use the cluster
     kubeconfig_context: str | None = None
     in_cluster: bool = False
+    policy: PolicyConfig = field(default_factory=PolicyConfig)  # where the probe may aim
+    pod_namespaces: tuple[str, ...] = ()  # namespaces --pod may name; empty: none
 
     @property
     def id(self) -> str:
@@ -108,11 +132,15 @@ class ClusterConfig:
                 raise ConfigError(f"{path}: clusters.{alias}: missing {', '.join(missing)}")
             groups = tuple(str(g) for g in entry.get("userGroups") or ())
             for group in groups:
-                if not re.fullmatch(r"S[A-Z0-9]{2,}", group):
+                if not USER_GROUP.fullmatch(group):
                     raise ConfigError(
                         f"{path}: clusters.{alias}.userGroups: {group!r} is not a user group "
                         "ID (S…); in Slack, open the group and choose Copy group ID"
                     )
+            try:
+                policy = policy_config(entry)
+            except ValueError as exc:
+                raise ConfigError(f"{path}: clusters.{alias}.{exc}") from None
             clusters[alias] = ClusterRef(
                 alias=alias,
                 subscription=str(entry["subscription"]),
@@ -122,6 +150,8 @@ class ClusterConfig:
                 user_groups=groups,
                 kubeconfig_context=entry.get("kubeconfigContext"),
                 in_cluster=bool(entry.get("inCluster", False)),
+                policy=policy,
+                pod_namespaces=tuple(str(n) for n in entry.get("podNamespaces") or ()),
             )
         summaries = []
         for channel, entry in (data.get("summaries") or {}).items():

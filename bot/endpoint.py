@@ -16,6 +16,11 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+_NUMERIC_LABEL = re.compile(r"^(0[xX][0-9A-Fa-f]*|[0-9]+)$")
+# RFC 3986 leaves `[ ] { }` out of paths and queries (brackets only delimit an IPv6 host);
+# curl would expand them as globs, one probe becoming thousands of requests.
+_GLOB = frozenset("[]{}")
+_SHELL = frozenset("`$;|&<>\"'\\")
 DEFAULT_PORTS = {"https": 443, "http": 80}
 
 
@@ -54,11 +59,21 @@ def _ip(text: str) -> ipaddress.IPv4Address | None:
 
 
 def _valid_host(host: str) -> bool:
+    """A host name or a dotted-quad IPv4 address, nothing else.
+
+    curl and the C library also read `0xa9.0xfe.0xa9.0xfe`, `0251.0376.0251.0376`,
+    `2852039166` and `127.1` as addresses (169.254.169.254, 127.0.0.1): any host whose last
+    label is numeric or hexadecimal is such a spelling and is refused, as WHATWG's URL
+    standard treats it as an IPv4 address too.
+    """
     if _ip(host):
         return True
     if len(host) > 253 or "." not in host.strip("."):
         return False
-    return all(_HOST_LABEL.match(label) for label in host.rstrip(".").split("."))
+    labels = host.rstrip(".").split(".")
+    if _NUMERIC_LABEL.match(labels[-1]):
+        return False
+    return all(_HOST_LABEL.match(label) for label in labels)
 
 
 def parse_endpoint(text: str) -> Endpoint:
@@ -66,8 +81,19 @@ def parse_endpoint(text: str) -> Endpoint:
     raw = text.strip()
     if not raw:
         raise EndpointError("the endpoint is empty; give a URL such as https://api.contoso.com")
-    if any(c.isspace() for c in raw) or any(c in raw for c in "`$;|&<>\"'\\"):
-        raise EndpointError(f"{raw!r} is not a URL: it contains spaces or shell characters")
+    if any(not c.isprintable() or c.isspace() or not c.isascii() for c in raw) or any(
+        c in raw for c in _SHELL
+    ):
+        raise EndpointError(
+            f"{raw!r} is not a URL: it contains spaces, shell, control or non-ASCII "
+            "characters (percent-encode them)"
+        )
+    if globs := sorted(set(raw) & _GLOB):
+        if raw.split("://", 1)[-1].split("/", 1)[0].startswith("["):
+            raise EndpointError(f"{raw!r}: IPv6 is not a valid host here; give a name or IPv4")
+        raise EndpointError(
+            f"{raw!r}: {' '.join(globs)} must be percent-encoded in a URL (RFC 3986)"
+        )
     if "://" not in raw:
         host, _, port_text = raw.partition(":")
         port = _port(port_text, raw) if port_text else 443

@@ -11,15 +11,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bot.codes import CATALOG, STEPS, finding
 from bot.collect.azure import AzureCollector
 from bot.collect.kube import KubeAccess, KubeReader, KubeUnavailable, connect
 from bot.collect.probe import ProbeRunner, probe_pools
+from bot.destination import DestinationPolicy, judge, probe_rules
 from bot.endpoint import Endpoint
-from bot.evidence import AzureEvidence, KubeEvidence
+from bot.evidence import AzureEvidence, Json, KubeEvidence
 from bot.model import ClusterSummary, Finding, Report, Stats
 from bot.runtime import Runtime
 from handlers import (
@@ -83,6 +84,8 @@ class CheckRequest:
     endpoint: Endpoint | None = None
     pod: str | None = None  # namespace/name of the application pod, from --pod
     mode: str = "all"  # a key of MODES
+    # Where the probe may aim (bot/destination.py); the cluster's own ranges are added here.
+    policy: DestinationPolicy = field(default_factory=DestinationPolicy)
 
     @property
     def steps(self) -> frozenset[str]:
@@ -106,11 +109,22 @@ class Engine:
             return [f for f in found if CATALOG[f.code].step in steps]
 
         metrics_until = self.runtime.clock() if steps & {"snat", "disk", "advisor"} else None
+        network_f: Future[tuple[Json, list[Json]]] = Future()
+
+        def on_network(cluster: Json, subnets: list[Json]) -> None:
+            if not network_f.done():
+                network_f.set_result((cluster, subnets))
+
         with ThreadPoolExecutor(2, thread_name_prefix="check") as pool:
-            kube_f = pool.submit(self._cluster_side, request)
-            ev = self.collector.collect(
-                request.alias, request.cluster_id, request.endpoint, metrics_until
-            )
+            kube_f = pool.submit(self._cluster_side, request, network_f)
+            try:
+                ev = self.collector.collect(
+                    request.alias, request.cluster_id, request.endpoint, metrics_until, on_network
+                )
+            finally:
+                # The probe side never waits on a read that failed: it falls back to the
+                # policy without the cluster's own ranges (private ranges stay denied).
+                on_network({}, [])
             findings = wanted([f for step in AZURE_STEPS for f in step(ev)])
             if on_steps:
                 on_steps(tuple(s for s in AZURE_STEP_NAMES if s in steps), findings)
@@ -145,14 +159,14 @@ class Engine:
         )
 
     def _cluster_side(
-        self, request: CheckRequest
+        self, request: CheckRequest, network_f: Future[tuple[Json, list[Json]]]
     ) -> tuple[KubeEvidence | None, list[Finding], int]:
         """Everything that needs the API server; its absence is a finding, not a failure."""
         rt = self.runtime
         access: KubeAccess | None = None
         try:
             access = connect(rt.access_plan(request.cluster_id), rt.clients, rt.credential)
-            kube = self._read(access, request)
+            kube = self._read(access, request, network_f)
         except KubeUnavailable as exc:
             unreachable = finding(
                 "KUBE_UNREACHABLE",
@@ -181,9 +195,24 @@ class Engine:
             )
             for problem in kube.partial
         ]
+        found += [
+            finding(
+                "PROBE_REFUSED",
+                f"Refused: {refusal}.",
+                resource=request.cluster_id,
+                evidence={"url": request.endpoint.url if request.endpoint else None},
+                about_endpoint=True,
+            )
+            for refusal in kube.refusals
+        ]
         return kube, found, access.api.calls
 
-    def _read(self, access: KubeAccess, request: CheckRequest) -> KubeEvidence:
+    def _read(
+        self,
+        access: KubeAccess,
+        request: CheckRequest,
+        network_f: Future[tuple[Json, list[Json]]],
+    ) -> KubeEvidence:
         """Nodes first (they name the pools to probe), then everything else at once.
 
         Only the node list is essential; a refused pod list or metrics read narrows the
@@ -201,11 +230,17 @@ class Engine:
             pool.submit(runner.remove_leftovers)
             probes_f = None
             partial: list[str] = []
+            refusals: list[str] = []
             target = _optional(target_f, partial)
             if request.endpoint and "probe" in request.steps:
                 only = (target or {}).get("spec", {}).get("nodeName") if request.pod else None
                 pools = probe_pools(node_list, only) or ([None] if only is None else [])
-                probes_f = pool.submit(runner.run, request.endpoint.url, pools)
+                policy = _cluster_policy(request.policy, network_f.result(), node_list)
+                if refusal := judge(request.endpoint, policy):
+                    refusals.append(str(refusal))
+                else:
+                    rules = probe_rules(policy)
+                    probes_f = pool.submit(runner.run, request.endpoint.url, pools, rules)
             node_metrics, refusal = node_metrics_f.result()
             pod_metrics, _ = pod_metrics_f.result()
             return KubeEvidence(
@@ -219,7 +254,22 @@ class Engine:
                 target_pod_body=target,
                 probes=probes_f.result() if probes_f else [],
                 partial=partial,
+                refusals=refusals,
             )
+
+
+def _cluster_policy(
+    policy: DestinationPolicy, network: tuple[Json, list[Json]], nodes: list[Json]
+) -> DestinationPolicy:
+    """The request's policy plus the cluster's own ranges, API server and node addresses."""
+    cluster, subnets = network
+    node_ips = [
+        a.get("address", "")
+        for node in nodes
+        for a in (node.get("status") or {}).get("addresses") or []
+        if a.get("type") in ("InternalIP", "ExternalIP")
+    ]
+    return policy.with_cluster(cluster, subnets).with_addresses(node_ips, "a node of the cluster")
 
 
 def _optional(future: Future | None, partial: list[str]) -> Any:

@@ -270,3 +270,4 @@ class KubeEvidence:
     target_pod_body: Json | None = None  # None with target_pod set: no such pod
     probes: list[ProbeRun] = field(default_factory=list)
     partial: list[str] = field(default_factory=list)  # reads refused; their checks skipped
+    refusals: list[str] = field(default_factory=list)  # destination policy: probe not run

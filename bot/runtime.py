@@ -20,10 +20,11 @@ from bot.collect.azure import VmSizeCache
 from bot.collect.clients import AzureClients, Endpoints
 from bot.collect.kube import AccessPlan
 from bot.collect.probe import ProbeSettings
-from bot.config import ClusterConfig, ClusterRef, Settings
+from bot.config import ClusterConfig, ClusterRef, Settings, policy_config
+from bot.destination import PolicyConfig
 from bot.endpoint import DnsResolver, MapResolver, Resolver
 from bot.sandbox.server import Sandbox
-from bot.sandbox.world import World
+from bot.sandbox.world import World, WorldError
 
 
 class UnknownCluster(LookupError):
@@ -46,6 +47,11 @@ class Runtime:
     clock: Callable[[], datetime] = _wall_clock
     sandbox: Sandbox | None = None
     vm_sizes: VmSizeCache = field(default_factory=VmSizeCache)  # lives across checks
+
+    def policy_config(self, alias: str) -> PolicyConfig:
+        """The cluster's destination-policy settings (defaults when it has none)."""
+        ref = self.configured.get(alias)
+        return ref.policy if ref else PolicyConfig()
 
     def access_plan(self, cluster_id: str) -> AccessPlan:
         """How to reach this cluster's API server, from its configuration entry if any."""
@@ -92,6 +98,7 @@ def sandbox_runtime(
 
     credential = StaticTokenCredential()
     return Runtime(
+        configured=world_cluster_config(world),
         clients=AzureClients(credential, Endpoints(arm_url, ca_path)),
         credential=credential,
         resolver=MapResolver(world.data.get("dns") or {}),
@@ -101,6 +108,29 @@ def sandbox_runtime(
         clock=clock,
         sandbox=sandbox,
     )
+
+
+def world_cluster_config(world: World) -> dict[str, ClusterRef]:
+    """The aks-egress.yaml keys a world sets for its clusters (our `clusterConfig`)."""
+    out = {}
+    for alias, entry in (world.data.get("clusterConfig") or {}).items():
+        cluster_id = world.clusters.get(alias)
+        if cluster_id is None:
+            continue
+        cid = armid.ArmId.parse(cluster_id)
+        try:
+            policy = policy_config(entry)
+        except ValueError as exc:
+            raise WorldError(f"clusterConfig.{alias}.{exc}") from None
+        out[alias] = ClusterRef(
+            alias=alias,
+            subscription=cid.subscription,
+            resource_group=cid.resource_group,
+            name=cid.name,
+            policy=policy,
+            pod_namespaces=tuple(entry.get("podNamespaces") or ()),
+        )
+    return out
 
 
 def attach(sandbox: Sandbox, probe: ProbeSettings) -> Runtime:

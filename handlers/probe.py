@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import re
+from ipaddress import IPv4Address
 from typing import Any
 from urllib.parse import urlsplit
 
 from bot.codes import finding
+from bot.destination import REFUSED_EXIT, REFUSED_MARK, DestinationPolicy, judge_address
 from bot.endpoint import DEFAULT_PORTS
 from bot.evidence import ProbeRun
 from bot.model import Finding
@@ -226,7 +228,12 @@ def check(runs: list[ProbeRun]) -> list[Finding]:
     outcome_by_pool: dict[str, dict[str, str]] = {}
     for run in runs:
         verbose, write_out = parse_log(run.log or "")
-        code = "PROBE_FAILED_TO_RUN" if run.failure else classify(run.exit_code, write_out)
+        if refused_addresses(run):
+            code = "PROBE_REFUSED"
+        elif run.failure:
+            code = "PROBE_FAILED_TO_RUN"
+        else:
+            code = classify(run.exit_code, write_out)
         groups.setdefault((run.url, code, run.failure), []).append((run, verbose, write_out))
         outcome_by_pool.setdefault(run.url, {}).setdefault(_pool(run), code)
     findings = []
@@ -243,7 +250,10 @@ def check(runs: list[ProbeRun]) -> list[Finding]:
             "pools": pools,
             "pods": [r.pod for r, _, _ in members],
         }
-        if failure:
+        if code == "PROBE_REFUSED":
+            detail, fix = _refused(run), []
+            evidence["refused"] = refused_addresses(run)
+        elif failure:
             detail, fix = _not_run(run)
             evidence |= {"image": run.image, "failure": failure, "message": run.message}
         else:
@@ -266,6 +276,39 @@ def check(runs: list[ProbeRun]) -> list[Finding]:
             )
         )
     return findings
+
+
+def refused_addresses(run: ProbeRun) -> dict[str, str]:
+    """address -> refused range, when the probe container refused to connect (destination
+    policy: the name resolved inside the cluster to an address the bot never probes)."""
+    if run.exit_code != REFUSED_EXIT:
+        return {}
+    for line in (run.log or "").splitlines():
+        if line.startswith(REFUSED_MARK):
+            pairs = (item.partition("=") for item in line[len(REFUSED_MARK) :].split())
+            return {address: network for address, _, network in pairs}
+    return {}
+
+
+def _refused(run: ProbeRun) -> str:
+    """Why, per address, and how an operator can allow it, from the destination policy."""
+    host = urlsplit(run.url).hostname or run.url
+    reasons = []
+    for address, network in refused_addresses(run).items():
+        try:
+            refusal = judge_address(IPv4Address(address), DestinationPolicy(), host)
+        except ValueError:
+            refusal = None
+        reasons.append(
+            str(refusal)
+            if refusal
+            else f"{host} ({address}) is in the cluster's own range {network}; this cannot "
+            "be allowed"
+        )
+    return (
+        "Refused: the probe resolved the name inside the cluster and did not connect. "
+        + " ".join(f"{r}." for r in reasons)
+    )
 
 
 def _where(pools: list[str], others: dict[str, str], code: str) -> str:

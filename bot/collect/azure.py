@@ -116,11 +116,15 @@ class AzureCollector:
         cluster_id: str,
         endpoint: Endpoint | None,
         metrics_until: datetime | None = None,
+        on_network: Callable[[Json, list[Json]], None] | None = None,
     ) -> AzureEvidence:
         """The path's resources; with `metrics_until`, also the 24 hours of Azure Monitor
-        metrics and the Advisor recommendations the intermittent checks read."""
+        metrics and the Advisor recommendations the intermittent checks read. `on_network`
+        hears the cluster body and its VNets' subnets as soon as they are read (the probe
+        waits for them: the destination policy denies the cluster's own ranges)."""
         run = _Run(self, alias, cluster_id, endpoint)
         run.metrics_until = metrics_until
+        run.on_network = on_network
         return self._execute(run.go, run)
 
     def collect_snat(self, alias: str, cluster_id: str, until: datetime) -> AzureEvidence:
@@ -155,6 +159,7 @@ class _Run:
         self.cluster_id = cluster_id
         self.endpoint = endpoint
         self.metrics_until: datetime | None = None
+        self.on_network: Callable[[Json, list[Json]], None] | None = None
         self.failures: list[ReadFailure] = []
         self._memo: dict[tuple[str, str], Future] = {}
         self._memo_lock = threading.Lock()
@@ -452,6 +457,8 @@ class _Run:
             for v in vnets.values()
             for s in (v.get("properties") or {}).get("subnets") or []
         }
+        if self.on_network is not None:
+            self.on_network(ev.cluster, list(subnets.values()))
         wanted = [subnets[armid.key(s)] for s in ev.node_subnet_ids() if armid.key(s) in subnets]
         rts, nsgs, natgws = {}, {}, {}
         for subnet in wanted:

@@ -17,13 +17,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from kubernetes import client as k8s
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from bot.collect.kube import READ_TIMEOUT, KubeAccess, status_message
+from bot.destination import REFUSED_EXIT, REFUSED_MARK
 from bot.evidence import PROBE_LABEL, PROBE_NAME, Json, ProbeRun
+from bot.redact import redact_url
 
 RUN_LABEL = "aks-egress.io/run-id"
 POOL_LABEL = "kubernetes.azure.com/agentpool"
@@ -42,9 +45,58 @@ class ProbeSettings:
     leftover_after_s: int = 180
 
 
+# The probe container resolves the host itself, as a pod of the cluster does, applies the
+# destination policy's first-match rules (bot/destination.probe_rules) to every address,
+# and only then runs curl pinned to those addresses with `--resolve`: no second lookup
+# that a hostile DNS server could answer differently (rebinding). A constant script: the
+# host, port, rules and curl's arguments are its positional parameters, never its text.
+# argv: HOST PORT RULE... -- CURL_ARG...
+RESOLVE_SCRIPT = r"""set -f
+h=$1; p=$2; shift 2; rules=
+while [ "$#" -gt 0 ] && [ "$1" != -- ]; do rules="$rules $1"; shift; done
+[ "$#" -gt 0 ] && shift
+num() { IFS=.; set -- $1; IFS=' '; echo $(( ($1 << 24) + ($2 << 16) + ($3 << 8) + $4 )); }
+verdict() {
+  a=$(num "$1")
+  for r in $rules; do
+    c=${r#*:}; l=${c#*/}
+    m=$(( l == 0 ? 0 : (4294967295 << (32 - l)) & 4294967295 ))
+    if [ $(( a & m )) -eq $(( $(num "${c%/*}") & m )) ]; then echo "$r"; return; fi
+  done
+  echo allow:public
+}
+addrs=
+for a in $(getent ahostsv4 "$h" | while read -r ip rest; do echo "$ip"; done); do
+  case " $addrs " in *" $a "*) ;; *) addrs="$addrs $a" ;; esac
+done
+if [ -z "$addrs" ]; then
+  echo "* aks-egress: $h does not resolve inside the cluster" >&2
+  echo "curl: (6) Could not resolve host: $h" >&2
+  echo '{"exitcode":6,"errormsg":"Could not resolve host: '"$h"'","http_code":0}'
+  exit 6
+fi
+refused=
+for a in $addrs; do
+  v=$(verdict "$a")
+  echo "* aks-egress: $h resolves to $a: ${v%%:*}" >&2
+  case $v in deny:*) refused="$refused $a=${v#deny:}" ;; esac
+done
+if [ -n "$refused" ]; then
+  echo "@MARK@$refused"
+  exit @EXIT@
+fi
+pin=$(echo $addrs | tr ' ' ,)
+exec curl --resolve "$h:$p:$pin" "$@"
+""".replace("@MARK@", REFUSED_MARK).replace("@EXIT@", str(REFUSED_EXIT))
+# Every probe: no URL globbing, only the three protocols, no redirect (a redirect would
+# leave the judged destination). `--max-redirs 0` with no `-L` keeps curl on the first hop.
+CURL_HARDENING = ("--globoff", "--proto", "=http,https,telnet", "--max-redirs", "0")
+
+
 def curl_args(url: str, settings: ProbeSettings) -> list[str]:
     """One `-v` (repeated -v switches curl ≥ 8.10 to trace output) and the %{json} write-out."""
     return [
+        *CURL_HARDENING,
         "-sS",
         "-v",
         "-o",
@@ -60,7 +112,27 @@ def curl_args(url: str, settings: ProbeSettings) -> list[str]:
     ]
 
 
-def probe_pod(url: str, pool: str | None, run_id: str, settings: ProbeSettings) -> Json:
+def probe_command(url: str, rules: list[str], settings: ProbeSettings) -> list[str]:
+    """The container's command: resolve, judge, then curl (see RESOLVE_SCRIPT)."""
+    parts = urlsplit(url)
+    port = parts.port or {"https": 443, "http": 80}.get(parts.scheme, 0)
+    host = parts.hostname or ""
+    return [
+        "/bin/sh",
+        "-c",
+        RESOLVE_SCRIPT,
+        "aks-egress-probe",
+        host,
+        str(port),
+        *rules,
+        "--",
+        *curl_args(url, settings),
+    ]
+
+
+def probe_pod(
+    url: str, pool: str | None, run_id: str, settings: ProbeSettings, rules: list[str]
+) -> Json:
     """The probe pod: non-root, read-only, no capabilities, no token, small and short-lived."""
     container_security = {
         "allowPrivilegeEscalation": False,
@@ -98,8 +170,7 @@ def probe_pod(url: str, pool: str | None, run_id: str, settings: ProbeSettings) 
                 "name": "probe",
                 "image": settings.image,
                 "imagePullPolicy": "IfNotPresent",
-                "command": ["curl"],
-                "args": curl_args(url, settings),
+                "command": probe_command(url, rules, settings),
                 "resources": {
                     "requests": {"cpu": "10m", "memory": "16Mi"},
                     "limits": {"cpu": "100m", "memory": "64Mi"},
@@ -125,7 +196,7 @@ def probe_pod(url: str, pool: str | None, run_id: str, settings: ProbeSettings) 
             "generateName": "aks-egress-probe-",
             "namespace": settings.namespace,
             "labels": labels,
-            "annotations": {"aks-egress.io/url": url},
+            "annotations": {"aks-egress.io/url": redact_url(url)},
         },
         "spec": spec,
     }
@@ -204,14 +275,15 @@ class ProbeRunner:
                 return parsedate_to_datetime(date)
         return self.clock()
 
-    def run(self, url: str, pools: list[str | None]) -> list[ProbeRun]:
+    def run(self, url: str, pools: list[str | None], rules: list[str]) -> list[ProbeRun]:
+        """Probe `url` from each pool; `rules`: the destination policy (probe_rules)."""
         run_id = secrets.token_hex(4)
         with ThreadPoolExecutor(max(1, len(pools)), thread_name_prefix="probe") as pool:
-            return list(pool.map(lambda p: self.probe(url, p, run_id), pools))
+            return list(pool.map(lambda p: self.probe(url, p, run_id, rules), pools))
 
-    def probe(self, url: str, pool: str | None, run_id: str) -> ProbeRun:
-        body = probe_pod(url, pool, run_id, self.settings)
-        base = {"url": url, "pool": pool, "image": self.settings.image}
+    def probe(self, url: str, pool: str | None, run_id: str, rules: list[str]) -> ProbeRun:
+        body = probe_pod(url, pool, run_id, self.settings, rules)
+        base = {"url": redact_url(url), "pool": pool, "image": self.settings.image}
         ns = self.settings.namespace
         try:
             created = json.loads(

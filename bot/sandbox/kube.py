@@ -966,7 +966,10 @@ class KubeApi:
             log = outcome.stderr or ""
         else:
             outcome, pool = probes.choose(self.world, self.cluster_id, url, probes.pinned_pool(pod))
-            log = probes.probe_log(outcome, url, args, self._dns)
+            if outcome.pod_status is None:
+                outcome, log = probes.container_run(outcome, url, probes.argv(pod), self._dns)
+            else:
+                log = probes.probe_log(outcome, url, args, self._dns)
         place = self._place(pool)
         message = ""
         if outcome.pod_status == "Unschedulable":

@@ -6,6 +6,7 @@ Pure functions of a pod and the world; `kube.py` decides when each state is reac
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import ipaddress
@@ -18,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from bot import armid
+from bot.destination import REFUSED_EXIT, REFUSED_MARK
 from bot.sandbox.world import World
 
 Json = dict[str, Any]
@@ -349,6 +351,65 @@ def probe_log(outcome: Outcome, url: str, args: list[str], dns: Json) -> str:
     if template is None or template.startswith("@"):
         template = "%{json}\n"
     return stderr + render_write_out(template, write_out)
+
+
+def resolving_script(args: list[str]) -> tuple[str, str, list[str], list[str]] | None:
+    """(host, port, rules, curl args) when the container runs the product's resolve-judge-
+    curl script (`sh -c SCRIPT NAME HOST PORT RULE... -- CURL_ARG...`), else None."""
+    if len(args) < 6 or args[1] != "-c" or not args[0].endswith("sh") or "--" not in args[6:]:
+        return None
+    end = args.index("--", 6)
+    return args[4], args[5], args[6:end], args[end + 1 :]
+
+
+def listed_addresses(host: str, dns: Json) -> list[str]:
+    """What `getent ahostsv4` answers inside the cluster: the world's `dns` entry (a name
+    not listed does not resolve), or the host itself when it is an address."""
+    try:
+        return [str(ipaddress.IPv4Address(host))]
+    except ValueError:
+        pass
+    for name, addresses in (dns or {}).items():
+        if name.lower().rstrip(".") == host.lower().rstrip("."):
+            return list(dict.fromkeys(str(a) for a in addresses or []))
+    return []
+
+
+def _verdict(address: str, rules: list[str]) -> str:
+    """The script's first-match rule for an address (`allow:public` when none matches)."""
+    ip = ipaddress.IPv4Address(address)
+    for rule in rules:
+        with contextlib.suppress(ValueError):
+            if ip in ipaddress.IPv4Network(rule.partition(":")[2], strict=False):
+                return rule
+    return "allow:public"
+
+
+def container_run(outcome: Outcome, url: str, args: list[str], dns: Json) -> tuple[Outcome, str]:
+    """What the probe container does and prints for a curl `outcome`: the product's script
+    resolves the host, judges each address, and runs curl only when all are allowed."""
+    script = resolving_script(args)
+    if script is None:
+        return outcome, probe_log(outcome, url, args[1:], dns)
+    host, _, rules, curl = script
+    addresses = listed_addresses(host, dns)
+    if not addresses:
+        lines = [
+            f"* aks-egress: {host} does not resolve inside the cluster",
+            f"curl: (6) Could not resolve host: {host}",
+            json.dumps(
+                {"exitcode": 6, "errormsg": f"Could not resolve host: {host}", "http_code": 0},
+                separators=(",", ":"),
+            ),
+        ]
+        return Outcome(exit_code=6), "\n".join(lines) + "\n"
+    verdicts = [(a, _verdict(a, rules)) for a in addresses]
+    lines = [f"* aks-egress: {host} resolves to {a}: {v.partition(':')[0]}" for a, v in verdicts]
+    refused = [f"{a}={v.partition(':')[2]}" for a, v in verdicts if v.startswith("deny:")]
+    if refused:
+        lines.append(REFUSED_MARK + "".join(f" {r}" for r in refused))
+        return Outcome(exit_code=REFUSED_EXIT), "\n".join(lines) + "\n"
+    return outcome, "\n".join(lines) + "\n" + probe_log(outcome, url, curl, dns)
 
 
 def termination_message(log: str) -> str:

@@ -21,6 +21,7 @@ import yaml
 
 from bot.collect.kube import KubeReader, connect
 from bot.collect.probe import ProbeRunner, probe_pools
+from bot.destination import DestinationPolicy, probe_rules
 from bot.runtime import open_runtime
 
 WORLD = Path(__file__).resolve().parents[1] / "worlds" / "udr-firewall-allowed.yaml"
@@ -68,7 +69,7 @@ def main() -> None:
             before = sandbox.count("k8s")
             started = time.perf_counter()
             runner.remove_leftovers()
-            runs = runner.run(URL, pools)
+            runs = runner.run(URL, pools, probe_rules(DestinationPolicy()))
             times.append(time.perf_counter() - started)
             pod_calls = sandbox.count("k8s") - before - 1  # minus the leftover sweep's list
             per_pod.append(pod_calls / len(runs))

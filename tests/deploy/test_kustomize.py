@@ -171,7 +171,7 @@ def test_no_secret_in_the_manifests(name):
 
 @pytest.mark.parametrize("name", DEPLOYABLE)
 def test_every_container_is_hardened_like_the_probe_pods(name):
-    probe = probe_pod("https://example.com", None, "run", ProbeSettings())["spec"]
+    probe = probe_pod("https://example.com", None, "run", ProbeSettings(), [])["spec"]
     probe_container = probe["containers"][0]["securityContext"]
     specs = pod_specs(render(name))
     assert specs

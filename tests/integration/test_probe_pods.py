@@ -17,7 +17,8 @@ import yaml
 from kubernetes.client import CoreV1Api
 
 from bot.collect.kube import connect
-from bot.collect.probe import ProbeRunner, ProbeSettings, probe_pod
+from bot.collect.probe import RESOLVE_SCRIPT, ProbeRunner, ProbeSettings, probe_pod
+from bot.destination import DestinationPolicy, probe_rules
 from bot.endpoint import parse_endpoint
 from bot.engine import CheckRequest, Engine
 from bot.evidence import PROBE_LABEL, PROBE_NAME
@@ -26,11 +27,12 @@ from bot.sandbox.server import Sandbox
 from tests.conftest import ROOT, WORLDS
 
 URL = "https://api.contoso.com/health?x=1"
+RULES = probe_rules(DestinationPolicy())
 
 
 @pytest.fixture
 def pod() -> dict:
-    return probe_pod(URL, "system", "run1", ProbeSettings())
+    return probe_pod(URL, "system", "run1", ProbeSettings(), RULES)
 
 
 def test_probe_pod_validates_against_the_kubernetes_schema(pod):
@@ -61,10 +63,12 @@ def test_probe_pod_is_hardened(pod):
     assert pod["metadata"]["labels"]["aks-egress.io/run-id"] == "run1"
 
 
-def test_url_is_one_argv_element_and_curl_is_run_without_a_shell(pod):
+def test_url_is_one_argv_element_and_never_part_of_the_scripts_text(pod):
     (container,) = pod["spec"]["containers"]
-    assert container["command"] == ["curl"]
-    args = container["args"]
+    command = container["command"]
+    assert command[:3] == ["/bin/sh", "-c", RESOLVE_SCRIPT] and "args" not in container
+    assert command[4:6] == ["api.contoso.com", "443"]
+    args = command[command.index("--") + 1 :]
     assert args[-2:] == ["--url", URL]
     assert args.count("-v") == 1 and "-vv" not in args
     assert "%{json}" in args[args.index("--write-out") + 1]
@@ -156,7 +160,7 @@ def test_the_sweep_judges_age_by_the_api_servers_clock(tmp_path):
         access = connect(rt.access_plan(cid), rt.clients, rt.credential)
         try:
             CoreV1Api(access.api).create_namespaced_pod(
-                "aks-egress", probe_pod(URL, None, "run1", ProbeSettings())
+                "aks-egress", probe_pod(URL, None, "run1", ProbeSettings(), RULES)
             )
             assert ProbeRunner(access, rt.probe, rt.clock).remove_leftovers() == 0
             assert len(_probe_pods(sandbox)) == 1

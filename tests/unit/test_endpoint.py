@@ -38,7 +38,7 @@ def test_accepted_forms(text, url, port, protocol):
         ("telnet://db.contoso.com", "needs a port"),
         ("https://-bad-.example.com", "not a valid host"),
         ("https://localhost", "not a valid host"),
-        ("https://[::1]/", "not a valid host"),
+        ("https://[::1]/", "not a valid host|IPv6"),
     ],
 )
 def test_rejected_forms_say_why(text, says):

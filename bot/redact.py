@@ -1,0 +1,46 @@
+"""Secrets that ride in URLs, taken out of everything but the probe's own argument list.
+
+A user may check `https://x.blob.core.windows.net/c?sv=…&sig=…`, an OAuth callback with
+`?code=…` or a webhook whose path is its token. The probe needs the URL as given; nothing
+else does: the rq job description, logs, Redis, Slack messages, pod annotations and the
+report all carry the redacted form. One function, `redact`, for any text; `redact_url`
+for one URL.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+MASK = "***"
+_URL = re.compile(r"\b(?:https?|telnet)://[^\s<>|\"'`]+", re.IGNORECASE)
+# A path segment that looks like a credential: long, and mixing letters and digits
+# (a Slack webhook's last segment, a SAS-signed path, an API key in the path).
+_TOKEN_SEGMENT = re.compile(r"^(?=[^/]*[0-9])(?=[^/]*[A-Za-z])[A-Za-z0-9_~.%+=-]{16,}$")
+_SLACK_TOKEN = re.compile(r"\bx(?:ox[abposre]|app)-[A-Za-z0-9-]+")
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+")
+
+
+def redact_url(url: str) -> str:
+    """The URL with userinfo, every query value and token-like path segments masked."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return MASK
+    netloc = host + (f":{port}" if port is not None else "")
+    if parts.username is not None or parts.password is not None:
+        netloc = f"{MASK}@{netloc}"
+    path = "/".join(MASK if _TOKEN_SEGMENT.match(s) else s for s in parts.path.split("/"))
+    query = "&".join(
+        f"{p.partition('=')[0]}={MASK}" if "=" in p else MASK for p in parts.query.split("&") if p
+    )
+    return urlunsplit((parts.scheme, netloc, path, query, ""))
+
+
+def redact(text: str) -> str:
+    """Any text (a log line, a message, an error) with URL secrets and tokens masked."""
+    text = _URL.sub(lambda m: redact_url(m.group(0)), text)
+    text = _SLACK_TOKEN.sub(MASK, text)
+    return _BEARER.sub(lambda m: m.group(1) + MASK, text)
