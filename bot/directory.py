@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bot.config import ClusterConfig
+from bot.config import ClusterConfig, ClusterRef
+from bot.destination import PolicyConfig
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,8 @@ class Directory:
     channels: dict[str, tuple[str, ...]] = field(default_factory=dict)
     user_groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     open_to_all: bool = False
+    # Where the probe may aim, and which namespaces `--pod` may name, per alias.
+    refs: dict[str, ClusterRef] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: ClusterConfig) -> Directory:
@@ -27,11 +30,34 @@ class Directory:
             clusters={alias: ref.id for alias, ref in config.clusters.items()},
             channels={alias: ref.channels for alias, ref in config.clusters.items()},
             user_groups={alias: ref.user_groups for alias, ref in config.clusters.items()},
+            refs=dict(config.clusters),
         )
 
     @classmethod
-    def open(cls, clusters: dict[str, str]) -> Directory:
-        return cls(clusters=dict(clusters), open_to_all=True)
+    def open(cls, clusters: dict[str, str], refs: dict[str, ClusterRef] | None = None) -> Directory:
+        return cls(clusters=dict(clusters), open_to_all=True, refs=dict(refs or {}))
+
+    def policy(self, alias: str) -> PolicyConfig:
+        ref = self.refs.get(alias)
+        return ref.policy if ref else PolicyConfig()
+
+    def pod_refusal(self, alias: str, pod: str | None) -> str | None:
+        """Why `--pod` may not name this pod's namespace on this cluster, or None.
+
+        A configured cluster lists the namespaces (`podNamespaces`); none listed: none
+        may be named. An open dev directory (a world, no configuration) allows any."""
+        if pod is None:
+            return None
+        namespace = pod.partition("/")[0]
+        ref = self.refs.get(alias)
+        allowed = ref.pod_namespaces if ref else ()
+        if namespace in allowed or (self.open_to_all and not allowed):
+            return None
+        return (
+            f"--pod may name pods in the namespaces configured for {alias!r} "
+            f"({', '.join(allowed) or 'none'}), not {namespace!r}; the bot's operators can "
+            "add it to the cluster's `podNamespaces`"
+        )
 
     def allowed(self, alias: str, channel: str) -> bool:
         if alias not in self.clusters:

@@ -21,9 +21,11 @@ from slack_sdk import WebClient
 from bot.codes import CATALOG
 from bot.collect.azure import ClusterUnreadable
 from bot.config import ClusterConfig
+from bot.destination import PolicyConfig, judge
 from bot.endpoint import parse_endpoint
 from bot.engine import AZURE_STEP_NAMES, CLUSTER_STEP_NAMES, MODES, CheckRequest, Engine
 from bot.model import Finding, Severity
+from bot.redact import redact
 from bot.runtime import Runtime
 from bot.slack import blocks
 from bot.slack.thread import Thread
@@ -58,7 +60,13 @@ def context() -> WorkerContext:
 
 
 def _queue_check(
-    queue: Queue, pipe: Pipeline, incident_id: str, run: int, endpoint: str | None, mode: str
+    queue: Queue,
+    pipe: Pipeline,
+    incident_id: str,
+    run: int,
+    endpoint: str | None,
+    mode: str,
+    private_ok: bool = False,
 ) -> Job:
     return queue.enqueue(
         run_check,
@@ -66,7 +74,10 @@ def _queue_check(
         run,
         endpoint,
         mode,
+        private_ok,
         job_id=f"{incident_id}-{run}",
+        # The job's description is what rq shows and stores: never a URL's secrets.
+        description=f"run_check({incident_id}, {run}, {redact(endpoint or '-')}, {mode})",
         job_timeout=JOB_TIMEOUT_S,
         retry=Retry(max=2),  # immediate: a killed worker already cost a heartbeat
         failure_ttl=86400,
@@ -75,7 +86,12 @@ def _queue_check(
 
 
 def admit_check(
-    store: Store, queue: Queue, request: Request, text: str, per_minute: int
+    store: Store,
+    queue: Queue,
+    request: Request,
+    text: str,
+    per_minute: int,
+    private_ok: bool = False,
 ) -> Admission:
     """Admit a new check and queue its job in one transaction and one round trip, which
     is most of what a slash command costs before it can be acked.
@@ -85,7 +101,7 @@ def admit_check(
     """
     incident_id = new_incident_id()
     with guard_redis(), queue.connection.pipeline() as pipe:
-        job = _queue_check(queue, pipe, incident_id, 0, None, "all")
+        job = _queue_check(queue, pipe, incident_id, 0, None, "all", private_ok)
         admission = store.admit(pipe, incident_id, request, text, per_minute)
         if admission.incident is None:
             job.delete(pipeline=pipe)
@@ -94,11 +110,16 @@ def admit_check(
 
 
 def enqueue_check(
-    queue: Queue, incident_id: str, run: int, endpoint: str | None, mode: str
+    queue: Queue,
+    incident_id: str,
+    run: int,
+    endpoint: str | None,
+    mode: str,
+    private_ok: bool = False,
 ) -> None:
     """Queue another run of an incident's check (a recheck, a probe, the SNAT step)."""
     with guard_redis(), queue.connection.pipeline() as pipe:
-        _queue_check(queue, pipe, incident_id, run, endpoint, mode)
+        _queue_check(queue, pipe, incident_id, run, endpoint, mode, private_ok)
         pipe.execute()
 
 
@@ -127,7 +148,11 @@ def _states(done: Mapping[str, list[Finding]], mode: str) -> dict[str, blocks.St
 
 
 def run_check(
-    incident_id: str, run: int = 0, endpoint: str | None = None, mode: str = "all"
+    incident_id: str,
+    run: int = 0,
+    endpoint: str | None = None,
+    mode: str = "all",
+    private_ok: bool = False,
 ) -> None:
     ctx = context()
     incident = ctx.store.get(incident_id)
@@ -150,14 +175,26 @@ def run_check(
             done[step] = [f for f in findings if CATALOG[f.code].step == step]
         thread.upsert(name, blocks.checklist(_states(done, mode)))
 
+    policy = _policy_config(ctx, request.alias).policy(private_ok)
+    parsed = parse_endpoint(target) if target else None
+    if parsed and (refusal := judge(parsed, policy)):
+        # Admitted under another configuration, or queued by something other than a
+        # listener: the policy is applied again where the probe starts.
+        thread.upsert(
+            f"{run}:error",
+            blocks.error_text(f"refused endpoint: {refusal.reason}", refusal.remedy),
+        )
+        ctx.store.set_status(incident_id, "failed")
+        return
     try:
         report = Engine(ctx.runtime).check(
             CheckRequest(
                 alias=request.alias,
                 cluster_id=request.cluster_id,
-                endpoint=parse_endpoint(target) if target else None,
+                endpoint=parsed,
                 pod=request.pod,
                 mode=mode,
+                policy=policy,
             ),
             on_steps=on_steps,
         )
@@ -182,6 +219,13 @@ def run_check(
     for part, message in enumerate(blocks.summary_messages(report, incident_id)):
         thread.upsert(f"{run}:summary:{part}", message)
     ctx.store.set_status(incident_id, "done")
+
+
+def _policy_config(ctx: WorkerContext, alias: str) -> PolicyConfig:
+    """The cluster's policy settings: the configuration file's, else the runtime's (a
+    world's `clusterConfig` in dev mode)."""
+    ref = ctx.config.clusters.get(alias)
+    return ref.policy if ref else ctx.runtime.policy_config(alias)
 
 
 def post_due_summaries() -> list[str]:

@@ -19,7 +19,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 from bot.config import ClusterConfig, ConfigError, Settings
 from bot.directory import Directory
 from bot.jobs import QUEUE, WorkerContext
-from bot.runtime import Runtime
+from bot.runtime import Runtime, world_cluster_config
 from bot.sandbox.world import load_world
 from bot.store import Store
 
@@ -81,4 +81,5 @@ def directory(settings: Settings, world: Path | None) -> Directory:
                 "and list your clusters and the channels allowed to use them"
             )
         return Directory.from_config(config)
-    return Directory.open(load_world(world).clusters)
+    loaded = load_world(world)
+    return Directory.open(loaded.clusters, world_cluster_config(loaded))

@@ -9,13 +9,16 @@ the request is refused with the reason: access is never granted on an error.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 from cachetools import TTLCache
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.destination import judge
 from bot.directory import Directory
+from bot.endpoint import Endpoint
 
 MEMBERS_TTL_S = 60
 LOOKUP_TIMEOUT_S = 2  # the lookup runs before the ack, which Slack wants within 3 s
@@ -72,6 +75,20 @@ class Access:
             "try again, and if it persists tell the bot's operators (the app needs the "
             "usergroups:read scope, and the groups must exist)"
         )
+
+    def destination(self, alias: str, user: str, endpoint: Endpoint) -> tuple[str | None, bool]:
+        """(why the probe may not aim at `endpoint` for this user, or None; whether the
+        cluster's private allowance applies to them). Membership of
+        `allowPrivateUserGroups` is asked of Slack like `userGroups`; an error grants
+        nothing."""
+        config = self.directory.policy(alias)
+        groups = config.allow_private_user_groups
+        in_groups = not groups
+        if groups:
+            with contextlib.suppress(SlackApiError, OSError):
+                in_groups = any(user in self._members_of(g) for g in groups)
+        refusal = judge(endpoint, config.policy(in_groups))
+        return (str(refusal) if refusal else None), in_groups
 
     def _members_of(self, group: str) -> frozenset[str]:
         with self._lock:

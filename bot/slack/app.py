@@ -17,6 +17,7 @@ from slack_sdk import WebClient
 
 from bot import jobs
 from bot.directory import Directory
+from bot.endpoint import parse_endpoint
 from bot.model import Report
 from bot.slack import blocks
 from bot.slack.access import Access
@@ -100,7 +101,12 @@ def build_app(
             ack(**_ephemeral(blocks.clusters_text(visible, directory.user_groups)))
             return
         assert isinstance(parsed, Check)
-        refused = access.refusal(parsed.alias, channel, user)
+        refused = access.refusal(parsed.alias, channel, user) or directory.pod_refusal(
+            parsed.alias, parsed.pod
+        )
+        private_ok = False
+        if not refused and parsed.endpoint:
+            refused, private_ok = access.destination(parsed.alias, user, parsed.endpoint)
         if refused:
             ack(**_ephemeral(blocks.refusal(refused)))
             return
@@ -113,7 +119,9 @@ def build_app(
             user=user,
         )
         try:
-            admission = jobs.admit_check(store, queue, request, text, deps.rate_per_minute)
+            admission = jobs.admit_check(
+                store, queue, request, text, deps.rate_per_minute, private_ok
+            )
         except StoreUnavailable:
             ack(**_ephemeral(STORE_DOWN))
             return
@@ -276,9 +284,22 @@ def _act(
         _private(client, channel, user, blocks.refusal(refused), root)
     else:
         endpoint = command.endpoint.url if isinstance(command, Probe) else None
+        target = (
+            command.endpoint
+            if isinstance(command, Probe)
+            else parse_endpoint(incident.request.endpoint)
+            if incident.request.endpoint and not isinstance(command, Snat)
+            else None
+        )
+        private_ok = False
+        if target is not None:
+            refused, private_ok = access.destination(incident.request.alias, user, target)
+            if refused:
+                _private(client, channel, user, blocks.refusal(refused), root)
+                return
         mode = "snat" if isinstance(command, Snat) else "all"
         try:
             run = store.next_run(incident.id)
-            jobs.enqueue_check(queue, incident.id, run, endpoint, mode)
+            jobs.enqueue_check(queue, incident.id, run, endpoint, mode, private_ok)
         except StoreUnavailable:
             _private(client, channel, user, STORE_DOWN, root)

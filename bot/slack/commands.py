@@ -73,9 +73,19 @@ def _words(text: str) -> list[str]:
 
 
 def _endpoint(text: str) -> Endpoint:
-    # Slack wraps links as <https://x|x> or <https://x>.
+    """Slack wraps links as <https://x|x> or <https://x>, and auto-links a bare name as
+    <http://x|x>. A link whose label is not its target (<https://internal|https://api…>)
+    hides where the probe would go: it is refused, naming the real target."""
     if text.startswith("<") and text.endswith(">"):
-        text = text[1:-1].split("|", 1)[0]
+        target, bar, label = text[1:-1].partition("|")
+        if bar and label != target:
+            if target.split("://", 1)[-1] != label:
+                raise UsageError(
+                    f"that link shows {label!r} but points to {target!r}; paste the URL "
+                    "itself, not a link with other text"
+                )
+            target = label  # a bare name Slack auto-linked: what the user typed
+        text = target
     try:
         return parse_endpoint(text)
     except EndpointError as exc:
