@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.model import Finding, Severity
+from handlers.shellsafe import safe_line
 
 # Checklist steps in root-cause order (finding-codes.md): cluster state → route → NSG →
 # firewall / NVA → NAT gateway / load balancer → probe → SNAT → node and pod resources.
@@ -102,7 +103,12 @@ CATALOG: dict[str, Code] = _catalog(
 
 
 def finding(code: str, detail: str = "", **kwargs) -> Finding:
-    """Build a finding whose severity and title come from the catalog, never retyped."""
+    """Build a finding whose severity and title come from the catalog, never retyped.
+
+    Every fix line passes `handlers.shellsafe.safe_line` here, whichever handler built
+    it: a line that would run anything but its command is never shown."""
     entry = CATALOG[code]
     title = kwargs.pop("title", entry.title)
+    if "fix" in kwargs:
+        kwargs["fix"] = [safe_line(line) for line in kwargs["fix"]]
     return Finding(code=code, severity=entry.severity, title=title, detail=detail, **kwargs)

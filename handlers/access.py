@@ -9,6 +9,7 @@ from __future__ import annotations
 from bot.codes import finding
 from bot.evidence import AzureEvidence
 from bot.model import Finding
+from handlers.shellsafe import arg
 
 
 def check(ev: AzureEvidence) -> list[Finding]:
@@ -33,7 +34,7 @@ def check(ev: AzureEvidence) -> list[Finding]:
                     fix=[
                         "az role assignment create --assignee <bot-identity-client-id> "
                         "--role aks-egress-reader "
-                        f"--scope {failure.resource}"
+                        f"--scope {arg(failure.resource, 'arm_id', 'scope')}"
                     ],
                 )
             )

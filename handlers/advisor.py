@@ -14,6 +14,7 @@ from bot import armid
 from bot.codes import finding
 from bot.evidence import AzureEvidence, Json, KubeEvidence
 from bot.model import Finding
+from handlers.shellsafe import arg
 
 IMPACT_ORDER = {"high": 0, "medium": 1, "low": 2}
 MARKER = "/providers/microsoft.advisor/recommendations/"
@@ -74,10 +75,12 @@ def _entry(rec: Json) -> Json:
 
 
 def _fix(ev: AzureEvidence, entries: list[Json]) -> list[str]:
-    lines = [f"az advisor recommendation list --ids {ev.cluster_id} --output table"]
+    cluster = arg(ev.cluster_id, "arm_id", "cluster-resource-id")
+    lines = [f"az advisor recommendation list --ids {cluster} --output table"]
     if ev.node_resource_group:
         lines.append(
-            f"az advisor recommendation list --resource-group {ev.node_resource_group} "
+            "az advisor recommendation list --resource-group "
+            f"{arg(ev.node_resource_group, 'arm_name', 'node-resource-group')} "
             "--output table"
         )
     links = dict.fromkeys(e["learnMoreLink"] for e in entries if e["learnMoreLink"])

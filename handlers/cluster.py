@@ -8,6 +8,7 @@ from bot.evidence import AzureEvidence
 from bot.model import Finding
 from handlers.path import firewall_with_ip, public_ip_texts, route_table
 from handlers.route_rules import default_route
+from handlers.shellsafe import arg
 
 OWNER = {
     "loadBalancer": "the cluster's Standard load balancer (outbound rule SNAT)",
@@ -44,11 +45,11 @@ def check(ev: AzureEvidence) -> list[Finding]:
     power = (ev.props.get("powerState") or {}).get("code")
     state = ev.props.get("provisioningState")
     if power == "Stopped" or state == "Failed":
-        action = (
-            f"az aks start --resource-group {rg} --name {cluster_name}"
-            if power == "Stopped"
-            else f"az aks update --resource-group {rg} --name {cluster_name}"
+        where = (
+            f"--resource-group {arg(rg, 'arm_name', 'resource-group')} "
+            f"--name {arg(cluster_name, 'arm_name', 'cluster')}"
         )
+        action = f"az aks start {where}" if power == "Stopped" else f"az aks update {where}"
         findings.append(
             finding(
                 "CLUSTER_NOT_RUNNING",

@@ -14,6 +14,7 @@ from bot.evidence import AzureEvidence, Destination, Json
 from bot.model import Finding
 from handlers.firewall_rules import FirewallDecision, Request, evaluate_classic, evaluate_policy
 from handlers.path import Hop, address_context, firewall_with_ip, hops, subnet_prefix
+from handlers.shellsafe import arg, args
 
 # What Azure's AzureKubernetesService FQDN tag stands for, beyond the cluster's own list.
 AKS_FQDN_TAG = (
@@ -186,14 +187,15 @@ def _allow_fix(
 ) -> list[str]:
     """The az command that adds an Allow rule collection for these destinations."""
     source = subnet_prefix(ev, hop.subnet_id) or "<node-subnet-prefix>"
+    src = arg(source, "cidr", "node-subnet-prefix") if not source.startswith("<") else source
     props = fw.get("properties") or {}
     policy = (props.get("firewallPolicy") or {}).get("id")
     web = [d for d in dests if d.protocol in ("Http", "Https") and d.fqdn]
     other = [d for d in dests if d not in web]
-    protocols = " ".join(sorted({f"{d.protocol}={d.port}" for d in web}))
-    fqdns = " ".join(sorted({d.fqdn for d in web if d.fqdn}))
+    protocols = args(sorted({f"{d.protocol}={d.port}" for d in web}), "word", "protocol=port")
+    fqdns = args(sorted({d.fqdn for d in web if d.fqdn}), "dns_name", "fqdn")
     name = "allow-aks-required" if aks_tag else f"allow-{(dests[0].fqdn or 'endpoint')}"
-    name = name.replace("*.", "").replace(".", "-")[:60]
+    name = arg(name.replace("*.", "").replace(".", "-")[:60], "arm_name", "rule-name")
     target = "--fqdn-tags AzureKubernetesService" if aks_tag else f"--target-fqdns {fqdns}"
     commands = []
     if policy:
@@ -201,20 +203,22 @@ def _allow_fix(
         group, priority = _group_for(ev, policy, source)
         base = (
             "az network firewall policy rule-collection-group collection add-filter-collection "
-            f"--resource-group {pid.resource_group} --policy-name {pid.name} --rcg-name {group} "
+            f"--resource-group {arg(pid.resource_group, 'arm_name', 'resource-group')} "
+            f"--policy-name {arg(pid.name, 'arm_name', 'firewall-policy')} "
+            f"--rcg-name {arg(group, 'arm_name', 'rule-collection-group')} "
             "--action Allow"
         )
         if web:
             commands.append(
                 f"{base} --name {name} --collection-priority {priority} --rule-name {name} "
-                f"--rule-type ApplicationRule --source-addresses {source} "
+                f"--rule-type ApplicationRule --source-addresses {src} "
                 f"--protocols {protocols} {target}"
             )
             priority += 10
         for d in other:
             commands.append(
                 f"{base} --name {name}-{d.port} --collection-priority {priority} "
-                f"--rule-name {name}-{d.port} --rule-type NetworkRule --source-addresses {source} "
+                f"--rule-name {name}-{d.port} --rule-type NetworkRule --source-addresses {src} "
                 f"--ip-protocols {d.nsg_protocol.upper()} "
                 f"{_network_destination(d)} --destination-ports {d.port}"
             )
@@ -223,15 +227,19 @@ def _allow_fix(
     fid = armid.ArmId.parse(fw["id"])
     if web:
         commands.append(
-            f"az network firewall application-rule create --resource-group {fid.resource_group} "
-            f"--firewall-name {fid.name} --collection-name {name} --name {name} --priority 200 "
-            f"--action Allow --source-addresses {source} --protocols {protocols} {target}"
+            "az network firewall application-rule create --resource-group "
+            f"{arg(fid.resource_group, 'arm_name', 'resource-group')} "
+            f"--firewall-name {arg(fid.name, 'arm_name', 'firewall')} "
+            f"--collection-name {name} --name {name} --priority 200 "
+            f"--action Allow --source-addresses {src} --protocols {protocols} {target}"
         )
     for d in other:
         commands.append(
-            f"az network firewall network-rule create --resource-group {fid.resource_group} "
-            f"--firewall-name {fid.name} --collection-name {name}-{d.port} --name {name} "
-            f"--priority 210 --action Allow --source-addresses {source} "
+            "az network firewall network-rule create --resource-group "
+            f"{arg(fid.resource_group, 'arm_name', 'resource-group')} "
+            f"--firewall-name {arg(fid.name, 'arm_name', 'firewall')} "
+            f"--collection-name {name}-{d.port} --name {name} "
+            f"--priority 210 --action Allow --source-addresses {src} "
             f"--protocols {d.nsg_protocol.upper()} {_network_destination(d)} "
             f"--destination-ports {d.port}"
         )
@@ -240,8 +248,8 @@ def _allow_fix(
 
 def _network_destination(d: Destination) -> str:
     if d.addresses:
-        return "--destination-addresses " + " ".join(str(a) for a in d.addresses)
-    return f"--destination-fqdns {d.fqdn}"
+        return "--destination-addresses " + args([str(a) for a in d.addresses], "cidr", "ip")
+    return f"--destination-fqdns {arg(d.fqdn, 'dns_name', 'fqdn')}"
 
 
 def _group_for(ev: AzureEvidence, policy_id: str, source: str) -> tuple[str, int]:

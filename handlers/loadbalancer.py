@@ -6,6 +6,7 @@ from bot import armid
 from bot.codes import finding
 from bot.evidence import AzureEvidence, Json, outbound_frontends
 from bot.model import Finding
+from handlers.shellsafe import arg
 
 PORTS_PER_FRONTEND_IP = 64_000
 
@@ -25,7 +26,10 @@ def check(ev: AzureEvidence) -> list[Finding]:
     if ev.outbound_type != "loadBalancer":
         return []
     cid = armid.ArmId.parse(ev.cluster_id)
-    update = f"az aks update --resource-group {cid.resource_group} --name {cid.name}"
+    update = (
+        f"az aks update --resource-group {arg(cid.resource_group, 'arm_name', 'resource-group')}"
+        f" --name {arg(cid.name, 'arm_name', 'cluster')}"
+    )
     lb = ev.load_balancer
     props = (lb or {}).get("properties") or {}
     lb_profile = ev.network_profile.get("loadBalancerProfile") or {}

@@ -6,6 +6,7 @@ from bot import armid
 from bot.codes import finding
 from bot.evidence import AzureEvidence
 from bot.model import Finding
+from handlers.shellsafe import arg
 
 NAT_TYPES = ("managedNATGateway", "userAssignedNATGateway")
 
@@ -29,8 +30,10 @@ def check(ev: AzureEvidence) -> list[Finding]:
                     resource=subnet_id,
                     evidence={"subnet": subnet_id, "outboundType": ev.outbound_type},
                     fix=[
-                        f"az network vnet subnet update --resource-group {sid.resource_group} "
-                        f"--vnet-name {sid.parent_name} --name {sid.name} "
+                        "az network vnet subnet update --resource-group "
+                        f"{arg(sid.resource_group, 'arm_name', 'resource-group')} "
+                        f"--vnet-name {arg(sid.parent_name, 'arm_name', 'vnet')} "
+                        f"--name {arg(sid.name, 'arm_name', 'subnet')} "
                         "--nat-gateway <nat-gateway-name-or-id>"
                     ],
                 )
@@ -40,6 +43,8 @@ def check(ev: AzureEvidence) -> list[Finding]:
         if props.get("publicIpAddresses") or props.get("publicIpPrefixes"):
             continue
         nid = armid.ArmId.parse(natgw["id"])
+        rg, name = arg(nid.resource_group, "arm_name", "resource-group"), nid.name
+        pip = arg(f"pip-{name}", "arm_name", "public-ip")
         findings.append(
             finding(
                 "NATGW_NO_PUBLIC_IP",
@@ -51,10 +56,10 @@ def check(ev: AzureEvidence) -> list[Finding]:
                     "idleTimeoutInMinutes": props.get("idleTimeoutInMinutes"),
                 },
                 fix=[
-                    f"az network public-ip create --resource-group {nid.resource_group} "
-                    f"--name pip-{nid.name} --sku Standard",
-                    f"az network nat gateway update --resource-group {nid.resource_group} "
-                    f"--name {nid.name} --public-ip-addresses pip-{nid.name}",
+                    f"az network public-ip create --resource-group {rg} --name {pip} "
+                    "--sku Standard",
+                    f"az network nat gateway update --resource-group {rg} "
+                    f"--name {arg(name, 'arm_name', 'nat-gateway')} --public-ip-addresses {pip}",
                 ],
             )
         )

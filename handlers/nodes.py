@@ -12,6 +12,7 @@ from bot.codes import finding
 from bot.evidence import Json, KubeEvidence
 from bot.model import Finding
 from handlers import k8s
+from handlers.shellsafe import arg
 
 PRESSURES = ("MemoryPressure", "DiskPressure", "PIDPressure")
 RESOURCES = (("cpu", "NODE_CPU_HIGH", "CPU"), ("memory", "NODE_MEMORY_HIGH", "Memory"))
@@ -83,7 +84,7 @@ def _not_ready(nodes: list[Json]) -> list[Finding]:
             "NotReady node lose their network or get evicted, and new pods cannot start there.",
             resource=_resource(bad, "node"),
             evidence={"nodes": entries},
-            fix=[f"kubectl describe node {e['node']}" for e in entries],
+            fix=[_describe(e["node"]) for e in entries],
         )
     ]
 
@@ -122,7 +123,7 @@ def _pressure(nodes: list[Json]) -> list[Finding]:
             if len(names) == 1
             else None,
             evidence={"nodes": entries},
-            fix=[f"kubectl describe node {name}" for name in names],
+            fix=[_describe(name) for name in names],
         )
     ]
 
@@ -201,7 +202,10 @@ def _node_usage(nodes: list[Json], metrics: list[Json]) -> list[Finding]:
                 fix=[
                     "kubectl top node",
                     f"kubectl top pod --all-namespaces --sort-by={resource}",
-                    *(f"kubectl describe node {e['node']}" for e in entries),
+                    *(
+                        f"kubectl describe node {arg(e['node'], 'k8s_name', 'node')}"
+                        for e in entries
+                    ),
                 ],
             )
         )
@@ -324,6 +328,13 @@ def _oomkilled(pods: list[Json], pools: dict[str, str | None]) -> list[Finding]:
     ]
 
 
+def _describe(node: str) -> str:
+    return f"kubectl describe node {arg(node, 'k8s_name', 'node')}"
+
+
 def _top_pod(key: str) -> str:
     namespace, name = k8s.split_key(key)
-    return f"kubectl top pod {name} --namespace {namespace} --containers"
+    return (
+        f"kubectl top pod {arg(name, 'k8s_name', 'pod')} "
+        f"--namespace {arg(namespace, 'k8s_name', 'namespace')} --containers"
+    )

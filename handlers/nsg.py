@@ -15,6 +15,7 @@ from bot.evidence import AzureEvidence, Destination, Json, nic_configs
 from bot.model import Finding
 from handlers.nsg_rules import Flow, RuleDecision, evaluate
 from handlers.path import address_context, hops
+from handlers.shellsafe import arg, args
 
 
 @dataclass(frozen=True)
@@ -116,8 +117,9 @@ def allow_commands(nsg: Json, rule: RuleDecision, items: list[Denial], name: str
         int((r.get("properties") or {}).get("priority") or 0)
         for r in (nsg.get("properties") or {}).get("securityRules") or []
     }
-    base = (
-        f"az network nsg rule {{verb}} --resource-group {rid.resource_group} --nsg-name {rid.name}"
+    where = (
+        f"--resource-group {arg(rid.resource_group, 'arm_name', 'resource-group')} "
+        f"--nsg-name {arg(rid.name, 'arm_name', 'nsg')}"
     )
     commands = []
     if rule.default_rule:
@@ -127,18 +129,21 @@ def allow_commands(nsg: Json, rule: RuleDecision, items: list[Denial], name: str
         if priority < 100:
             moved = _free(used, rule.priority + 1, 1)
             commands.append(
-                base.format(verb="update") + f" --name {rule.rule_name} --priority {moved}"
+                f"az network nsg rule update {where} "
+                f"--name {arg(rule.rule_name, 'arm_name', 'rule')} --priority {moved}"
             )
             priority = rule.priority
-    ports = " ".join(str(p) for p in sorted({d.destination.port for d in items}))
+    ports = args([str(p) for p in sorted({d.destination.port for d in items})], "port", "port")
     protocols = sorted({d.destination.nsg_protocol for d in items})
     addresses = sorted({d.address for d in items})
     unknown = any(a.startswith("Internet") for a in addresses)
+    protocol = arg(protocols[0], "word", "protocol") if len(protocols) == 1 else "'*'"
+    destinations = "Internet" if unknown else args(addresses, "cidr", "address")
     commands.append(
-        base.format(verb="create")
-        + f" --name {name} --priority {priority} --direction Outbound --access Allow"
-        + f" --protocol {protocols[0] if len(protocols) == 1 else '*'}"
-        + f" --destination-address-prefixes {'Internet' if unknown else ' '.join(addresses)}"
+        f"az network nsg rule create {where}"
+        + f" --name {arg(name, 'arm_name', 'rule')} --priority {priority}"
+        + f" --direction Outbound --access Allow --protocol {protocol}"
+        + f" --destination-address-prefixes {destinations}"
         + f" --destination-port-ranges {ports}"
     )
     return commands

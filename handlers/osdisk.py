@@ -36,6 +36,7 @@ from bot import armid
 from bot.codes import finding
 from bot.evidence import AzureEvidence, Json, KubeEvidence, Series
 from bot.model import Finding
+from handlers.shellsafe import arg
 
 CONSUMED_HIGH = 95.0  # percent of the disk's IOPS or bandwidth cap
 QUEUE_DEPTH_HIGH = 10.0  # outstanding IOs, averaged over an interval
@@ -149,17 +150,25 @@ def _new_pool(name: str) -> str:
     return f"{name[:10]}v2"
 
 
+def _cluster_args(cluster_id: str) -> str:
+    cid = armid.ArmId.parse(cluster_id)
+    return (
+        f"--resource-group {arg(cid.resource_group, 'arm_name', 'resource-group')} "
+        f"--cluster-name {arg(cid.name, 'arm_name', 'cluster')}"
+    )
+
+
 def _io_fix(ev: AzureEvidence, pool: str | None, profile: Json) -> list[str]:
     if not pool:
         return []
-    cid = armid.ArmId.parse(ev.cluster_id)
+    where = _cluster_args(ev.cluster_id)
     base = (
-        f"az aks nodepool add --resource-group {cid.resource_group} --cluster-name {cid.name} "
-        f"--name {_new_pool(pool)} --node-vm-size {profile.get('vmSize', '<vm-size>')} "
-        f"--node-count {profile.get('count') or 1}"
+        f"az aks nodepool add {where} --name {arg(_new_pool(pool), 'arm_name', 'new-pool')} "
+        f"--node-vm-size {arg(profile.get('vmSize'), 'arm_name', 'vm-size')} "
+        f"--node-count {arg(profile.get('count') or 1, 'port', 'count')}"
     )
     if profile.get("mode"):
-        base += f" --mode {profile['mode']}"
+        base += f" --mode {arg(profile['mode'], 'word', 'mode')}"
     size = int(profile.get("osDiskSizeGB") or 128)
     lines = []
     if (profile.get("osDiskType") or "Managed").lower() == "managed":
@@ -171,8 +180,8 @@ def _io_fix(ev: AzureEvidence, pool: str | None, profile: Json) -> list[str]:
     bigger = _bigger_disk(size)
     lines += [
         f"{base} --node-osdisk-type Managed --node-osdisk-size {bigger}",
-        f"# then move the workloads and remove the old pool: az aks nodepool delete "
-        f"--resource-group {cid.resource_group} --cluster-name {cid.name} --name {pool}",
+        "# then move the workloads and remove the old pool: az aks nodepool delete "
+        f"{where} --name {arg(pool, 'arm_name', 'pool')}",
     ]
     return lines
 
@@ -264,7 +273,6 @@ def ephemeral_placement(os_disk_gb: int, capabilities: Any) -> str | None:
 
 def _not_ephemeral(ev: AzureEvidence, vm_sizes: dict[str, Any]) -> list[Finding]:
     sizes = {k.lower(): v for k, v in vm_sizes.items()}
-    cid = armid.ArmId.parse(ev.cluster_id)
     rows, fix = [], []
     for profile in ev.props.get("agentPoolProfiles") or []:
         if (profile.get("osDiskType") or "").lower() != "managed":
@@ -284,10 +292,11 @@ def _not_ephemeral(ev: AzureEvidence, vm_sizes: dict[str, Any]) -> list[Finding]
             }
         )
         fix.append(
-            f"az aks nodepool add --resource-group {cid.resource_group} --cluster-name "
-            f"{cid.name} --name {_new_pool(profile.get('name') or 'pool')} --node-vm-size "
-            f"{size_name} --node-count {profile.get('count') or 1} --node-osdisk-type Ephemeral "
-            f"--node-osdisk-size {disk}"
+            f"az aks nodepool add {_cluster_args(ev.cluster_id)} "
+            f"--name {arg(_new_pool(profile.get('name') or 'pool'), 'arm_name', 'new-pool')} "
+            f"--node-vm-size {arg(size_name, 'arm_name', 'vm-size')} "
+            f"--node-count {arg(profile.get('count') or 1, 'port', 'count')} "
+            f"--node-osdisk-type Ephemeral --node-osdisk-size {disk}"
         )
     if not rows:
         return []

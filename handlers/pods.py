@@ -14,6 +14,7 @@ from bot.codes import finding
 from bot.evidence import Json, KubeEvidence
 from bot.model import Finding
 from handlers import k8s
+from handlers.shellsafe import arg
 
 IMAGE_PULL = {
     "ImagePullBackOff",
@@ -62,7 +63,7 @@ def check(kube: KubeEvidence) -> list[Finding]:
                 "and the namespace.",
                 resource=f"/api/v1/namespaces/{namespace}/pods/{name}",
                 evidence={"pod": key, "reason": "NotFound"},
-                fix=[f"kubectl get pods --namespace {namespace}"],
+                fix=[f"kubectl get pods --namespace {arg(namespace, 'k8s_name', 'namespace')}"],
                 about_endpoint=True,
             )
         ]
@@ -116,9 +117,9 @@ def diagnose(pod: Json) -> Diagnosis | None:
             reason,
             [f"the scheduler cannot place it ({reason}): {message.rstrip('.')}"],
             fix=[
-                "kubectl get nodes --output custom-columns=NAME:.metadata.name,"
+                "kubectl get nodes --output 'custom-columns=NAME:.metadata.name,"
                 "POOL:.metadata.labels.kubernetes\\.azure\\.com/agentpool,"
-                "TAINTS:.spec.taints[*].key"
+                "TAINTS:.spec.taints[*].key'"
             ],
         )
     if phase == "Failed" and status.get("reason"):
@@ -202,11 +203,7 @@ def _container(pod: Json, key: str, cstatus: Json) -> _Container:
                     " — with egress locked down the nodes must be allowed to reach this "
                     "registry, or the image must come from your own ACR"
                 )
-                source = _qualified(image)
-                fix.append(
-                    f"az acr import --name <your-acr> --source {source} "
-                    f"--image {source.split('/', 1)[1]}"
-                )
+                fix.append(acr_import(image))
             return _Container(reason, problem, evidence, fix)
         if reason in CANNOT_CREATE:
             return _Container(
@@ -272,6 +269,17 @@ def _exit_text(pod: Json, container: str, terminated: Json) -> str:
 def _from_azure(image: str) -> bool:
     registry = image.split("/", 1)[0] if "/" in image else ""
     return registry == AZURE_REGISTRIES[0] or registry.endswith(AZURE_REGISTRIES[1:])
+
+
+def acr_import(image: str) -> str:
+    """The command that copies a public image into the operator's own registry; the image
+    reference is a tenant's text, so it is grammar-checked and quoted."""
+    source = _qualified(image)
+    repository = source.split("/", 1)[1] if "/" in source else source
+    return (
+        f"az acr import --name <your-acr> --source {arg(source, 'image', 'image')} "
+        f"--image {arg(repository, 'image', 'repository')}"
+    )
 
 
 def _qualified(image: str) -> str:

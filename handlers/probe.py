@@ -19,6 +19,8 @@ from bot.destination import REFUSED_EXIT, REFUSED_MARK, DestinationPolicy, judge
 from bot.endpoint import DEFAULT_PORTS
 from bot.evidence import ProbeRun
 from bot.model import Finding
+from handlers.pods import acr_import
+from handlers.shellsafe import arg
 
 Json = dict[str, Any]
 
@@ -426,6 +428,7 @@ def _describe(code: str, run: ProbeRun, verbose: str, out: Json) -> tuple[str, l
             [],
         )
     if code == "PROBE_FIREWALL_DENY_HTTP":
+        rule = arg(f"allow-{host}", "arm_name", "rule-name")
         return (
             f"Azure Firewall answered HTTP 470 for {run.url}: no application rule allows "
             f"{host} from the node subnet, so the firewall denied the request itself.",
@@ -433,10 +436,11 @@ def _describe(code: str, run: ProbeRun, verbose: str, out: Json) -> tuple[str, l
                 "az network firewall policy rule-collection-group collection "
                 "add-filter-collection --resource-group <firewall-resource-group> "
                 "--policy-name <firewall-policy> --rule-collection-group-name <group> "
-                f"--name allow-{host} --collection-priority <priority> --action Allow "
-                f"--rule-name allow-{host} --rule-type ApplicationRule "
+                f"--name {rule} --collection-priority <priority> --action Allow "
+                f"--rule-name {rule} --rule-type ApplicationRule "
                 f"--protocols {parts.scheme.capitalize()}={port} "
-                f"--source-addresses <node-subnet-prefix> --target-fqdns {host}"
+                f"--source-addresses <node-subnet-prefix> "
+                f"--target-fqdns {arg(host, 'dns_name', 'fqdn')}"
             ],
         )
     if code == "PROBE_HTTP_GATEWAY_ERROR":
@@ -457,13 +461,19 @@ def _describe(code: str, run: ProbeRun, verbose: str, out: Json) -> tuple[str, l
             f"{host} answered HTTP {status}: the network path works; the endpoint itself failed.",
             [],
         )
-    namespace, name = _split_pod(run.pod)
+    namespace, name = _pod_args(run.pod)
     return (
         f"curl did not test the path (exit {exit_code}: {out.get('errormsg') or 'no message'}):"
         " the probe itself failed (its URL, its image, or the container was killed), so "
         "nothing is known about egress from it.",
         [f"kubectl describe pod -n {namespace} {name}"],
     )
+
+
+def _pod_args(pod: str) -> tuple[str, str]:
+    """A probe pod's namespace and name, checked and quoted for a command line."""
+    namespace, name = _split_pod(pod)
+    return arg(namespace, "k8s_name", "namespace"), arg(name, "k8s_name", "pod")
 
 
 def _tls(exit_code: int | None, host: str, addr: str, out: Json) -> str:
@@ -495,10 +505,11 @@ def _tls(exit_code: int | None, host: str, addr: str, out: Json) -> str:
 
 def _not_run(run: ProbeRun) -> tuple[str, list[str]]:
     """Why the probe pod never ran curl, and how to let it run."""
-    namespace, name = _split_pod(run.pod)
+    namespace, name = _pod_args(run.pod)
     said = f" ({run.message})" if run.message else ""
     events = f"kubectl get events -n {namespace} --field-selector involvedObject.name={name}"
     pool = run.pool or "<pool>"
+    pool_arg = arg(run.pool, "arm_name", "pool") if run.pool else "<pool>"
     if run.failure in ("ImagePullBackOff", "ErrImagePull"):
         registry = _registry(run.image)
         if registry == MCR_HOSTS[0]:
@@ -520,8 +531,7 @@ def _not_run(run: ProbeRun) -> tuple[str, list[str]]:
                 events,
                 "az aks check-acr --resource-group <resource-group> --name <cluster> "
                 "--acr <acr-name>.azurecr.io",
-                f"az acr import --name <acr-name> --source {run.image} "
-                f"--image {_repository(run.image)}",
+                acr_import(run.image),
             ],
         )
     if run.failure == "Unschedulable":
@@ -529,10 +539,10 @@ def _not_run(run: ProbeRun) -> tuple[str, list[str]]:
             f"No node could take the probe pod{said}: it needs a node in {pool} whose taints "
             "it tolerates, that matches its nodeSelector and has room for it.",
             [
-                "kubectl get nodes -o custom-columns=NAME:.metadata.name,"
-                r"POOL:.metadata.labels.kubernetes\.azure\.com/agentpool,TAINTS:.spec.taints",
+                "kubectl get nodes -o 'custom-columns=NAME:.metadata.name,"
+                r"POOL:.metadata.labels.kubernetes\.azure\.com/agentpool,TAINTS:.spec.taints'",
                 f"az aks nodepool show --resource-group <resource-group> --cluster-name "
-                f"<cluster> --name {pool} --query "
+                f"<cluster> --name {pool_arg} --query "
                 '"{count:count,taints:nodeTaints,labels:nodeLabels}"',
             ],
         )
@@ -610,12 +620,6 @@ def _registry(image: str) -> str:
     if "/" in image and ("." in first or ":" in first or first == "localhost"):
         return first
     return "docker.io"
-
-
-def _repository(image: str) -> str:
-    """The image's path without its registry: what `az acr import --image` expects."""
-    first, _, rest = image.partition("/")
-    return rest if rest and _registry(image) == first else image
 
 
 def _split_pod(pod: str) -> tuple[str, str]:

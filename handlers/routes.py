@@ -13,6 +13,7 @@ from bot.evidence import AzureEvidence, Json
 from bot.model import Finding
 from handlers.path import hops, route_table
 from handlers.route_rules import default_route
+from handlers.shellsafe import arg
 
 APPLIANCE_IP = "<firewall-private-ip>"
 
@@ -23,6 +24,10 @@ def check(ev: AzureEvidence) -> list[Finding]:
     for subnet_id in ev.node_subnet_ids():
         subnet = armid.ArmId.parse(subnet_id)
         vnet_rg, vnet, name = subnet.resource_group, subnet.parent_name, subnet.name
+        rg_q, table_q = (
+            arg(vnet_rg, "arm_name", "resource-group"),
+            arg(f"rt-{name}", "arm_name", "route-table"),
+        )
         pools = ", ".join(ev.pools_in(subnet_id))
         ref = ((ev.subnet(subnet_id) or {}).get("properties") or {}).get("routeTable")
         table = route_table(ev, subnet_id)
@@ -35,14 +40,14 @@ def check(ev: AzureEvidence) -> list[Finding]:
                     resource=subnet_id,
                     evidence={"subnet": subnet_id, "pools": ev.pools_in(subnet_id)},
                     fix=[
-                        f"az network route-table create --resource-group {vnet_rg} "
-                        f"--name rt-{name}",
-                        f"az network route-table route create --resource-group {vnet_rg} "
-                        f"--route-table-name rt-{name} --name default-via-firewall "
+                        f"az network route-table create --resource-group {rg_q} --name {table_q}",
+                        f"az network route-table route create --resource-group {rg_q} "
+                        f"--route-table-name {table_q} --name default-via-firewall "
                         "--address-prefix 0.0.0.0/0 --next-hop-type VirtualAppliance "
                         f"--next-hop-ip-address {APPLIANCE_IP}",
-                        f"az network vnet subnet update --resource-group {vnet_rg} "
-                        f"--vnet-name {vnet} --name {name} --route-table rt-{name}",
+                        f"az network vnet subnet update --resource-group {rg_q} "
+                        f"--vnet-name {arg(vnet, 'arm_name', 'vnet')} "
+                        f"--name {arg(name, 'arm_name', 'subnet')} --route-table {table_q}",
                     ],
                 )
             )
@@ -70,8 +75,9 @@ def _default_route_findings(
                 resource=table["id"],
                 evidence=evidence,
                 fix=[
-                    f"az network route-table route create --resource-group {rt.resource_group} "
-                    f"--route-table-name {rt.name} --name default-via-firewall "
+                    "az network route-table route create "
+                    f"{_table_args(rt.resource_group, rt.name)} "
+                    "--name default-via-firewall "
                     "--address-prefix 0.0.0.0/0 --next-hop-type VirtualAppliance "
                     f"--next-hop-ip-address {APPLIANCE_IP}"
                 ],
@@ -87,8 +93,9 @@ def _default_route_findings(
                 resource=default.get("id") or table["id"],
                 evidence=evidence,
                 fix=[
-                    f"az network route-table route update --resource-group {rt.resource_group} "
-                    f"--route-table-name {rt.name} --name {default['name']} "
+                    "az network route-table route update "
+                    f"{_table_args(rt.resource_group, rt.name)} "
+                    f"--name {arg(default['name'], 'arm_name', 'route')} "
                     "--next-hop-type VirtualAppliance "
                     f"--next-hop-ip-address {APPLIANCE_IP}"
                 ],
@@ -105,8 +112,9 @@ def _default_route_findings(
                 resource=default.get("id") or table["id"],
                 evidence=evidence,
                 fix=[
-                    f"az network route-table route delete --resource-group {rt.resource_group} "
-                    f"--route-table-name {rt.name} --name {default['name']}",
+                    "az network route-table route delete "
+                    f"{_table_args(rt.resource_group, rt.name)} "
+                    f"--name {arg(default['name'], 'arm_name', 'route')}",
                     "# or, to keep the appliance: recreate the cluster with "
                     "--outbound-type userDefinedRouting",
                 ],
@@ -144,8 +152,9 @@ def _endpoint_route_findings(ev: AzureEvidence) -> list[Finding]:
             if route.route_id:
                 rt = armid.ArmId.parse(route.route_id)
                 fix.append(
-                    f"az network route-table route delete --resource-group {rt.resource_group} "
-                    f"--route-table-name {rt.parent_name} --name {rt.name}"
+                    "az network route-table route delete "
+                    f"{_table_args(rt.resource_group, rt.parent_name)} "
+                    f"--name {arg(rt.name, 'arm_name', 'route')}"
                 )
             findings.append(
                 finding(
@@ -171,3 +180,10 @@ def _endpoint_route_findings(ev: AzureEvidence) -> list[Finding]:
                 )
             )
     return findings
+
+
+def _table_args(resource_group: str, table: str) -> str:
+    return (
+        f"--resource-group {arg(resource_group, 'arm_name', 'resource-group')} "
+        f"--route-table-name {arg(table, 'arm_name', 'route-table')}"
+    )

@@ -50,8 +50,9 @@ from bot import armid
 from bot.codes import finding
 from bot.evidence import AzureEvidence, Json, KubeEvidence, Series, outbound_frontends, surge_nodes
 from bot.model import Finding
-from handlers import k8s
+from handlers import k8s, shellsafe
 from handlers.loadbalancer import PORTS_PER_FRONTEND_IP, frontend_addresses
+from handlers.shellsafe import arg, args
 
 NATGW_PORTS_PER_IP = 64_512
 NATGW_MAX_IPS = 16
@@ -399,7 +400,14 @@ def _analyze_lb(ev: AzureEvidence, kube: KubeEvidence | None) -> LbView:
 
 def _update(ev: AzureEvidence) -> str:
     cid = armid.ArmId.parse(ev.cluster_id)
-    return f"az aks update --resource-group {cid.resource_group} --name {cid.name}"
+    return (
+        f"az aks update --resource-group {_rg(cid.resource_group)} "
+        f"--name {arg(cid.name, 'arm_name', 'cluster')}"
+    )
+
+
+def _rg(name: str) -> str:
+    return arg(name, "arm_name", "resource-group")
 
 
 def _few(count: int, total: int) -> bool:
@@ -442,11 +450,16 @@ def _ip_change(ev: AzureEvidence, ips: int, today: int, ports: int | None) -> li
             for name in new
         ]
         creates = [
-            f"az network public-ip create --resource-group {cid.resource_group} --name {name} "
-            "--sku Standard --allocation-method Static"
+            f"az network public-ip create --resource-group {_rg(cid.resource_group)} "
+            f"--name {arg(name, 'arm_name', 'public-ip')} --sku Standard --allocation-method Static"
             for name in new
         ]
-        return [*creates, f"{update} --load-balancer-outbound-ips {','.join(ids)}{ports_flag}"]
+        outbound = (
+            ",".join(ids)
+            if all(shellsafe.fits(i, "arm_id") for i in ids)
+            else shellsafe.placeholder("public-ip-ids: withheld, not Azure resource ids")
+        )
+        return [*creates, f"{update} --load-balancer-outbound-ips {outbound}{ports_flag}"]
     return [f"{update} --load-balancer-managed-outbound-ip-count {ips}{ports_flag}"]
 
 
@@ -461,11 +474,13 @@ def _natgw_move(ev: AzureEvidence, ips: int) -> list[str]:
     cid = armid.ArmId.parse(ev.cluster_id)
     name = f"natgw-{cid.name}"
     length = 32 - max(0, math.ceil(math.log2(ips)))
+    rg, prefix = _rg(first.resource_group), arg(f"pipp-{name}", "arm_name", "prefix")
     lines = [
-        f"az network public-ip prefix create --resource-group {first.resource_group} "
-        f"--name pipp-{name} --length {length}",
-        f"az network nat gateway create --resource-group {first.resource_group} --name {name} "
-        f"--public-ip-prefixes pipp-{name} --idle-timeout 4",
+        f"az network public-ip prefix create --resource-group {rg} --name {prefix} "
+        f"--length {length}",
+        f"az network nat gateway create --resource-group {rg} "
+        f"--name {arg(name, 'arm_name', 'nat-gateway')} "
+        f"--public-ip-prefixes {prefix} --idle-timeout 4",
     ]
     natgw_id = (
         f"/subscriptions/{first.subscription}/resourceGroups/{first.resource_group}"
@@ -474,8 +489,10 @@ def _natgw_move(ev: AzureEvidence, ips: int) -> list[str]:
     for subnet_id in ev.node_subnet_ids():
         sid = armid.ArmId.parse(subnet_id)
         lines.append(
-            f"az network vnet subnet update --resource-group {sid.resource_group} "
-            f"--vnet-name {sid.parent_name} --name {sid.name} --nat-gateway {natgw_id}"
+            f"az network vnet subnet update --resource-group {_rg(sid.resource_group)} "
+            f"--vnet-name {arg(sid.parent_name, 'arm_name', 'vnet')} "
+            f"--name {arg(sid.name, 'arm_name', 'subnet')} "
+            f"--nat-gateway {arg(natgw_id, 'arm_id', 'nat-gateway-id')}"
         )
     return [*lines, f"{update} --outbound-type userAssignedNATGateway"]
 
@@ -715,13 +732,14 @@ def _natgw_fix(ev: AzureEvidence, view: NatView) -> tuple[list[str], Json]:
     existing = [armid.ArmId.parse(r["id"]).name for r in props.get("publicIpAddresses") or []]
     new = [f"pip-{nid.name}-{len(existing) + i + 1}" for i in range(target - today)]
     lines = [
-        f"az network public-ip create --resource-group {nid.resource_group} --name {name} "
-        "--sku Standard --allocation-method Static"
+        f"az network public-ip create --resource-group {_rg(nid.resource_group)} "
+        f"--name {arg(name, 'arm_name', 'public-ip')} --sku Standard --allocation-method Static"
         for name in new
     ]
     lines.append(
-        f"az network nat gateway update --resource-group {nid.resource_group} --name "
-        f"{nid.name} --public-ip-addresses {' '.join(existing + new)}"
+        f"az network nat gateway update --resource-group {_rg(nid.resource_group)} --name "
+        f"{arg(nid.name, 'arm_name', 'nat-gateway')} "
+        f"--public-ip-addresses {args(existing + new, 'arm_name', 'public-ip')}"
     )
     return [*lines, why, advice], plan
 
@@ -805,7 +823,9 @@ def _natgw_findings(ev: AzureEvidence) -> list[Finding]:
                 ["# the drops come with the failed SNAT connections: see NATGW_SNAT_FAILED's fix"]
                 if together
                 else [
-                    f"az monitor metrics list --resource {view.id} --metric PacketDropCount "
+                    "az monitor metrics list "
+                    f"--resource {arg(view.id, 'arm_id', 'nat-gateway-id')} "
+                    "--metric PacketDropCount "
                     "SNATConnectionCount --interval PT1M --aggregation Total"
                 ]
             )

@@ -60,7 +60,7 @@ def one(body: dict | None, target: str = KEY):
             ['image "curlimages/curl:8.11.1"', "ImagePullBackOff", "Back-off pulling image"],
             [
                 DESCRIBE,
-                "az acr import --name <your-acr> --source docker.io/curlimages/curl:8.11.1 "
+                "az acr import --name '<your-acr>' --source docker.io/curlimages/curl:8.11.1 "
                 "--image curlimages/curl:8.11.1",
             ],
         ),
