@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.collect.probe import ProbeSettings
 from bot.destination import PolicyConfig, parse_prefixes
+from bot.store import Limits
 
 USER_GROUP = re.compile(r"S[A-Z0-9]{2,}")
 
@@ -39,6 +40,10 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
     retention_days: int = 30
     rate_per_minute: int = 10
+    cluster_rate_per_minute: int = 30
+    queue_max: int = 200
+    runs_per_incident: int = 3
+    reports_per_incident: int = 20
     port: int = 3000
     worker_heartbeat_s: int = 10  # how soon a killed worker's check is retried
     # The probe's defaults live in ProbeSettings; these only let the environment override.
@@ -48,6 +53,15 @@ class Settings(BaseSettings):
     probe_max_time_s: int = _PROBE.max_time_s
     probe_deadline_s: int = _PROBE.deadline_s
     probe_leftover_after_s: int = _PROBE.leftover_after_s
+
+    def limits(self) -> Limits:
+        return Limits(
+            per_user=self.rate_per_minute,
+            per_cluster=self.cluster_rate_per_minute,
+            queue=self.queue_max,
+            runs_per_incident=self.runs_per_incident,
+            reports_per_incident=self.reports_per_incident,
+        )
 
     def probe_settings(self) -> ProbeSettings:
         return ProbeSettings(

@@ -29,7 +29,15 @@ from bot.redact import redact
 from bot.runtime import Runtime
 from bot.slack import blocks
 from bot.slack.thread import Thread
-from bot.store import Admission, Incident, Request, Store, guard_redis, new_incident_id
+from bot.store import (
+    Admission,
+    Incident,
+    Limits,
+    Request,
+    Store,
+    guard_redis,
+    new_incident_id,
+)
 
 log = logging.getLogger(__name__)
 QUEUE = "aks-egress"
@@ -43,6 +51,7 @@ class WorkerContext:
     slack: WebClient
     store: Store
     config: ClusterConfig = field(default_factory=ClusterConfig)
+    limits: Limits = field(default_factory=Limits)
 
 
 _context: WorkerContext | None = None
@@ -90,7 +99,7 @@ def admit_check(
     queue: Queue,
     request: Request,
     text: str,
-    per_minute: int,
+    limits: Limits,
     private_ok: bool = False,
 ) -> Admission:
     """Admit a new check and queue its job in one transaction and one round trip, which
@@ -102,25 +111,32 @@ def admit_check(
     incident_id = new_incident_id()
     with guard_redis(), queue.connection.pipeline() as pipe:
         job = _queue_check(queue, pipe, incident_id, 0, None, "all", private_ok)
-        admission = store.admit(pipe, incident_id, request, text, per_minute)
+        admission = store.admit(pipe, incident_id, request, text, limits, queue.key)
         if admission.incident is None:
             job.delete(pipeline=pipe)
             pipe.execute()
     return admission
 
 
-def enqueue_check(
+def admit_run(
+    store: Store,
     queue: Queue,
-    incident_id: str,
-    run: int,
-    endpoint: str | None,
-    mode: str,
-    private_ok: bool = False,
-) -> None:
-    """Queue another run of an incident's check (a recheck, a probe, the SNAT step)."""
+    incident: Incident,
+    user: str,
+    limits: Limits,
+    work: tuple[str | None, str, bool] | None,
+) -> str | None:
+    """Another request on an incident under the same limits as a new check: `work` is
+    the run to queue (endpoint, mode, private allowance), None for a request that queues
+    nothing (`summary`). None when admitted, else the limit that refused it."""
+    run = store.next_run(incident.id) if work else 0
     with guard_redis(), queue.connection.pipeline() as pipe:
-        _queue_check(queue, pipe, incident_id, run, endpoint, mode, private_ok)
-        pipe.execute()
+        job = _queue_check(queue, pipe, incident.id, run, *work) if work else None
+        refused = store.admit_run(pipe, incident, user, limits, queue.key, work is not None)
+        if refused and job is not None:
+            job.delete(pipeline=pipe)
+            pipe.execute()
+    return refused
 
 
 def incident_view(incident: Incident) -> blocks.IncidentView:
@@ -163,6 +179,7 @@ def run_check(
     if thread.root_ts is None:
         root = thread.upsert("root", blocks.root_message(incident_view(incident)), in_thread=False)
         ctx.store.link_thread(incident.request.channel, root, incident_id)
+    ctx.store.run_started(incident_id)
     ctx.store.set_status(incident_id, "running")
     request = incident.request
     target = endpoint or request.endpoint
@@ -215,7 +232,7 @@ def run_check(
         if finding.severity in (Severity.ERROR, Severity.WARNING):
             for part, message in enumerate(blocks.finding_messages(finding, incident_id, index)):
                 thread.upsert(f"{run}:reply:{index}:{part}", message)
-    ctx.store.save_report(incident_id, run, report.to_json())
+    ctx.store.save_report(incident_id, run, report.to_json(), ctx.limits.reports_per_incident)
     for part, message in enumerate(blocks.summary_messages(report, incident_id)):
         thread.upsert(f"{run}:summary:{part}", message)
     ctx.store.set_status(incident_id, "done")

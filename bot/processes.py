@@ -32,7 +32,7 @@ def make_app(settings: Settings, world: Path | None, *, socket_mode: bool) -> tu
         directory=services.directory(settings, world),
         store=services.store(settings),
         queue=services.queue(settings),
-        rate_per_minute=settings.rate_per_minute,
+        limits=settings.limits(),
     )
     if not socket_mode and not settings.slack_signing_secret:
         raise services.SetupError(
@@ -53,7 +53,11 @@ def _healthy(deps: AppDeps) -> bool:
 def start_http(settings: Settings, world: Path | None, port: int | None = None) -> HttpServer:
     app, deps = make_app(settings, world, socket_mode=False)
     return HttpServer(
-        app, "0.0.0.0", settings.port if port is None else port, lambda: _healthy(deps)
+        app,
+        "0.0.0.0",
+        settings.port if port is None else port,
+        settings.slack_signing_secret or "",
+        lambda: _healthy(deps),
     ).start()
 
 

@@ -2,13 +2,15 @@
 
 Every key this module writes, and why it exists:
 
-    aks-egress:incident:{id}               hash: request (JSON), status, resolved, and the
+    aks-egress:incident:{id}               hash: request (JSON), status, resolved, `queued`
+                                           (runs admitted and not yet started), and the
                                            Slack timestamps of the messages that show it
                                            (`ts:root`, `ts:{run}:checklist`, `ts:{run}:summary`,
                                            `ts:{run}:reply:{key}`). Timestamps live here so a
                                            retried job updates messages instead of repeating
                                            them. Expires after the retention period.
-    aks-egress:incident:{id}:reports       hash: run number -> report JSON (the timeline).
+    aks-egress:incident:{id}:reports       hash: run number -> report JSON (the timeline);
+                                           the oldest are dropped past the reports cap.
     aks-egress:thread:{channel}:{ts}       incident id of a thread, so mentions and buttons
                                            in it act on that incident.
     aks-egress:event:{event_id}            set once per Events API event: a Slack retry of the
@@ -16,6 +18,12 @@ Every key this module writes, and why it exists:
     aks-egress:submit:{channel}:{user}:{h} incident id of a slash command seen moments ago: a
                                            double submit points to it (a few seconds).
     aks-egress:rate:{user}:{minute}        per-user request counter for rate limiting.
+    aks-egress:rate-cluster:{alias}:{minute}
+                                           per-cluster request counter: one cluster is not
+                                           probed by everyone at once (2 minutes).
+    aks-egress:interaction:{sha256}        set once per interactive payload (button, modal):
+                                           a replay of the same signed body within Slack's
+                                           5-minute window is acked and dropped (6 minutes).
     aks-egress:summary:{channel}:{day}     ts of the day's SNAT summary in that channel: it is
                                            posted once (40 days).
     aks-egress:summary-lease:{channel}:{day}
@@ -47,21 +55,100 @@ EVENT_TTL_S = 3600
 DOUBLE_SUBMIT_S = 10
 SUMMARY_LEASE_S = 300
 
-# KEYS: rate counter, double-submit claim, incident. ARGV: per-minute limit, incident id,
-# claim TTL, request JSON, retention. Returns {verdict, the running incident's id}.
-_ADMIT = """
+INTERACTION_TTL_S = 360  # Slack accepts a signature for 5 minutes; a minute's margin
+
+# The limits every entry point shares (slash command, mentions, buttons, modals, re-runs,
+# `summary`), checked in one script so that a burst cannot slip between two reads.
+# KEYS: user rate, cluster rate, queue list. ARGV: per-user, per-cluster, queue maximum.
+_LIMITS = """
 local count = redis.call('INCR', KEYS[1])
 redis.call('EXPIRE', KEYS[1], 120)
 if count > tonumber(ARGV[1]) then
-  return {'rate_limited', ''}
+  return 'rate_limited'
 end
-if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'EX', ARGV[3]) then
-  return {'running', redis.call('GET', KEYS[2])}
+local cluster = redis.call('INCR', KEYS[2])
+redis.call('EXPIRE', KEYS[2], 120)
+if cluster > tonumber(ARGV[2]) then
+  return 'cluster'
 end
-redis.call('HSET', KEYS[3], 'request', ARGV[4], 'status', 'queued', 'runs', 0)
-redis.call('EXPIRE', KEYS[3], ARGV[5])
-return {'admitted', ARGV[2]}
+if KEYS[3] ~= '' and redis.call('LLEN', KEYS[3]) > tonumber(ARGV[3]) then
+  return 'queue'
+end
+return nil
 """
+# KEYS: the limits' three, double-submit claim, incident. ARGV: the limits' three,
+# incident id, claim TTL, request JSON, retention. Returns {verdict, detail}.
+_ADMIT = (
+    """
+local function limits()
+"""
+    + _LIMITS
+    + """
+end
+local limited = limits()
+if limited then
+  return {limited, ''}
+end
+if not redis.call('SET', KEYS[4], ARGV[4], 'NX', 'EX', ARGV[5]) then
+  return {'running', redis.call('GET', KEYS[4])}
+end
+redis.call('HSET', KEYS[5], 'request', ARGV[6], 'status', 'queued', 'runs', 0, 'queued', 1)
+redis.call('EXPIRE', KEYS[5], ARGV[7])
+return {'admitted', ARGV[4]}
+"""
+)
+# Another run of an incident. KEYS: the limits' three, incident. ARGV: the limits' three,
+# runs an incident may have queued (0: this request queues nothing, e.g. `summary`).
+_ADMIT_RUN = (
+    """
+local function limits()
+"""
+    + _LIMITS
+    + """
+end
+local limited = limits()
+if limited then
+  return limited
+end
+if tonumber(ARGV[4]) > 0 then
+  if tonumber(redis.call('HGET', KEYS[4], 'queued') or '0') >= tonumber(ARGV[4]) then
+    return 'incident'
+  end
+  redis.call('HINCRBY', KEYS[4], 'queued', 1)
+end
+return 'admitted'
+"""
+)
+# KEYS: incident. A run has started: one fewer waiting (never below zero).
+_STARTED = """
+if tonumber(redis.call('HGET', KEYS[1], 'queued') or '0') > 0 then
+  redis.call('HINCRBY', KEYS[1], 'queued', -1)
+end
+"""
+# KEYS: reports hash. ARGV: run, report JSON, retention, cap. Keeps the newest `cap` runs.
+_SAVE_REPORT = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+local runs = redis.call('HKEYS', KEYS[1])
+local extra = #runs - tonumber(ARGV[4])
+if extra > 0 then
+  table.sort(runs, function(a, b) return tonumber(a) < tonumber(b) end)
+  for i = 1, extra do
+    redis.call('HDEL', KEYS[1], runs[i])
+  end
+end
+"""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much any user, cluster and incident may ask of the bot (see README)."""
+
+    per_user: int = 10  # checks a user may start per minute
+    per_cluster: int = 30  # checks of one cluster per minute, from everyone
+    queue: int = 200  # jobs waiting in the queue before new work is refused as busy
+    runs_per_incident: int = 3  # runs of one incident waiting at once
+    reports_per_incident: int = 20  # reports kept per incident (the newest)
 
 
 class StoreUnavailable(Exception):
@@ -102,6 +189,7 @@ class Admission:
     incident: Incident | None = None
     rate_limited: bool = False
     running: str | None = None  # the incident an identical request just started
+    busy: str | None = None  # "cluster", "queue" or "incident": which limit was reached
 
 
 def new_incident_id() -> str:
@@ -160,13 +248,59 @@ class Store:
         with guard_redis():
             self.redis.hset(self._key(incident_id), f"ts:{name}", ts)
 
-    def save_report(self, incident_id: str, run: int, report: dict[str, Any]) -> None:
-        """One report per run: a retried run overwrites its own, never adds a second."""
+    def save_report(
+        self, incident_id: str, run: int, report: dict[str, Any], cap: int = 20
+    ) -> None:
+        """One report per run: a retried run overwrites its own, never adds a second; past
+        `cap` runs the oldest reports are dropped."""
         key = f"{self._key(incident_id)}:reports"
-        with guard_redis(), self.redis.pipeline() as pipe:
-            pipe.hset(key, str(run), json.dumps(report))
-            pipe.expire(key, self.retention_s)
-            pipe.execute()
+        with guard_redis():
+            self.redis.eval(
+                _SAVE_REPORT, 1, key, str(run), json.dumps(report), self.retention_s, cap
+            )
+
+    def run_started(self, incident_id: str) -> None:
+        with guard_redis():
+            self.redis.eval(_STARTED, 1, self._key(incident_id))
+
+    def admit_run(
+        self,
+        pipe: Pipeline,
+        incident: Incident,
+        user: str,
+        limits: Limits,
+        queue_key: str,
+        queues_work: bool = True,
+    ) -> str | None:
+        """Another request on an incident (a mention, a button, a modal, `summary`) under
+        the same limits as a new check: None when admitted, else which limit refused it
+        ("rate_limited", "cluster", "queue", "incident"). `pipe` carries the request's job,
+        which its owner takes back on a refusal."""
+        minute = int(time.time() // 60)
+        with guard_redis():
+            pipe.eval(
+                _ADMIT_RUN,
+                4,
+                f"{PREFIX}:rate:{user}:{minute}",
+                f"{PREFIX}:rate-cluster:{incident.request.alias}:{minute}",
+                queue_key if queues_work else "",
+                self._key(incident.id),
+                limits.per_user,
+                limits.per_cluster,
+                limits.queue,
+                limits.runs_per_incident if queues_work else 0,
+            )
+            verdict = _text(pipe.execute()[-1])
+        return None if verdict == "admitted" else verdict
+
+    def first_interaction(self, body: bytes | str) -> bool:
+        """True the first time this exact interactive payload is seen; False for a replay."""
+        raw = body.encode() if isinstance(body, str) else body
+        digest = hashlib.sha256(raw).hexdigest()[:32]
+        with guard_redis():
+            return bool(
+                self.redis.set(f"{PREFIX}:interaction:{digest}", "1", nx=True, ex=INTERACTION_TTL_S)
+            )
 
     def reports(self, incident_id: str) -> list[dict[str, Any]]:
         """Every run's report, in run order."""
@@ -190,7 +324,13 @@ class Store:
             return bool(self.redis.set(f"{PREFIX}:event:{event_id}", "1", nx=True, ex=EVENT_TTL_S))
 
     def admit(
-        self, pipe: Pipeline, incident_id: str, request: Request, text: str, per_minute: int
+        self,
+        pipe: Pipeline,
+        incident_id: str,
+        request: Request,
+        text: str,
+        limits: Limits,
+        queue_key: str = "",
     ) -> Admission:
         """Rate limit, double-submit check and the new incident, atomically: a refused
         request leaves no incident behind, so nothing can start work for it.
@@ -199,17 +339,23 @@ class Store:
         share this one round trip whatever the verdict, so their owner takes them back on
         a refusal.
         """
-        rate = f"{PREFIX}:rate:{request.user}:{int(time.time() // 60)}"
+        minute = int(time.time() // 60)
+        rate = f"{PREFIX}:rate:{request.user}:{minute}"
+        cluster_rate = f"{PREFIX}:rate-cluster:{request.alias}:{minute}"
         digest = hashlib.sha256(text.strip().lower().encode()).hexdigest()[:16]
         claim = f"{PREFIX}:submit:{request.channel}:{request.user}:{digest}"
         with guard_redis():
             pipe.eval(
                 _ADMIT,
-                3,
+                5,
                 rate,
+                cluster_rate,
+                queue_key,
                 claim,
                 self._key(incident_id),
-                per_minute,
+                limits.per_user,
+                limits.per_cluster,
+                limits.queue,
                 incident_id,
                 DOUBLE_SUBMIT_S,
                 json.dumps(asdict(request)),
@@ -218,6 +364,8 @@ class Store:
             verdict, detail = (_text(part) for part in pipe.execute()[-1])
         if verdict == "rate_limited":
             return Admission(rate_limited=True)
+        if verdict in ("cluster", "queue"):
+            return Admission(busy=verdict)
         if verdict == "running":
             return Admission(running=detail)
         return Admission(incident=Incident(id=incident_id, request=request))

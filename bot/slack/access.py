@@ -43,13 +43,12 @@ class Access:
         never says anything about a cluster this channel may not see."""
         directory = self.directory
         if not directory.allowed(alias, channel):
-            if alias not in directory.clusters:
-                reason = f"there is no cluster {alias!r}"
-            else:
-                reason = (
-                    f"this channel may not check {alias!r}; ask the bot's operators to add "
-                    "this channel to the cluster's `channels` in its configuration"
-                )
+            # One answer whether the alias is unknown or forbidden: a refusal must not
+            # tell a channel which clusters exist beyond the ones it may see.
+            reason = (
+                f"this channel may not check {alias!r} (or there is no such cluster); ask "
+                "the bot's operators to add this channel to the cluster's `channels`"
+            )
             visible = directory.visible(channel)
             if visible:
                 reason += f". Clusters this channel may check: {', '.join(visible)}"

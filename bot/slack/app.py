@@ -8,7 +8,7 @@ user who asked, and never with a stack trace.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from rq import Queue
@@ -19,7 +19,7 @@ from bot import jobs
 from bot.directory import Directory
 from bot.endpoint import parse_endpoint
 from bot.model import Report
-from bot.slack import blocks
+from bot.slack import blocks, guard
 from bot.slack.access import Access
 from bot.slack.commands import (
     Check,
@@ -33,7 +33,7 @@ from bot.slack.commands import (
     parse_mention,
     parse_slash,
 )
-from bot.store import Incident, Request, Store, StoreUnavailable
+from bot.store import Incident, Limits, Request, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 COMMAND = "/aks-egress"
@@ -43,12 +43,29 @@ STORE_DOWN = blocks.error_text(
 )
 
 
+BUSY = {
+    "cluster": "this cluster is being checked by many people at once",
+    "queue": "the bot is busy: too many checks are waiting",
+    "incident": "this incident already has runs waiting; let them finish",
+}
+
+
 @dataclass
 class AppDeps:
     directory: Directory
     store: Store
     queue: Queue
-    rate_per_minute: int = 10
+    limits: Limits = field(default_factory=Limits)
+
+
+def limit_refusal(reason: str, limits: Limits) -> dict[str, Any]:
+    """What a user is told when a limit refuses their request (shown privately)."""
+    if reason == "rate_limited":
+        return blocks.refusal(
+            f"you started more than {limits.per_user} checks this minute; wait a minute "
+            "and try again"
+        )
+    return blocks.refusal(BUSY.get(reason, "the bot is busy"), "Try again in a minute.")
 
 
 def build_app(
@@ -57,15 +74,19 @@ def build_app(
     app = App(
         client=client,
         signing_secret=signing_secret,
-        request_verification_enabled=not socket_mode,
+        # Bolt's own check logs the whole body on a bad signature (forged log lines): the
+        # HTTP server (bot/slack/http.py, bot/slack/guard.py) verifies it before Bolt, and
+        # logs no body; Socket Mode needs none.
+        request_verification_enabled=False,
         token_verification_enabled=False,
         # Listeners finish their (fast, Redis-only) work before the response: no polling
         # for the ack, and nothing is left running after Slack has its answer.
         process_before_response=True,
         raise_error_for_unhandled_request=False,
     )
-    store, queue, directory = deps.store, deps.queue, deps.directory
+    store, queue, directory, limits = deps.store, deps.queue, deps.directory, deps.limits
     access = Access(directory, client)
+    app.middleware(guard.drop_replays(store))
 
     @app.error
     def on_error(error: Exception, body: dict[str, Any]) -> None:
@@ -119,21 +140,13 @@ def build_app(
             user=user,
         )
         try:
-            admission = jobs.admit_check(
-                store, queue, request, text, deps.rate_per_minute, private_ok
-            )
+            admission = jobs.admit_check(store, queue, request, text, limits, private_ok)
         except StoreUnavailable:
             ack(**_ephemeral(STORE_DOWN))
             return
-        if admission.rate_limited:
-            ack(
-                **_ephemeral(
-                    blocks.refusal(
-                        f"you started more than {deps.rate_per_minute} checks this minute; "
-                        "wait a minute and try again"
-                    )
-                )
-            )
+        if admission.rate_limited or admission.busy:
+            reason = "rate_limited" if admission.rate_limited else admission.busy or ""
+            ack(**_ephemeral(limit_refusal(reason, limits)))
             return
         if admission.incident is None:
             ack(
@@ -174,20 +187,22 @@ def build_app(
         except UsageError as exc:
             _private(client, channel, user, blocks.usage_error(str(exc)), thread_ts)
             return
-        _act(client, store, queue, access, incident, parsed, user)
+        _act(client, deps, access, incident, parsed, user)
 
     @app.action("rerun")
     def on_rerun(ack: Any, body: dict[str, Any], client: WebClient) -> None:
         ack()
-        incident = _incident_from_action(body, store)
+        incident = _incident_from_action(body, store, access, client)
         if incident:
-            _act(client, store, queue, access, incident, Recheck(), body["user"]["id"])
+            _act(client, deps, access, incident, Recheck(), body["user"]["id"])
 
     @app.action("probe_endpoint")
     def on_probe_button(ack: Any, body: dict[str, Any], client: WebClient) -> None:
         ack()
-        incident_id = body["actions"][0]["value"].split(":", 1)[0]
-        client.views_open(trigger_id=body["trigger_id"], view=blocks.probe_modal(incident_id))
+        incident = _incident_from_action(body, store, access, client)
+        if incident:
+            view = blocks.probe_modal(incident.id, incident.request.channel)
+            client.views_open(trigger_id=body["trigger_id"], view=view)
 
     @app.view(blocks.PROBE_MODAL_CALLBACK)
     def on_probe_submit(
@@ -200,19 +215,29 @@ def build_app(
             ack(response_action="errors", errors={blocks.PROBE_URL_BLOCK: str(exc)[:150]})
             return
         ack()
+        incident_id, _, channel = str(view.get("private_metadata") or "").partition("|")
+        user = body["user"]["id"]
         try:
-            incident = store.get(view["private_metadata"])
+            incident = store.get(incident_id) if incident_id else None
         except StoreUnavailable:
             return
-        if incident:
-            _act(client, store, queue, access, incident, probe, body["user"]["id"])
+        if incident is None or incident.request.channel != channel:
+            log.warning("probe modal for an incident of another channel: dropped")
+            return
+        if refused := access.refusal(incident.request.alias, channel, user):
+            _private(client, channel, user, blocks.refusal(refused), incident.ts.get("root"))
+            return
+        _act(client, deps, access, incident, probe, user)
 
     @app.action("show_evidence")
     def on_show_evidence(ack: Any, body: dict[str, Any], client: WebClient) -> None:
         ack()
-        incident_id, _, index = body["actions"][0]["value"].partition(":")
+        incident = _incident_from_action(body, store, access, client)
+        if incident is None:
+            return
+        index = body["actions"][0]["value"].partition(":")[2]
         try:
-            reports = store.reports(incident_id)
+            reports = store.reports(incident.id)
         except StoreUnavailable:
             return
         finding = blocks.find_finding(reports, index)
@@ -222,12 +247,8 @@ def build_app(
     @app.action("mark_resolved")
     def on_resolved(ack: Any, body: dict[str, Any], client: WebClient) -> None:
         ack()
-        incident = _incident_from_action(body, store)
+        incident = _incident_from_action(body, store, access, client)
         if incident is None:
-            return
-        user, channel = body["user"]["id"], incident.request.channel
-        if refused := access.refusal(incident.request.alias, channel, user):
-            _private(client, channel, user, blocks.refusal(refused), incident.ts.get("root"))
             return
         store.mark_resolved(incident.id)
         reports = store.reports(incident.id)
@@ -257,31 +278,56 @@ def _private(
     )
 
 
-def _incident_from_action(body: dict[str, Any], store: Store) -> Incident | None:
-    incident_id = body["actions"][0]["value"].split(":", 1)[0]
+def _incident_from_action(
+    body: dict[str, Any], store: Store, access: Access, client: WebClient
+) -> Incident | None:
+    """The incident a button names, only when it belongs to the channel the button was
+    pressed in and the user may use its cluster (the same rule as the slash command)."""
+    incident_id = str(body["actions"][0].get("value") or "").split(":", 1)[0]
+    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
+        "channel_id"
+    )
+    user = (body.get("user") or {}).get("id", "")
     try:
-        return store.get(incident_id)
+        incident = store.get(incident_id) if incident_id else None
     except StoreUnavailable:
         return None
+    if incident is None or incident.request.channel != channel:
+        log.warning("action on an incident of another channel (or none): dropped")
+        return None
+    if refused := access.refusal(incident.request.alias, channel, user):
+        _private(client, channel, user, blocks.refusal(refused), incident.ts.get("root"))
+        return None
+    return incident
 
 
 def _act(
     client: WebClient,
-    store: Store,
-    queue: Queue,
+    deps: AppDeps,
     access: Access,
     incident: Incident,
     command: Recheck | Probe | Snat | Summary | Help,
     user: str,
 ) -> None:
+    store, queue = deps.store, deps.queue
     channel, root = incident.request.channel, incident.ts.get("root")
     if isinstance(command, Help):
         _private(client, channel, user, blocks.help_text(), root)
-    elif isinstance(command, Summary):
-        text = blocks.timeline(jobs.incident_view(incident), store.reports(incident.id))
-        client.chat_postMessage(channel=channel, thread_ts=root, text=text, mrkdwn=True)
     elif refused := access.refusal(incident.request.alias, channel, user):
         _private(client, channel, user, blocks.refusal(refused), root)
+    elif isinstance(command, Summary):
+        try:
+            limited = jobs.admit_run(store, queue, incident, user, deps.limits, None)
+            if limited is None:
+                reports = store.reports(incident.id)
+        except StoreUnavailable:
+            _private(client, channel, user, STORE_DOWN, root)
+            return
+        if limited:
+            _private(client, channel, user, limit_refusal(limited, deps.limits), root)
+            return
+        text = blocks.timeline(jobs.incident_view(incident), reports)
+        client.chat_postMessage(channel=channel, thread_ts=root, text=text, mrkdwn=True)
     else:
         endpoint = command.endpoint.url if isinstance(command, Probe) else None
         target = (
@@ -299,7 +345,11 @@ def _act(
                 return
         mode = "snat" if isinstance(command, Snat) else "all"
         try:
-            run = store.next_run(incident.id)
-            jobs.enqueue_check(queue, incident.id, run, endpoint, mode, private_ok)
+            limited = jobs.admit_run(
+                store, queue, incident, user, deps.limits, (endpoint, mode, private_ok)
+            )
         except StoreUnavailable:
             _private(client, channel, user, STORE_DOWN, root)
+            return
+        if limited:
+            _private(client, channel, user, limit_refusal(limited, deps.limits), root)

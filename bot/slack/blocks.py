@@ -879,14 +879,17 @@ def summary_messages(
 # -- modals ----------------------------------------------------------------------------------
 
 
-def probe_modal(incident_id: str) -> dict[str, Any]:
-    """Ask for one more endpoint to probe from inside the incident's cluster."""
-    if len(incident_id) > MAX_PRIVATE_METADATA:
+def probe_modal(incident_id: str, channel: str) -> dict[str, Any]:
+    """Ask for one more endpoint to probe from inside the incident's cluster. The channel
+    the button was pressed in rides along in `private_metadata`: the submission acts only
+    on an incident of that channel."""
+    metadata = f"{incident_id}|{channel}"
+    if len(metadata) > MAX_PRIVATE_METADATA:
         raise ValueError("incident id longer than private_metadata allows")
     return {
         "type": "modal",
         "callback_id": PROBE_MODAL_CALLBACK,
-        "private_metadata": incident_id,
+        "private_metadata": metadata,
         "title": _plain("Probe an endpoint", MAX_MODAL_TITLE),
         "submit": _plain("Probe", MAX_MODAL_TITLE),
         "close": _plain("Cancel", MAX_MODAL_TITLE),

@@ -6,6 +6,8 @@ thread and each request is short. Slack's signature is verified by Bolt on every
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
@@ -14,8 +16,16 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_sdk.signature import SignatureVerifier
+
+from bot.slack import guard
 
 EVENTS_PATH = "/slack/events"
+log = logging.getLogger(__name__)
+
+
+MAX_THREADS = 32
+BUSY = b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
@@ -24,19 +34,56 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     # and the client's retransmit then costs a whole second.
     request_queue_size = 128
 
+    def server_activate(self) -> None:
+        super().server_activate()
+        # At most MAX_THREADS requests at once: a flood of slow or large requests cannot
+        # take the process's memory or threads; the rest are told 503 at once.
+        self._slots = threading.BoundedSemaphore(MAX_THREADS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.sendall(BUSY)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
 
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # access logs are noise here
         return
 
 
-def wsgi_app(app: App, healthy: Callable[[], bool]) -> Callable[..., Iterable[bytes]]:
+def wsgi_app(
+    app: App, healthy: Callable[[], bool], signing_secret: str
+) -> Callable[..., Iterable[bytes]]:
+    if not signing_secret:
+        raise ValueError("HTTP mode needs the signing secret: every request is verified")
     slack = SlackRequestHandler(app)
+    verifier = SignatureVerifier(signing_secret)
 
     def route(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == EVENTS_PATH:
-            return slack(environ, start_response)
+            body = guard.read_body(environ)
+            if body is None:
+                start_response("413 Content Too Large", [("Content-Type", "text/plain")])
+                return [b"too large"]
+            if not guard.signed(environ, body, verifier):
+                start_response("401 Unauthorized", [("Content-Type", "application/json")])
+                return [b'{"error": "invalid request"}']
+            try:
+                return slack(guard.with_body(environ, body), start_response)
+            except Exception as exc:  # a payload Bolt itself cannot read: no traceback out
+                log.error("Bolt failed on a signed request: %s", type(exc).__name__)
+                start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
+                return [b"error"]
         if path in ("/healthz", "/readyz"):
             ok = healthy() if path == "/readyz" else True
             start_response(
@@ -52,9 +99,20 @@ def wsgi_app(app: App, healthy: Callable[[], bool]) -> Callable[..., Iterable[by
 class HttpServer:
     """The app on host:port (port 0 picks a free one), served from a background thread."""
 
-    def __init__(self, app: App, host: str, port: int, healthy: Callable[[], bool] = lambda: True):
+    def __init__(
+        self,
+        app: App,
+        host: str,
+        port: int,
+        signing_secret: str,
+        healthy: Callable[[], bool] = lambda: True,
+    ):
         self.server = make_server(
-            host, port, wsgi_app(app, healthy), _ThreadingWSGIServer, _QuietHandler
+            host,
+            port,
+            wsgi_app(app, healthy, signing_secret),
+            _ThreadingWSGIServer,
+            _QuietHandler,
         )
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

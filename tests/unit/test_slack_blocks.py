@@ -517,10 +517,10 @@ def test_root_message_says_who_what_and_when() -> None:
 
 
 def test_probe_modal() -> None:
-    payload = B.probe_modal(INCIDENT)
+    payload = B.probe_modal(INCIDENT, "C0INCIDENT1")
     check_view(payload)
     assert payload["callback_id"] == "probe_endpoint_modal" == B.PROBE_MODAL_CALLBACK
-    assert payload["private_metadata"] == INCIDENT
+    assert payload["private_metadata"] == f"{INCIDENT}|C0INCIDENT1"
     (field,) = [b for b in payload["blocks"] if b["type"] == "input"]
     assert field["block_id"] == B.PROBE_URL_BLOCK
     assert field["element"] == {
