@@ -20,7 +20,10 @@ _NUMERIC_LABEL = re.compile(r"^(0[xX][0-9A-Fa-f]*|[0-9]+)$")
 # RFC 3986 leaves `[ ] { }` out of paths and queries (brackets only delimit an IPv6 host);
 # curl would expand them as globs, one probe becoming thousands of requests.
 _GLOB = frozenset("[]{}")
-_SHELL = frozenset("`$;|&<>\"'\\")
+# Never needed in an endpoint, and dangerous wherever a URL might meet a shell. `&`
+# separates query parameters (a SAS URL has several): curl gets the URL as one argv
+# element, and fix commands never quote a URL, so it is accepted.
+_SHELL = frozenset("`$;|<>\"'\\")
 DEFAULT_PORTS = {"https": 443, "http": 80}
 
 

@@ -22,6 +22,7 @@ from bot.destination import DestinationPolicy, judge, probe_rules
 from bot.endpoint import Endpoint
 from bot.evidence import AzureEvidence, Json, KubeEvidence
 from bot.model import ClusterSummary, Finding, Report, Stats
+from bot.redact import redact_url
 from bot.runtime import Runtime
 from handlers import (
     access,
@@ -146,7 +147,7 @@ class Engine:
                 network_plugin=network.get("networkPlugin"),
                 network_plugin_mode=network.get("networkPluginMode"),
             ),
-            endpoint=request.endpoint.url if request.endpoint else None,
+            endpoint=redact_url(request.endpoint.url) if request.endpoint else None,
             egress_ips=egress_ips(ev),
             findings=findings,
             root_cause=root_cause(findings),
@@ -200,7 +201,7 @@ class Engine:
                 "PROBE_REFUSED",
                 f"Refused: {refusal}.",
                 resource=request.cluster_id,
-                evidence={"url": request.endpoint.url if request.endpoint else None},
+                evidence={"url": redact_url(request.endpoint.url) if request.endpoint else None},
                 about_endpoint=True,
             )
             for refusal in kube.refusals

@@ -9,6 +9,7 @@ after its worker was killed completes the thread without repeating it.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from bot.codes import CATALOG
 from bot.collect.azure import ClusterUnreadable
 from bot.config import ClusterConfig
 from bot.destination import PolicyConfig, judge
-from bot.endpoint import parse_endpoint
+from bot.endpoint import Endpoint, parse_endpoint
 from bot.engine import AZURE_STEP_NAMES, CLUSTER_STEP_NAMES, MODES, CheckRequest, Engine
 from bot.model import Finding, Severity
 from bot.redact import redact
@@ -101,6 +102,7 @@ def admit_check(
     text: str,
     limits: Limits,
     private_ok: bool = False,
+    endpoint: Endpoint | None = None,
 ) -> Admission:
     """Admit a new check and queue its job in one transaction and one round trip, which
     is most of what a slash command costs before it can be acked.
@@ -110,7 +112,8 @@ def admit_check(
     """
     incident_id = new_incident_id()
     with guard_redis(), queue.connection.pipeline() as pipe:
-        job = _queue_check(queue, pipe, incident_id, 0, None, "all", private_ok)
+        url = endpoint.url if endpoint else None  # whole: the request keeps it redacted
+        job = _queue_check(queue, pipe, incident_id, 0, url, "all", private_ok)
         admission = store.admit(pipe, incident_id, request, text, limits, queue.key)
         if admission.incident is None:
             job.delete(pipeline=pipe)
@@ -217,10 +220,12 @@ def run_check(
         )
     except ClusterUnreadable as exc:
         f = exc.failure
+        log.warning("incident %s: cannot read the cluster: %s", incident_id, f.message)
         thread.upsert(
             f"{run}:error",
             blocks.error_text(
-                f"cannot read the cluster ({f.status} {f.code}: {f.message})",
+                f"cannot read the cluster ({f.status} {f.code})"
+                + (f": the bot's identity lacks {f.permission}" if f.status == 403 else ""),
                 f"grant {f.permission} on it to the bot's identity"
                 if f.status == 403
                 else "check the cluster's entry in the bot's configuration, then Re-run",
@@ -232,7 +237,9 @@ def run_check(
         if finding.severity in (Severity.ERROR, Severity.WARNING):
             for part, message in enumerate(blocks.finding_messages(finding, incident_id, index)):
                 thread.upsert(f"{run}:reply:{index}:{part}", message)
-    ctx.store.save_report(incident_id, run, report.to_json(), ctx.limits.reports_per_incident)
+    # Redis keeps the report as Slack shows it: without URL secrets or principal ids.
+    saved = json.loads(redact(json.dumps(report.to_json())))
+    ctx.store.save_report(incident_id, run, saved, ctx.limits.reports_per_incident)
     for part, message in enumerate(blocks.summary_messages(report, incident_id)):
         thread.upsert(f"{run}:summary:{part}", message)
     ctx.store.set_status(incident_id, "done")

@@ -10,19 +10,32 @@ for one URL.
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 MASK = "***"
-_URL = re.compile(r"\b(?:https?|telnet)://[^\s<>|\"'`]+", re.IGNORECASE)
+_URL = re.compile(r"\b(?:https?|telnet)://[^\s<>|\"'`\\]+", re.IGNORECASE)
 # A path segment that looks like a credential: long, and mixing letters and digits
 # (a Slack webhook's last segment, a SAS-signed path, an API key in the path).
 _TOKEN_SEGMENT = re.compile(r"^(?=[^/]*[0-9])(?=[^/]*[A-Za-z])[A-Za-z0-9_~.%+=-]{16,}$")
+# Query parameters that carry credentials: OAuth codes and tokens, SAS signatures (`sig`),
+# API keys, passwords. Others (`?page=2`) are kept: they are what the user asked about.
+_SECRET_PARAM = re.compile(
+    r"(?i)^(code|sig|signature|[a-z_]*token|[a-z_]*secret|[a-z_]*key|apikey|password|pwd|"
+    r"pass|auth|authorization|credentials?|session|sid|x-amz-[a-z-]+)$"
+)
 _SLACK_TOKEN = re.compile(r"\bx(?:ox[abposre]|app)-[A-Za-z0-9-]+")
+# Azure's 403 text names the caller: "The client '<guid>' with object id '<guid>' does not
+# have authorization…". Which permission is missing is useful in a channel; who lacks it
+# belongs in the logs only.
+_PRINCIPAL = re.compile(
+    r"(?i)\b(client|object id|objectid|principal id|principal|app id|appid|application)"
+    r"(\s+(?:id\s+)?)'?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'?"
+)
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+")
 
 
 def redact_url(url: str) -> str:
-    """The URL with userinfo, every query value and token-like path segments masked."""
+    """The URL with userinfo, credential query values and token-like path segments masked."""
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -34,13 +47,20 @@ def redact_url(url: str) -> str:
         netloc = f"{MASK}@{netloc}"
     path = "/".join(MASK if _TOKEN_SEGMENT.match(s) else s for s in parts.path.split("/"))
     query = "&".join(
-        f"{p.partition('=')[0]}={MASK}" if "=" in p else MASK for p in parts.query.split("&") if p
+        f"{p.partition('=')[0]}={MASK}" if _secret_param(p.partition("=")[0]) else p
+        for p in parts.query.split("&")
     )
     return urlunsplit((parts.scheme, netloc, path, query, ""))
+
+
+def _secret_param(name: str) -> bool:
+    # `&amp;` is how Slack's text escapes a query's `&`: the name follows it.
+    return bool(_SECRET_PARAM.match(unquote(name).removeprefix("amp;")))
 
 
 def redact(text: str) -> str:
     """Any text (a log line, a message, an error) with URL secrets and tokens masked."""
     text = _URL.sub(lambda m: redact_url(m.group(0)), text)
     text = _SLACK_TOKEN.sub(MASK, text)
+    text = _PRINCIPAL.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
     return _BEARER.sub(lambda m: m.group(1) + MASK, text)

@@ -48,6 +48,7 @@ from bot.evidence import (
     outbound_frontends,
     v4_networks,
 )
+from bot.redact import redact_url
 
 # operation name -> the Azure RBAC action it needs (the deploy role is built from this).
 READS: dict[str, str] = {
@@ -364,7 +365,7 @@ class _Run:
             return None
         ep = self.endpoint
         return Destination(
-            label=ep.url,
+            label=redact_url(ep.url),  # findings quote it: no URL secrets
             fqdn=None if ep.is_ip else ep.host,
             addresses=tuple(self.resolver.resolve(ep.host)),
             port=ep.port,

@@ -19,6 +19,7 @@ from bot import jobs
 from bot.directory import Directory
 from bot.endpoint import parse_endpoint
 from bot.model import Report
+from bot.redact import redact, redact_url
 from bot.slack import blocks, guard
 from bot.slack.access import Access
 from bot.slack.commands import (
@@ -91,7 +92,9 @@ def build_app(
     @app.error
     def on_error(error: Exception, body: dict[str, Any]) -> None:
         """Logged for the operators; the user never sees a stack trace."""
-        log.error("listener failed on a %s request: %r", body.get("type", "slash"), error)
+        log.error(
+            "listener failed on a %s request: %s", body.get("type", "slash"), redact(repr(error))
+        )
 
     @app.middleware
     def drop_retries(body: dict[str, Any], next: Any) -> BoltResponse | None:
@@ -134,13 +137,17 @@ def build_app(
         request = Request(
             alias=parsed.alias,
             cluster_id=directory.clusters[parsed.alias],
-            endpoint=parsed.endpoint.url if parsed.endpoint else None,
+            # Redis, messages and reports keep the URL without its secrets; only the
+            # probe's job gets it whole.
+            endpoint=redact_url(parsed.endpoint.url) if parsed.endpoint else None,
             pod=parsed.pod,
             channel=channel,
             user=user,
         )
         try:
-            admission = jobs.admit_check(store, queue, request, text, limits, private_ok)
+            admission = jobs.admit_check(
+                store, queue, request, text, limits, private_ok, parsed.endpoint
+            )
         except StoreUnavailable:
             ack(**_ephemeral(STORE_DOWN))
             return
@@ -327,7 +334,7 @@ def _act(
             _private(client, channel, user, limit_refusal(limited, deps.limits), root)
             return
         text = blocks.timeline(jobs.incident_view(incident), reports)
-        client.chat_postMessage(channel=channel, thread_ts=root, text=text, mrkdwn=True)
+        client.chat_postMessage(channel=channel, thread_ts=root, text=redact(text), mrkdwn=True)
     else:
         endpoint = command.endpoint.url if isinstance(command, Probe) else None
         target = (

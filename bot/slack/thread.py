@@ -9,10 +9,12 @@ between posting and remembering) and updates it instead of posting it again.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from slack_sdk import WebClient
 
+from bot.redact import redact
 from bot.store import Incident, Store
 
 EVENT_TYPE = "aks_egress_message"
@@ -56,7 +58,10 @@ class Thread:
         ts = self.store.message_ts(self.incident.id, name)
         if ts is None and self.incident.status == "running" and in_thread:
             ts = self._from_thread(name)
-        fields = {"text": message["text"], "blocks": message.get("blocks")}
+        # Whatever a message quotes (a URL, Azure's error text) leaves without secrets.
+        fields = json.loads(
+            redact(json.dumps({"text": message["text"], "blocks": message.get("blocks")}))
+        )
         if ts:
             self.client.chat_update(channel=self.channel, ts=ts, **fields)
             return ts

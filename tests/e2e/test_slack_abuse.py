@@ -161,3 +161,41 @@ def test_the_slash_command_refuses_the_metadata_service(bot):
     status, body = bot.slash("check payments-prod https://10.1.2.3", user="U0S1")
     assert "allowPrivatePrefixes" in body
     assert json.loads(body)["response_type"] == "ephemeral"
+
+
+def test_url_secrets_stay_in_the_probes_argument_list_only(bot):
+    secret = "S3CR3TSIG4242"
+    url = f"https://api.contoso.com/v1/report?sv=2022&sig={secret}"
+    assert bot.slash(f"check payments-prod {url}", user="U0SECRET01")[0] == 200
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(
+        secret not in json.dumps(m) and "sig=***" in json.dumps(m)
+        for m in bot.sandbox.slack.messages(CHANNEL)
+    ):
+        time.sleep(0.1)
+    incident = next(
+        k.split(":")[-1]
+        for k in bot.store.redis.keys("aks-egress:incident:*")
+        if k.count(":") == 2 and "sig=***" in (bot.store.redis.hget(k, "request") or "")
+    )
+    deadline = time.monotonic() + 60
+    while bot.store.get(incident).status not in ("done", "failed") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    # the probe pod ran curl with the whole URL, and annotated it without the secret
+    created = [c.body for c in bot.sandbox.calls("k8s") if c.method == "POST" and "/pods" in c.path]
+    assert any(secret in json.dumps(pod["spec"]) for pod in created)
+    assert all(secret not in json.dumps(pod["metadata"]) for pod in created)
+    # …and nowhere else: Slack, Redis (incident, reports), the job's description
+    everything = json.dumps(bot.sandbox.slack.messages(CHANNEL, replies=True))
+    everything += json.dumps([bot.sandbox.slack.thread(CHANNEL, m["ts"]) for m in bot.roots()])
+    for key in bot.store.redis.keys("aks-egress:*"):
+        kind = bot.store.redis.type(key)
+        if kind == "hash":
+            everything += json.dumps(bot.store.redis.hgetall(key))
+        elif kind == "string":
+            everything += bot.store.redis.get(key) or ""
+    job = bot.queue.fetch_job(f"{incident}-0")
+    everything += job.description if job else ""
+    where = everything.find(secret)
+    assert where < 0, everything[max(0, where - 300) : where + 50]
+    assert "sig=***" in everything
