@@ -43,7 +43,11 @@ def signed(environ: dict[str, Any], body: bytes, verifier: SignatureVerifier) ->
     """Slack's signature over this body, within Slack's five minutes."""
     timestamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", "0")
     signature = environ.get("HTTP_X_SLACK_SIGNATURE", "")
-    if verifier.is_valid(body, timestamp, signature):
+    try:
+        text = body.decode("utf-8")  # Slack signs text; the verifier would raise on bytes
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and verifier.is_valid(text, timestamp, signature):
         return True
     log.warning("refused a request with a bad or stale signature (%d bytes)", len(body))
     return False
