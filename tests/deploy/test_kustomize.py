@@ -517,3 +517,32 @@ def test_the_readmes_overlay_renders_with_your_registry_map_and_identity(tmp_pat
     assert mounted == {clusters["metadata"]["name"]}, "pods mount the replaced cluster map"
     for o in objects:
         kubernetes_validate.validate(o, K8S_VERSIONS[-1], strict=True)
+
+
+def test_the_probe_namespace_denies_the_always_denied_ranges_and_is_bounded():
+    from bot.destination import ALWAYS_DENIED
+
+    objects = render("access")
+    policy = one(objects, "NetworkPolicy", "aks-egress-probes-egress")
+    assert policy["metadata"]["namespace"] == "aks-egress-probes"
+    blocks = [
+        p["ipBlock"] for rule in policy["spec"]["egress"] for p in rule["to"] if "ipBlock" in p
+    ]
+    (block,) = blocks
+    must = {"169.254.0.0/16", "168.63.129.16/32", "127.0.0.0/8", "0.0.0.0/8"}
+    assert must <= set(block["except"]) and must <= {str(n) for n, _ in ALWAYS_DENIED}
+    quota = one(objects, "ResourceQuota", "aks-egress-probes")["spec"]["hard"]
+    assert {"pods", "limits.cpu", "limits.memory"} <= set(quota)
+    limits = one(objects, "LimitRange", "aks-egress-probes")["spec"]["limits"][0]
+    probe = probe_pod("https://example.com", None, "run", ProbeSettings(), [])
+    resources = probe["spec"]["containers"][0]["resources"]
+    mebibytes = {
+        k: int(v["memory"].removesuffix("Mi"))
+        for k, v in (("probe", resources["limits"]), ("max", limits["max"]))
+    }
+    assert mebibytes["probe"] <= mebibytes["max"]
+    cilium = yaml.safe_load(
+        (KUBE / "components" / "cilium-probe-egress" / "probe-egress.yaml").read_text()
+    )
+    assert must <= set(cilium["spec"]["egressDeny"][0]["toCIDR"])
+    assert "AKS enforces NetworkPolicies only" in (ROOT / "deploy" / "README.md").read_text()
