@@ -46,9 +46,30 @@ def test_channels_and_user_groups_reach_the_directory(tmp_path):
         ("summaries:\n  C1: {time: '25:00'}\n", "is not HH:MM"),
         ("summaries:\n  C1: {timezone: Mars/Olympus}\n", "unknown 'Mars/Olympus'"),
         ("clusters: [unclosed\n", "cannot read the configuration"),
+        (f"clusters:\n  prod:\n{CLUSTER}    allowPrivatePrefixes: [10.0.0/33]\n", "IPv4 prefix"),
+        (f"clusters:\n  prod:\n{CLUSTER}    allowPrivateUserGroups: [sre]\n", "user group ID"),
+        (f"clusters:\n  prod:\n{CLUSTER}    telnetPorts: [5432, 99999]\n", "port numbers"),
     ],
 )
 def test_mistakes_name_the_key_and_what_to_do(tmp_path, text, message):
     with pytest.raises(ConfigError) as error:
         load(tmp_path, text)
     assert message in str(error.value) and "aks-egress.yaml" in str(error.value)
+
+
+def test_the_destination_policy_and_pod_namespaces_reach_the_directory(tmp_path):
+    config = load(
+        tmp_path,
+        f"clusters:\n  prod:\n{CLUSTER}    allowPrivatePrefixes: [10.50.0.0/16]\n"
+        "    allowPrivateUserGroups: [S0NET0001]\n    telnetPorts: [5432]\n"
+        "    podNamespaces: [payments]\n"
+        f"  dev:\n{CLUSTER}",
+    )
+    directory = Directory.from_config(config)
+    policy = directory.policy("prod")
+    assert [str(p) for p in policy.allow_private] == ["10.50.0.0/16"]
+    assert policy.allow_private_user_groups == ("S0NET0001",)
+    assert policy.telnet_ports == frozenset({5432})
+    assert directory.pod_refusal("prod", "payments/api-1") is None
+    assert "podNamespaces" in (directory.pod_refusal("prod", "kube-system/x") or "")
+    assert directory.pod_refusal("dev", "payments/api-1"), "none listed: --pod refused"
