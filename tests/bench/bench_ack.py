@@ -105,6 +105,8 @@ def main() -> None:
             "SLACK_API_URL": sandbox.slack_url,
             "REDIS_URL": redis_server.url,
             "AKS_EGRESS_RATE_PER_MINUTE": "10000",
+            "AKS_EGRESS_CLUSTER_RATE_PER_MINUTE": "100000",
+            "AKS_EGRESS_QUEUE_MAX": "100000",
             "AKS_EGRESS_CONFIG": "/nonexistent.yaml",
         }
         serve = [sys.executable, "-m", "bot.cli", "serve", "--http", "--port", str(ours_port)]
