@@ -90,7 +90,7 @@ def passed_step(title: str) -> RenderableType:
     return Group(line, Text(""))
 
 
-def render(report: Report) -> RenderableType:
+def render(report: Report, verbose: bool = False) -> RenderableType:
     blocks: list[RenderableType] = [header(report)]
     for name, title in STEPS:
         findings = [f for f in report.findings if CATALOG[f.code].step == name]
