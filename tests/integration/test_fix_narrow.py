@@ -1,0 +1,63 @@
+"""Fixes a security team accepts: the narrowest documented destination, the deny kept.
+
+Destinations follow Microsoft's "Outbound network and FQDN rules for Azure Kubernetes
+Service (AKS) clusters" (https://learn.microsoft.com/azure/aks/outbound-rules-control-egress).
+"""
+
+from __future__ import annotations
+
+import re
+
+from tests.conftest import WORLDS
+from tests.fix_policy import broad_rules
+
+
+def _fix(report: dict, code: str) -> list[str]:
+    (found,) = [f for f in report["findings"] if f["code"] == code]
+    return found["fix"]
+
+
+def _priority(line: str) -> int:
+    return int(re.search(r"--(?:collection-)?priority (\d+)", line).group(1))
+
+
+def test_required_egress_allows_service_tags_not_internet(run_check):
+    code, report = run_check(
+        "payments-prod",
+        "--endpoint",
+        "https://api.contoso.com",
+        "--world",
+        str(WORLDS / "nsg-subnet-deny.yaml"),
+    )
+    assert code == 0
+    fix = _fix(report, "NSG_REQUIRED_EGRESS_DENY")
+    creates = [c for c in fix if " rule create " in c]
+    tagged = next(c for c in creates if "AzureResourceManager" in c)
+    for tag in ("AzureActiveDirectory", "MicrosoftContainerRegistry", "AzureFrontDoor.FirstParty"):
+        assert tag in tagged
+    assert "Internet" not in tagged and "--destination-port-ranges 443" in tagged
+    # What it opens beyond the flow is said, next to the rule.
+    assert fix[fix.index(tagged) - 1].startswith("# opens Tcp 443 to AzureResourceManager (")
+    # Only the names without a tag or address are left to a broad rule, which says so.
+    ((_, why),) = broad_rules(fix)
+    assert "packages.microsoft.com" in why and "management.azure.com" not in why
+    # The deny is kept (moved, never deleted) and every allow comes before it.
+    assert not any(" delete " in c for c in fix)
+    (moved,) = [c for c in fix if " rule update " in c and "DenyInternetHttpsOutbound" in c]
+    assert all(_priority(c) < _priority(moved) for c in creates)
+
+
+def test_firewall_allow_goes_just_before_the_matching_deny(run_check):
+    code, report = run_check(
+        "studio-prod",
+        "--endpoint",
+        "https://upload.wetransfer.com",
+        "--world",
+        str(WORLDS / "own" / "udr-firewall-deny-group-before-allow.yaml"),
+    )
+    assert code == 0
+    fix = _fix(report, "FIREWALL_ENDPOINT_BLOCKED")
+    (command,) = [c for c in fix if not c.startswith("#")]
+    assert "--rcg-name rcg-security-baseline" in command  # the deny's own group
+    assert _priority(command) == 399  # the deny collection is at 400 and stays
+    assert "--target-fqdns upload.wetransfer.com" in command
