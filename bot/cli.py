@@ -169,7 +169,11 @@ def cmd_snat_summary(args: argparse.Namespace) -> int:
                 store = services.store(settings)
                 day = now.date().isoformat()
                 data = summary.with_trend(data, store, day)
-                ts = summary.post(services.slack_client(settings), store, args.channel, day, data)
+                zone = next(
+                    (s.timezone for s in config.summaries if s.channel == args.channel), "UTC"
+                )
+                client = services.slack_client(settings)
+                ts = summary.post(client, store, args.channel, day, data, zone)
                 Console(stderr=True).print(
                     f"posted to {args.channel} (ts {ts})"
                     if ts
