@@ -61,3 +61,20 @@ def test_firewall_allow_goes_just_before_the_matching_deny(run_check):
     assert "--rcg-name rcg-security-baseline" in command  # the deny's own group
     assert _priority(command) == 399  # the deny collection is at 400 and stays
     assert "--target-fqdns upload.wetransfer.com" in command
+
+
+def test_a_blackhole_route_stays_and_only_the_endpoint_gets_through(run_check):
+    code, report = run_check(
+        "orders-prod",
+        "--endpoint",
+        "https://edi.northwind-traders.com",
+        "--world",
+        str(WORLDS / "own" / "udr-endpoint-route-blackhole.yaml"),
+    )
+    assert code == 0
+    fix = _fix(report, "ROUTE_BLACKHOLE")
+    assert not any(" delete " in c for c in fix)
+    (command,) = [c for c in fix if not c.startswith("#")]
+    # The /32 takes the path the packet would take without the blackhole: the firewall.
+    assert "--address-prefix 51.124.78.20/32 --next-hop-type VirtualAppliance" in command
+    assert "--next-hop-ip-address 10.200.0.4" in command
