@@ -8,6 +8,8 @@ that none does. Any other appliance is opaque to ARM, which is said rather than 
 
 from __future__ import annotations
 
+import re
+
 from bot import armid
 from bot.codes import finding
 from bot.evidence import AzureEvidence, Destination, Json
@@ -242,20 +244,43 @@ def _allow_fix(
         return commands
     fid = armid.ArmId.parse(fw["id"])
     if web:
+        priority = _classic_priority(fw, "applicationRuleCollections", decision, commands)
         commands.append(
             f"az network firewall application-rule create --resource-group {fid.resource_group} "
-            f"--firewall-name {fid.name} --collection-name {name} --name {name} --priority 200 "
+            f"--firewall-name {fid.name} --collection-name {name} --name {name} "
+            f"--priority {priority} "
             f"--action Allow --source-addresses {source} --protocols {protocols} {target}"
         )
     for d in other:
+        priority = _classic_priority(fw, "networkRuleCollections", decision, commands)
         commands.append(
             f"az network firewall network-rule create --resource-group {fid.resource_group} "
             f"--firewall-name {fid.name} --collection-name {name}-{d.port} --name {name} "
-            f"--priority 210 --action Allow --source-addresses {source} "
+            f"--priority {priority} --action Allow --source-addresses {source} "
             f"--protocols {d.nsg_protocol.upper()} {_network_destination(d, region)} "
             f"--destination-ports {d.port}"
         )
     return commands
+
+
+def _classic_priority(fw: Json, kind: str, decision: FirewallDecision, commands: list[str]) -> int:
+    """A free collection priority of this kind: just before the deny collection that
+    matched (noted in `commands`, the deny stays), else after every existing one."""
+    collections = (fw.get("properties") or {}).get(kind) or []
+    used = {int((c.get("properties") or {}).get("priority") or 0) for c in collections}
+    used |= {int(p) for c in commands for p in re.findall(r"--priority (\d+)", c)}
+    denied_here = (
+        decision.kind != "default-deny"
+        and decision.priority_path
+        and any(c.get("name") == decision.collection_name for c in collections)
+    )
+    if denied_here:
+        deny = decision.priority_path[-1]
+        note = f"# just before {decision.collection_name} (priority {deny}), which stays as it is"
+        if note not in commands:
+            commands.append(note)
+        return next((p for p in range(deny - 1, 99, -1) if p not in used), deny)
+    return next(p for p in range(max(used, default=100) + 100, 65001) if p not in used)
 
 
 def _network_destination(d: Destination, region: str) -> str:

@@ -7,6 +7,7 @@ Service (AKS) clusters" (https://learn.microsoft.com/azure/aks/outbound-rules-co
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from tests.conftest import WORLDS
 from tests.fix_policy import broad_rules
@@ -78,3 +79,34 @@ def test_a_blackhole_route_stays_and_only_the_endpoint_gets_through(run_check):
     # The /32 takes the path the packet would take without the blackhole: the firewall.
     assert "--address-prefix 51.124.78.20/32 --next-hop-type VirtualAppliance" in command
     assert "--next-hop-ip-address 10.200.0.4" in command
+
+
+def test_classic_firewall_allow_goes_before_the_deny_collection_and_keeps_it():
+    from handlers.firewall import _classic_priority
+    from handlers.firewall_rules import FirewallDecision
+
+    fw = {
+        "properties": {
+            "applicationRuleCollections": [
+                {
+                    "name": "deny-uploads",
+                    "properties": {"priority": 300, "action": {"type": "Deny"}},
+                },
+                {"name": "allow-aks", "properties": {"priority": 299}},
+            ]
+        }
+    }
+    deny = FirewallDecision(
+        allowed=False,
+        kind="application",
+        rule_name="uploads",
+        collection_name="deny-uploads",
+        collection_group=None,
+        action="Deny",
+        priority_path=(300,),
+    )
+    commands: list[str] = []
+    assert _classic_priority(fw, "applicationRuleCollections", deny, commands) == 298
+    assert commands == ["# just before deny-uploads (priority 300), which stays as it is"]
+    default = replace(deny, kind="default-deny", collection_name=None, priority_path=())
+    assert _classic_priority(fw, "applicationRuleCollections", default, []) == 400
