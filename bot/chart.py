@@ -198,7 +198,7 @@ def render(chart: ChartSpec) -> bytes:
             )
         ax.set_ylim(0, top)
         ax.set_ylabel("% of allocated ports")
-        ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=zone))
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=zone))  # type: ignore[no-untyped-call]
         ax.set_xlabel(f"time ({chart.timezone})")
         ax.grid(axis="y", alpha=0.3)
         ax.legend(loc="upper left", fontsize="x-small")

@@ -31,7 +31,7 @@ STYLES = {
 }
 INDENT = 4
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(])")
-EMPTY = (None, "", [], {})
+EMPTY: tuple[object, ...] = (None, "", [], {})
 # ARM bookkeeping that says nothing about the finding.
 NOISE = {"etag", "type", "provisioningState", "id"}
 
@@ -219,9 +219,8 @@ def finding_block(f: Finding, verbose: bool = False) -> RenderableType:
         parts.append(_indented(Text(lead + (f" {rest}" if verbose and rest else ""))))
     if verbose and f.evidence:
         parts.append(_indented(evidence_block(f.evidence)))
-        ids = list(
-            dict.fromkeys([*([f.resource] if _is_id(f.resource) else []), *_ids(f.evidence)])
-        )
+        own = [f.resource] if f.resource and _is_id(f.resource) else []
+        ids = list(dict.fromkeys([*own, *_ids(f.evidence)]))
         if ids:
             listing = [
                 Group(Text(short_id(rid)), Padding(full_id(rid), (0, 0, 0, 2))) for rid in ids
