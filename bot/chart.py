@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from bot.evidence import Json
 
 THRESHOLDS = (75.0, 100.0)
+NO_DATA = "no SNAT ports measured: no load-balancer or NAT-gateway egress with metrics"
 COLORS = ("#d62728", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 
 
@@ -61,6 +62,7 @@ class ChartSpec:
     timezone: str
     panels: tuple[Panel, ...]
     thresholds: tuple[float, ...] = field(default=THRESHOLDS)
+    notes: tuple[str, ...] = ()  # clusters without a panel, and why
 
 
 def _time(stamp: str, zone: ZoneInfo) -> datetime:
@@ -101,7 +103,7 @@ def _panel(cluster: Json, zone: ZoneInfo) -> Panel:
             )
         )
     if not lines:
-        return Panel(alias, f"{alias}: no SNAT data", None, message="no SNAT metrics today")
+        return Panel(alias, f"{alias}: no SNAT data", None, message=NO_DATA)
     rest = cluster.get("otherNodes") or []
     band = (
         Band(
@@ -128,12 +130,17 @@ def _panel(cluster: Json, zone: ZoneInfo) -> Panel:
 def spec(summary: Json, timezone: str = "UTC") -> ChartSpec:
     """What the chart shows, from the summary `bot.summary.build` made."""
     zone = ZoneInfo(timezone)
-    panels = tuple(_panel(c, zone) for c in summary.get("clusters") or [])
+    every = [_panel(c, zone) for c in summary.get("clusters") or []]
+    # Worst first, as the message lists them; clusters with nothing to draw are one line
+    # under the figure rather than an empty panel each.
+    drawn = sorted((p for p in every if not p.message), key=lambda p: -(p.peak or 0.0))
+    notes = tuple(f"{p.alias}: {p.message}" for p in every if p.message)
     return ChartSpec(
         title="SNAT ports used, as a share of each node's own allocation (NAT gateway: of its "
         f"ports), last 24 hours, {timezone}",
         timezone=timezone,
-        panels=panels or (Panel("", "no clusters", None, message="no clusters"),),
+        panels=tuple(drawn) or (Panel("", "nothing to draw", None, message="no SNAT data"),),
+        notes=notes,
     )
 
 
@@ -148,9 +155,9 @@ def render(chart: ChartSpec) -> bytes:
     count = len(chart.panels)
     cols = 1 if count == 1 else 2
     rows = math.ceil(count / cols)
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(8 if cols == 1 else 13, 3.2 * rows + 0.6), squeeze=False
-    )
+    notes_height = 0.18 * len(chart.notes) + (0.15 if chart.notes else 0.0)  # inches
+    height = 3.2 * rows + 0.6 + notes_height
+    fig, axes = plt.subplots(rows, cols, figsize=(8 if cols == 1 else 13, height), squeeze=False)
     zone = ZoneInfo(chart.timezone)
     top = max([110.0, *((p.peak or 0) + 10 for p in chart.panels)])
     for ax, panel in zip(axes.flat, chart.panels, strict=False):
@@ -205,7 +212,9 @@ def render(chart: ChartSpec) -> bytes:
     for ax in list(axes.flat)[count:]:
         ax.set_axis_off()
     fig.suptitle(chart.title, fontsize="large")
-    fig.tight_layout()
+    if chart.notes:
+        fig.text(0.01, 0.005, "\n".join(chart.notes), fontsize="small", va="bottom")
+    fig.tight_layout(rect=(0, notes_height / height, 1, 1))
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)

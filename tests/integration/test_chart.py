@@ -67,6 +67,6 @@ def test_failed_connections_are_marked_on_their_node_at_their_time():
 def test_several_clusters_share_one_figure(snat_high):
     two = {"clusters": [*snat_high["clusters"], {"alias": "canary", "error": "cannot read"}]}
     spec = chart.spec(two, "UTC")
-    assert [p.alias for p in spec.panels] == ["shop-prod", "canary"]
-    assert spec.panels[1].message == "cannot read" and spec.panels[1].peak is None
+    assert [p.alias for p in spec.panels] == ["shop-prod"]
+    assert spec.notes == ("canary: cannot read",)
     assert chart.render(spec).startswith(PNG)
