@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -95,13 +96,16 @@ def _panel(cluster: Json, zone: ZoneInfo) -> Panel:
     if nat:
         # A NAT gateway: its ports are shared by the whole subnet, not allocated per node.
         points = [p for p in cluster["series"] if p.get("allocated")]
-        lines.append(
-            Line(
-                "NAT gateway connections",
-                tuple(_time(p["timeStamp"], zone) for p in points),
-                tuple(round((p.get("used") or 0) / p["allocated"] * 100, 1) for p in points),
-            )
+        line = Line(
+            "NAT gateway connections",
+            tuple(_time(p["timeStamp"], zone) for p in points),
+            tuple(round((p.get("used") or 0) / p["allocated"] * 100, 1) for p in points),
         )
+        lines.append(line)
+        at = dict(zip(line.times, line.percents, strict=True))
+        for f in cluster.get("failedAt") or []:
+            when = _time(f["timeStamp"], zone)
+            failures.append(Failure(line.label, when, at.get(when, 100.0), f["count"]))
     if not lines:
         return Panel(alias, f"{alias}: no SNAT data", None, message=NO_DATA)
     rest = cluster.get("otherNodes") or []
@@ -211,7 +215,7 @@ def render(chart: ChartSpec) -> bytes:
         ax.legend(loc="upper left", fontsize="x-small")
     for ax in list(axes.flat)[count:]:
         ax.set_axis_off()
-    fig.suptitle(chart.title, fontsize="large")
+    fig.suptitle(textwrap.fill(chart.title, 70 if cols == 1 else 120), fontsize="large")
     if chart.notes:
         fig.text(0.01, 0.005, "\n".join(chart.notes), fontsize="small", va="bottom")
     fig.tight_layout(rect=(0, notes_height / height, 1, 1))

@@ -951,6 +951,10 @@ def summarize(ev: AzureEvidence, kube: KubeEvidence | None) -> Json:
         for v in measured:
             for stamp, value in v.connections.items():
                 timeline[stamp] += value
+        failed_at: dict[str, float] = defaultdict(float)
+        for v in measured:
+            for stamp, value in v.state("failed").items():
+                failed_at[stamp] += value
         peak = max(timeline.values(), default=0.0)
         summary.update(
             peakUsedPct=round(peak / ports * 100, 1) if ports else None,
@@ -958,6 +962,9 @@ def summarize(ev: AzureEvidence, kube: KubeEvidence | None) -> Json:
             series=[
                 {"timeStamp": t, "used": _num(v), "allocated": ports}
                 for t, v in sorted(timeline.items())
+            ],
+            failedAt=[
+                {"timeStamp": t, "count": _num(c)} for t, c in sorted(failed_at.items()) if c
             ],
         )
     return summary

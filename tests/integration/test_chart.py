@@ -70,3 +70,13 @@ def test_several_clusters_share_one_figure(snat_high):
     assert [p.alias for p in spec.panels] == ["shop-prod"]
     assert spec.notes == ("canary: cannot read",)
     assert chart.render(spec).startswith(PNG)
+
+
+def test_a_nat_gateway_is_one_line_of_its_shared_ports_with_its_failures():
+    data = summary_of("natgw-managed-snat-failed.yaml")
+    (panel,) = chart.spec(data, "Europe/Dublin").panels
+    (line,) = panel.lines
+    assert "NAT gateway's ports" in panel.title and "2,137 failed" in panel.title
+    assert sum(f.count for f in panel.failures) == data["clusters"][0]["failedConnections"]
+    on_line = dict(zip(line.times, line.percents, strict=True))
+    assert all(on_line[f.time] == f.percent for f in panel.failures)
