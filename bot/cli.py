@@ -95,7 +95,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
         from bot.render import terminal
 
-        Console().print(terminal.render(report, verbose=args.verbose))
+        # crop=False: a token wider than the terminal (a long id in a fix) is left whole for
+        # the terminal to wrap, never cut (the renderer breaks lines only between tokens).
+        Console().print(terminal.render(report, verbose=args.verbose), crop=False)
     return 0
 
 

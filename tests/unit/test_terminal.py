@@ -21,7 +21,7 @@ ARM_ID = re.compile(r"/subscriptions/[^\s'\"]+", re.IGNORECASE)
 
 def render(report: Report, verbose: bool = False, width: int = 120) -> str:
     console = Console(record=True, width=width, color_system=None)
-    console.print(terminal.render(report, verbose=verbose))
+    console.print(terminal.render(report, verbose=verbose), crop=False)
     return console.export_text()
 
 
@@ -104,3 +104,11 @@ def test_ids_are_shortened_to_names():
     )
     assert terminal.short_id(rid) == "deny-all"
     assert terminal.short_id("https://api.contoso.com") == "https://api.contoso.com"
+
+
+def test_a_token_wider_than_the_terminal_is_left_whole():
+    long_id = "/subscriptions/0/resourceGroups/" + "r" * 80 + "/providers/X/y/z"
+    console = Console(record=True, width=40, color_system=None)
+    console.print(terminal.command(f"az x --ids {long_id} --flag 1"), crop=False)
+    text = console.export_text()
+    assert long_id in text and text.splitlines()[0] == "az x --ids \\"
