@@ -217,6 +217,10 @@ def _allow_fix(
             "# opens the AzureKubernetesService FQDN tag (the FQDNs AKS documents: MCR, Azure "
             "Resource Manager, Entra ID sign-in, packages) to the node subnet only"
         )
+    elif web:
+        commands.append(f"# opens {protocols} to {fqdns} only, from {source} only")
+    for d in other:
+        commands.append(f"# opens {d.nsg_protocol.upper()} {d.port} to {_opens(d, region)}")
     if policy:
         policy, group, priority, note = _placement(ev, policy, source, decision)
         commands.extend(note)
@@ -292,6 +296,15 @@ def _network_destination(d: Destination, region: str) -> str:
     if d.fqdn and "*" not in d.fqdn:
         return f"--destination-fqdns {d.fqdn}"
     return "--destination-addresses " + " ".join(nsg_destination(d, None, region).prefixes)
+
+
+def _opens(d: Destination, region: str) -> str:
+    """What a network rule's destination lets through, in words."""
+    if d.addresses:
+        return " ".join(str(a) for a in d.addresses) + " only"
+    if d.fqdn and "*" not in d.fqdn:
+        return f"the addresses {d.fqdn} resolves to (the firewall's DNS proxy must be on)"
+    return nsg_destination(d, None, region).opens
 
 
 def _placement(
