@@ -50,6 +50,21 @@ def outbound_frontends(lb: Json | None) -> list[Json]:
     ]
 
 
+def firewall_private_ips(fw: Json) -> set[str]:
+    """The private IPs a route's next hop names an Azure Firewall by: its IP configurations'
+    and, for a Virtual WAN secured hub's firewall, `hubIPAddresses.privateIPAddress`
+    (https://learn.microsoft.com/en-us/javascript/api/@azure/arm-network/hubipaddresses).
+    The collector (which firewalls to wait for) and the handlers (which firewall owns a
+    hop) must agree on this, so it is said once."""
+    props = fw.get("properties") or {}
+    ips = {
+        (c.get("properties") or {}).get("privateIPAddress")
+        for c in props.get("ipConfigurations") or []
+    }
+    ips.add((props.get("hubIPAddresses") or {}).get("privateIPAddress"))
+    return {ip for ip in ips if ip}
+
+
 @dataclass(frozen=True)
 class Destination:
     """One flow to test along the path: the user's endpoint or an address AKS requires."""
@@ -141,6 +156,8 @@ class AzureEvidence:
     nsgs: dict[str, Json] = field(default_factory=dict)
     vmss: list[Json] = field(default_factory=list)
     firewalls: list[Json] = field(default_factory=list)
+    # Policy id key -> its rule collection groups. A policy that is absent was not read
+    # (failed: see `failures`): never "no rules".
     rule_collection_groups: dict[str, list[Json]] = field(default_factory=dict)
     firewall_policies: dict[str, Json] = field(default_factory=dict)
     public_ips: dict[str, Json] = field(default_factory=dict)
@@ -270,3 +287,20 @@ class KubeEvidence:
     target_pod_body: Json | None = None  # None with target_pod set: no such pod
     probes: list[ProbeRun] = field(default_factory=list)
     partial: list[str] = field(default_factory=list)  # reads refused; their checks skipped
+
+
+@dataclass(frozen=True)
+class KubeUnreached:
+    """Why the cluster's API server could not be used, and how the bot tried."""
+
+    how: str | None
+    error: str
+
+
+@dataclass
+class Evidence:
+    """Everything one check read, as every step's handler receives it (bot/steps.py)."""
+
+    azure: AzureEvidence
+    kube: KubeEvidence | None = None  # None: not read (see `unreached`) or not needed
+    unreached: KubeUnreached | None = None

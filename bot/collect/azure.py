@@ -44,6 +44,7 @@ from bot.evidence import (
     NodePool,
     ReadFailure,
     Series,
+    firewall_private_ips,
     nic_configs,
     outbound_frontends,
     v4_networks,
@@ -619,7 +620,7 @@ class _Run:
 
         A hub firewall usually lives in a connectivity subscription of its own; the node
         VNet's peerings name it, so no configuration is needed to look there."""
-        missing = _appliance_hops(ev) - {ip for fw in seen for ip in _private_ips(fw)}
+        missing = _appliance_hops(ev) - {ip for fw in seen for ip in firewall_private_ips(fw)}
         own = ArmId.parse(self.cluster_id).subscription.lower()
         subscriptions = {
             ArmId.parse(remote).subscription
@@ -640,14 +641,35 @@ class _Run:
     def _firewall_evidence(self, ev: AzureEvidence, firewalls: list[Json]) -> None:
         """Wait for the reads of the firewalls the routes lead to (starting any not begun)."""
         hops = _appliance_hops(ev)
-        for fw in firewalls:
-            if _private_ips(fw) & hops:
-                for future in self._firewall_reads(fw):
-                    future.result()
+        on_path = [fw for fw in firewalls if firewall_private_ips(fw) & hops]
+        for fw in on_path:
+            for future in self._firewall_reads(fw):
+                future.result()
         ev.firewalls = firewalls
         ev.rule_collection_groups = self.results("firewall policy rule collection groups")
         ev.firewall_policies = self.results("firewall policy")
         ev.public_ips.update(self.results("public IP address"))
+        self._unread_policies(ev, on_path)
+
+    def _unread_policies(self, ev: AzureEvidence, firewalls: list[Json]) -> None:
+        """A path firewall's policy whose groups are not in the evidence and whose read did
+        not fail either was not read: say so, so no one takes its absence for no rules."""
+        what = "firewall policy rule collection groups"
+        failed = {armid.key(f.resource) for f in self.failures if f.what == what}
+        for fw in firewalls:
+            policy = ((fw.get("properties") or {}).get("firewallPolicy") or {}).get("id")
+            key_ = armid.key(policy) if policy else None
+            if key_ and key_ not in ev.rule_collection_groups and key_ not in failed:
+                self.failures.append(
+                    ReadFailure(
+                        what=what,
+                        resource=policy,
+                        status=None,
+                        code="NotRead",
+                        message="the read had not finished when the firewall was judged",
+                        permission=READS[what],
+                    )
+                )
 
     def results(self, what: str) -> dict[str, Any]:
         """Every finished, successful read of one kind, by id key."""
@@ -748,14 +770,6 @@ def _appliance_hops(ev: AzureEvidence) -> set[str]:
         for table in ev.route_tables.values()
         for route in (table.get("properties") or {}).get("routes") or []
         if (hop := (route.get("properties") or {}).get("nextHopIpAddress"))
-    }
-
-
-def _private_ips(fw: Json) -> set[str]:
-    return {
-        ip
-        for c in (fw.get("properties") or {}).get("ipConfigurations") or []
-        if (ip := (c.get("properties") or {}).get("privateIPAddress"))
     }
 
 
