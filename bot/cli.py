@@ -31,7 +31,9 @@ from bot.slack.commands import POD_REF
 from bot.store import StoreUnavailable
 
 BAD_INPUT, CANNOT_RUN = 2, 1
-DEMO_WORLD = Path(__file__).resolve().parent.parent / "tests" / "worlds" / "nsg-subnet-deny.yaml"
+# Shipped with the package (a copy of tests/worlds/nsg-subnet-deny.yaml), so the demo runs
+# from a wheel or the image, wherever it is started.
+DEMO_WORLD = Path(__file__).resolve().parent / "sandbox" / "worlds" / "demo.yaml"
 
 
 def _fail(message: str, code: int) -> int:
