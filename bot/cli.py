@@ -222,8 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     summary_cmd.add_argument("--post", action="store_true", help="post it to the channel(s)")
     summary_cmd.set_defaults(func=cmd_snat_summary)
 
-    cron = sub.add_parser("cron", help="run the scheduled jobs (the daily SNAT summary)")
-    cron.add_argument("--world", type=Path, help="use this sandbox world instead of Azure")
+    # cron only enqueues; the workers that run its jobs read Azure (or their own --world).
+    cron = sub.add_parser("cron", help="enqueue the scheduled jobs (the daily SNAT summary)")
     cron.set_defaults(func=cmd_cron)
 
     serve = sub.add_parser("serve", help="run the Slack app (Socket Mode if SLACK_APP_TOKEN)")
