@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import math
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from bot import armid
@@ -304,3 +305,23 @@ class Evidence:
     azure: AzureEvidence
     kube: KubeEvidence | None = None  # None: not read (see `unreached`) or not needed
     unreached: KubeUnreached | None = None
+
+
+class Need(Enum):
+    """One kind of read a step judges. Azure's are read by bot/collect/azure.py, the
+    cluster's by bot/collect/kube.py and bot/collect/probe.py."""
+
+    CLUSTER = "cluster"  # the managed cluster's body (always read)
+    OUTBOUND = "outbound"  # the load balancer or NAT gateways and their public IPs
+    PATH = "path"  # subnets, route tables, NSGs, firewalls, AKS's required endpoints
+    METRICS = "metrics"  # Azure Monitor series of what egress and the nodes run on
+    SCALE_SETS = "scale sets"  # the node pools' scale sets
+    ADVISOR = "advisor"  # Azure Advisor recommendations
+    VM_SIZES = "vm sizes"  # the region's Resource SKUs for the pools' VM sizes
+    NODES = "nodes"  # the node list
+    PODS = "pods"  # every pod, and the --pod
+    KUBE_METRICS = "kube metrics"  # metrics.k8s.io
+    PROBE = "probe"  # probe pods running curl to the endpoint
+
+
+KUBE_NEEDS = frozenset({Need.NODES, Need.PODS, Need.KUBE_METRICS, Need.PROBE})
