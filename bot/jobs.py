@@ -181,8 +181,7 @@ def run_check(
             for part, message in enumerate(blocks.finding_messages(finding, incident_id, index)):
                 thread.upsert(f"{run}:reply:{index}:{part}", message)
     ctx.store.save_report(incident_id, run, report.to_json())
-    for part, message in enumerate(blocks.summary_messages(report, incident_id)):
-        thread.upsert(f"{run}:summary:{part}", message)
+    thread.summary(run, report)
     ctx.store.set_status(incident_id, "done")
 
 
