@@ -23,6 +23,7 @@ from bot.evidence import Evidence, KubeEvidence, KubeUnreached
 from bot.model import ClusterSummary, Finding, Report, Stats
 from bot.runtime import Runtime
 from bot.steps import KUBE_NEEDS, Need, Step, needs_of, steps_of
+from handlers import k8s
 from handlers.cluster import egress_ips
 from handlers.rootcause import order, root_cause
 
@@ -131,7 +132,7 @@ class Engine:
         reader = KubeReader(access)
         runner = ProbeRunner(access, self.runtime.probe, self.runtime.clock)
         node_list = reader.nodes()
-        namespace, _, name = (request.pod or "").partition("/")
+        namespace, name = k8s.split_key(request.pod or "")
         probe = request.endpoint is not None and Need.PROBE in needs
         with ThreadPoolExecutor(6, thread_name_prefix="k8s") as pool:
             pods_f = pool.submit(reader.pods) if Need.PODS in needs else None

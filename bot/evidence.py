@@ -21,6 +21,10 @@ Json = dict[str, Any]
 # The label that marks a probe pod: the runner sets it, the sweep and the handlers read it.
 PROBE_LABEL = "app.kubernetes.io/name"
 PROBE_NAME = "aks-egress-probe"
+# The label AKS puts on each node naming its pool: the probe's nodeSelector, the handlers.
+POOL_LABEL = "kubernetes.azure.com/agentpool"
+# The outbound types whose egress a NAT gateway carries (AKS-managed or the user's).
+NAT_OUTBOUND_TYPES = ("managedNATGateway", "userAssignedNATGateway")
 
 
 def nic_configs(vmss: Json) -> list[Json]:

@@ -39,6 +39,7 @@ from bot.collect.metrics import (
 from bot.endpoint import Endpoint, Resolver
 from bot.evidence import (
     KUBE_NEEDS,
+    NAT_OUTBOUND_TYPES,
     AzureEvidence,
     Destination,
     Json,
@@ -349,10 +350,7 @@ class _Run:
         node_rg = ev.node_resource_group or ""
         requests: list[tuple[str, tuple]] = []
         if ev.outbound_type == "loadBalancer":
-            lb_id = (
-                f"/subscriptions/{cid.subscription}/resourceGroups/{node_rg}"
-                "/providers/Microsoft.Network/loadBalancers/kubernetes"
-            )
+            lb_id = armid.load_balancer_id(cid.subscription, node_rg)
             requests.append((lb_id, LB_REQUESTS))
             metrics_f = self.steps.submit(self._metrics, requests)
             ev.load_balancer = self.get_network("load balancer", lb_id, "load_balancers").result()
@@ -377,7 +375,7 @@ class _Run:
 
     def _cluster_nat_gateways(self, ev: AzureEvidence, subscription: str) -> list[Json]:
         """The NAT gateways on the node subnets (managed ones live in the node resource group)."""
-        if ev.outbound_type not in ("managedNATGateway", "userAssignedNATGateway"):
+        if ev.outbound_type not in NAT_OUTBOUND_TYPES:
             return []
         found = self.subscription_list("NAT gateways in subscription", subscription, "nat_gateways")
         node_rg = (ev.node_resource_group or "").lower()
@@ -527,10 +525,7 @@ class _Run:
         ip_ids = [r for r in refs if not _is_prefix(r)]
         lb_f = None
         if ev.outbound_type == "loadBalancer" and node_rg:
-            lb_id = (
-                f"/subscriptions/{subscription}/resourceGroups/{node_rg}"
-                "/providers/Microsoft.Network/loadBalancers/kubernetes"
-            )
+            lb_id = armid.load_balancer_id(subscription, node_rg)
             lb_f = self.get_network("load balancer", lb_id, "load_balancers")
         pips = {i: self.get_network("public IP address", i, "public_ip_addresses") for i in ip_ids}
         prefixes = {
