@@ -16,7 +16,9 @@ How to add a step:
 4. `needs` says which reads it judges (`Need`): a mode that names the step makes those
    reads and no others. A step needing only Azure reads runs as soon as Azure is read;
    one needing anything of the cluster runs once the cluster side (and probe) is in.
-   A new kind of read is a new `Need` served by a collector.
+   A new kind of read is a new `Need` (bot/evidence.py; the cluster's go in KUBE_NEEDS)
+   served by a collector: Azure's in bot/collect/azure.py, the cluster's in
+   `Engine._read`, each read only when a step needs it.
 5. Add it to the `MODES` it belongs to. Slack, the terminal and JSON need nothing more.
 """
 
