@@ -19,9 +19,10 @@ from rich.table import Table
 from rich.text import Text
 
 from bot import armid
-from bot.codes import CATALOG, STEPS
+from bot.codes import CATALOG
 from bot.model import Finding, Report, Severity
 from bot.render.marks import MARKS, worst
+from bot.steps import STEPS
 
 STYLES = {
     Severity.OK: "green",
@@ -277,12 +278,12 @@ def passed_step(title: str) -> RenderableType:
 
 def render(report: Report, verbose: bool = False) -> RenderableType:
     blocks: list[RenderableType] = [header(report, verbose)]
-    for name, title in STEPS:
-        findings = [f for f in report.findings if CATALOG[f.code].step == name]
+    for step in STEPS:
+        findings = [f for f in report.findings if CATALOG[f.code].step == step.name]
         if findings:
-            blocks.append(step_block(title, findings, verbose))
-        elif name in report.steps and name != "access":
-            blocks.append(Group(passed_step(title), Text("")))
+            blocks.append(step_block(step.title, findings, verbose))
+        elif step.name in report.steps and step.listed:
+            blocks.append(Group(passed_step(step.title), Text("")))
     if not verbose:
         blocks.append(Text("evidence and full ids: run again with -v", "dim"))
     return Group(*blocks)
