@@ -173,7 +173,12 @@ def _priorities(
     free = [p for p in range(rule.priority - 1, 99, -1) if p not in used][:count]
     if len(free) == count:
         return [], free
-    moved = _free(used, rule.priority + count - len(free), 1)
+    # The deny's own slot and the free ones below it, until there are enough for the allows.
+    extra, moved = [rule.priority], rule.priority + 1
+    while len(free) + len(extra) < count or moved in used:
+        if moved not in used:
+            extra.append(moved)
+        moved += 1
     passed = sorted(p for p in used if rule.priority < p < moved)
     note = (
         [f"# the deny moves below rule(s) at priority {', '.join(map(str, passed))}: check them"]
@@ -181,7 +186,6 @@ def _priorities(
         else []
     )
     update = base.format(verb="update") + f" --name {rule.rule_name} --priority {moved}"
-    extra = [p for p in range(rule.priority, moved) if p == rule.priority or p not in used]
     return [*note, update], (free + extra)[:count]
 
 

@@ -52,3 +52,56 @@ def test_internet_only_when_nothing_narrower_is_known_and_it_says_so():
     narrow = nsg_destination(required("packages.microsoft.com"), None, "westeurope")
     assert narrow.prefixes == ("Internet",) and narrow.broad
     assert "every internet host on port 443" in narrow.opens
+
+
+def test_nsg_fix_one_rule_per_protocol_and_port_above_the_kept_deny():
+    from handlers.nsg import Denial, allow_commands
+    from handlers.nsg_rules import RuleDecision
+
+    nsg_id = (
+        "/subscriptions/0/resourceGroups/rg-net/providers/Microsoft.Network/"
+        "networkSecurityGroups/nsg-nodes"
+    )
+    nsg = {
+        "id": nsg_id,
+        "location": "westeurope",
+        "properties": {
+            "securityRules": [
+                {"name": "deny-internet", "properties": {"priority": 200}},
+                {"name": "allow-dns", "properties": {"priority": 199}},
+            ]
+        },
+    }
+    deny = RuleDecision("Deny", "deny-internet", 200, False, nsg_id, {})
+    flows = [
+        required("management.azure.com"),
+        required("mcr.microsoft.com"),
+        required("*.azmk8s.io", 9000, "Tcp"),
+        required("*.tun.westeurope.azmk8s.io", 1194, "Udp"),
+    ]
+    fix = allow_commands(
+        nsg, deny, [Denial(nsg, d, "Internet (address unknown)", deny) for d in flows], "allow"
+    )
+    creates = [c for c in fix if " rule create " in c]
+    assert len(creates) == 3  # Tcp 443, Tcp 9000, Udp 1194: no tag opened on a port it needs not
+    assert not any(" update " in c or " delete " in c for c in fix)  # room above: deny untouched
+    priorities = sorted(int(c.split("--priority ")[1].split()[0]) for c in creates)
+    assert priorities == [196, 197, 198]  # the free ones just above the deny, 199 is taken
+    tcp_443 = next(c for c in creates if "--destination-port-ranges 443" in c)
+    assert "AzureResourceManager MicrosoftContainerRegistry AzureFrontDoor.FirstParty" in tcp_443
+    udp = next(c for c in creates if "--protocol Udp" in c)
+    assert "AzureCloud.westeurope --destination-port-ranges 1194" in udp
+    assert all(fix[fix.index(c) - 1].startswith("# opens ") for c in creates)
+
+
+def test_nsg_deny_at_100_moves_down_past_taken_slots_and_says_so():
+    from handlers.nsg import _priorities
+    from handlers.nsg_rules import RuleDecision
+
+    deny = RuleDecision("Deny", "deny-all", 100, False, "/x", {})
+    commands, slots = _priorities({100, 101, 103}, deny, 2, "az network nsg rule {verb}")
+    assert slots == [100, 102]
+    assert commands == [
+        "# the deny moves below rule(s) at priority 101, 103: check them",
+        "az network nsg rule update --name deny-all --priority 104",
+    ]
