@@ -98,7 +98,8 @@ def print_thread(console: Console, messages: list[dict[str, Any]]) -> None:
     """Each message as Slack shows it: styles, link names (URLs noted), local dates."""
     for index, message in enumerate(messages):
         title = "#incident-demo" if index == 0 else "↳ reply in thread"
-        console.print(Panel(mrkdwn.render(_text_of(message)), title=title, title_align="left"))
+        panel = Panel(mrkdwn.render(_text_of(message)), title=title, title_align="left")
+        console.print(panel, crop=False)
 
 
 def run(world_path: Path, settings: Settings, console: Console, timeout_s: float = 90) -> int:

@@ -59,7 +59,8 @@ def first_sentence(text: str) -> tuple[str, str]:
 class Broken:
     """Text broken only at `sep` to fit the width: a fix command at spaces, with a shell
     continuation (` \\`) so it still pastes; a comment at spaces, each line a comment; an
-    ARM id at its slashes. Never inside a token, and never cropped."""
+    ARM id at its slashes. Never inside a token; a token wider than the terminal stays on
+    its own line whole, for the terminal to wrap (print with crop=False)."""
 
     def __init__(
         self, text: str, sep: str = " ", cont: str = "    ", tail: str = "", style: str = ""
