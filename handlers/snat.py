@@ -883,12 +883,15 @@ def check(ev: AzureEvidence, kube: KubeEvidence | None) -> list[Finding]:
 
 
 def node_series(backends: list[Backend], lines: int = CHART_LINES) -> tuple[list[Json], list[Json]]:
-    """The busiest nodes' day as a share of their own allocation, and the band (lowest to
+    """The busiest nodes' day as a share of their own allocation (and every node with failed
+    connections, so each failure is drawn where it happened), and the band (lowest to
     highest at each time) the other nodes stay in. SNAT ports are allocated and exhausted
     per node, so a sum over nodes hides the one that fails."""
-    busiest = sorted(
+    ranked = sorted(
         backends, key=lambda b: (max(b.percents.values(), default=0.0), b.failed), reverse=True
     )
+    drawn = ranked[:lines] + [b for b in ranked[lines:] if b.failed_at]
+    others = [b for b in ranked[lines:] if not b.failed_at]
     top = [
         {
             "node": b.name,
@@ -898,10 +901,10 @@ def node_series(backends: list[Backend], lines: int = CHART_LINES) -> tuple[list
             ],
             "failed": [{"timeStamp": t, "count": _num(c)} for t, c in sorted(b.failed_at.items())],
         }
-        for b in busiest[:lines]
+        for b in drawn
     ]
     rest: dict[str, list[float]] = defaultdict(list)
-    for b in busiest[lines:]:
+    for b in others:
         for stamp, percent in b.percents.items():
             rest[stamp].append(percent)
     band = [

@@ -80,3 +80,21 @@ def test_a_nat_gateway_is_one_line_of_its_shared_ports_with_its_failures():
     assert sum(f.count for f in panel.failures) == data["clusters"][0]["failedConnections"]
     on_line = dict(zip(line.times, line.percents, strict=True))
     assert all(on_line[f.time] == f.percent for f in panel.failures)
+
+
+def test_a_quiet_node_that_failed_is_drawn_so_its_failure_shows():
+    from handlers.snat import Backend, node_series
+
+    def node(name: str, percent: float, failed: float = 0) -> Backend:
+        backend = Backend(
+            ip=name, node=name, pool="apps", percents={"2026-11-27T06:00:00Z": percent}
+        )
+        if failed:
+            backend.failed_at = {"2026-11-27T06:00:00Z": failed}
+        return backend
+
+    nodes = [node("a", 90), node("b", 80), node("c", 70), node("d", 60), node("e", 5, failed=3)]
+    lines, band = node_series(nodes)
+    assert [n["node"] for n in lines] == ["a", "b", "c", "e"]
+    assert lines[-1]["failed"] == [{"timeStamp": "2026-11-27T06:00:00Z", "count": 3}]
+    assert band == [{"timeStamp": "2026-11-27T06:00:00Z", "low": 60, "high": 60, "nodes": 1}]
