@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from bot.evidence import Json
 
 THRESHOLDS = (75.0, 100.0)
+MAX_PANELS = 8  # the worst clusters get a panel each; the rest one line under the figure
 NO_DATA = "no SNAT ports measured: no load-balancer or NAT-gateway egress with metrics"
 COLORS = ("#d62728", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 
@@ -137,14 +138,18 @@ def spec(summary: Json, timezone: str = "UTC") -> ChartSpec:
     every = [_panel(c, zone) for c in summary.get("clusters") or []]
     # Worst first, as the message lists them; clusters with nothing to draw are one line
     # under the figure rather than an empty panel each.
-    drawn = sorted((p for p in every if not p.message), key=lambda p: -(p.peak or 0.0))
-    notes = tuple(f"{p.alias}: {p.message}" for p in every if p.message)
+    ranked = sorted((p for p in every if not p.message), key=lambda p: -(p.peak or 0.0))
+    drawn, quiet = ranked[:MAX_PANELS], ranked[MAX_PANELS:]
+    notes = [f"{p.alias}: {p.message}" for p in every if p.message]
+    if quiet:
+        names = ", ".join(p.alias for p in quiet)
+        notes.append(f"{len(quiet)} more, none above {quiet[0].peak:.0f} %: {names}")
     return ChartSpec(
         title="SNAT ports used, as a share of each node's own allocation (NAT gateway: of its "
         f"ports), last 24 hours, {timezone}",
         timezone=timezone,
         panels=tuple(drawn) or (Panel("", "nothing to draw", None, message="no SNAT data"),),
-        notes=notes,
+        notes=tuple(textwrap.fill(n, 160, subsequent_indent="    ") for n in notes),
     )
 
 
@@ -159,7 +164,8 @@ def render(chart: ChartSpec) -> bytes:
     count = len(chart.panels)
     cols = 1 if count == 1 else 2
     rows = math.ceil(count / cols)
-    notes_height = 0.18 * len(chart.notes) + (0.15 if chart.notes else 0.0)  # inches
+    note_lines = sum(n.count("\n") + 1 for n in chart.notes)
+    notes_height = 0.18 * note_lines + (0.15 if chart.notes else 0.0)  # inches
     height = 3.2 * rows + 0.6 + notes_height
     fig, axes = plt.subplots(rows, cols, figsize=(8 if cols == 1 else 13, height), squeeze=False)
     zone = ZoneInfo(chart.timezone)

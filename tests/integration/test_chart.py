@@ -98,3 +98,20 @@ def test_a_quiet_node_that_failed_is_drawn_so_its_failure_shows():
     assert [n["node"] for n in lines] == ["a", "b", "c", "e"]
     assert lines[-1]["failed"] == [{"timeStamp": "2026-11-27T06:00:00Z", "count": 3}]
     assert band == [{"timeStamp": "2026-11-27T06:00:00Z", "low": 60, "high": 60, "nodes": 1}]
+
+
+def test_many_clusters_stay_readable_the_worst_as_panels_the_rest_named(snat_high):
+    import copy
+
+    clusters = []
+    for index in range(12):
+        twin = copy.deepcopy(snat_high["clusters"][0])
+        twin["alias"] = f"shop-{index:02d}"
+        for line in twin["nodeSeries"]:
+            for point in line["points"]:
+                point["percent"] = round(point["percent"] * (1 - index / 20), 1)
+        clusters.append(twin)
+    spec = chart.spec({"clusters": clusters[::-1]}, "UTC")
+    assert [p.alias for p in spec.panels] == [f"shop-{i:02d}" for i in range(chart.MAX_PANELS)]
+    (note,) = spec.notes
+    assert note.startswith("4 more, none above ") and "shop-11" in note
