@@ -24,12 +24,13 @@ from bot.collect.azure import ClusterUnreadable
 from bot.config import ClusterConfig
 from bot.destination import PolicyConfig, judge
 from bot.endpoint import Endpoint, parse_endpoint
-from bot.engine import AZURE_STEP_NAMES, CLUSTER_STEP_NAMES, MODES, CheckRequest, Engine
+from bot.engine import CheckRequest, Engine
 from bot.model import Finding, Severity
 from bot.redact import redact
 from bot.runtime import Runtime
 from bot.slack import blocks
 from bot.slack.thread import Thread
+from bot.steps import steps_of
 from bot.store import (
     Admission,
     Incident,
@@ -43,7 +44,6 @@ from bot.store import (
 log = logging.getLogger(__name__)
 QUEUE = "aks-egress"
 JOB_TIMEOUT_S = 600
-CHECK_STEPS = (*AZURE_STEP_NAMES, *CLUSTER_STEP_NAMES)
 
 
 @dataclass
@@ -157,12 +157,14 @@ def incident_view(incident: Incident) -> blocks.IncidentView:
 
 
 def _states(done: Mapping[str, list[Finding]], mode: str) -> dict[str, blocks.StepState]:
+    """The live checklist: the mode's listed steps, in the registry's order."""
     return {
-        step: blocks.StepState(
-            status="done" if step in done else "running", findings=tuple(done.get(step, ()))
+        step.name: blocks.StepState(
+            status="done" if step.name in done else "running",
+            findings=tuple(done.get(step.name, ())),
         )
-        for step in CHECK_STEPS
-        if step in MODES[mode]
+        for step in steps_of(mode)
+        if step.listed
     }
 
 
@@ -240,8 +242,7 @@ def run_check(
     # Redis keeps the report as Slack shows it: without URL secrets or principal ids.
     saved = json.loads(redact(json.dumps(report.to_json())))
     ctx.store.save_report(incident_id, run, saved, ctx.limits.reports_per_incident)
-    for part, message in enumerate(blocks.summary_messages(report, incident_id)):
-        thread.upsert(f"{run}:summary:{part}", message)
+    thread.summary(run, report)
     ctx.store.set_status(incident_id, "done")
 
 
@@ -271,6 +272,6 @@ def post_due_summaries() -> list[str]:
         if not clusters:
             continue
         data = summary.with_trend(summary.build(ctx.runtime, clusters, now), ctx.store, day)
-        if summary.post(ctx.slack, ctx.store, schedule.channel, day, data):
+        if summary.post(ctx.slack, ctx.store, schedule.channel, day, data, schedule.timezone):
             posted.append(schedule.channel)
     return posted

@@ -302,6 +302,12 @@ class Store:
                 self.redis.set(f"{PREFIX}:interaction:{digest}", "1", nx=True, ex=INTERACTION_TTL_S)
             )
 
+    def report(self, incident_id: str, run: int) -> dict[str, Any] | None:
+        """One run's report (None: the run saved none, or it expired)."""
+        with guard_redis():
+            stored = self.redis.hget(f"{self._key(incident_id)}:reports", str(run))
+        return json.loads(stored) if stored else None
+
     def reports(self, incident_id: str) -> list[dict[str, Any]]:
         """Every run's report, in run order."""
         with guard_redis():

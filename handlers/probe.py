@@ -19,6 +19,7 @@ from bot.destination import REFUSED_EXIT, REFUSED_MARK, DestinationPolicy, judge
 from bot.endpoint import DEFAULT_PORTS
 from bot.evidence import ProbeRun
 from bot.model import Finding
+from handlers import k8s
 from handlers.pods import acr_import
 from handlers.shellsafe import arg
 
@@ -233,7 +234,7 @@ def check(runs: list[ProbeRun]) -> list[Finding]:
     outcome_by_pool: dict[str, dict[str, str]] = {}
     for run in runs:
         verbose, write_out = parse_log(run.log or "")
-        if refused_addresses(run):
+        if run.failure == "Refused" or refused_addresses(run):
             code = "PROBE_REFUSED"
         elif run.failure:
             code = "PROBE_FAILED_TO_RUN"
@@ -297,6 +298,8 @@ def refused_addresses(run: ProbeRun) -> dict[str, str]:
 
 def _refused(run: ProbeRun) -> str:
     """Why, per address, and how an operator can allow it, from the destination policy."""
+    if run.failure == "Refused":  # judged before any pod: the policy's own words
+        return f"Refused before any probe pod: {run.message}."
     host = urlsplit(run.url).hostname or run.url
     reasons = []
     for address, network in refused_addresses(run).items():
@@ -475,7 +478,7 @@ def _describe(code: str, run: ProbeRun, verbose: str, out: Json) -> tuple[str, l
 
 def _pod_args(pod: str) -> tuple[str, str]:
     """A probe pod's namespace and name, checked and quoted for a command line."""
-    namespace, name = _split_pod(pod)
+    namespace, name = k8s.split_key(pod)
     return arg(namespace, "k8s_name", "namespace"), arg(name, "k8s_name", "pod")
 
 
@@ -514,7 +517,7 @@ def _not_run(run: ProbeRun) -> tuple[str, list[str]]:
     pool = run.pool or "<pool>"
     pool_arg = arg(run.pool, "arm_name", "pool") if run.pool else "<pool>"
     if run.failure in ("ImagePullBackOff", "ErrImagePull"):
-        registry = _registry(run.image)
+        registry = k8s.image_registry(run.image) or "docker.io"
         if registry == MCR_HOSTS[0]:
             blocked = (
                 f"The node pulls it from MCR, so this itself means egress to "
@@ -543,7 +546,7 @@ def _not_run(run: ProbeRun) -> tuple[str, list[str]]:
             "it tolerates, that matches its nodeSelector and has room for it.",
             [
                 "kubectl get nodes -o 'custom-columns=NAME:.metadata.name,"
-                r"POOL:.metadata.labels.kubernetes\.azure\.com/agentpool,TAINTS:.spec.taints'",
+                f"{k8s.POOL_COLUMN},TAINTS:.spec.taints'",
                 f"az aks nodepool show --resource-group <resource-group> --cluster-name "
                 f"<cluster> --name {pool_arg} --query "
                 '"{count:count,taints:nodeTaints,labels:nodeLabels}"',
@@ -616,18 +619,6 @@ def _duration(seconds: float | None) -> str:
     if seconds < 0.001:
         return "under 1 ms"
     return f"{seconds:.0f} s" if seconds >= 1 else f"{seconds * 1000:.0f} ms"
-
-
-def _registry(image: str) -> str:
-    first = image.split("/", 1)[0]
-    if "/" in image and ("." in first or ":" in first or first == "localhost"):
-        return first
-    return "docker.io"
-
-
-def _split_pod(pod: str) -> tuple[str, str]:
-    namespace, _, name = pod.rpartition("/")
-    return namespace or "default", name
 
 
 def _int(value: Any) -> int | None:

@@ -25,11 +25,10 @@ from kubernetes.client.exceptions import ApiException
 
 from bot.collect.kube import READ_TIMEOUT, KubeAccess, status_message
 from bot.destination import REFUSED_EXIT, REFUSED_MARK
-from bot.evidence import PROBE_LABEL, PROBE_NAME, Json, ProbeRun
+from bot.evidence import POOL_LABEL, PROBE_LABEL, PROBE_NAME, Json, ProbeRun
 from bot.redact import redact_url
 
 RUN_LABEL = "aks-egress.io/run-id"
-POOL_LABEL = "kubernetes.azure.com/agentpool"
 # A container waiting for one of these will not start without a change: stop waiting.
 STUCK = {"ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError", "InvalidImageName"}
 NONROOT_UID = 65532
@@ -280,6 +279,17 @@ class ProbeRunner:
         run_id = secrets.token_hex(4)
         with ThreadPoolExecutor(max(1, len(pools)), thread_name_prefix="probe") as pool:
             return list(pool.map(lambda p: self.probe(url, p, run_id, rules), pools))
+
+    def refused(self, url: str, reason: str) -> ProbeRun:
+        """The destination policy refused `url` before any pod: a refusal, not a failure."""
+        return ProbeRun(
+            url=redact_url(url),
+            pool=None,
+            pod=f"{self.settings.namespace}/-",
+            image=self.settings.image,
+            failure="Refused",
+            message=reason,
+        )
 
     def probe(self, url: str, pool: str | None, run_id: str, rules: list[str]) -> ProbeRun:
         body = probe_pod(url, pool, run_id, self.settings, rules)
