@@ -11,10 +11,13 @@ from dataclasses import dataclass
 
 from bot.model import Finding, Severity
 
-# Checklist steps in root-cause order (finding-codes.md): cluster state → route → NSG →
+# Checklist steps in root-cause order (finding-codes.md): cluster state → the pod's own
+# NetworkPolicies → name resolution (DNS path) → route → NSG →
 # firewall / NVA → NAT gateway / load balancer → probe → SNAT → node and pod resources.
 STEPS: tuple[tuple[str, str], ...] = (
     ("cluster", "Cluster and outbound type"),
+    ("netpol", "The pod's NetworkPolicies"),
+    ("dns", "Name resolution (DNS path)"),
     ("route", "Route tables"),
     ("nsg", "Network security groups"),
     ("firewall", "Firewall / appliance"),
@@ -47,6 +50,9 @@ CATALOG: dict[str, Code] = _catalog(
     Code("OUTBOUND_TYPE", INFO, "cluster", "Outbound type and network plugin"),
     Code("EGRESS_IPS", INFO, "cluster", "Public IPs egress leaves through"),
     Code("CLUSTER_NOT_RUNNING", E, "cluster", "The cluster is not running"),
+    Code("NETPOL_EGRESS_DENY", E, "netpol", "The pod's NetworkPolicies deny the endpoint"),
+    Code("NETPOL_DNS_DENY", E, "netpol", "The pod's NetworkPolicies leave out its DNS server"),
+    Code("DNS_SERVER_BLOCKED", E, "dns", "A DNS server the cluster depends on is unreachable"),
     Code("ROUTE_TABLE_MISSING", E, "route", "Node subnet has no route table"),
     Code("ROUTE_DEFAULT_MISSING", E, "route", "Route table has no 0.0.0.0/0 route"),
     Code("ROUTE_DEFAULT_NOT_APPLIANCE", E, "route", "Default route does not lead to an appliance"),
@@ -75,6 +81,7 @@ CATALOG: dict[str, Code] = _catalog(
     Code("PROBE_HTTP_CLIENT_ERROR", W, "probe", "The request was refused (HTTP 4xx)"),
     Code("PROBE_HTTP_SERVER_ERROR", W, "probe", "The endpoint failed (HTTP 5xx)"),
     Code("PROBE_FAILED_TO_RUN", E, "probe", "The probe pod could not run"),
+    Code("PROBE_POD_DIFFERS", W, "probe", "The pod sees something other than a fresh probe pod"),
     Code("POD_NOT_RUNNING", E, "probe", "The application pod is not running"),
     Code("SNAT_EXHAUSTED", E, "snat", "SNAT ports exhausted"),
     Code("SNAT_HIGH", W, "snat", "SNAT port use is high"),

@@ -17,9 +17,10 @@ from typing import Any
 from bot.codes import CATALOG, STEPS, finding
 from bot.collect.azure import AzureCollector
 from bot.collect.kube import KubeAccess, KubeReader, KubeUnavailable, connect
+from bot.collect.podview import InPodProbe, PodViewReader
 from bot.collect.probe import ProbeRunner, probe_pools
 from bot.endpoint import Endpoint
-from bot.evidence import AzureEvidence, KubeEvidence
+from bot.evidence import AzureEvidence, Json, KubeEvidence, ProbeRun
 from bot.model import ClusterSummary, Finding, Report, Stats
 from bot.runtime import Runtime
 from handlers import (
@@ -32,6 +33,7 @@ from handlers import (
     nodes,
     nsg,
     osdisk,
+    podpath,
     pods,
     probe,
     routes,
@@ -56,6 +58,7 @@ CLUSTER_STEPS: tuple[Callable[[KubeEvidence], list[Finding]], ...] = (
 )
 # The intermittent steps read Azure Monitor and name nodes: they need both sides.
 INTERMITTENT_STEPS: tuple[Callable[[AzureEvidence, KubeEvidence | None], list[Finding]], ...] = (
+    podpath.check,
     snat.check,
     osdisk.check,
     advisor.check,
@@ -63,13 +66,15 @@ INTERMITTENT_STEPS: tuple[Callable[[AzureEvidence, KubeEvidence | None], list[Fi
 
 # Checklist steps (bot.codes.STEPS) each batch of handlers decides.
 AZURE_STEP_NAMES = ("cluster", "route", "nsg", "firewall", "egress")
-CLUSTER_STEP_NAMES = ("probe", "resources", "snat", "disk", "advisor")
+CLUSTER_STEP_NAMES = ("netpol", "dns", "probe", "resources", "snat", "disk", "advisor")
 StepCallback = Callable[[tuple[str, ...], list[Finding]], None]
 
 # What each --mode runs: the persistent checklist (is the path open?), the intermittent one
 # (does it run out?), both, or only the SNAT step (`aks-egress snat`).
 MODES: dict[str, frozenset[str]] = {
-    "persistent": frozenset({"cluster", "route", "nsg", "firewall", "egress", "probe", "access"}),
+    "persistent": frozenset(
+        {"cluster", "netpol", "dns", "route", "nsg", "firewall", "egress", "probe", "access"}
+    ),
     "intermittent": frozenset({"cluster", "snat", "resources", "disk", "advisor", "access"}),
     "snat": frozenset({"cluster", "snat", "access"}),
 }
@@ -86,7 +91,8 @@ class CheckRequest:
 
     @property
     def steps(self) -> frozenset[str]:
-        return MODES[self.mode]
+        """The mode's steps; the pod's policies only for a --pod."""
+        return MODES[self.mode] - (frozenset() if self.pod else frozenset({"netpol"}))
 
 
 class Engine:
@@ -122,7 +128,7 @@ class Engine:
         cluster_findings = wanted(cluster_findings)
         if on_steps:
             on_steps(tuple(s for s in CLUSTER_STEP_NAMES if s in steps), cluster_findings)
-        findings = order(findings + cluster_findings)
+        findings = order(podpath.explain_dns(findings + cluster_findings))
         network = ev.network_profile
         return Report(
             cluster=ClusterSummary(
@@ -193,20 +199,26 @@ class Engine:
         runner = ProbeRunner(access, self.runtime.probe, self.runtime.clock)
         node_list = reader.nodes()
         namespace, _, name = (request.pod or "").partition("/")
-        with ThreadPoolExecutor(6, thread_name_prefix="k8s") as pool:
+        with ThreadPoolExecutor(9, thread_name_prefix="k8s") as pool:
             pods_f = pool.submit(reader.pods)
             node_metrics_f = pool.submit(reader.metrics, "nodes")
             pod_metrics_f = pool.submit(reader.metrics, "pods")
             target_f = pool.submit(reader.pod, namespace, name) if request.pod else None
             pool.submit(runner.remove_leftovers)
-            probes_f = None
+            view_reader = PodViewReader(access)
+            coredns_f = pool.submit(view_reader.coredns_custom)
+            view_f = pool.submit(view_reader.view, namespace) if request.pod else None
+            probes_f = in_pod_f = None
             partial: list[str] = []
             target = _optional(target_f, partial)
             if request.endpoint and "probe" in request.steps:
                 only = (target or {}).get("spec", {}).get("nodeName") if request.pod else None
                 pools = probe_pools(node_list, only) or ([None] if only is None else [])
                 probes_f = pool.submit(runner.run, request.endpoint.url, pools)
+                if target is not None:
+                    in_pod_f = pool.submit(self._in_pod, access, request, target, pools)
             node_metrics, refusal = node_metrics_f.result()
+            coredns, coredns_refusal = coredns_f.result()
             pod_metrics, _ = pod_metrics_f.result()
             return KubeEvidence(
                 access=access.how,
@@ -218,8 +230,28 @@ class Engine:
                 target_pod=request.pod,
                 target_pod_body=target,
                 probes=probes_f.result() if probes_f else [],
-                partial=partial,
+                partial=partial + ([coredns_refusal] if coredns_refusal else []),
+                in_pod_probe=in_pod_f.result() if in_pod_f else None,
+                pod_view=view_f.result() if view_f else None,
+                coredns_custom=coredns,
             )
+
+    def _in_pod(
+        self, access: KubeAccess, request: CheckRequest, target: Json, pools: list[str | None]
+    ) -> ProbeRun:
+        """The probe inside --pod, when the cluster's `inPodProbe` allows it and the pod runs."""
+        url = request.endpoint.url if request.endpoint else ""
+        pool = pools[0] if pools else None
+        base = {"url": url, "pool": pool, "image": self.runtime.probe.image}
+        key = request.pod or ""
+        if not self.runtime.in_pod_probe(request.cluster_id):
+            return ProbeRun(pod=key, inside=key, failure="Disabled", **base)
+        phase = (target.get("status") or {}).get("phase") or "Unknown"
+        if phase != "Running":
+            return ProbeRun(
+                pod=key, inside=key, failure="PodNotRunning", message=f"phase {phase}", **base
+            )
+        return InPodProbe(access, self.runtime.probe).run(url, target, pool)
 
 
 def _optional(future: Future | None, partial: list[str]) -> Any:

@@ -116,13 +116,15 @@ def incident_view(incident: Incident) -> blocks.IncidentView:
     )
 
 
-def _states(done: Mapping[str, list[Finding]], mode: str) -> dict[str, blocks.StepState]:
+def _states(
+    done: Mapping[str, list[Finding]], mode: str, pod: str | None = None
+) -> dict[str, blocks.StepState]:
     return {
         step: blocks.StepState(
             status="done" if step in done else "running", findings=tuple(done.get(step, ()))
         )
         for step in CHECK_STEPS
-        if step in MODES[mode]
+        if step in MODES[mode] and (pod or step != "netpol")  # the pod's policies: --pod only
     }
 
 
@@ -143,12 +145,12 @@ def run_check(
     target = endpoint or request.endpoint
     done: dict[str, list[Finding]] = {}
     name = f"{run}:checklist"
-    thread.upsert(name, blocks.checklist(_states(done, mode)))
+    thread.upsert(name, blocks.checklist(_states(done, mode, request.pod)))
 
     def on_steps(steps: tuple[str, ...], findings: list[Finding]) -> None:
         for step in steps:
             done[step] = [f for f in findings if CATALOG[f.code].step == step]
-        thread.upsert(name, blocks.checklist(_states(done, mode)))
+        thread.upsert(name, blocks.checklist(_states(done, mode, request.pod)))
 
     try:
         report = Engine(ctx.runtime).check(

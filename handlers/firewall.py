@@ -44,7 +44,7 @@ def check(ev: AzureEvidence) -> list[Finding]:
         if fw is None:
             unknown_hops.setdefault(hop.route.next_hop_ip or "?", []).append(hop)
             continue
-        decision = _evaluate(ev, fw, hop, fqdn_tags)
+        decision = evaluate_hop(ev, fw, hop, fqdn_tags)
         key = (hop.destination.label, hop.subnet_id)
         # A destination with several addresses is allowed only if every address is.
         if key not in verdicts or not decision.allowed:
@@ -60,7 +60,7 @@ def check(ev: AzureEvidence) -> list[Finding]:
     return findings
 
 
-def _evaluate(
+def evaluate_hop(
     ev: AzureEvidence, fw: Json, hop: Hop, fqdn_tags: dict[str, list[str]]
 ) -> FirewallDecision:
     dest = hop.destination

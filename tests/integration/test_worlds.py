@@ -13,7 +13,12 @@ EXPECTED = expected_worlds(WORLDS / "expected.yaml")
 def test_world_gives_expected_findings(world, run_check):
     spec = EXPECTED[world]
     code, report = run_check(
-        spec["alias"], "--endpoint", spec["endpoint"], "--world", str(WORLDS / world)
+        spec["alias"],
+        "--endpoint",
+        spec["endpoint"],
+        *spec.get("args", []),
+        "--world",
+        str(WORLDS / world),
     )
     assert code == 0, report
     assert_expected(report, spec)

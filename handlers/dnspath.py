@@ -1,0 +1,149 @@
+"""Checklist step "name resolution": can the DNS servers the cluster depends on be reached
+on port 53 from the node subnets? Those are the VNet's custom `dhcpOptions.dnsServers`
+(CoreDNS forwards to them through the node's resolv.conf) and the `forward` targets of
+CoreDNS's `coredns-custom` ConfigMap
+(https://learn.microsoft.com/azure/aks/coredns-custom). Each is judged on UDP and TCP 53
+by the same route, NSG and firewall evaluators as the endpoint.
+
+Azure's own resolver 168.63.129.16 is left out: it is reached through the host, not
+through the subnet's routes (https://learn.microsoft.com/azure/virtual-network/what-is-ip-address-168-63-129-16).
+A server blocked on UDP is an error (nothing resolves through it); TCP is reported with it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+from bot.codes import finding
+from bot.evidence import AzureEvidence, Destination, Json, KubeEvidence
+from bot.model import Finding
+from handlers import firewall
+from handlers.netpol import AZURE_DNS, vnet_dns_servers
+from handlers.nsg import nsgs_on_path
+from handlers.nsg_rules import Flow, evaluate
+from handlers.path import Hop, address_context, firewall_with_ip, route_table
+from handlers.route_rules import select_route
+
+_FORWARD = re.compile(r"^\s*forward\s+(\S+)\s+([^{}\n#]+)", re.MULTILINE)
+_ZONE = re.compile(r"^\s*([^\s{}#][^{}#\n]*?)\s*\{", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Server:
+    address: ipaddress.IPv4Address
+    port: int
+    source: str  # where the cluster gets it from
+    zone: str  # "." for every name, else the forwarded zone
+
+
+def forward_targets(config_map: Json | None) -> list[Server]:
+    """`forward ZONE TO...` lines of every Corefile snippet in coredns-custom: plain and
+    dns:// IPv4 targets (tls:// goes to port 853 over TCP and is left out)."""
+    servers: list[Server] = []
+    for key, text in ((config_map or {}).get("data") or {}).items():
+        for match in _FORWARD.finditer(str(text)):
+            zone = match.group(1)
+            if zone == ".":
+                block = [z for z in _ZONE.findall(str(text)[: match.start()])]
+                zone = block[-1].split(":")[0] if block else "."
+            for target in match.group(2).split():
+                if target.startswith("tls://"):
+                    continue
+                host, _, port = target.removeprefix("dns://").partition(":")
+                try:
+                    address = ipaddress.IPv4Address(host)
+                except ValueError:
+                    continue
+                server = Server(
+                    address,
+                    int(port) if port.isdigit() else 53,
+                    f"coredns-custom ({key})",
+                    zone,
+                )
+                if server not in servers:
+                    servers.append(server)
+    return servers
+
+
+def servers(ev: AzureEvidence, kube: KubeEvidence | None) -> list[Server]:
+    found = [
+        Server(ipaddress.IPv4Address(s), 53, "the VNet's custom DNS servers", ".")
+        for s in vnet_dns_servers(ev)
+    ]
+    found += forward_targets(kube.coredns_custom if kube else None)
+    return [s for s in found if str(s.address) != AZURE_DNS]
+
+
+def check(ev: AzureEvidence, kube: KubeEvidence | None) -> list[Finding]:
+    host = ev.endpoint.host.lower().rstrip(".") if ev.endpoint else None
+    by_name = ev.endpoint is not None and not ev.endpoint.is_ip
+    out = []
+    for server in servers(ev, kube):
+        blocks = {proto: _blocked(ev, server, proto) for proto in ("Udp", "Tcp")}
+        if not blocks["Udp"]:
+            continue
+        what = "; ".join(blocks["Udp"])
+        tcp = "also on TCP" if blocks["Tcp"] else "TCP is not blocked"
+        zone = "every name" if server.zone == "." else f"names in {server.zone}"
+        about = (
+            by_name
+            and host is not None
+            and (server.zone == "." or host == server.zone or host.endswith("." + server.zone))
+        )
+        out.append(
+            finding(
+                "DNS_SERVER_BLOCKED",
+                f"DNS server {server.address}:{server.port} ({server.source}, for {zone}) is "
+                f"not reachable on UDP from the node subnet: {what} ({tcp}). Lookups CoreDNS "
+                "sends there time out, so those names do not resolve in the cluster.",
+                evidence={
+                    "server": str(server.address),
+                    "port": server.port,
+                    "source": server.source,
+                    "zone": server.zone,
+                    "udp": blocks["Udp"],
+                    "tcp": blocks["Tcp"],
+                },
+                about_endpoint=bool(about),
+            )
+        )
+    return out
+
+
+def _blocked(ev: AzureEvidence, server: Server, protocol: str) -> list[str]:
+    """What stops this protocol to the server from each node subnet (empty: nothing)."""
+    out: list[str] = []
+    dest = Destination(
+        label=f"DNS server {server.address}",
+        fqdn=None,
+        addresses=(server.address,),
+        port=server.port,
+        protocol=protocol,
+    )
+    for subnet_id in ev.node_subnet_ids():
+        ctx = address_context(ev, subnet_id)
+        route = select_route(
+            route_table(ev, subnet_id), server.address, ctx.vnet_prefixes, ctx.service_tags
+        )
+        if route.next_hop_type == "None":
+            out.append(f"route {route.route_name or route.prefix} ({route.prefix}) drops it")
+            continue
+        source = ev.source_address(subnet_id)
+        if source is not None:
+            for nsg in nsgs_on_path(ev, subnet_id):
+                decision = evaluate(nsg, Flow(source, server.address, server.port, protocol), ctx)
+                if decision.access == "Deny":
+                    out.append(
+                        f"NSG {nsg.get('name')} rule {decision.rule_name} "
+                        f"(priority {decision.priority}) denies it"
+                    )
+        if route.next_hop_type == "VirtualAppliance":
+            fw = firewall_with_ip(ev, route.next_hop_ip)
+            if fw is not None:
+                hop = Hop(dest, subnet_id, server.address, route)
+                decision = firewall.evaluate_hop(ev, fw, hop, {})
+                if not decision.allowed:
+                    out.append(f"firewall {fw.get('name')} does not allow it")
+    return out
