@@ -52,6 +52,7 @@ CATALOG: dict[str, Code] = _catalog(
     Code("CLUSTER_NOT_RUNNING", E, "cluster", "The cluster is not running"),
     Code("NETPOL_EGRESS_DENY", E, "netpol", "The pod's NetworkPolicies deny the endpoint"),
     Code("NETPOL_DNS_DENY", E, "netpol", "The pod's NetworkPolicies leave out its DNS server"),
+    Code("NETPOL_UNDECIDED", INFO, "netpol", "The pod's policies cannot be judged for the flow"),
     Code("DNS_SERVER_BLOCKED", E, "dns", "A DNS server the cluster depends on is unreachable"),
     Code("ROUTE_TABLE_MISSING", E, "route", "Node subnet has no route table"),
     Code("ROUTE_DEFAULT_MISSING", E, "route", "Route table has no 0.0.0.0/0 route"),

@@ -16,12 +16,13 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+from bot import armid
 from bot.codes import finding
 from bot.evidence import AzureEvidence, Destination, Json, KubeEvidence
 from bot.model import Finding
 from handlers import firewall
 from handlers.netpol import AZURE_DNS, vnet_dns_servers
-from handlers.nsg import nsgs_on_path
+from handlers.nsg import Denial, allow_commands, nsgs_on_path
 from handlers.nsg_rules import Flow, evaluate
 from handlers.path import Hop, address_context, firewall_with_ip, route_table
 from handlers.route_rules import select_route
@@ -76,45 +77,60 @@ def servers(ev: AzureEvidence, kube: KubeEvidence | None) -> list[Server]:
     return [s for s in found if str(s.address) != AZURE_DNS]
 
 
+@dataclass(frozen=True)
+class Block:
+    """One thing on the path that stops the server's traffic, with its resource and fix."""
+
+    what: str
+    resource: str | None
+    fix: tuple[str, ...] = ()
+
+
 def check(ev: AzureEvidence, kube: KubeEvidence | None) -> list[Finding]:
     host = ev.endpoint.host.lower().rstrip(".") if ev.endpoint else None
     by_name = ev.endpoint is not None and not ev.endpoint.is_ip
     out = []
     for server in servers(ev, kube):
-        blocks = {proto: _blocked(ev, server, proto) for proto in ("Udp", "Tcp")}
-        if not blocks["Udp"]:
+        udp, tcp = _blocked(ev, server, "Udp"), _blocked(ev, server, "Tcp")
+        if not udp:
             continue
-        what = "; ".join(blocks["Udp"])
-        tcp = "also on TCP" if blocks["Tcp"] else "TCP is not blocked"
+        what = "; ".join(b.what for b in udp)
+        also = "TCP is blocked too" if tcp else "TCP is not blocked"
         zone = "every name" if server.zone == "." else f"names in {server.zone}"
         about = (
             by_name
             and host is not None
             and (server.zone == "." or host == server.zone or host.endswith("." + server.zone))
         )
+        fix = list(dict.fromkeys(c for b in udp + tcp for c in b.fix))
         out.append(
             finding(
                 "DNS_SERVER_BLOCKED",
                 f"DNS server {server.address}:{server.port} ({server.source}, for {zone}) is "
-                f"not reachable on UDP from the node subnet: {what} ({tcp}). Lookups CoreDNS "
+                f"not reachable on UDP from the node subnet: {what} ({also}). Lookups CoreDNS "
                 "sends there time out, so those names do not resolve in the cluster.",
+                resource=udp[0].resource,
                 evidence={
                     "server": str(server.address),
                     "port": server.port,
                     "source": server.source,
                     "zone": server.zone,
-                    "udp": blocks["Udp"],
-                    "tcp": blocks["Tcp"],
+                    "udp": [b.what for b in udp],
+                    "tcp": [b.what for b in tcp],
                 },
+                fix=fix,
                 about_endpoint=bool(about),
             )
         )
     return out
 
 
-def _blocked(ev: AzureEvidence, server: Server, protocol: str) -> list[str]:
-    """What stops this protocol to the server from each node subnet (empty: nothing)."""
-    out: list[str] = []
+def _blocked(ev: AzureEvidence, server: Server, protocol: str) -> list[Block]:
+    """What stops this protocol to the server from each node subnet (empty: nothing).
+
+    Only a user route with next hop None counts as a drop: a private address outside the
+    VNet may be reached through a gateway whose BGP routes no route table shows."""
+    out: list[Block] = []
     dest = Destination(
         label=f"DNS server {server.address}",
         fqdn=None,
@@ -127,23 +143,49 @@ def _blocked(ev: AzureEvidence, server: Server, protocol: str) -> list[str]:
         route = select_route(
             route_table(ev, subnet_id), server.address, ctx.vnet_prefixes, ctx.service_tags
         )
-        if route.next_hop_type == "None":
-            out.append(f"route {route.route_name or route.prefix} ({route.prefix}) drops it")
+        if route.next_hop_type == "None" and route.source == "User":
+            fix: tuple[str, ...] = ()
+            if route.route_id:
+                rt = armid.ArmId.parse(route.route_id)
+                fix = (
+                    f"az network route-table route delete --resource-group {rt.resource_group} "
+                    f"--route-table-name {rt.parent_name} --name {rt.name}",
+                )
+            out.append(
+                Block(
+                    f"route {route.route_name} ({route.prefix}) has next hop None and drops it",
+                    route.route_id,
+                    fix,
+                )
+            )
             continue
         source = ev.source_address(subnet_id)
         if source is not None:
             for nsg in nsgs_on_path(ev, subnet_id):
                 decision = evaluate(nsg, Flow(source, server.address, server.port, protocol), ctx)
                 if decision.access == "Deny":
+                    denial = Denial(nsg, dest, str(server.address), decision)
                     out.append(
-                        f"NSG {nsg.get('name')} rule {decision.rule_name} "
-                        f"(priority {decision.priority}) denies it"
+                        Block(
+                            f"NSG {nsg.get('name')} rule {decision.rule_name} "
+                            f"(priority {decision.priority}) denies {protocol.upper()} "
+                            f"{server.port}",
+                            decision.nsg_id,
+                            tuple(allow_commands(nsg, decision, [denial], "allow-dns")),
+                        )
                     )
         if route.next_hop_type == "VirtualAppliance":
             fw = firewall_with_ip(ev, route.next_hop_ip)
             if fw is not None:
                 hop = Hop(dest, subnet_id, server.address, route)
-                decision = firewall.evaluate_hop(ev, fw, hop, {})
-                if not decision.allowed:
-                    out.append(f"firewall {fw.get('name')} does not allow it")
+                verdict = firewall.evaluate_hop(ev, fw, hop, {})
+                if not verdict.allowed:
+                    rule = verdict.rule_name or "its default deny"
+                    out.append(
+                        Block(
+                            f"firewall {fw.get('name')} denies {protocol.upper()} "
+                            f"{server.port} ({rule})",
+                            fw.get("id"),
+                        )
+                    )
     return out

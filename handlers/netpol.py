@@ -88,7 +88,23 @@ def check(ev: AzureEvidence, kube: KubeEvidence | None) -> list[Finding]:
     verdicts = [evaluate(ctx.policies, ctx.pod, ctx.namespace, f, ctx.namespaces) for f in flows]
     if all(v.allowed is False for v in verdicts):
         found.append(_egress_denied(ctx, endpoint.host, endpoint.port, flows, verdicts))
+    elif not any(v.allowed for v in verdicts):
+        found.append(_undecided(ctx, f"TCP {endpoint.host}:{endpoint.port}", verdicts))
     return found
+
+
+def _undecided(ctx: PodContext, what: str, verdicts: list[Verdict]) -> Finding:
+    """Said, not guessed: which rules could not be judged and why."""
+    isolating = sorted({p for v in verdicts for p in v.isolating})
+    reasons = sorted({u for v in verdicts for u in v.undecided})
+    return finding(
+        "NETPOL_UNDECIDED",
+        f"Pod {ctx.key} is isolated for egress by {_names(isolating)}; no rule clearly allows "
+        f"{what}, and these cannot be judged from the API's objects: {'; '.join(reasons)}. "
+        "The probe inside the pod settles it.",
+        resource=k8s.api_path(ctx.pod, "pod"),
+        evidence={"pod": ctx.key, "isolatingPolicies": isolating, "undecided": reasons},
+    )
 
 
 def _egress_denied(
@@ -305,8 +321,10 @@ def _dns_findings(
     if not flows:
         return []
     verdicts = [evaluate(ctx.policies, ctx.pod, ctx.namespace, f, ctx.namespaces) for f in flows]
-    if not all(v.allowed is False for v in verdicts):
+    if any(v.allowed for v in verdicts):
         return []
+    if not all(v.allowed is False for v in verdicts):
+        return [_undecided(ctx, f"UDP 53 to {server}", verdicts)]
     isolating = sorted({p for v in verdicts for p in v.isolating})
     return [
         finding(
