@@ -219,6 +219,9 @@ class Engine:
                     in_pod_f = pool.submit(self._in_pod, access, request, target, pools)
             node_metrics, refusal = node_metrics_f.result()
             coredns, coredns_refusal = coredns_f.result()
+            view = view_f.result() if view_f else None
+            partial += [coredns_refusal] if coredns_refusal else []
+            partial += list(view.refused.values()) if view else []
             pod_metrics, _ = pod_metrics_f.result()
             return KubeEvidence(
                 access=access.how,
@@ -230,9 +233,9 @@ class Engine:
                 target_pod=request.pod,
                 target_pod_body=target,
                 probes=probes_f.result() if probes_f else [],
-                partial=partial + ([coredns_refusal] if coredns_refusal else []),
+                partial=partial,
                 in_pod_probe=in_pod_f.result() if in_pod_f else None,
-                pod_view=view_f.result() if view_f else None,
+                pod_view=view,
                 coredns_custom=coredns,
             )
 

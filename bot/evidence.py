@@ -289,4 +289,10 @@ class PodView:
     network_policies: list[Json] = field(default_factory=list)  # the pod's namespace
     cilium_policies: list[Json] | None = None
     cilium_clusterwide: list[Json] | None = None
-    refused: list[str] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)  # read (field name) -> why
+
+    @property
+    def policies_known(self) -> bool:
+        """Every policy list was read: only then can the pod's isolation be judged."""
+        keys = ("network_policies", "cilium_policies", "cilium_clusterwide")
+        return not any(k in self.refused for k in keys)

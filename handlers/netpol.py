@@ -54,6 +54,8 @@ def context(ev: AzureEvidence, kube: KubeEvidence | None) -> PodContext | None:
     """The pod and the policies that may act on it; None when none can."""
     if kube is None or kube.pod_view is None or kube.target_pod_body is None:
         return None
+    if not kube.pod_view.policies_known:
+        return None  # a refused policy list: KUBE_PARTIAL_ACCESS says so; no guess
     pod = kube.target_pod_body
     if (pod.get("spec") or {}).get("hostNetwork") or not enforced(ev):
         return None

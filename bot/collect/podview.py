@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import urllib3
 from kubernetes import client as k8s
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
@@ -70,7 +71,7 @@ class PodViewReader:
                 except ApiException as exc:
                     if exc.status == 404 and key.startswith("cilium"):
                         continue  # the CRD is not installed: not Azure CNI powered by Cilium
-                    view.refused.append(explain(exc, f"list {key.replace('_', ' ')}"))
+                    view.refused[key] = explain(exc, f"list {key.replace('_', ' ')}")
                     continue
                 setattr(view, key, items)
         return view
@@ -99,10 +100,19 @@ class InPodProbe:
 
     def run(self, url: str, pod: Json, pool: str | None) -> ProbeRun:
         meta = pod.get("metadata") or {}
+        key = f"{meta.get('namespace')}/{meta.get('name')}"
+        base = {"url": url, "pool": pool, "image": self.settings.image, "inside": key}
+        try:
+            return self._run(url, pod, base)
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            message = f"the API server stopped answering ({type(exc).__name__})"
+            return ProbeRun(pod=key, failure="ApiError", message=message, **base)
+
+    def _run(self, url: str, pod: Json, base: dict[str, Any]) -> ProbeRun:
+        meta = pod.get("metadata") or {}
         namespace, pod_name = str(meta.get("namespace")), str(meta.get("name"))
         key = f"{namespace}/{pod_name}"
         name = CONTAINER_PREFIX + secrets.token_hex(3)
-        base = {"url": url, "pool": pool, "image": self.settings.image, "inside": key}
         body = {"spec": {"ephemeralContainers": [ephemeral_container(url, name, self.settings)]}}
         try:
             # A dict body goes as a strategic merge patch, as kubectl debug sends it.
@@ -148,9 +158,10 @@ class InPodProbe:
                 field_selector=f"metadata.name={pod_name}",
                 timeout_seconds=self.settings.deadline_s,
                 _request_timeout=(5, self.settings.deadline_s + 5),
+                # The API's JSON as it is: an application pod need not fit the client's models.
+                deserialize=False,
             ):
-                pod = self.core.api_client.sanitize_for_serialization(event["object"])
-                state = _state(pod, name)
+                state = _state(event.get("object") or {}, name)
                 reason = (state.get("waiting") or {}).get("reason")
                 if "terminated" in state or reason in STUCK:
                     return state

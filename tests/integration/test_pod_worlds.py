@@ -151,6 +151,11 @@ def _forbidden(report: dict) -> None:
     assert "pods/ephemeralcontainers" in refused["detail"]
 
 
+def _list_refused(report: dict) -> None:
+    refused = _one(report, "KUBE_PARTIAL_ACCESS")
+    assert "list network policies" in refused["detail"]
+
+
 def _off(report: dict) -> None:
     notes = [f for f in report["findings"] if f["code"] == "KUBE_ACCESS"]
     assert any("inPodProbe is off" in f["detail"] for f in notes)
@@ -168,6 +173,7 @@ EXTRA: dict[str, Callable[[dict], None]] = {
     "in-pod-pod-not-running.yaml": _not_running,
     "in-pod-ephemeral-forbidden.yaml": _forbidden,
     "in-pod-probe-off.yaml": _off,
+    "netpol-list-forbidden.yaml": _list_refused,
 }
 
 
