@@ -5,9 +5,12 @@ pod's `dnsPolicy`, after kube-dns's DNAT to the CoreDNS pods) and words the find
 
 Policies only act where a policy engine enforces them: Azure Network Policy Manager,
 Calico or Cilium (`networkProfile.networkPolicy`), or Azure CNI powered by Cilium
-(`networkDataplane: cilium`); elsewhere NetworkPolicies are stored and ignored
-(https://learn.microsoft.com/azure/aks/use-network-policies). Pods on the host network are
-never subject to them.
+(`networkDataplane: cilium`). `networkPolicy` None, the default when it is not set, means
+"network policies will not be enforced": they are stored and ignored
+(https://learn.microsoft.com/javascript/api/@azure/arm-containerservice/knownnetworkpolicy,
+https://learn.microsoft.com/azure/aks/use-network-policies). Pods on the host network share
+the node's network namespace and are left out (the Kubernetes page: "NetworkPolicy behavior
+for hostNetwork pods is undefined"; AKS's engines do not apply pod policies to them).
 """
 
 from __future__ import annotations

@@ -77,9 +77,13 @@ def test_slash_command_runs_the_check_into_the_thread(world, make_bot):
         assert any(":reply:" in n for n in names)
     for message in thread:
         assert_valid_blocks(message)
+    checklist = json.dumps(next(m for m in replies if name(m) == "0:checklist"))
     if "--pod" in spec.get("args", []):
         pod = spec["args"][spec["args"].index("--pod") + 1]
         assert f"inside {pod}" in json.dumps(thread), "the in-pod probe is not shown as such"
+        assert "The pod's NetworkPolicies" in checklist
+    else:
+        assert "The pod's NetworkPolicies" not in checklist
 
 
 def test_bad_signature_and_stale_timestamp_are_refused(make_bot):
