@@ -22,6 +22,7 @@ from bot.sandbox.world import World
 
 Json = dict[str, Any]
 
+WAITING_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError"})
 STRATEGIC = "application/strategic-merge-patch+json"
 MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -168,9 +169,12 @@ class EphemeralRun:
     starts: bool  # False: the pod is not Running, the kubelet never starts it
 
     def steps(self) -> list[tuple[float, str]]:
+        """A `podStatus` outcome the kubelet reports as a waiting reason (image pull, config)
+        keeps the container waiting; one that only a pod can reach (Unschedulable,
+        DeadlineExceeded) ends it killed, exit 137, as the pod's own processes are."""
         if not self.starts:
             return []
-        if self.outcome.pod_status is not None:
+        if self.outcome.pod_status in WAITING_REASONS:
             return [(0.5, "stuck")]
         return [(0.5, "running"), (1.0, "terminated")]
 
@@ -178,7 +182,7 @@ class EphemeralRun:
         if state == "running":
             return with_state(pod, self.container, self.image, {"running": {"startedAt": at}})
         if state == "terminated":
-            code = self.outcome.exit_code
+            code = 137 if self.outcome.pod_status else self.outcome.exit_code
             started = _state(pod, self.container).get("running", {}).get("startedAt", at)
             terminated = {
                 "exitCode": code,
