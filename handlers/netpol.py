@@ -282,7 +282,17 @@ def dns_flows(ctx: PodContext, kube: KubeEvidence, ev: AzureEvidence) -> tuple[s
         port = target if isinstance(target, int) else _named(pod, target) or DNS_PORT
         ip = (pod.get("status") or {}).get("podIP")
         address = ipaddress.IPv4Address(ip) if ip and _is_ip(ip) else None
-        flows.append(Flow(address, port, "UDP", pod=pod, namespace=ns, in_cluster=True))
+        flows.append(
+            Flow(
+                address,
+                port,
+                "UDP",
+                pod=pod,
+                namespace=ns,
+                in_cluster=True,
+                cidr_sees_pods=not ctx.cilium,
+            )
+        )
     return "kube-dns (CoreDNS in kube-system)", flows
 
 

@@ -63,6 +63,10 @@ class Flow:
     pod: Json | None = None  # the destination pod, when it is one
     namespace: Json | None = None  # the destination pod's namespace object
     in_cluster: bool = False  # a pod or service address, not the internet
+    # Whether CIDR peers (ipBlock) see a pod by its address. Azure NPM and Calico match pod
+    # IPs; Cilium's CIDR selectors leave out everything it manages ("CIDR rules do not
+    # apply to traffic where both sides are managed by Cilium", policy language, toCIDR).
+    cidr_sees_pods: bool = True
 
 
 @dataclass(frozen=True)
@@ -215,10 +219,22 @@ def evaluate(
     """The verdict of all the pod's policies on one flow (union of allows, deny wins)."""
     verdict = Verdict()
     namespaces = namespaces or {}
-    for policy in policies:
-        if not selects(policy, pod, namespace):
-            continue
-        specs = [s for s in policy.specs() if _spec_selects(policy, s, pod, namespace)]
+    selecting = [
+        (policy, [s for s in policy.specs() if _spec_selects(policy, s, pod, namespace)])
+        for policy in policies
+        if selects(policy, pod, namespace)
+    ]
+    # toFQDNs only knows the addresses of names whose DNS answers Cilium's DNS proxy saw:
+    # the pod's DNS must pass through a rule with `toPorts.rules.dns`.
+    dns_seen = any(
+        (port.get("rules") or {}).get("dns")
+        for policy, specs in selecting
+        if policy.kind != K8S_NP
+        for spec in specs
+        for rule in spec.get("egress") or []
+        for port in rule.get("toPorts") or []
+    )
+    for policy, specs in selecting:
         if any(isolates_egress(policy, s) for s in specs):
             verdict.isolating.append(policy.name)
         for spec in specs:
@@ -229,11 +245,11 @@ def evaluate(
                 if policy.kind == K8S_NP:
                     decided = _k8s_rule(rule, policy, flow, namespaces)
                 else:
-                    decided = _cilium_rule(rule, policy, flow, namespaces, allow=True)
+                    decided = _cilium_rule(rule, policy, flow, namespaces, dns_seen)
                 _note(verdict.allowing, verdict.undecided, where, decided)
             for index, rule in enumerate(spec.get("egressDeny") or []):
                 where = f"{policy.name} (egressDeny rule {index + 1})"
-                decided = _cilium_rule(rule, policy, flow, namespaces, allow=False)
+                decided = _cilium_rule(rule, policy, flow, namespaces, fqdns=False)
                 _note(verdict.denying, verdict.undecided, where, decided)
     return verdict
 
@@ -274,6 +290,8 @@ def _k8s_rule(rule: Json, policy: Policy, flow: Flow, namespaces: Mapping[str, J
 
 def _k8s_peer(peer: Json, policy: Policy, flow: Flow, namespaces: Mapping[str, Json]) -> Decided:
     if "ipBlock" in peer:
+        if flow.in_cluster and not flow.cidr_sees_pods:
+            return False
         return in_ip_block(flow.address, peer["ipBlock"])
     if not flow.in_cluster:
         return False  # selectors select pods; an address outside the cluster is none
@@ -363,8 +381,10 @@ _PEER_KEYS = ("toCIDR", "toCIDRSet", "toEntities", "toEndpoints", "toFQDNs", "to
 
 
 def _cilium_rule(
-    rule: Json, policy: Policy, flow: Flow, namespaces: Mapping[str, Json], allow: bool
+    rule: Json, policy: Policy, flow: Flow, namespaces: Mapping[str, Json], fqdns: bool
 ) -> Decided:
+    """One allow (or deny) rule; `fqdns`: whether its toFQDNs can match (allow rules only,
+    and only when the pod's DNS is visible to Cilium's proxy)."""
     has_peer = any(k in rule for k in _PEER_KEYS)
     ports = _cilium_ports(rule.get("toPorts"), flow) if "toPorts" in rule else True
     if not has_peer and "toPorts" not in rule:
@@ -374,15 +394,16 @@ def _cilium_rule(
     if not has_peer:
         return True
     results: list[Decided] = []
+    cidr_address = None if flow.in_cluster else flow.address  # CIDRs select outside only
     for cidr in rule.get("toCIDR") or []:
-        results.append(in_ip_block(flow.address, {"cidr": cidr}))
+        results.append(in_ip_block(cidr_address, {"cidr": cidr}))
     for block in rule.get("toCIDRSet") or []:
-        results.append(in_ip_block(flow.address, block))
+        results.append(in_ip_block(cidr_address, block))
     for entity in rule.get("toEntities") or []:
         results.append(_entity(str(entity), flow))
     for selector in rule.get("toEndpoints") or []:
         results.append(_cilium_endpoint(selector, policy, flow, namespaces))
-    if allow:
+    if fqdns and not flow.in_cluster:
         for fqdn in rule.get("toFQDNs") or []:
             results.append(fqdn_matches(fqdn, flow.fqdn))
     if rule.get("toServices"):

@@ -282,3 +282,28 @@ def test_clusterwide_policy_selects_by_namespace_label():
     assert not evaluate([_cnp(spec, CCNP, None)], POD, NAMESPACE, GH).isolated
     spec["endpointSelector"]["matchLabels"] = {"k8s:io.kubernetes.pod.namespace": "web"}
     assert evaluate([_cnp(spec, CCNP, None)], POD, NAMESPACE, GH).isolated
+
+
+def test_cilium_fqdn_needs_the_dns_proxy_rule():
+    fqdn_rule = {
+        "toFQDNs": [{"matchName": "api.github.com"}],
+        "toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}]}],
+    }
+    dns_rule = {
+        "toEndpoints": [{"matchLabels": {"k8s:k8s-app": "kube-dns"}}],
+        "toPorts": [{"ports": [{"port": "53", "protocol": "ANY"}], "rules": {"dns": [{}]}}],
+    }
+    blind = _cnp({"endpointSelector": {}, "egress": [fqdn_rule]})
+    assert evaluate([blind], POD, NAMESPACE, GH).allowed is False
+    seen = _cnp({"endpointSelector": {}, "egress": [fqdn_rule, dns_rule]})
+    assert evaluate([seen], POD, NAMESPACE, GH).allowed is True
+
+
+def test_cidr_peers_see_pods_except_under_cilium():
+    block = {"ipBlock": {"cidr": "10.224.0.0/16"}}
+    coredns = Flow(ipaddress.IPv4Address("10.224.0.5"), 53, "UDP", pod=COREDNS, in_cluster=True)
+    assert evaluate([_dns_policy(block)], POD, NAMESPACE, coredns).allowed is True
+    under_cilium = Flow(
+        coredns.address, 53, "UDP", pod=COREDNS, in_cluster=True, cidr_sees_pods=False
+    )
+    assert evaluate([_dns_policy(block)], POD, NAMESPACE, under_cilium).allowed is False
