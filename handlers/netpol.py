@@ -124,7 +124,7 @@ def _egress_denied(
             f"Cilium egressDeny rules match it and win over every allow: {', '.join(denying)}. "
             "Narrow or remove the deny rule; an allow rule cannot override it."
         )
-        fix = [f"kubectl get {_kind_arg(name)} -o yaml" for name in denying]
+        fix = list(dict.fromkeys(f"kubectl edit {_kind_arg(name)}" for name in denying))
     else:
         why = f"none of their egress rules allows TCP to {target}."
         fix = [_allow_fix(ctx, host, port, addresses)]

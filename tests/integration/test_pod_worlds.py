@@ -75,9 +75,7 @@ def _deny_wins(report: dict) -> None:
     deny = _one(report, "NETPOL_EGRESS_DENY")
     assert deny["evidence"]["denyingRules"] == ["deny-github-from-web (egressDeny rule 1)"]
     assert "win over every allow" in deny["detail"]
-    assert deny["fix"] == [
-        "kubectl get ciliumclusterwidenetworkpolicy deny-github-from-web -o yaml"
-    ]
+    assert deny["fix"] == ["kubectl edit ciliumclusterwidenetworkpolicy deny-github-from-web"]
 
 
 def _ipblock_fix(report: dict) -> None:
