@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shlex
 from dataclasses import dataclass
 
 from bot import armid
@@ -148,8 +149,9 @@ def _blocked(ev: AzureEvidence, server: Server, protocol: str) -> list[Block]:
             if route.route_id:
                 rt = armid.ArmId.parse(route.route_id)
                 fix = (
-                    f"az network route-table route delete --resource-group {rt.resource_group} "
-                    f"--route-table-name {rt.parent_name} --name {rt.name}",
+                    "az network route-table route delete --resource-group "
+                    f"{shlex.quote(rt.resource_group)} --route-table-name "
+                    f"{shlex.quote(rt.parent_name)} --name {shlex.quote(rt.name)}",
                 )
             out.append(
                 Block(
