@@ -28,9 +28,6 @@ from handlers.nsg_rules import Flow, evaluate
 from handlers.path import Hop, address_context, firewall_with_ip, route_table
 from handlers.route_rules import select_route
 
-_FORWARD = re.compile(r"^\s*forward\s+(\S+)\s+([^{}\n#]+)", re.MULTILINE)
-_ZONE = re.compile(r"^\s*([^\s{}#][^{}#\n]*?)\s*\{", re.MULTILINE)
-
 
 @dataclass(frozen=True)
 class Server:
@@ -41,32 +38,49 @@ class Server:
 
 
 def forward_targets(config_map: Json | None) -> list[Server]:
-    """`forward ZONE TO...` lines of every Corefile snippet in coredns-custom: plain and
-    dns:// IPv4 targets (tls:// goes to port 853 over TCP and is left out)."""
+    """`forward FROM TO...` directives of every Corefile snippet in coredns-custom, with the
+    zone of the server block they sit in (`.override` snippets join the default `.` block):
+    plain and dns:// IPv4 targets (tls:// goes to port 853 over TCP and is left out)."""
     servers: list[Server] = []
     for key, text in ((config_map or {}).get("data") or {}).items():
-        for match in _FORWARD.finditer(str(text)):
-            zone = match.group(1)
-            if zone == ".":
-                block = [z for z in _ZONE.findall(str(text)[: match.start()])]
-                zone = block[-1].split(":")[0] if block else "."
-            for target in match.group(2).split():
+        for zone, args in _forwards(str(text)):
+            for target in args[1:]:
                 if target.startswith("tls://"):
                     continue
                 host, _, port = target.removeprefix("dns://").partition(":")
                 try:
                     address = ipaddress.IPv4Address(host)
                 except ValueError:
-                    continue
+                    continue  # a name: resolved by the node, not judged here
                 server = Server(
-                    address,
-                    int(port) if port.isdigit() else 53,
-                    f"coredns-custom ({key})",
-                    zone,
+                    address, int(port) if port.isdigit() else 53, f"coredns-custom ({key})", zone
                 )
                 if server not in servers:
                     servers.append(server)
     return servers
+
+
+def _forwards(corefile: str) -> list[tuple[str, list[str]]]:
+    """(zone, arguments) of each forward directive: lines and braces, comments dropped."""
+    text = re.sub(r"#[^\n]*", "", corefile).replace("{", "\n{\n").replace("}", "\n}\n")
+    found: list[tuple[str, list[str]]] = []
+    blocks: list[list[str]] = []
+    last: list[str] = []
+    for line in text.splitlines():
+        words = line.split()
+        if words == ["{"]:
+            blocks.append(last)
+        elif words == ["}"]:
+            if blocks:
+                blocks.pop()
+        elif words:
+            last = words
+            if words[0] == "forward" and len(words) > 2:
+                # FROM narrows the server block's zone; "." keeps the block's.
+                header = [words[1]] if words[1] != "." else blocks[0] if blocks else ["."]
+                zone = header[0].removeprefix("dns://").split(":")[0].rstrip(".") or "."
+                found.append((zone, words[1:]))
+    return found
 
 
 def servers(ev: AzureEvidence, kube: KubeEvidence | None) -> list[Server]:
