@@ -246,16 +246,19 @@ def _is_ip(host: str) -> bool:
 
 def dns_flows(ctx: PodContext, kube: KubeEvidence, ev: AzureEvidence) -> tuple[str, list[Flow]]:
     """Where the pod sends its DNS queries (UDP 53), by its dnsPolicy: kube-dns's pods
-    (ClusterFirst, after the service's DNAT), the node's servers (Default), or its own
-    dnsConfig.nameservers (None)."""
+    (ClusterFirst, after the service's DNAT), the node's servers (Default), or only its
+    dnsConfig.nameservers (None); other policies add those nameservers to their own
+    (https://kubernetes.io/docs/concepts/services-networking/dns-pod-service/)."""
     spec = ctx.pod.get("spec") or {}
     policy = spec.get("dnsPolicy") or "ClusterFirst"
+    extra = [str(s) for s in (spec.get("dnsConfig") or {}).get("nameservers") or []]
+    own = [_external(s) for s in extra if _is_ip(s)]
     if policy == "None":
-        servers = [str(s) for s in (spec.get("dnsConfig") or {}).get("nameservers") or []]
-        return "its dnsConfig nameservers", [_external(s) for s in servers if _is_ip(s)]
+        return "its dnsConfig nameservers", own
     if policy == "Default":
         servers = vnet_dns_servers(ev) or [AZURE_DNS]
-        return "the node's DNS servers (dnsPolicy Default)", [_external(s) for s in servers]
+        flows = [_external(s) for s in servers] + own
+        return "the node's DNS servers (dnsPolicy Default)", flows
     service = (
         next((s for s in kube.pod_view.dns_services if k8s.meta(s).get("name") == "kube-dns"), None)
         if kube.pod_view
@@ -293,7 +296,7 @@ def dns_flows(ctx: PodContext, kube: KubeEvidence, ev: AzureEvidence) -> tuple[s
                 cidr_sees_pods=not ctx.cilium,
             )
         )
-    return "kube-dns (CoreDNS in kube-system)", flows
+    return "kube-dns (CoreDNS in kube-system)", flows + own
 
 
 def _external(server: str) -> Flow:
