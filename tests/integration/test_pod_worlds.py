@@ -14,7 +14,7 @@ from collections.abc import Callable
 import pytest
 import yaml
 
-from tests.conftest import WORLDS, assert_expected, expected_worlds
+from tests.conftest import WORLDS, assert_expected, check_argv, expected_worlds
 
 POD_WORLDS = WORLDS / "pod"
 EXPECTED = expected_worlds(POD_WORLDS / "expected.yaml")
@@ -33,14 +33,7 @@ def _report(world: str, run_check, tmp_path, monkeypatch) -> dict:
         }
         config.write_text(yaml.safe_dump({"clusters": {spec["alias"]: entry}}))
         monkeypatch.setenv("AKS_EGRESS_CONFIG", str(config))
-    code, report = run_check(
-        spec["alias"],
-        "--endpoint",
-        spec["endpoint"],
-        *spec.get("args", []),
-        "--world",
-        str(POD_WORLDS / world),
-    )
+    code, report = run_check(*check_argv(spec, POD_WORLDS / world))
     assert code == 0, report
     return report
 
