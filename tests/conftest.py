@@ -22,7 +22,8 @@ def expected_worlds(path: Path) -> dict[str, dict]:
 def check_argv(spec: dict, world: Path) -> list[str]:
     """The CLI arguments an expected.yaml entry runs its world with: the alias, the endpoint,
     the entry's `args` (e.g. `--pod NS/NAME`) and the world."""
-    return [spec["alias"], "--endpoint", spec["endpoint"], *spec.get("args", []), "--world", str(world)]
+    args = [*spec.get("args", []), "--world", str(world)]
+    return [spec["alias"], "--endpoint", spec["endpoint"], *args]
 
 
 def assert_expected(report: dict, spec: dict) -> set[str]:
