@@ -80,7 +80,7 @@ def test_slash_command_runs_the_check_into_the_thread(world, make_bot):
     checklist = json.dumps(next(m for m in replies if name(m) == "0:checklist"))
     if "--pod" in spec.get("args", []):
         pod = spec["args"][spec["args"].index("--pod") + 1]
-        assert f"inside {pod}" in json.dumps(thread), "the in-pod probe is not shown as such"
+        assert f"seen from inside `{pod}`" in json.dumps(thread), "the in-pod probe is unnamed"
         assert "The pod's NetworkPolicies" in checklist
     else:
         assert "The pod's NetworkPolicies" not in checklist
