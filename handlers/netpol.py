@@ -86,10 +86,9 @@ def check(ev: AzureEvidence, kube: KubeEvidence | None) -> list[Finding]:
         addresses = [ipaddress.IPv4Address(endpoint.host)]
     if not addresses and not ctx.cilium:
         return found  # a name that does not resolve: the probe says so
-    flows = [
-        Flow(address=a, port=endpoint.port, fqdn=None if endpoint.is_ip else endpoint.host)
-        for a in addresses or [None]
-    ]
+    fqdn = None if endpoint.is_ip else endpoint.host
+    targets: list[ipaddress.IPv4Address | None] = [*addresses] or [None]
+    flows = [Flow(address=a, port=endpoint.port, fqdn=fqdn) for a in targets]
     verdicts = [evaluate(ctx.policies, ctx.pod, ctx.namespace, f, ctx.namespaces) for f in flows]
     if all(v.allowed is False for v in verdicts):
         found.append(_egress_denied(ctx, endpoint.host, endpoint.port, flows, verdicts))

@@ -29,7 +29,7 @@ from bot.evidence import Json, PodView, ProbeRun
 CONTAINER_PREFIX = "aks-egress-probe-"
 KUBE_SYSTEM = "kube-system"
 COREDNS_CUSTOM = "coredns-custom"
-_RAW = {"_preload_content": False, "_request_timeout": READ_TIMEOUT}
+_RAW: dict[str, Any] = {"_preload_content": False, "_request_timeout": READ_TIMEOUT}
 
 
 class PodViewReader:
@@ -101,7 +101,12 @@ class InPodProbe:
     def run(self, url: str, pod: Json, pool: str | None) -> ProbeRun:
         meta = pod.get("metadata") or {}
         key = f"{meta.get('namespace')}/{meta.get('name')}"
-        base = {"url": url, "pool": pool, "image": self.settings.image, "inside": key}
+        base: dict[str, Any] = {
+            "url": url,
+            "pool": pool,
+            "image": self.settings.image,
+            "inside": key,
+        }
         try:
             return self._run(url, pod, base)
         except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
