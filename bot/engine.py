@@ -81,6 +81,11 @@ MODES: dict[str, frozenset[str]] = {
 MODES["all"] = MODES["persistent"] | MODES["intermittent"]
 
 
+def steps_for(mode: str, pod: str | None) -> frozenset[str]:
+    """The steps a check runs: its mode's, the pod's policies only for a --pod."""
+    return MODES[mode] - (frozenset() if pod else frozenset({"netpol"}))
+
+
 @dataclass(frozen=True)
 class CheckRequest:
     alias: str
@@ -91,8 +96,7 @@ class CheckRequest:
 
     @property
     def steps(self) -> frozenset[str]:
-        """The mode's steps; the pod's policies only for a --pod."""
-        return MODES[self.mode] - (frozenset() if self.pod else frozenset({"netpol"}))
+        return steps_for(self.mode, self.pod)
 
 
 class Engine:

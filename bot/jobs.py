@@ -22,7 +22,7 @@ from bot.codes import CATALOG
 from bot.collect.azure import ClusterUnreadable
 from bot.config import ClusterConfig
 from bot.endpoint import parse_endpoint
-from bot.engine import AZURE_STEP_NAMES, CLUSTER_STEP_NAMES, MODES, CheckRequest, Engine
+from bot.engine import AZURE_STEP_NAMES, CLUSTER_STEP_NAMES, CheckRequest, Engine, steps_for
 from bot.model import Finding, Severity
 from bot.runtime import Runtime
 from bot.slack import blocks
@@ -124,7 +124,7 @@ def _states(
             status="done" if step in done else "running", findings=tuple(done.get(step, ()))
         )
         for step in CHECK_STEPS
-        if step in MODES[mode] and (pod or step != "netpol")  # the pod's policies: --pod only
+        if step in steps_for(mode, pod)
     }
 
 
