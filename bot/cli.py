@@ -17,6 +17,7 @@ from pathlib import Path
 from azure.core.exceptions import ClientAuthenticationError
 from rich.console import Console
 
+from bot.bypass import cli as bypass_cli
 from bot.collect.azure import ClusterUnreadable
 from bot.config import ClusterConfig, ConfigError, Settings
 from bot.endpoint import EndpointError, parse_endpoint
@@ -240,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo_cmd = sub.add_parser("demo", help="the whole bot on a sandbox world, printed here")
     demo_cmd.add_argument("world", nargs="?", type=Path, default=DEMO_WORLD)
     demo_cmd.set_defaults(func=cmd_demo)
+    bypass_cli.register(sub, _fail)
     return parser
 
 
