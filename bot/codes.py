@@ -60,9 +60,7 @@ CATALOG: dict[str, Code] = _catalog(
     Code("FIREWALL_REQUIRED_FQDN_BLOCKED", E, "firewall", "The firewall blocks FQDNs AKS requires"),
     Code("FIREWALL_ENDPOINT_ALLOWED", OK, "firewall", "The firewall allows the endpoint"),
     Code("BYPASS_PROVES_APPLIANCE", E, "firewall", "Around the appliance the endpoint works"),
-    Code(
-        "BYPASS_CLEARS_APPLIANCE", INFO, "firewall", "The endpoint fails around the appliance too"
-    ),
+    Code("BYPASS_CLEARS_APPLIANCE", INFO, "firewall", "It fails around the appliance too"),
     Code("BYPASS_NOT_POSSIBLE", INFO, "firewall", "A bypass cannot test anything here"),
     Code("NATGW_SUBNET_NOT_ASSOCIATED", E, "egress", "Node subnet has no NAT gateway"),
     Code("NATGW_NO_PUBLIC_IP", E, "egress", "NAT gateway has no public IP or prefix"),

@@ -71,7 +71,8 @@ class ClusterRef:
     user_groups: tuple[str, ...] = ()  # if any: only their members may use the cluster
     kubeconfig_context: str | None = None
     in_cluster: bool = False
-    bypass: BypassPolicy = BypassPolicy()  # the appliance bypass (bot/bypass/policy.py)
+    # the appliance bypass (bot/bypass/policy.py)
+    bypass: BypassPolicy = field(default_factory=BypassPolicy)
 
     @property
     def id(self) -> str:
