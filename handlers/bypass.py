@@ -79,6 +79,7 @@ class TableChange:
             "add": [r.to_json() for r in self.add],
             "subnets": list(self.subnets),
             "pools": list(self.pools),
+            "kubenet": self.kubenet,
         }
 
 
@@ -114,6 +115,7 @@ class BypassPlan:
                 ),
                 subnets=tuple(t.get("subnets") or ()),
                 pools=tuple(t.get("pools") or ()),
+                kubenet=bool(t.get("kubenet")),
             )
             for t in data.get("routeTables") or []
         )

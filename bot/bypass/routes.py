@@ -48,26 +48,31 @@ class RevertResult:
 
 
 def _plain(model: Any) -> Json:
+    """The SDK model as the REST JSON ARM returned (camelCase, with `properties`)."""
     body: Json = model.as_dict() if hasattr(model, "as_dict") else dict(model)
     return body
 
 
+def _routes(body: Json) -> list[Json]:
+    return list((body.get("properties") or {}).get("routes") or [])
+
+
 def comparable(body: Json) -> Json:
     """A route table as its content: ETags and provisioning states dropped (every write
-    changes them), routes by name."""
+    changes them), routes in name order."""
 
     def strip(value: Any) -> Any:
         if isinstance(value, dict):
             return {
-                k: strip(v) for k, v in value.items() if k not in ("etag", "provisioning_state")
+                k: strip(v) for k, v in value.items() if k not in ("etag", "provisioningState")
             }
         if isinstance(value, list):
             return [strip(v) for v in value]
         return value
 
     out = strip(body)
-    routes = out.get("routes") or []
-    out["routes"] = sorted(routes, key=lambda r: str(r.get("name", "")).lower())
+    props = out.setdefault("properties", {})
+    props["routes"] = sorted(_routes(out), key=lambda r: str(r.get("name", "")).lower())
     return out
 
 
@@ -142,7 +147,7 @@ def _differences(before: Json, after: Json) -> str:
     def routes(body: Json) -> dict[str, Json]:
         return {
             str(r.get("name", "")).lower(): comparable(r)
-            for r in body.get("routes") or []
+            for r in _routes(body)
             if not str(r.get("name", "")).startswith(ROUTE_PREFIX)
         }
 

@@ -134,14 +134,14 @@ def _add_pod_subnet_tables(runtime: Runtime, ev: AzureEvidence) -> None:
         if ev.subnet(subnet_id) is None:
             with contextlib.suppress(Exception):
                 body = network.subnets.get(sid.resource_group, sid.parent_name, sid.name)
-                ev.subnets[armid.key(subnet_id)] = body.serialize(keep_readonly=True)
+                ev.subnets[armid.key(subnet_id)] = body.as_dict()
         props = (ev.subnet(subnet_id) or {}).get("properties") or {}
         table_id = (props.get("routeTable") or {}).get("id")
         if table_id and armid.key(table_id) not in ev.route_tables:
             tid = armid.ArmId.parse(table_id)
             with contextlib.suppress(Exception):
                 table = network.route_tables.get(tid.resource_group, tid.name)
-                ev.route_tables[armid.key(table_id)] = table.serialize(keep_readonly=True)
+                ev.route_tables[armid.key(table_id)] = table.as_dict()
 
 
 def _suspects(ev: AzureEvidence) -> list[str]:
