@@ -63,9 +63,7 @@ def comparable(body: Json) -> Json:
 
     def strip(value: Any) -> Any:
         if isinstance(value, dict):
-            return {
-                k: strip(v) for k, v in value.items() if k not in ("etag", "provisioningState")
-            }
+            return {k: strip(v) for k, v in value.items() if k not in ("etag", "provisioningState")}
         if isinstance(value, list):
             return [strip(v) for v in value]
         return value

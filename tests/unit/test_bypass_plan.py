@@ -18,7 +18,9 @@ NODES = f"{VNET}/subnets/snet-nodes"
 PODS = f"{VNET}/subnets/snet-pods"
 RT = f"{SUB}/routeTables/rt-aks"
 RT_PODS = f"{SUB}/routeTables/rt-pods"
-CLUSTER = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/c"
+CLUSTER = (
+    "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/c"
+)
 
 
 def route(name: str, prefix: str, hop: str, ip: str | None = None) -> dict[str, Any]:
@@ -78,7 +80,9 @@ def evidence(
     )
 
 
-def make_plan(ev: AzureEvidence, addresses: list[str] | None = None, **kw: Any) -> bypass.BypassPlan:
+def make_plan(
+    ev: AzureEvidence, addresses: list[str] | None = None, **kw: Any
+) -> bypass.BypassPlan:
     kw.setdefault("before", "PROBE_FIREWALL_DENY_HTTP")
     kw.setdefault("minutes", 10)
     return bypass.plan(ev, addresses or ["93.184.215.14"], "AKE-1A2B3C", **kw)
