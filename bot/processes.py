@@ -17,6 +17,7 @@ from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_sdk.errors import SlackApiError
 
 from bot import jobs, services
+from bot.bypass import jobs as bypass_jobs
 from bot.config import Settings
 from bot.runtime import open_runtime
 from bot.slack.app import AppDeps, build_app
@@ -96,7 +97,9 @@ def work(settings: Settings, world: Path | None, burst: bool = False) -> None:
     """Run a worker in this thread until stopped (or, with burst, until the queue is empty)."""
     with open_runtime(world, settings) as runtime:
         jobs.configure(services.worker_context(settings, runtime))
-        make_worker(settings).work(burst=burst, with_scheduler=False)
+        bypass_jobs.reconcile_at_start()
+        # The scheduler moves the bypass reverts queued with enqueue_in when they are due.
+        make_worker(settings).work(burst=burst, with_scheduler=True)
 
 
 def cron(settings: Settings) -> None:
@@ -106,6 +109,7 @@ def cron(settings: Settings) -> None:
     queue = services.queue(settings)
     scheduler = CronScheduler(connection=queue.connection)
     scheduler.register(jobs.post_due_summaries, queue_name=queue.name, cron="*/5 * * * *")
+    scheduler.register(bypass_jobs.reconcile_bypasses, queue_name=queue.name, cron="* * * * *")
     scheduler.start()
 
 

@@ -164,6 +164,14 @@ class BypassState:
                 return Holder(holder["incident"], float(holder["until"]))
         return None
 
+    def holder(self, table_id: str) -> Holder | None:
+        with guard_redis():
+            current = self.redis.get(self._lock_key(table_id))
+        if not current:
+            return None
+        data = json.loads(current)
+        return Holder(str(data["incident"]), float(data["until"]))
+
     def unlock(self, tables: list[str], incident: str) -> None:
         with guard_redis():
             for table in tables:
