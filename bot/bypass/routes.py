@@ -21,6 +21,13 @@ from bot.collect.clients import AzureClients
 from handlers.bypass import ROUTE_PREFIX, TableChange
 
 Json = dict[str, Any]
+# Every ARM write the bypass makes, and the RBAC action it needs: exactly what the
+# route-writer role (deploy/azure/aks-egress-route-writer.json) grants. Its reads (a route
+# table's GET) are in the reader role, as every check reads route tables.
+WRITES = {
+    "routes.begin_create_or_update": "Microsoft.Network/routeTables/routes/write",
+    "routes.begin_delete": "Microsoft.Network/routeTables/routes/delete",
+}
 
 
 class WriteRefused(Exception):

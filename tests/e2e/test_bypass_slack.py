@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +23,15 @@ from bot.bypass.state import BypassState
 from bot.redisserver import RedisServer
 from bot.sandbox.world import load_world
 from tests.conftest import WORLDS
-from tests.e2e.harness import CHANNEL, USER, Bot, click_payload, interaction, name
+from tests.e2e.harness import (
+    CHANNEL,
+    USER,
+    Bot,
+    click_payload,
+    interaction,
+    name,
+    slash_payload,
+)
 
 WORLD = WORLDS / "udr-firewall-bypass.yaml"
 GROUP, APPROVER = "S0APPROVE1", "U0APPROVER"
@@ -147,17 +158,6 @@ def test_plan_approve_apply_probe_and_revert_at_expiry(bot: Bot) -> None:
     assert actions.count("refused") == 2
 
 
-@pytest.mark.parametrize("bot", [{"bypass": {"dryRun": False}}], indirect=True)
-def test_revert_now(bot: Bot) -> None:
-    original = table(bot)
-    plan = start_and_plan(bot)
-    press(bot, plan, "bypass_approve", user=APPROVER)
-    message(bot, "bypass:verdict")
-    press(bot, message(bot, "bypass:apply"), "bypass_revert")
-    assert "restored: true" in message(bot, "bypass:revert")["text"]
-    assert table(bot) == original
-
-
 def test_dry_run_shows_and_records_but_writes_nothing(bot: Bot) -> None:
     plan = start_and_plan(bot)
     assert "Dry run" in json.dumps(plan["blocks"])
@@ -168,29 +168,68 @@ def test_dry_run_shows_and_records_but_writes_nothing(bot: Bot) -> None:
     assert actions == ["request", "approve", "dry-run"]
 
 
-def private_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data = copy.deepcopy(load_world(WORLD).data)
-    vnet = next(b for b in data["arm"] if b["name"] == "vnet-spoke-batch-weu")
-    vnet["properties"]["subnets"][0]["properties"]["defaultOutboundAccess"] = False
-    path = tmp_path_factory.mktemp("worlds") / "private.json"
-    path.write_text(json.dumps(data))
-    return path
-
-
-@pytest.fixture
-def private_bot(
-    redis_server: RedisServer, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Bot]:
+def test_over_socket_mode_mention_approve_and_revert_now(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The real `aks-egress serve` in Socket Mode: the mention, the buttons as interactive
+    envelopes."""
     redis.Redis.from_url(redis_server.url).flushdb()
-    running = Bot(
-        private_world(tmp_path_factory), redis_server.url, config=config(tmp_path, dryRun=False)
-    )
-    yield running
-    running.close()
-
-
-def test_private_subnet_gets_the_cannot_work_plan_and_no_approve(private_bot: Bot) -> None:
-    plan = start_and_plan(private_bot)
-    assert "cannot test anything" in json.dumps(plan["blocks"])
-    assert "bypass_approve" not in json.dumps(plan["blocks"])
-    assert arm_writes(private_bot) == []
+    path = config(tmp_path, dryRun=False)
+    bot = Bot(WORLD, redis_server.url, config=path)
+    bot.sandbox.slack.set_usergroup(GROUP, [APPROVER])
+    env = {
+        **os.environ,
+        "SLACK_APP_TOKEN": "xapp-1-A0AKSAPP01-1-e2e",
+        "SLACK_BOT_TOKEN": "xoxb-e2e",
+        "SLACK_API_URL": bot.sandbox.slack_url,
+        "REDIS_URL": redis_server.url,
+        "AKS_EGRESS_CONFIG": str(path),
+    }
+    env.pop("SLACK_SIGNING_SECRET", None)
+    with (tmp_path / "serve.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "serve", "--world", str(WORLD)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+    hub = bot.sandbox.socket_mode
+    try:
+        original = table(bot)
+        hub.wait_connected(timeout_s=30)
+        hub.deliver(
+            "slash_commands",
+            slash_payload("check batch-prod http://files.example.org"),
+            accepts_response_payload=True,
+        )
+        root = message(bot, "0:summary:")
+        mention = {
+            "type": "event_callback",
+            "team_id": "T0TEAM0001",
+            "api_app_id": "A0APP00001",
+            "event_id": "Ev0BYPASS1",
+            "event_time": int(time.time()),
+            "event": {
+                "type": "app_mention",
+                "user": USER,
+                "text": "<@U0BOT> bypass http://files.example.org --minutes 5",
+                "channel": CHANNEL,
+                "ts": f"{time.time():.6f}",
+                "thread_ts": root["thread_ts"],
+            },
+        }
+        hub.deliver("events_api", mention)
+        plan = message(bot, "bypass:plan")
+        assert "5 minute(s)" in json.dumps(plan["blocks"])
+        approve = click_payload(plan, "bypass_approve")
+        approve["user"] = {"id": APPROVER}
+        hub.deliver("interactive", approve)
+        assert "BYPASS_PROVES_APPLIANCE" in message(bot, "bypass:verdict")["text"]
+        hub.deliver("interactive", click_payload(message(bot, "bypass:apply"), "bypass_revert"))
+        assert "restored: true" in message(bot, "bypass:revert")["text"]
+        assert table(bot) == original
+    finally:
+        process.kill()
+        process.wait(10)
+        bot.close()
+    assert "Traceback" not in (tmp_path / "serve.log").read_text()

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import redis
 
-from bot.bypass import run
+from bot.bypass import routes, run
 from bot.bypass.state import APPLIED, REVERTED, BypassState
 from bot.cli import main
 from bot.collect.probe import ProbeSettings
@@ -23,6 +23,7 @@ from bot.redisserver import RedisServer
 from bot.runtime import Runtime, attach
 from bot.sandbox.server import Sandbox
 from bot.sandbox.world import World, load_world, parse_world
+from bot.slack.bypass_messages import plan_message
 from bot.store import Store
 from tests.conftest import WORLDS
 
@@ -121,6 +122,9 @@ def test_private_subnet_writes_nothing(world: World, state: BypassState) -> None
         assert outcome.finding.code == "BYPASS_NOT_POSSIBLE"
         assert writes(sandbox) == []
         assert state.active() == []
+        # In Slack: the "this test cannot work" plan, and no Approve button to press.
+        posted = json.dumps(plan_message(record, ("S0APPROVE1",), dry_run=False))
+        assert "cannot test anything" in posted and "bypass_approve" not in posted
 
 
 def test_apply_probe_revert_leaves_the_table_as_it_was(world: World, state: BypassState) -> None:
@@ -193,3 +197,29 @@ def test_a_change_made_meanwhile_is_kept(world: World, state: BypassState) -> No
         names = [r["name"] for r in table_body(sandbox)["properties"]["routes"]]
         assert "someone-elses" in names
         assert not any(n.startswith("aks-egress-bypass-") for n in names)
+
+
+def test_without_the_route_writer_role_nothing_is_left_and_the_reason_is_named(
+    world: World, state: BypassState
+) -> None:
+    with Sandbox(world) as sandbox:
+        original = table_body(sandbox)
+        runtime = attach(sandbox, ProbeSettings())
+        record = prepare(runtime, "AKE-000007")
+        sandbox.faults.add(
+            {"api": "arm", "method": "PUT", "pathContains": "/routes/", "status": 403}
+        )
+        with pytest.raises(routes.WriteRefused) as caught:
+            run.run_foreground(runtime, record, state, "U0ALICE")
+        assert "route-writer role" in caught.value.describe()
+        assert without_etags(table_body(sandbox)) == without_etags(original)
+        assert state.active() == [] and state.holder(record.plan["routeTables"][0]["id"]) is None
+
+
+def test_the_route_writer_role_grants_exactly_the_writes_made() -> None:
+    role = json.loads(
+        (
+            Path(__file__).resolve().parents[2] / "deploy/azure/aks-egress-route-writer.json"
+        ).read_text()
+    )
+    assert sorted(role["Actions"]) == sorted(routes.WRITES.values())
