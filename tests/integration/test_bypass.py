@@ -223,3 +223,31 @@ def test_the_route_writer_role_grants_exactly_the_writes_made() -> None:
         ).read_text()
     )
     assert sorted(role["Actions"]) == sorted(routes.WRITES.values())
+
+
+def test_interrupted_run_reverts_first_and_audit_exports(
+    world: World,
+    state: BypassState,
+    redis_server: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with Sandbox(world) as sandbox:
+        original = table_body(sandbox)
+        runtime = attach(sandbox, ProbeSettings())
+        record = prepare(runtime, "AKE-000008")
+
+        def ctrl_c(step: str) -> None:
+            if step == "probing":
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            run.run_foreground(runtime, record, state, "U0ALICE", on_step=ctrl_c)
+        assert record.status == REVERTED and record.restored is True
+        assert without_etags(table_body(sandbox)) == without_etags(original)
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    assert main(["audit", "--json", "--since", "2000-01-01"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["action"] for r in rows] == ["request", "apply", "revert"]
+    assert rows[1]["incident"] == "AKE-000008" and rows[1]["before"]["name"] == TABLE
+    assert main(["audit", "--since", "yesterday"]) == 2
