@@ -4,12 +4,14 @@ The bot only ever *adds* routes (Routes - Create Or Update, with `If-None-Match:
 route of the same name someone else made is never overwritten) and its revert deletes
 exactly those routes by name (Routes - Delete). A route table someone changed in between
 (its ETag differs from the one the apply left) keeps that change; the revert says so.
-Needs the route-writer role (deploy/azure/aks-egress-route-writer.json):
-Microsoft.Network/routeTables/read and routes/read, write, delete.
+Needs the route-writer role (deploy/azure/aks-egress-route-writer.json: routes/write and
+routes/delete, as deploy/azure/operations.yaml maps these calls; a test keeps them equal);
+the table reads are the reader role's.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,16 +20,10 @@ from azure.core.exceptions import HttpResponseError
 from bot import armid
 from bot.bypass.state import SavedTable
 from bot.collect.clients import AzureClients
-from handlers.bypass import ROUTE_PREFIX, TableChange
+from bot.evidence import AzureEvidence
+from handlers.bypass import ROUTE_PREFIX, TableChange, pod_subnet_ids
 
 Json = dict[str, Any]
-# Every ARM write the bypass makes, and the RBAC action it needs: exactly what the
-# route-writer role (deploy/azure/aks-egress-route-writer.json) grants. Its reads (a route
-# table's GET) are in the reader role, as every check reads route tables.
-WRITES = {
-    "routes.begin_create_or_update": "Microsoft.Network/routeTables/routes/write",
-    "routes.begin_delete": "Microsoft.Network/routeTables/routes/delete",
-}
 
 
 class WriteRefused(Exception):
@@ -146,6 +142,26 @@ class RouteWriter:
                 "the bot's routes were removed."
             )
         return RevertResult(restored, tuple(notes))
+
+
+def read_pod_subnets(clients: AzureClients, ev: AzureEvidence) -> None:
+    """Pod subnets (Azure CNI `podSubnetID`) and their route tables, into the evidence: the
+    collector reads the node subnets' only. A pod subnet outside the node VNets comes with
+    its VNet. A read that fails leaves the subnet out of the plan (never a write)."""
+    for subnet_id in pod_subnet_ids(ev.cluster):
+        sid = armid.ArmId.parse(subnet_id)
+        network = clients.network(sid.subscription)
+        with contextlib.suppress(HttpResponseError):
+            if ev.subnet(subnet_id) is None:
+                vnet = _plain(network.virtual_networks.get(sid.resource_group, sid.parent_name))
+                for subnet in (vnet.get("properties") or {}).get("subnets") or []:
+                    ev.subnets.setdefault(armid.key(subnet.get("id", "")), subnet)
+            props = (ev.subnet(subnet_id) or {}).get("properties") or {}
+            table_id = (props.get("routeTable") or {}).get("id")
+            if table_id and armid.key(table_id) not in ev.route_tables:
+                tid = armid.ArmId.parse(table_id)
+                table = network.route_tables.get(tid.resource_group, tid.name)
+                ev.route_tables[armid.key(table_id)] = _plain(table)
 
 
 def _differences(before: Json, after: Json) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bot import armid
-from bot.bypass.routes import RevertResult, RouteWriter, WriteRefused
+from bot.bypass.routes import RevertResult, RouteWriter, WriteRefused, read_pod_subnets
 from bot.bypass.state import (
     APPLIED,
     DRY_RUN,
@@ -85,7 +85,7 @@ def prepare(
     """Read the path, probe from every pool, and plan. Writes nothing anywhere."""
     collector = AzureCollector(runtime.clients, runtime.resolver, vm_sizes=runtime.vm_sizes)
     ev = collector.collect(alias, cluster_id, endpoint)
-    _add_pod_subnet_tables(runtime, ev)
+    read_pod_subnets(runtime.clients, ev)
     record = BypassRecord(
         incident=incident,
         alias=alias,
@@ -124,24 +124,6 @@ def prepare(
     )
     record.plan = plan.to_json()
     return record
-
-
-def _add_pod_subnet_tables(runtime: Runtime, ev: AzureEvidence) -> None:
-    """The collector reads the node subnets' route tables; pod subnets' are read here."""
-    for subnet_id in bypass.pod_subnet_ids(ev.cluster):
-        sid = armid.ArmId.parse(subnet_id)
-        network = runtime.clients.network(sid.subscription)
-        if ev.subnet(subnet_id) is None:
-            with contextlib.suppress(Exception):
-                body = network.subnets.get(sid.resource_group, sid.parent_name, sid.name)
-                ev.subnets[armid.key(subnet_id)] = body.as_dict()
-        props = (ev.subnet(subnet_id) or {}).get("properties") or {}
-        table_id = (props.get("routeTable") or {}).get("id")
-        if table_id and armid.key(table_id) not in ev.route_tables:
-            tid = armid.ArmId.parse(table_id)
-            with contextlib.suppress(Exception):
-                table = network.route_tables.get(tid.resource_group, tid.name)
-                ev.route_tables[armid.key(table_id)] = table.as_dict()
 
 
 def _suspects(ev: AzureEvidence) -> list[str]:
