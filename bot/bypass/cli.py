@@ -117,7 +117,8 @@ def cmd_bypass(args: argparse.Namespace, fail: Fail) -> int:
                 if not sys.stdin.isatty():
                     return fail("not a terminal: give --yes to apply the plan", BAD_INPUT)
                 if input("Apply this bypass now? [y/N] ").strip().lower() not in ("y", "yes"):
-                    return fail("not applied", 0)
+                    console.print("Not applied; nothing was written.")
+                    return 0
             with _signals_interrupt():
                 outcome = run.run_foreground(
                     runtime,
@@ -140,8 +141,8 @@ def cmd_bypass(args: argparse.Namespace, fail: Fail) -> int:
     if args.json:
         print(json.dumps(outcome.to_json(), indent=2))
     else:
-        f = outcome.finding
-        console.print(f"[bold]{f.code}[/bold]: {f.detail}", markup=True)
+        if (f := outcome.finding) is not None:
+            console.print(f"[bold]{f.code}[/bold]: {f.detail}", markup=True)
         for note in outcome.notes:
             console.print(f"note: {note}")
         if outcome.record.restored is not None:

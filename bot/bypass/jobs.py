@@ -10,6 +10,7 @@ reverts whatever a crash left past its expiry.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from rq import Queue, get_current_job
@@ -39,7 +40,7 @@ def _thread(incident_id: str) -> Thread | None:
     return Thread(ctx.slack, ctx.store, incident) if incident else None
 
 
-def enqueue(queue: Queue, fn: object, *args: object, job_id: str) -> None:
+def enqueue(queue: Queue, fn: Callable[..., object], *args: object, job_id: str) -> None:
     with guard_redis():
         queue.enqueue(fn, *args, job_id=job_id, job_timeout=JOB_TIMEOUT_S, failure_ttl=86400)
 

@@ -50,7 +50,7 @@ class Outcome:
     """What a foreground run (the terminal) ends with."""
 
     record: BypassRecord
-    finding: Finding
+    finding: Finding | None  # None: a dry run, which proves nothing
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
@@ -60,10 +60,12 @@ class Outcome:
             "plan": r.plan,
             "before": r.before,
             "after": r.after,
-            "verdict": self.finding.code,
+            "verdict": self.finding.code if self.finding else None,
+            # nothing applied (not feasible, dry run) leaves the tables as they were
             "restored": r.restored if r.restored is not None else True,
-            "finding": self.finding.to_json(),
+            "finding": self.finding.to_json() if self.finding else None,
             "notes": self.notes,
+            "dryRun": r.status == DRY_RUN,
         }
 
 
@@ -246,10 +248,11 @@ def run_foreground(
     whatever interrupts it reverts first."""
     plan = bypass.BypassPlan.from_json(record.plan)
     if not plan.feasible or dry_run:
-        if dry_run and plan.feasible:
-            record.status = DRY_RUN
         if state is not None:
-            state.audit("plan", who, record.incident, detail=plan.reason)
+            state.audit("dry-run" if dry_run else "plan", who, record.incident, detail=plan.reason)
+        if plan.feasible:
+            record.status = DRY_RUN
+            return Outcome(record, None, ["dry run: nothing was written"])
         return Outcome(record, conclude(record), [])
     if state is not None:
         state.audit("request", who, record.incident, detail=plan.reason)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import shlex
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_bolt import App
 from slack_sdk import WebClient
@@ -26,6 +26,9 @@ from bot.slack import bypass_messages as msg
 from bot.slack.access import Access
 from bot.slack.commands import UsageError
 from bot.store import Incident, StoreUnavailable
+
+if TYPE_CHECKING:
+    from bot.slack.app import AppDeps
 
 log = logging.getLogger(__name__)
 OFF = (
@@ -81,7 +84,7 @@ def _private(client: WebClient, channel: str, user: str, text: str, ts: str | No
 
 
 class BypassListeners:
-    def __init__(self, deps: Any, access: Access):
+    def __init__(self, deps: AppDeps, access: Access):
         self.deps = deps
         self.access = access
         self.state = BypassState(deps.store)
@@ -207,7 +210,7 @@ class BypassListeners:
         )
 
 
-def register(app: App, deps: Any, access: Access) -> BypassListeners:
+def register(app: App, deps: AppDeps, access: Access) -> BypassListeners:
     listeners = BypassListeners(deps, access)
 
     def incident_of(body: dict[str, Any]) -> Incident | None:

@@ -113,7 +113,7 @@ def verdict_message(finding: Finding, record: BypassRecord) -> Message:
     }.get(finding.code, ":white_circle:")
     text = (
         f"{mark} `{finding.code}` {escape(finding.title)}\n{escape(finding.detail)}\n"
-        f"Probe before: `{record.before}` · after: `{record.after}`"
+        f"Probe before: `{record.before}` · after: `{record.after}` ({_now()})"
     )
     blocks = [_section(text)]
     if finding.fix:

@@ -242,3 +242,14 @@ def test_interrupted_run_reverts_first_and_audit_exports(
     assert [r["action"] for r in rows] == ["request", "apply", "revert"]
     assert rows[1]["incident"] == "AKE-000008" and rows[1]["before"]["name"] == TABLE
     assert main(["audit", "--since", "yesterday"]) == 2
+
+
+def test_cli_plan_and_dry_run_write_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bypass", ALIAS, "--endpoint", URL, "--json", "--world", str(WORLD)]
+    assert main([*argv, "--plan"]) == 0
+    planned = json.loads(capsys.readouterr().out)
+    assert planned["plan"]["feasible"] and "verdict" not in planned
+    assert main([*argv, "--dry-run"]) == 0
+    dry = json.loads(capsys.readouterr().out)
+    assert dry["dryRun"] is True and dry["verdict"] is None and dry["after"] is None
+    assert main(["bypass", ALIAS, "--endpoint", "ftp://x", "--world", str(WORLD)]) == 2

@@ -224,3 +224,42 @@ def test_evidence_is_not_mutated() -> None:
     before = copy.deepcopy(ev.route_tables)
     make_plan(ev)
     assert ev.route_tables == before
+
+
+def test_a_load_balancer_outbound_rule_covering_the_nodes_is_a_way_out() -> None:
+    private = subnet(NODES, "10.241.0.0/24", RT, defaultOutboundAccess=False)
+    ev = evidence(node_subnet=private)
+    lb_id = "/subscriptions/s/resourceGroups/mc/providers/Microsoft.Network/loadBalancers/k"
+    pool = f"{lb_id}/backendAddressPools/aksOutboundBackendPool"
+    frontend = f"{lb_id}/frontendIPConfigurations/out"
+    ev.load_balancer = {
+        "id": lb_id,
+        "properties": {
+            "frontendIPConfigurations": [
+                {"id": frontend, "properties": {"publicIPAddress": {"id": "pip"}}}
+            ],
+            "outboundRules": [
+                {
+                    "properties": {
+                        "backendAddressPool": {"id": pool},
+                        "frontendIPConfigurations": [{"id": frontend}],
+                    }
+                }
+            ],
+        },
+    }
+    ipconfig = {"properties": {"subnet": {"id": NODES}, "loadBalancerBackendAddressPools": []}}
+    nic = {"properties": {"ipConfigurations": [ipconfig]}}
+    ev.vmss = [
+        {
+            "properties": {
+                "virtualMachineProfile": {
+                    "networkProfile": {"networkInterfaceConfigurations": [nic]}
+                }
+            }
+        }
+    ]
+    assert not make_plan(ev).feasible  # the nodes are not in the outbound rule's pool
+    ipconfig["properties"]["loadBalancerBackendAddressPools"] = [{"id": pool}]
+    plan = make_plan(ev)
+    assert plan.feasible and "outbound rule" in plan.reason
