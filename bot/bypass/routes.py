@@ -71,7 +71,7 @@ def comparable(body: Json) -> Json:
             return [strip(v) for v in value]
         return value
 
-    out = strip(body)
+    out: Json = strip(body)
     props = out.setdefault("properties", {})
     props["routes"] = sorted(_routes(out), key=lambda r: str(r.get("name", "")).lower())
     return out

@@ -203,7 +203,7 @@ def revert(
     """Remove exactly the bot's routes from every table, then say whether each table reads
     as it did before. Idempotent: a reverted record reverts nothing."""
     writer = RouteWriter(runtime.clients)
-    restored, notes = True, []
+    restored, notes = True, list[str]()
     for saved in record.tables:
         result = writer.revert(saved)
         restored = restored and result.restored

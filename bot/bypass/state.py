@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from redis.typing import EncodableT
+
 from bot import armid
 from bot.store import PREFIX, Store, guard_redis
 
@@ -114,7 +116,7 @@ class BypassState:
     def get(self, incident: str) -> BypassRecord | None:
         with guard_redis():
             text = self.redis.get(self._key(incident))
-        return BypassRecord.from_json(text) if text else None
+        return BypassRecord.from_json(str(text)) if text else None
 
     def save(self, record: BypassRecord) -> None:
         with guard_redis(), self.redis.pipeline() as pipe:
@@ -133,11 +135,13 @@ class BypassState:
     def due(self, now: float | None = None) -> list[str]:
         """Incidents whose bypass is applied and past its expiry."""
         with guard_redis():
-            return list(self.redis.zrangebyscore(ACTIVE, "-inf", now or time.time()))
+            due = self.redis.zrangebyscore(ACTIVE, "-inf", now or time.time())
+        return [str(i) for i in due]
 
     def active(self) -> list[str]:
         with guard_redis():
-            return list(self.redis.zrange(ACTIVE, 0, -1))
+            active = self.redis.zrange(ACTIVE, 0, -1)
+        return [str(i) for i in active]
 
     # -- one bypass per route table -------------------------------------------------------
 
@@ -155,21 +159,23 @@ class BypassState:
                 if self.redis.set(key, value, nx=True, ex=ttl):
                     taken.append(key)
                     continue
-                current = self.redis.get(key)
-                holder = json.loads(current) if current else {"incident": "?", "until": 0}
-                if holder["incident"] == incident:
+                current = self._holder(key)
+                if current is not None and current.incident == incident:
                     continue
                 if taken:
                     self.redis.delete(*taken)
-                return Holder(holder["incident"], float(holder["until"]))
+                return current or Holder("?", 0.0)
         return None
 
     def holder(self, table_id: str) -> Holder | None:
         with guard_redis():
-            current = self.redis.get(self._lock_key(table_id))
+            return self._holder(self._lock_key(table_id))
+
+    def _holder(self, key: str) -> Holder | None:
+        current = self.redis.get(key)
         if not current:
             return None
-        data = json.loads(current)
+        data: Json = json.loads(str(current))
         return Holder(str(data["incident"]), float(data["until"]))
 
     def unlock(self, tables: list[str], incident: str) -> None:
@@ -192,7 +198,7 @@ class BypassState:
         after: Any = None,
         detail: str = "",
     ) -> None:
-        fields = {
+        fields: dict[EncodableT, EncodableT] = {
             "at": datetime.now(UTC).isoformat(timespec="seconds"),
             "action": action,
             "who": who,
@@ -209,10 +215,10 @@ class BypassState:
         """The audit stream from `since` (its stream ids are milliseconds since the epoch)."""
         start = f"{int(since.timestamp() * 1000)}-0" if since else "-"
         with guard_redis():
-            entries = self.redis.xrange(AUDIT, min=start, max="+")
+            entries = self.redis.xrange(AUDIT, min=start, max="+") or []
         out = []
         for entry_id, fields in entries:
-            row: Json = {"id": entry_id, **fields}
+            row: Json = {"id": entry_id} | {str(k): v for k, v in (fields or {}).items()}
             for key in ("before", "after"):
                 row[key] = json.loads(row[key]) if row.get(key) else None
             out.append(row)
