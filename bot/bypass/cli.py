@@ -24,7 +24,7 @@ from rich.console import Console
 from bot.bypass import run
 from bot.bypass.policy import BypassPolicy
 from bot.bypass.routes import WriteRefused
-from bot.bypass.state import BypassState
+from bot.bypass.state import BypassRecord, BypassState
 from bot.collect.azure import ClusterUnreadable
 from bot.config import ClusterConfig, ConfigError, Settings
 from bot.endpoint import EndpointError, parse_endpoint
@@ -91,6 +91,7 @@ def cmd_bypass(args: argparse.Namespace, fail: Fail) -> int:
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     incident = new_incident_id()
     who = f"terminal:{_user()}"
+    record: BypassRecord | None = None
     try:
         with open_runtime(args.world, settings) as runtime:
             alias, cluster_id = runtime.cluster_id(args.alias)
@@ -133,11 +134,15 @@ def cmd_bypass(args: argparse.Namespace, fail: Fail) -> int:
     except run.BypassBusy as exc:
         return fail(f"refused: {exc}; nothing was written", CANNOT_RUN)
     except WriteRefused as exc:
-        return fail(f"{exc.describe()} Whatever was written is reverted.", CANNOT_RUN)
+        return fail(f"{exc.describe()}{_left(record)}", CANNOT_RUN)
     except ClusterUnreadable as exc:
         return fail(f"cannot read the cluster: {exc}", CANNOT_RUN)
     except StoreUnavailable as exc:
-        return fail(f"Redis is unreachable ({exc}); check REDIS_URL", CANNOT_RUN)
+        return fail(f"Redis is unreachable ({exc}){_left(record)}; check REDIS_URL", CANNOT_RUN)
+    except Exception as exc:
+        if record is not None and run.leftovers(record):
+            return fail(f"the run failed ({type(exc).__name__}: {exc}){_left(record)}", CANNOT_RUN)
+        raise
     if args.json:
         print(json.dumps(outcome.to_json(), indent=2))
     else:
@@ -148,6 +153,17 @@ def cmd_bypass(args: argparse.Namespace, fail: Fail) -> int:
         if outcome.record.restored is not None:
             console.print(f"restored: {str(outcome.record.restored).lower()}")
     return 0
+
+
+def _left(record: BypassRecord | None) -> str:
+    """What to run by hand when a revert could not finish (else: nothing is left)."""
+    commands = run.leftovers(record) if record is not None else []
+    if not commands:
+        return ". Nothing the bypass wrote is left in Azure"
+    return (
+        ". The bypass's routes are STILL IN AZURE (a worker's reconciler retries if REDIS_URL "
+        "is set); remove them now: " + " && ".join(commands)
+    )
 
 
 def _print_plan(console: Console, plan: dict[str, Any]) -> None:

@@ -153,7 +153,21 @@ def revert_bypass(incident_id: str, who: str) -> None:
     record = state.get(incident_id)
     if record is None or record.status != APPLIED:
         return
-    result = run.revert(ctx.runtime, record, state, who)
+    try:
+        result = run.revert(ctx.runtime, record, state, who)
+    except Exception as exc:
+        thread = _thread(incident_id)
+        if thread is not None:
+            why = exc.describe() if isinstance(exc, WriteRefused) else f"{type(exc).__name__}"
+            thread.upsert(
+                "bypass:revert-failed",
+                msg.step_message(
+                    f":rotating_light: The revert failed ({why}); the bot retries every minute "
+                    "past expiry. To remove the routes by hand: "
+                    + " && ".join(f"`{c}`" for c in run.leftovers(record))
+                ),
+            )
+        raise
     _post_revert(incident_id, who, result.restored, list(result.notes))
 
 

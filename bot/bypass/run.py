@@ -158,10 +158,9 @@ def apply(runtime: Runtime, record: BypassRecord, state: BypassState | None, who
     tables = [t.id for t in plan.route_tables]
     until = time.time() + record.minutes * 60
     if state is not None:
-        holder = state.lock(tables, record.incident, until)
-        if holder is not None:
-            busy = next(t for t in tables if t)  # the message names one table
-            raise BypassBusy(busy, holder)
+        busy = state.lock(tables, record.incident, until)
+        if busy is not None:
+            raise BypassBusy(*busy)
     writer = RouteWriter(runtime.clients)
     try:
         record.tables = writer.save(plan.route_tables)
@@ -225,6 +224,20 @@ def revert(
         state.save(record)
         state.unlock([t.id for t in record.tables], record.incident)
     return RevertResult(restored, tuple(notes))
+
+
+def leftovers(record: BypassRecord) -> list[str]:
+    """`az` commands that remove the bot's routes still in Azure (a revert that failed)."""
+    out = []
+    for saved in record.tables:
+        rid = armid.ArmId.parse(saved.id)
+        out += [
+            f"az network route-table route delete --subscription {rid.subscription} "
+            f"--resource-group {rid.resource_group} --route-table-name {rid.name} "
+            f"--name {name}"
+            for name in saved.added
+        ]
+    return out
 
 
 def conclude(record: BypassRecord) -> Finding:

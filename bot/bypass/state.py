@@ -148,8 +148,8 @@ class BypassState:
     def _lock_key(self, table_id: str) -> str:
         return f"{PREFIX}:bypass-lock:{armid.key(table_id)}"
 
-    def lock(self, tables: list[str], incident: str, until: float) -> Holder | None:
-        """Take every table's lock, or none: the holder of the first one taken already."""
+    def lock(self, tables: list[str], incident: str, until: float) -> tuple[str, Holder] | None:
+        """Take every table's lock, or none: (the table, its holder) of one taken already."""
         ttl = max(1, int(until - time.time()) + LOCK_MARGIN_S)
         value = json.dumps({"incident": incident, "until": until})
         taken: list[str] = []
@@ -164,7 +164,7 @@ class BypassState:
                     continue
                 if taken:
                     self.redis.delete(*taken)
-                return current or Holder("?", 0.0)
+                return table, current or Holder("?", 0.0)
         return None
 
     def holder(self, table_id: str) -> Holder | None:
