@@ -255,6 +255,12 @@ class ArmApi:
         table = self.world.resource(parsed.parent.path) if is_route and parsed.parent else None
         if is_route and table is None:
             return not_found(parsed.parent.path if parsed.parent else parsed.path)
+        if method == "DELETE" and not is_route and existing and self._in_use(existing):
+            return error(
+                400,
+                "InUseRouteTableCannotBeDeleted",
+                f"Route table {existing['id']} is in use and cannot be deleted.",
+            )
         if method == "DELETE":
             existed = self.world.delete(parsed.path)
             if existed and table is not None:
@@ -277,6 +283,20 @@ class ArmApi:
         if table is not None:
             self._touch(table["id"])
         return Response(201 if created else 200, dict(_JSON), resource)
+
+    def _in_use(self, table: dict[str, Any]) -> bool:
+        """A route table still associated with a subnet (its `subnets`, or a subnet in the
+        world naming it) cannot be deleted, as on Azure."""
+        if (table.get("properties") or {}).get("subnets"):
+            return True
+        for body in self.world.data["arm"]:
+            for subnet in (body.get("properties") or {}).get("subnets") or []:
+                if not isinstance(subnet, dict):
+                    continue
+                ref = ((subnet.get("properties") or {}).get("routeTable") or {}).get("id")
+                if armid.same(ref, table["id"]):
+                    return True
+        return False
 
     def _touch(self, table_id: str) -> None:
         """A new etag on a route table whose routes changed."""

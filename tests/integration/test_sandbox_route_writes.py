@@ -118,6 +118,8 @@ def test_conditional_headers_on_the_handler(world: World) -> None:
     assert api.handle("DELETE", f"{tid}/routes/x", Q)[0] == 204
     missing = tid.replace(TABLE, "rt-none")
     assert api.handle("PUT", f"{missing}/routes/x", Q, body)[0] == 404
+    status, _, err = api.handle("DELETE", tid, Q)
+    assert status == 400 and err["error"]["code"] == "InUseRouteTableCannotBeDeleted"
     nsg = tid.replace("routeTables/" + TABLE, "networkSecurityGroups/nsg-snet-aks-batch-weu")
     status, _, err = api.handle("PUT", nsg, Q, {"properties": {}})
     assert status == 403 and err["error"]["code"] == "AuthorizationFailed"
