@@ -25,7 +25,7 @@ from bot import armid
 from bot.codes import finding
 from bot.evidence import AzureEvidence, Json, ProbeRun, outbound_frontends
 from bot.model import Finding
-from handlers.path import address_context, route_table
+from handlers.path import address_context, route_table, subnet_prefix
 from handlers.probe import classify, parse_log, tried_addresses
 from handlers.route_rules import select_route
 
@@ -93,6 +93,8 @@ class BypassPlan:
     minutes: int = 10
     pools: tuple[str, ...] = ()  # the pools to probe again (those behind the changed tables)
     outbound: dict[str, str] = field(default_factory=dict)  # subnet id -> its way out
+    source_prefixes: tuple[str, ...] = ()  # the changed subnets' address prefixes
+    port: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -103,6 +105,8 @@ class BypassPlan:
             "addresses": list(self.addresses),
             "minutes": self.minutes,
             "pools": list(self.pools),
+            "sourcePrefixes": list(self.source_prefixes),
+            "port": self.port,
         }
 
     @classmethod
@@ -127,6 +131,8 @@ class BypassPlan:
             addresses=tuple(data.get("addresses") or ()),
             minutes=int(data.get("minutes") or 10),
             pools=tuple(data.get("pools") or ()),
+            source_prefixes=tuple(data.get("sourcePrefixes") or ()),
+            port=data.get("port"),
         )
 
 
@@ -261,6 +267,7 @@ def plan(
     all_traffic: bool = False,
     allow_all_traffic: bool = False,
     changing: bool = False,
+    port: int | None = None,
 ) -> BypassPlan:
     """What a bypass would change and whether the test can mean anything.
 
@@ -391,6 +398,9 @@ def plan(
         f"{minutes} minute(s), then probe again from the same pools. Way out: {ways}."
     )
     pools = tuple(dict.fromkeys(p for c in changes for p in c.pools))
+    prefixes = tuple(
+        p for c in changes for s in c.subnets if (p := subnet_prefix(ev, s)) is not None
+    )
     return BypassPlan(
         True,
         reason,
@@ -400,6 +410,8 @@ def plan(
         minutes,
         pools,
         outbound,
+        prefixes,
+        port,
     )
 
 
@@ -428,8 +440,12 @@ def verdict(
     if not plan_.feasible or after is None:
         return finding("BYPASS_NOT_POSSIBLE", plan_.reason, evidence=evidence, about_endpoint=True)
     subnets = [s for t in plan_.route_tables for s in t.subnets]
-    where = ", ".join(armid.ArmId.parse(s).name for s in subnets)
+    where = ", ".join(plan_.source_prefixes) or ", ".join(
+        armid.ArmId.parse(s).name for s in subnets
+    )
     addresses = ", ".join(plan_.addresses) or "the endpoint's addresses"
+    if plan_.port:
+        addresses += f" port {plan_.port}"
     if after == "PROBE_OK":
         return finding(
             "BYPASS_PROVES_APPLIANCE",

@@ -123,6 +123,7 @@ def prepare(
         all_traffic=all_traffic,
         allow_all_traffic=allow_all_traffic,
         changing=changing,
+        port=endpoint.port,
     )
     record.plan = plan.to_json()
     return record

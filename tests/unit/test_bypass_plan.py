@@ -190,7 +190,7 @@ def test_verdicts() -> None:
     plan = make_plan(evidence())
     proves = bypass.verdict(plan, "PROBE_FIREWALL_DENY_HTTP", "PROBE_OK")
     assert proves.code == "BYPASS_PROVES_APPLIANCE" and str(proves.severity) == "error"
-    assert "snet-nodes" in proves.detail and "93.184.215.14" in proves.detail
+    assert "10.241.0.0/24" in proves.detail and "93.184.215.14" in proves.detail
     clears = bypass.verdict(plan, "PROBE_TIMEOUT", "PROBE_TIMEOUT", ["NSG_OUTBOUND_DENY"])
     assert clears.code == "BYPASS_CLEARS_APPLIANCE" and "NSG_OUTBOUND_DENY" in clears.detail
     assert bypass.BypassPlan.from_json(plan.to_json()).route_tables == plan.route_tables
