@@ -398,7 +398,7 @@ def plan(
         f"{minutes} minute(s), then probe again from the same pools. Way out: {ways}."
     )
     pools = tuple(dict.fromkeys(p for c in changes for p in c.pools))
-    prefixes = tuple(
+    source_prefixes = tuple(
         p for c in changes for s in c.subnets if (p := subnet_prefix(ev, s)) is not None
     )
     return BypassPlan(
@@ -410,7 +410,7 @@ def plan(
         minutes,
         pools,
         outbound,
-        prefixes,
+        source_prefixes,
         port,
     )
 
