@@ -122,4 +122,8 @@ def dev(settings: Settings, world: Path | None, http: bool, port: int | None) ->
         thread = threading.Thread(target=worker.work, kwargs={"with_scheduler": False}, daemon=True)
         thread.start()
         stack.callback(worker.stop)
+        # No rq scheduler (it forks) nor cron here: bypasses are reverted by the reconciler.
+        stop = threading.Event()
+        threading.Thread(target=bypass_jobs.reconcile_every, args=(stop,), daemon=True).start()
+        stack.callback(stop.set)
         serve(settings, world, http, port)

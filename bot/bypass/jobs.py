@@ -10,6 +10,7 @@ reverts whatever a crash left past its expiry.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -203,6 +204,13 @@ def reconcile_at_start() -> None:
         reconcile_bypasses()
     except Exception:
         log.exception("the bypass reconciler failed at start; cron retries every minute")
+
+
+def reconcile_every(stop: threading.Event, every_s: float = 30.0) -> None:
+    """`aks-egress dev` (one process, no scheduler, no cron): reconcile until stopped."""
+    while not stop.is_set():
+        reconcile_at_start()
+        stop.wait(every_s)
 
 
 def _queue() -> Queue:
