@@ -97,7 +97,7 @@ def work(settings: Settings, world: Path | None, burst: bool = False) -> None:
     """Run a worker in this thread until stopped (or, with burst, until the queue is empty)."""
     with open_runtime(world, settings) as runtime:
         jobs.configure(services.worker_context(settings, runtime))
-        bypass_jobs.reconcile_at_start()
+        bypass_jobs.reconcile_safely()
         # The scheduler moves the bypass reverts queued with enqueue_in when they are due.
         make_worker(settings).work(burst=burst, with_scheduler=True)
 

@@ -197,9 +197,9 @@ def reconcile_bypasses() -> list[str]:
     return done
 
 
-def reconcile_at_start() -> None:
-    """A worker starting after a crash reverts what is overdue before it takes new work;
-    a failure here is logged and left to the next round (cron), never fatal."""
+def reconcile_safely() -> None:
+    """Revert what is overdue (a worker at start, before it takes new work; `dev` every
+    30 s); a failure is logged and left to the next round, never fatal."""
     try:
         reconcile_bypasses()
     except Exception:
@@ -209,7 +209,7 @@ def reconcile_at_start() -> None:
 def reconcile_every(stop: threading.Event, every_s: float = 30.0) -> None:
     """`aks-egress dev` (one process, no scheduler, no cron): reconcile until stopped."""
     while not stop.is_set():
-        reconcile_at_start()
+        reconcile_safely()
         stop.wait(every_s)
 
 
