@@ -98,8 +98,9 @@ def work(settings: Settings, world: Path | None, burst: bool = False) -> None:
     with open_runtime(world, settings) as runtime:
         jobs.configure(services.worker_context(settings, runtime))
         bypass_jobs.reconcile_safely()
-        # The scheduler moves the bypass reverts queued with enqueue_in when they are due.
-        make_worker(settings).work(burst=burst, with_scheduler=True)
+        # rq's scheduler (a child process) queues the bypass reverts (enqueue_in) when due;
+        # a burst run has no time to wait for them, and its start-up reconcile suffices.
+        make_worker(settings).work(burst=burst, with_scheduler=not burst)
 
 
 def cron(settings: Settings) -> None:
