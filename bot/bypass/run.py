@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -233,9 +234,15 @@ def leftovers(record: BypassRecord) -> list[str]:
     for saved in record.tables:
         rid = armid.ArmId.parse(saved.id)
         out += [
-            f"az network route-table route delete --subscription {rid.subscription} "
-            f"--resource-group {rid.resource_group} --route-table-name {rid.name} "
-            f"--name {name}"
+            shlex.join(
+                [
+                    "az", "network", "route-table", "route", "delete",
+                    "--subscription", rid.subscription,
+                    "--resource-group", rid.resource_group,
+                    "--route-table-name", rid.name,
+                    "--name", name,
+                ]
+            )  # fmt: skip
             for name in saved.added
         ]
     return out
