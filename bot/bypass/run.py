@@ -233,18 +233,10 @@ def leftovers(record: BypassRecord) -> list[str]:
     out = []
     for saved in record.tables:
         rid = armid.ArmId.parse(saved.id)
-        out += [
-            shlex.join(
-                [
-                    "az", "network", "route-table", "route", "delete",
-                    "--subscription", rid.subscription,
-                    "--resource-group", rid.resource_group,
-                    "--route-table-name", rid.name,
-                    "--name", name,
-                ]
-            )  # fmt: skip
-            for name in saved.added
-        ]
+        where = ["--subscription", rid.subscription, "--resource-group", rid.resource_group]
+        for name in saved.added:
+            argv = ["az", "network", "route-table", "route", "delete", *where]
+            out.append(shlex.join([*argv, "--route-table-name", rid.name, "--name", name]))
     return out
 
 
