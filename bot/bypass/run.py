@@ -186,6 +186,9 @@ def apply(runtime: Runtime, record: BypassRecord, state: BypassState | None, who
         # Ctrl-C, a signal, a refused write: take back what is in Azure first.
         with contextlib.suppress(Exception):
             revert(runtime, record, state, "aks-egress (apply failed)")
+        if state is not None and not leftovers(record):
+            with contextlib.suppress(Exception):
+                state.unlock(tables, record.incident)  # nothing of ours is left in Azure
         raise
 
 

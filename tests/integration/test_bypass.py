@@ -253,3 +253,16 @@ def test_cli_plan_and_dry_run_write_nothing(capsys: pytest.CaptureFixture[str]) 
     dry = json.loads(capsys.readouterr().out)
     assert dry["dryRun"] is True and dry["verdict"] is None and dry["after"] is None
     assert main(["bypass", ALIAS, "--endpoint", "ftp://x", "--world", str(WORLD)]) == 2
+
+
+def test_a_failed_save_releases_the_lock(world: World, state: BypassState) -> None:
+    with Sandbox(world) as sandbox:
+        runtime = attach(sandbox, ProbeSettings())
+        record = prepare(runtime, "AKE-000009")
+        sandbox.faults.add(
+            {"api": "arm", "method": "GET", "pathContains": "/routeTables/", "status": 403}
+        )
+        with pytest.raises(Exception):  # noqa: B017 - the SDK's 403, whatever its class
+            run.apply(runtime, record, state, "U0ALICE")
+        assert state.holder(record.plan["routeTables"][0]["id"]) is None
+        assert writes(sandbox) == []
