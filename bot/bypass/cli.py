@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from azure.core.exceptions import HttpResponseError
 from rich.console import Console
 
 from bot.bypass import run
@@ -139,6 +140,9 @@ def cmd_bypass(args: argparse.Namespace, fail: Fail) -> int:
         return fail(f"cannot read the cluster: {exc}", CANNOT_RUN)
     except StoreUnavailable as exc:
         return fail(f"Redis is unreachable ({exc}){_left(record)}; check REDIS_URL", CANNOT_RUN)
+    except HttpResponseError as exc:
+        first = (str(exc).strip().splitlines() or ["no message"])[0]
+        return fail(f"Azure answered {exc.status_code}: {first}{_left(record)}", CANNOT_RUN)
     except Exception as exc:
         if record is not None and run.leftovers(record):
             return fail(f"the run failed ({type(exc).__name__}: {exc}){_left(record)}", CANNOT_RUN)
