@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from datetime import timedelta
 
+from azure.core.exceptions import HttpResponseError
 from rq import Queue, get_current_job
 
 from bot import jobs
@@ -121,6 +122,17 @@ def apply_bypass(incident_id: str) -> None:
             msg.step_message(f":no_entry: Not applied: {exc.describe()} Nothing is left behind."),
         )
         return
+    except HttpResponseError as exc:
+        left = run.leftovers(record)
+        thread.upsert(
+            "bypass:apply",
+            msg.step_message(
+                f":no_entry: Not applied: Azure answered {exc.status_code} "
+                f"({type(exc).__name__})."
+                + (" Nothing is left behind." if not left else " Routes remain: " + "; ".join(left))
+            ),
+        )
+        raise
     queue = _queue()
     with guard_redis():
         queue.enqueue_in(
