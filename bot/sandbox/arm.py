@@ -236,6 +236,15 @@ class ArmApi:
     def _write(
         self, method: str, parsed: armid.ArmPath, body: Any, headers: Mapping[str, str]
     ) -> Response:
+        response = self._apply_write(method, parsed, body, headers)
+        self.world.writes.append(
+            {"method": method, "id": parsed.path, "status": response.status, "body": body}
+        )
+        return response
+
+    def _apply_write(
+        self, method: str, parsed: armid.ArmPath, body: Any, headers: Mapping[str, str]
+    ) -> Response:
         """PUT/PATCH/DELETE of a route table or a route, as the Network provider answers.
 
         Long-running operations complete synchronously (world-format.md allows it): PUT

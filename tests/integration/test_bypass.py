@@ -119,8 +119,8 @@ def test_private_subnet_writes_nothing(world: World, state: BypassState) -> None
         runtime = attach(sandbox, ProbeSettings())
         record = prepare(runtime, "AKE-000001")
         outcome = run.run_foreground(runtime, record, state, "U0ALICE")
-        assert outcome.finding.code == "BYPASS_NOT_POSSIBLE"
-        assert writes(sandbox) == []
+        assert outcome.finding is not None and outcome.finding.code == "BYPASS_NOT_POSSIBLE"
+        assert writes(sandbox) == [] and sandbox.world.writes == []
         assert state.active() == []
         # In Slack: the "this test cannot work" plan, and no Approve button to press.
         posted = json.dumps(plan_message(record, ("S0APPROVE1",), dry_run=False))
@@ -137,6 +137,10 @@ def test_apply_probe_revert_leaves_the_table_as_it_was(world: World, state: Bypa
         assert record.status == REVERTED and record.restored is True
         assert without_etags(table_body(sandbox)) == without_etags(original)
         assert [(m, s) for m, _, s in writes(sandbox)] == [("PUT", 201), ("DELETE", 200)]
+        assert [(w["method"], w["status"]) for w in sandbox.world.writes] == [
+            ("PUT", 201),
+            ("DELETE", 200),
+        ]
         actions = [e["action"] for e in state.audit_entries()]
         assert actions == ["request", "apply", "revert"]
         apply_entry = state.audit_entries()[1]
