@@ -276,3 +276,10 @@ def test_the_slack_plan_shows_who_approves_and_no_button_while_the_table_is_held
     assert "someone other than <@U0ALICE>" in free
     held = json.dumps(plan_message(record, ("S0APPROVE1",), False, busy="AKE-999999 holds it"))
     assert "bypass_approve" not in held and "AKE-999999" in held
+
+
+def test_bypass_and_audit_help_import_nothing_heavy() -> None:
+    from tests.unit.test_cli_startup import run
+
+    for argv in (("bypass", "-h"), ("audit", "-h")):
+        assert "HEAVY [] EXIT 0" in run(*argv).stderr, argv
