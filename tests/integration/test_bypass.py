@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import redis
+from azure.core.exceptions import HttpResponseError
 
 from bot.bypass import routes, run
 from bot.bypass.state import APPLIED, REVERTED, BypassState
@@ -152,36 +153,28 @@ def test_apply_probe_revert_leaves_the_table_as_it_was(world: World, state: Bypa
         assert state.audit_entries(since=None)[0]["incident"] == "AKE-000002"
 
 
-def test_second_bypass_on_the_same_table_is_refused(world: World, state: BypassState) -> None:
-    with Sandbox(world) as sandbox:
-        runtime = attach(sandbox, ProbeSettings())
-        first = prepare(runtime, "AKE-000003")
-        second = prepare(runtime, "AKE-000004")  # planned while the table was free
-        run.apply(runtime, first, state, "U0ALICE")
-        with pytest.raises(run.BypassBusy) as caught:
-            run.apply(runtime, second, state, "U0BOB")
-        assert "AKE-000003" in str(caught.value) and "until" in str(caught.value)
-        run.revert(runtime, first, state, "U0ALICE")
-        run.apply(runtime, second, state, "U0BOB")  # free again
-        run.revert(runtime, second, state, "U0BOB")
-        assert second.restored is True
-
-
-def test_killed_between_apply_and_revert_the_reconciler_reverts(
+def test_one_bypass_per_table_and_the_reconciler_reverts_after_a_crash(
     world: World, state: BypassState
 ) -> None:
     with Sandbox(world) as sandbox:
         original = table_body(sandbox)
         runtime = attach(sandbox, ProbeSettings())
-        record = prepare(runtime, "AKE-000005")
-        run.apply(runtime, record, state, "U0ALICE")  # ... and the process dies here
-        assert state.get("AKE-000005").status == APPLIED  # type: ignore[union-attr]
+        first = prepare(runtime, "AKE-000003")
+        second = prepare(runtime, "AKE-000004")  # planned while the table was free
+        run.apply(runtime, first, state, "U0ALICE")  # ... and the process dies here
+        with pytest.raises(run.BypassBusy) as caught:
+            run.apply(runtime, second, state, "U0BOB")
+        assert "AKE-000003" in str(caught.value) and "until" in str(caught.value)
+        assert state.get("AKE-000003").status == APPLIED  # type: ignore[union-attr]
         assert run.reconcile(runtime, state, now=time.time()) == []  # not yet expired
         later = time.time() + 61
-        assert run.reconcile(runtime, state, now=later) == ["AKE-000005"]
-        assert state.get("AKE-000005").status == REVERTED  # type: ignore[union-attr]
+        assert run.reconcile(runtime, state, now=later) == ["AKE-000003"]
+        assert state.get("AKE-000003").status == REVERTED  # type: ignore[union-attr]
         assert without_etags(table_body(sandbox)) == without_etags(original)
         assert run.reconcile(runtime, state, now=later) == []
+        run.apply(runtime, second, state, "U0BOB")  # the table is free again
+        run.revert(runtime, second, state, "U0BOB")
+        assert second.restored is True
 
 
 def test_a_change_made_meanwhile_is_kept(world: World, state: BypassState) -> None:
@@ -203,13 +196,16 @@ def test_a_change_made_meanwhile_is_kept(world: World, state: BypassState) -> No
         assert not any(n.startswith("aks-egress-bypass-") for n in names)
 
 
-def test_without_the_route_writer_role_nothing_is_left_and_the_reason_is_named(
+def test_refused_writes_and_reads_leave_nothing_and_release_the_locks(
     world: World, state: BypassState
 ) -> None:
     with Sandbox(world) as sandbox:
         original = table_body(sandbox)
         runtime = attach(sandbox, ProbeSettings())
         record = prepare(runtime, "AKE-000007")
+        other = prepare(runtime, "AKE-000009")
+        table_id = record.plan["routeTables"][0]["id"]
+        # Without the route-writer role: Azure's 403 on the write, named as such.
         sandbox.faults.add(
             {"api": "arm", "method": "PUT", "pathContains": "/routes/", "status": 403}
         )
@@ -217,7 +213,15 @@ def test_without_the_route_writer_role_nothing_is_left_and_the_reason_is_named(
             run.run_foreground(runtime, record, state, "U0ALICE")
         assert "route-writer role" in caught.value.describe()
         assert without_etags(table_body(sandbox)) == without_etags(original)
-        assert state.active() == [] and state.holder(record.plan["routeTables"][0]["id"]) is None
+        assert state.active() == [] and state.holder(table_id) is None
+        # The save (a read) refused: nothing written, the lock released.
+        sandbox.faults.add(
+            {"api": "arm", "method": "GET", "pathContains": "/routeTables/", "status": 403}
+        )
+        with pytest.raises(HttpResponseError):
+            run.apply(runtime, other, state, "U0ALICE")
+        assert state.holder(table_id) is None
+        assert [m for m, _, _ in writes(sandbox)] == ["PUT"]  # the refused one only
 
 
 def test_interrupted_run_reverts_first_and_audit_exports(
@@ -257,16 +261,3 @@ def test_cli_plan_and_dry_run_write_nothing(capsys: pytest.CaptureFixture[str]) 
     dry = json.loads(capsys.readouterr().out)
     assert dry["dryRun"] is True and dry["verdict"] is None and dry["after"] is None
     assert main(["bypass", ALIAS, "--endpoint", "ftp://x", "--world", str(WORLD)]) == 2
-
-
-def test_a_failed_save_releases_the_lock(world: World, state: BypassState) -> None:
-    with Sandbox(world) as sandbox:
-        runtime = attach(sandbox, ProbeSettings())
-        record = prepare(runtime, "AKE-000009")
-        sandbox.faults.add(
-            {"api": "arm", "method": "GET", "pathContains": "/routeTables/", "status": 403}
-        )
-        with pytest.raises(Exception):  # noqa: B017 - the SDK's 403, whatever its class
-            run.apply(runtime, record, state, "U0ALICE")
-        assert state.holder(record.plan["routeTables"][0]["id"]) is None
-        assert writes(sandbox) == []
