@@ -18,6 +18,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot import armid
+from bot.bypass.policy import BypassPolicy, PolicyError
 from bot.collect.probe import ProbeSettings
 from bot.destination import PolicyConfig, parse_prefixes
 from bot.store import Limits
@@ -109,6 +110,11 @@ class ClusterRef:
     in_cluster: bool = False
     policy: PolicyConfig = field(default_factory=PolicyConfig)  # where the probe may aim
     pod_namespaces: tuple[str, ...] = ()  # namespaces --pod may name; empty: none
+    # Probe inside --pod with an ephemeral container (cannot be removed afterwards, and needs
+    # the pods/ephemeralcontainers patch permission): off unless set; None when not set.
+    in_pod_probe: bool | None = None
+    # the appliance bypass (bot/bypass/policy.py)
+    bypass: BypassPolicy = field(default_factory=BypassPolicy)
 
     @property
     def id(self) -> str:
@@ -138,6 +144,10 @@ class ClusterConfig:
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(f"{path}: cannot read the configuration: {exc}") from None
         clusters = {}
+        try:
+            bypass = BypassPolicy.parse(f"{path}: bypass", data.get("bypass"))
+        except PolicyError as exc:
+            raise ConfigError(str(exc)) from None
         for alias, entry in (data.get("clusters") or {}).items():
             missing = [k for k in ("subscription", "resourceGroup", "name") if k not in entry]
             if missing:
@@ -150,9 +160,15 @@ class ClusterConfig:
                         "ID (S…); in Slack, open the group and choose Copy group ID"
                     )
             try:
-                policy = policy_config(entry)
+                destination = policy_config(entry)
             except ValueError as exc:
                 raise ConfigError(f"{path}: clusters.{alias}.{exc}") from None
+            try:
+                policy = BypassPolicy.parse(
+                    f"{path}: clusters.{alias}.bypass", entry.get("bypass"), bypass
+                )
+            except PolicyError as exc:
+                raise ConfigError(str(exc)) from None
             clusters[alias] = ClusterRef(
                 alias=alias,
                 subscription=str(entry["subscription"]),
@@ -162,8 +178,12 @@ class ClusterConfig:
                 user_groups=groups,
                 kubeconfig_context=entry.get("kubeconfigContext"),
                 in_cluster=bool(entry.get("inCluster", False)),
-                policy=policy,
+                policy=destination,
                 pod_namespaces=tuple(str(n) for n in entry.get("podNamespaces") or ()),
+                in_pod_probe=(
+                    None if entry.get("inPodProbe") is None else bool(entry["inPodProbe"])
+                ),
+                bypass=policy,
             )
         summaries = []
         for channel, entry in (data.get("summaries") or {}).items():

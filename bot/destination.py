@@ -183,6 +183,22 @@ def judge_address(
     return None
 
 
+def cluster_policy(
+    policy: DestinationPolicy,
+    network: tuple[Mapping[str, Any], list[Mapping[str, Any]]],
+    nodes: list[Mapping[str, Any]],
+) -> DestinationPolicy:
+    """The request's policy plus the cluster's own ranges, API server and node addresses."""
+    cluster, subnets = network
+    node_ips = [
+        a.get("address", "")
+        for node in nodes
+        for a in (node.get("status") or {}).get("addresses") or []
+        if a.get("type") in ("InternalIP", "ExternalIP")
+    ]
+    return policy.with_cluster(cluster, subnets).with_addresses(node_ips, "a node of the cluster")
+
+
 def probe_rules(policy: DestinationPolicy) -> list[str]:
     """The policy as first-match rules for the probe pod (`deny:CIDR` / `allow:CIDR`): what
     it applies to the addresses it resolves before curl may connect. Anything unmatched is

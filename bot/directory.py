@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bot.bypass.policy import BypassPolicy
 from bot.config import ClusterConfig, ClusterRef
 from bot.destination import PolicyConfig
 
@@ -23,6 +24,7 @@ class Directory:
     open_to_all: bool = False
     # Where the probe may aim, and which namespaces `--pod` may name, per alias.
     refs: dict[str, ClusterRef] = field(default_factory=dict)
+    bypass: dict[str, BypassPolicy] = field(default_factory=dict)  # alias -> its policy
 
     @classmethod
     def from_config(cls, config: ClusterConfig) -> Directory:
@@ -31,6 +33,7 @@ class Directory:
             channels={alias: ref.channels for alias, ref in config.clusters.items()},
             user_groups={alias: ref.user_groups for alias, ref in config.clusters.items()},
             refs=dict(config.clusters),
+            bypass={alias: ref.bypass for alias, ref in config.clusters.items()},
         )
 
     @classmethod

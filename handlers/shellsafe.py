@@ -90,10 +90,20 @@ def args(values: list[str], grammar: Grammar, name: str) -> str:
     return " ".join(arg(v, grammar, name) for v in values)
 
 
+# `CMD <<'TAG'` + body + `TAG`: a quoted here-document, whose body the shell never expands
+# (`kubectl apply -f - <<'EOF'` with a manifest). Safe when the command is, and no body line
+# could end it early.
+_HEREDOC = re.compile(r"^(?P<cmd>[^\n]*?) <<'(?P<tag>[A-Z_]{2,16})'\n(?P<body>.*)\n(?P=tag)$", re.S)
+
+
 def is_safe(line: str) -> bool:
     """No shell operator outside single quotes, and nothing that expands inside double
     quotes: what a pasted line runs is exactly the command it shows. A comment line is
-    safe when it is one line."""
+    safe when it is one line; a quoted here-document when its command is and its body
+    cannot close it early."""
+    if heredoc := _HEREDOC.match(line):
+        body = heredoc["body"].replace("\r", "\n").split("\n")
+        return heredoc["tag"] not in body and is_safe(heredoc["cmd"])
     if line.lstrip().startswith("#"):
         return not any(c in line for c in "\n\r")
     quote = None
@@ -129,10 +139,15 @@ def safe_line(line: str) -> str:
     still run anything but its command replaced by a note saying so."""
     if line.lstrip().startswith("#"):
         return _printable(line)
+    if _HEREDOC.match(line):
+        return line if is_safe(line) else _WITHHELD
     quoted = _BARE_PLACEHOLDER.sub(lambda m: placeholder(m.group(1)), line)
     if is_safe(quoted):
         return quoted
-    return "# a command was withheld here: a value in it is not safe to paste into a shell"
+    return _WITHHELD
+
+
+_WITHHELD = "# a command was withheld here: a value in it is not safe to paste into a shell"
 
 
 def _printable(text: str) -> str:

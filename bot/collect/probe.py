@@ -111,6 +111,19 @@ def curl_args(url: str, settings: ProbeSettings) -> list[str]:
     ]
 
 
+def container_security() -> Json:
+    """The probe container's security context, in a probe pod or inside an application pod."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": NONROOT_UID,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
 def probe_command(url: str, rules: list[str], settings: ProbeSettings) -> list[str]:
     """The container's command: resolve, judge, then curl (see RESOLVE_SCRIPT)."""
     parts = urlsplit(url)
@@ -133,15 +146,6 @@ def probe_pod(
     url: str, pool: str | None, run_id: str, settings: ProbeSettings, rules: list[str]
 ) -> Json:
     """The probe pod: non-root, read-only, no capabilities, no token, small and short-lived."""
-    container_security = {
-        "allowPrivilegeEscalation": False,
-        "privileged": False,
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "runAsUser": NONROOT_UID,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
     spec: Json = {
         "restartPolicy": "Never",
         "activeDeadlineSeconds": settings.deadline_s,
@@ -174,7 +178,7 @@ def probe_pod(
                     "requests": {"cpu": "10m", "memory": "16Mi"},
                     "limits": {"cpu": "100m", "memory": "64Mi"},
                 },
-                "securityContext": container_security,
+                "securityContext": container_security(),
                 "terminationMessagePolicy": "FallbackToLogsOnError",
             }
         ],

@@ -21,6 +21,7 @@ from bot.endpoint import parse_endpoint
 from bot.model import Report
 from bot.redact import redact, redact_url
 from bot.slack import blocks, guard
+from bot.slack import bypass as bypass_listeners
 from bot.slack.access import Access
 from bot.slack.commands import (
     Check,
@@ -89,6 +90,7 @@ def build_app(
     store, queue, directory, limits = deps.store, deps.queue, deps.directory, deps.limits
     access = Access(directory, client)
     app.middleware(guard.drop_replays(store))
+    bypass = bypass_listeners.register(app, deps, access)
 
     @app.error
     def on_error(error: Exception, body: dict[str, Any]) -> None:
@@ -191,6 +193,9 @@ def build_app(
             )
             return
         try:
+            if (wanted := bypass_listeners.parse(event.get("text", ""))) is not None:
+                bypass.request(client, incident, wanted, user)
+                return
             parsed = parse_mention(event.get("text", ""))
         except UsageError as exc:
             _private(client, channel, user, blocks.usage_error(str(exc)), thread_ts)

@@ -161,3 +161,11 @@ def test_good_values_are_kept_and_quoted_only_when_needed():
     assert arg("ghcr.io/team/app:1.0", "image", "image") == "ghcr.io/team/app:1.0"
     assert arg("*.blob.core.windows.net", "dns_name", "fqdn") == "'*.blob.core.windows.net'"
     assert arg("rg (prod)", "arm_name", "rg") != "rg (prod)"
+
+
+def test_a_quoted_here_document_is_safe_only_when_it_cannot_be_closed_early():
+    manifest = '{"app": "api\'; rm -rf / #"}'
+    assert is_safe(f"kubectl apply -f - <<'EOF'\n{manifest}\nEOF")
+    assert not is_safe("kubectl apply -f - <<'EOF'\n{}\nEOF\nrm -rf ~\nEOF")
+    assert not is_safe("kubectl apply -f - <<EOF\n$(id)\nEOF")
+    assert not is_safe("kubectl apply -f $(id) <<'EOF'\n{}\nEOF")
