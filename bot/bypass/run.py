@@ -29,7 +29,7 @@ from bot.bypass.state import (
 from bot.collect.azure import AzureCollector
 from bot.collect.kube import KubeReader, KubeUnavailable, connect
 from bot.collect.probe import ProbeRunner, probe_pools
-from bot.destination import cluster_policy, probe_rules
+from bot.destination import cluster_policy, judge, probe_rules
 from bot.endpoint import Endpoint
 from bot.evidence import AzureEvidence, Json, ProbeRun
 from bot.model import Finding, Severity
@@ -87,6 +87,17 @@ def prepare(
     allow_all_traffic: bool = False,
 ) -> BypassRecord:
     """Read the path, probe from every pool, and plan. Writes nothing anywhere."""
+    if refusal := judge(endpoint, runtime.policy_config(alias).policy()):
+        # The destination policy holds for a bypass as for every probe (bot/destination.py).
+        return BypassRecord(
+            incident=incident,
+            alias=alias,
+            cluster_id=cluster_id,
+            endpoint=endpoint.url,
+            requester=requester,
+            plan=bypass.BypassPlan(False, f"Refused: {refusal}.", minutes=minutes).to_json(),
+            minutes=minutes,
+        )
     collector = AzureCollector(runtime.clients, runtime.resolver, vm_sizes=runtime.vm_sizes)
     ev = collector.collect(alias, cluster_id, endpoint)
     read_pod_subnets(runtime.clients, ev)

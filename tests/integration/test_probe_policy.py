@@ -7,6 +7,7 @@ and internal addresses) is refused in the report, and curl never connects.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,15 @@ def test_the_cli_refuses_before_anything_runs(run_check, endpoint, says):
     code, err = run_check(ALIAS, "--endpoint", endpoint, "--world", str(WORLD))
     assert code == 2
     assert re.search(says, str(err)), err
+
+
+def test_the_bypass_refuses_what_the_probe_refuses(capsys):
+    from bot.cli import main
+
+    world = WORLDS / "udr-firewall-bypass.yaml"
+    alias = next(iter(yaml.safe_load(world.read_text())["clusters"]))
+    argv = ["bypass", alias, "--endpoint", "http://169.254.169.254/", "--plan", "--json"]
+    assert main([*argv, "--world", str(world)]) in (0, 1)
+    out = capsys.readouterr().out
+    plan = json.loads(out)["plan"]
+    assert plan["feasible"] is False and "link-local" in plan["reason"]
