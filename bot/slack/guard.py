@@ -10,11 +10,12 @@ within Slack's five-minute window is acked and dropped.
 from __future__ import annotations
 
 import io
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import BoltRequest, BoltResponse
+from slack_bolt import BoltResponse
 from slack_sdk.signature import SignatureVerifier
 
 from bot.store import Store, StoreUnavailable
@@ -61,12 +62,12 @@ def with_body(environ: dict[str, Any], body: bytes) -> dict[str, Any]:
 def drop_replays(store: Store) -> Callable[..., BoltResponse | None]:
     """Bolt middleware: an interactive payload is acted on once."""
 
-    def middleware(
-        req: BoltRequest, body: dict[str, Any], next: Callable[[], BoltResponse]
-    ) -> BoltResponse | None:
+    def middleware(body: dict[str, Any], next: Callable[[], BoltResponse]) -> BoltResponse | None:
         if body.get("type") in INTERACTIVE:
             try:
-                first = store.first_interaction(req.raw_body)
+                # The parsed payload, not the raw body: Socket Mode has none (its requests
+                # are built from the envelope), and a replay parses the same.
+                first = store.first_interaction(json.dumps(body, sort_keys=True))
             except StoreUnavailable:
                 log.error("redis unavailable while deduplicating an interaction")
                 return BoltResponse(status=200, body="")
