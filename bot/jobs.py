@@ -13,9 +13,11 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from redis import Redis
 from redis.client import Pipeline
 from rq import Queue, Retry
 from rq.job import Job
+from rq.serializers import JSONSerializer
 from slack_sdk import WebClient
 
 from bot.codes import CATALOG
@@ -33,6 +35,12 @@ log = logging.getLogger(__name__)
 QUEUE = "aks-egress"
 JOB_TIMEOUT_S = 600
 CHECK_STEPS = (*AZURE_STEP_NAMES, *CLUSTER_STEP_NAMES)
+
+
+def queue_on(connection: Redis) -> Queue:
+    """The check queue. Jobs are JSON, never pickle: a pickled job runs code when it is
+    read, so anyone who could write to Redis could run anything in a worker."""
+    return Queue(QUEUE, connection=connection, serializer=JSONSerializer)
 
 
 @dataclass

@@ -18,7 +18,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 
 from bot.config import ClusterConfig, ConfigError, Settings
 from bot.directory import Directory
-from bot.jobs import QUEUE, WorkerContext
+from bot.jobs import WorkerContext, queue_on
 from bot.runtime import Runtime
 from bot.sandbox.world import load_world
 from bot.store import Store
@@ -56,7 +56,7 @@ def store(settings: Settings) -> Store:
 def queue(settings: Settings) -> Queue:
     """RQ needs its own connection: it reads bytes, the store reads text."""
     connection = Redis.from_url(redis_url(settings), socket_connect_timeout=1.0, socket_timeout=5.0)
-    return Queue(QUEUE, connection=connection)
+    return queue_on(connection)
 
 
 def worker_context(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import redis
-from rq import Queue
 
 from bot import jobs
 from bot.redisserver import RedisServer
@@ -20,7 +19,7 @@ def redis_url():
 @pytest.fixture
 def store_and_queue(redis_url):
     redis.Redis.from_url(redis_url).flushdb()  # our private server only
-    return Store.from_url(redis_url), Queue(jobs.QUEUE, connection=redis.Redis.from_url(redis_url))
+    return Store.from_url(redis_url), jobs.queue_on(redis.Redis.from_url(redis_url))
 
 
 def request(user: str = "U1", channel: str = "C1") -> Request:
@@ -46,7 +45,7 @@ def test_admitted_request_has_its_incident_and_exactly_one_job(store_and_queue):
     assert incident is not None and incident.request == asked and incident.status == "queued"
     assert store.redis.ttl(f"aks-egress:incident:{incident.id}") > 29 * 86400
     assert queue.job_ids == [f"{admission.incident.id}-0"]
-    assert queue.fetch_job(queue.job_ids[0]).args == (admission.incident.id, 0, None, "all")
+    assert queue.fetch_job(queue.job_ids[0]).args == [admission.incident.id, 0, None, "all"]  # JSON
 
 
 def test_double_submit_points_to_the_first_and_leaves_nothing_behind(store_and_queue):
