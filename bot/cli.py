@@ -8,7 +8,6 @@ Errors are one clear line on stderr with what to do, never a traceback.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Callable
@@ -114,7 +113,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from bot import processes
 
-    return _run_process(lambda: processes.work(Settings(), args.world, burst=args.burst))
+    return _run_process(
+        lambda: processes.work(Settings(), args.world, burst=args.burst, port=args.port)
+    )
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -164,7 +165,7 @@ def cmd_snat_summary(args: argparse.Namespace) -> int:
 def cmd_cron(args: argparse.Namespace) -> int:
     from bot import processes
 
-    return _run_process(lambda: processes.cron(Settings()))
+    return _run_process(lambda: processes.cron(Settings(), port=args.port))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -222,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cron = sub.add_parser("cron", help="run the scheduled jobs (the daily SNAT summary)")
     cron.add_argument("--world", type=Path, help="use this sandbox world instead of Azure")
+    cron.add_argument("--port", type=int, help="health and metrics port (AKS_EGRESS_PORT)")
     cron.set_defaults(func=cmd_cron)
 
     serve = sub.add_parser("serve", help="run the Slack app (Socket Mode if SLACK_APP_TOKEN)")
@@ -233,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--http", action="store_true", help="serve HTTP even with SLACK_APP_TOKEN")
         p.add_argument("--port", type=int, help="HTTP port (default AKS_EGRESS_PORT or 3000)")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    worker.add_argument("--port", type=int, help="health and metrics port (AKS_EGRESS_PORT)")
     serve.set_defaults(func=cmd_serve)
     worker.set_defaults(func=cmd_worker)
     dev.set_defaults(func=cmd_dev)
@@ -243,10 +246,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _setup_logs() -> None:
+    """JSON logs (AKS_EGRESS_LOG_FORMAT=text for a terminal), with this process's secrets
+    redacted wherever they would appear."""
+    from urllib.parse import urlsplit
+
+    from bot import logs, redact
+
+    settings = Settings()
+    password = urlsplit(settings.redis_url).password if settings.redis_url else None
+    redact.register(
+        settings.slack_bot_token, settings.slack_signing_secret, settings.slack_app_token, password
+    )
+    logs.setup(settings.log_format)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in ("serve", "worker", "dev", "cron"):
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        _setup_logs()
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -35,7 +35,8 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
     retention_days: int = 30
     rate_per_minute: int = 10
-    port: int = 3000
+    port: int = 3000  # Slack HTTP (serve --http) and every process's /healthz /readyz /metrics
+    log_format: str = "json"  # or "text"
     worker_heartbeat_s: int = 10  # how soon a killed worker's check is retried
     # The probe's defaults live in ProbeSettings; these only let the environment override.
     probe_namespace: str = _PROBE.namespace

@@ -20,6 +20,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from slack_sdk import WebClient
 
+from bot import logs, metrics
 from bot.codes import CATALOG
 from bot.collect.azure import ClusterUnreadable
 from bot.config import ClusterConfig
@@ -142,6 +143,7 @@ def run_check(
     if incident is None:
         log.info("no incident %s (refused at admission, or expired): nothing to do", incident_id)
         return
+    logs.bind(alias=incident.request.alias, user=incident.request.user)
     thread = Thread(ctx.slack, ctx.store, incident)
     if thread.root_ts is None:
         root = thread.upsert("root", blocks.root_message(incident_view(incident)), in_thread=False)
@@ -181,6 +183,7 @@ def run_check(
             ),
         )
         ctx.store.set_status(incident_id, "failed")
+        metrics.check_failed("cluster_unreadable")
         return
     for index, finding in enumerate(report.findings):
         if finding.severity in (Severity.ERROR, Severity.WARNING):
@@ -190,6 +193,7 @@ def run_check(
     for part, message in enumerate(blocks.summary_messages(report, incident_id)):
         thread.upsert(f"{run}:summary:{part}", message)
     ctx.store.set_status(incident_id, "done")
+    metrics.check_finished(report.cluster.outbound_type, report.root_cause)
 
 
 def post_due_summaries() -> list[str]:

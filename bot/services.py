@@ -7,15 +7,23 @@ thing in each process.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from redis import Redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 from rq import Queue
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
 )
+from slack_sdk.web import SlackResponse
 
+from bot import metrics
 from bot.config import ClusterConfig, ConfigError, Settings
 from bot.directory import Directory
 from bot.jobs import WorkerContext, queue_on
@@ -28,10 +36,32 @@ class SetupError(ValueError):
     """A required setting is missing; the message names it and what to set."""
 
 
+class CountingWebClient(WebClient):
+    """Counts Slack Web API calls and failures, and keeps the latest outcome for readiness."""
+
+    def api_call(self, api_method: str, **kwargs: Any) -> SlackResponse:  # type: ignore[override]
+        try:
+            response = super().api_call(api_method, **kwargs)
+        except SlackApiError as exc:
+            metrics.api_call("slack", True)
+            error = str(exc.response.get("error", "error"))
+            # A refusal of this one call (not_in_channel, message_not_found) is no outage.
+            if error in ("ratelimited", "invalid_auth", "account_inactive", "token_revoked"):
+                metrics.SLACK.record(error)
+            raise
+        except OSError as exc:
+            metrics.api_call("slack", True)
+            metrics.SLACK.record(f"no answer ({type(exc).__name__})")
+            raise
+        metrics.api_call("slack", False)
+        metrics.SLACK.record(None)
+        return response
+
+
 def slack_client(settings: Settings) -> WebClient:
     if not settings.slack_bot_token:
         raise SetupError("SLACK_BOT_TOKEN is not set (the bot token, xoxb-…)")
-    return WebClient(
+    return CountingWebClient(
         token=settings.slack_bot_token,
         base_url=settings.slack_api_url,
         timeout=10,
@@ -49,14 +79,39 @@ def redis_url(settings: Settings) -> str:
     return settings.redis_url
 
 
-def store(settings: Settings) -> Store:
-    return Store.from_url(redis_url(settings), settings.retention_days)
+# Workers and cron ride out a Redis failover (Azure Cache for Redis takes seconds): each
+# command is retried on a connection error for about 15 s (0.1 s doubling to 2 s). The app
+# retries for under a second: a slash command must be acked within 3 s, and a refusal that
+# says the store is down beats Slack's timeout. A retried write may land twice only if the
+# connection broke after Redis applied it; every write here is idempotent or a counter.
+PATIENT = Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=12)
+BRIEF = Retry(ExponentialBackoff(cap=0.4, base=0.1), retries=3)
 
 
-def queue(settings: Settings) -> Queue:
+def redis_client(
+    settings: Settings, *, patient: bool, decode: bool, socket_timeout: float
+) -> Redis:
+    return Redis.from_url(
+        redis_url(settings),
+        socket_connect_timeout=1.0,
+        socket_timeout=socket_timeout,
+        decode_responses=decode,
+        retry=PATIENT if patient else BRIEF,
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        health_check_interval=30,
+    )
+
+
+def store(settings: Settings, *, patient: bool = False) -> Store:
+    client = redis_client(settings, patient=patient, decode=True, socket_timeout=2.0)
+    return Store(client, settings.retention_days)
+
+
+def queue(settings: Settings, *, patient: bool = False) -> Queue:
     """RQ needs its own connection: it reads bytes, the store reads text."""
-    connection = Redis.from_url(redis_url(settings), socket_connect_timeout=1.0, socket_timeout=5.0)
-    return queue_on(connection)
+    queue = queue_on(redis_client(settings, patient=patient, decode=False, socket_timeout=5.0))
+    metrics.watch_queue(queue)
+    return queue
 
 
 def worker_context(
@@ -66,7 +121,7 @@ def worker_context(
     return WorkerContext(
         runtime=runtime,
         slack=slack_client(settings),
-        store=store_ or store(settings),
+        store=store_ or store(settings, patient=True),
         config=ClusterConfig.load(settings.config),
     )
 

@@ -16,11 +16,15 @@ being imported.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
+from types import FrameType
 
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
 from rq.exceptions import StopRequested
 from rq.executions import Execution
@@ -29,7 +33,8 @@ from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
 from rq.worker import WorkerStatus
 
-from bot import jobs
+from bot import jobs, logs, metrics
+from bot.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +44,8 @@ def _qualified(fn: Callable[..., object]) -> str:
 
 
 # The only functions a worker runs, by the name rq stores in the job.
-JOB_FUNCTIONS = frozenset(_qualified(f) for f in (jobs.run_check, jobs.post_due_summaries))
+RUN_CHECK = _qualified(jobs.run_check)
+JOB_FUNCTIONS = frozenset((RUN_CHECK, _qualified(jobs.post_due_summaries)))
 
 
 class UnlistedJob(Exception):
@@ -103,6 +109,14 @@ class CheckWorker(SimpleWorker):
         """Ask a worker running in a thread to finish its job and leave its loop."""
         self._stop_requested = True
 
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.signalled = True  # RQ forgets a stop asked while idle: WorkLoop must not
+        super().request_stop(signum, frame)
+
+    @property
+    def stopping(self) -> bool:
+        return bool(self._stop_requested or getattr(self, "signalled", False))
+
     def dequeue_job_and_maintain_ttl(
         self, timeout: int | None, max_idle_time: int | None = None
     ) -> tuple[Job, Queue] | None:
@@ -121,7 +135,7 @@ class CheckWorker(SimpleWorker):
     def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
         why = refusal(job)
         if why is None:
-            return bool(super().perform_job(job, queue, execution))
+            return self._measured(job, queue, execution)
         log.error("refused job %s: it %s", job.id, why)
         # Failed for good: no retry, and none of the callbacks it names is imported.
         job.retries_left = None
@@ -133,13 +147,39 @@ class CheckWorker(SimpleWorker):
             self._finalize_failure(job, queue, execution, sys.exc_info())
         return False
 
+    def _measured(self, job: Job, queue: Queue, execution: Execution) -> bool:
+        """Run a job with its incident in every log line, timed and counted."""
+        check = job.func_name == RUN_CHECK
+        args = list(job.args) + [None] * 4
+        mode = str(job.kwargs.get("mode") or args[3] or "all") if check else "summaries"
+        if check:
+            metrics.CHECKS_STARTED.labels(mode).inc()
+        started = time.perf_counter()
+        with logs.bound(incident=str(args[0]) if check else None, job=job.id):
+            ok = bool(super().perform_job(job, queue, execution))
+            seconds = time.perf_counter() - started
+            log.info(
+                "job %s %s",
+                job.func_name,
+                "done" if ok else "failed",
+                extra={"duration_ms": round(seconds * 1000)},
+            )
+        if check:
+            metrics.CHECK_DURATION.labels(mode).observe(seconds)
+            if not ok:
+                metrics.check_failed("error")
+        return ok
+
     def execute_job(self, job: Job, queue: Queue) -> None:
         execution = self.prepare_execution(job)
         done = threading.Event()
 
         def beat() -> None:
             while not done.wait(self.heartbeat_s):
-                self.maintain_heartbeats(job, execution)
+                try:
+                    self.maintain_heartbeats(job, execution)
+                except RedisError as exc:  # Redis away: beat again next time
+                    log.warning("heartbeat of job %s failed: %s", job.id, type(exc).__name__)
 
         thread = threading.Thread(target=beat, name="rq-heartbeat", daemon=True)
         thread.start()
@@ -149,3 +189,61 @@ class CheckWorker(SimpleWorker):
             done.set()
             thread.join()
         self.set_state(WorkerStatus.IDLE)
+
+
+class WorkLoop:
+    """Workers, one after another, until the process is asked to stop.
+
+    RQ's worker retries Redis while it waits for a job, but leaves its loop on a Redis
+    error anywhere else (its heartbeat, the end of a job, its own registration), and its
+    teardown then raises: a Redis failover used to end the process. Here the worker that
+    left is replaced after a backoff (0.5 s doubling to 10 s), so no outage ends the
+    process; a check it was running is retried by RQ's sweep of abandoned jobs once its
+    heartbeat lapses.
+    """
+
+    BACKOFF_S = (0.5, 10.0)
+
+    def __init__(self, make: Callable[[], CheckWorker], burst: bool = False):
+        self.make = make
+        self.burst = burst
+        self.worker: CheckWorker | None = None
+        self._stop = threading.Event()
+        self._running = threading.Event()
+
+    def running(self) -> bool:
+        return self._running.is_set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.worker is not None:
+            self.worker.stop()
+
+    def run(self) -> None:
+        self._running.set()
+        delay = self.BACKOFF_S[0]
+        try:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                try:
+                    self.worker = self.make()
+                    self.worker.work(burst=self.burst, with_scheduler=False)
+                except (RedisError, StoreUnavailable, OSError) as exc:
+                    log.warning("worker stopped by Redis trouble: %s", type(exc).__name__)
+                self._own_signals()
+                if self.burst or (self.worker is not None and self.worker.stopping):
+                    return
+                if time.monotonic() - started > 60:
+                    delay = self.BACKOFF_S[0]
+                log.warning("worker left its loop; a new one starts in %.1f s", delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, self.BACKOFF_S[1])
+        finally:
+            self._running.clear()
+
+    def _own_signals(self) -> None:
+        """Between workers, SIGTERM and Ctrl-C stop the loop (RQ's handlers belong to the
+        worker that left)."""
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: self._stop.set())

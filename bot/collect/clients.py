@@ -19,6 +19,8 @@ from azure.mgmt.containerservice import ContainerServiceClient
 from azure.mgmt.monitor import MonitorManagementClient
 from azure.mgmt.network import NetworkManagementClient
 
+from bot.metrics import AzureCallMetrics
+
 
 class CallCounter(SansIOHTTPPolicy):
     """Counts every request sent, retries included."""
@@ -52,7 +54,7 @@ class AzureClients:
         key = (cls.__name__, subscription.lower())
         with self._lock:
             if key not in self._cache:
-                kwargs: dict[str, Any] = {"per_retry_policies": [self.counter]}
+                kwargs: dict[str, Any] = {"per_retry_policies": [self.counter, AzureCallMetrics()]}
                 if self.endpoints.base_url:
                     kwargs["base_url"] = self.endpoints.base_url
                 if self.endpoints.ca_path:

@@ -23,6 +23,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
+from bot import metrics
 from bot.armid import ArmId
 from bot.collect.clients import AzureClients
 from bot.evidence import Json
@@ -47,7 +48,13 @@ class CountingApiClient(k8s.ApiClient):
     def call_api(self, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
             self.calls += 1
-        return super().call_api(*args, **kwargs)
+        try:
+            result = super().call_api(*args, **kwargs)
+        except Exception:
+            metrics.api_call("kubernetes", True)
+            raise
+        metrics.api_call("kubernetes", False)
+        return result
 
 
 @dataclass

@@ -15,7 +15,7 @@ from rq import Queue
 from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
 
-from bot import jobs
+from bot import jobs, metrics
 from bot.directory import Directory
 from bot.model import Report
 from bot.slack import blocks
@@ -90,6 +90,7 @@ def build_app(
         try:
             parsed = parse_slash(text)
         except UsageError as exc:
+            metrics.REFUSALS.labels("usage").inc()
             ack(**_ephemeral(blocks.usage_error(str(exc))))
             return
         if isinstance(parsed, Help):
@@ -102,6 +103,7 @@ def build_app(
         assert isinstance(parsed, Check)
         refused = access.refusal(parsed.alias, channel, user)
         if refused:
+            metrics.REFUSALS.labels("not_allowed").inc()
             ack(**_ephemeral(blocks.refusal(refused)))
             return
         request = Request(
@@ -115,9 +117,11 @@ def build_app(
         try:
             admission = jobs.admit_check(store, queue, request, text, deps.rate_per_minute)
         except StoreUnavailable:
+            metrics.REFUSALS.labels("store_unavailable").inc()
             ack(**_ephemeral(STORE_DOWN))
             return
         if admission.rate_limited:
+            metrics.REFUSALS.labels("rate_limited").inc()
             ack(
                 **_ephemeral(
                     blocks.refusal(
@@ -128,6 +132,7 @@ def build_app(
             )
             return
         if admission.incident is None:
+            metrics.REFUSALS.labels("duplicate").inc()
             ack(
                 **_ephemeral(
                     blocks.refusal(
@@ -138,6 +143,10 @@ def build_app(
             )
             return
         ack(**_ephemeral(blocks.started_text(admission.incident.id, parsed.alias)))
+        log.info(
+            "check queued",
+            extra={"incident": admission.incident.id, "alias": parsed.alias, "user": user},
+        )
 
     @app.event("app_mention")
     def on_mention(event: dict[str, Any], client: WebClient) -> None:
