@@ -103,7 +103,7 @@ def run(world_path: Path, settings: Settings, console: Console, timeout_s: float
         if not settings.redis_url:
             redis_server = stack.enter_context(RedisServer())
             settings.redis_url = redis_server.url
-            console.print(f"[dim]private redis-server on {redis_server.url}[/dim]")
+            console.print(f"[dim]private redis-server on {redis_server.address}[/dim]")
         sandbox = stack.enter_context(Sandbox(world_path))
         settings.slack_bot_token = "xoxb-demo-token"
         settings.slack_signing_secret = secret

@@ -79,6 +79,8 @@ def setup(fmt: str = "json", level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # The Azure SDK logs every request's headers at INFO: requests are counted in metrics.
+    logging.getLogger("azure").setLevel(logging.WARNING)
     # RQ installs its own handler on its logger unless one is configured: route it here.
     for name in ("rq.worker", "rq.queue", "rq.job"):
         logging.getLogger(name).handlers[:] = []

@@ -24,7 +24,7 @@ from slack_sdk.errors import SlackApiError
 from bot import jobs, schedule, services
 from bot.config import Settings
 from bot.health import Probes, redis_probe
-from bot.runtime import open_runtime
+from bot.runtime import Runtime, open_runtime
 from bot.slack.app import AppDeps, build_app
 from bot.slack.http import HttpServer
 from bot.worker import CheckWorker, WorkLoop
@@ -48,8 +48,8 @@ def make_app(settings: Settings, world: Path | None, *, socket_mode: bool) -> tu
 
 
 def start_http(settings: Settings, world: Path | None, port: int | None = None) -> HttpServer:
-    app, deps = make_app(settings, world, socket_mode=False)
-    probes = Probes(redis=redis_probe(deps.store.ping))
+    app, _ = make_app(settings, world, socket_mode=False)
+    probes = Probes(redis=redis_probe(services.redis_ping(settings)))
     return HttpServer(app, "0.0.0.0", settings.port if port is None else port, probes).start()
 
 
@@ -61,13 +61,15 @@ def health_server(settings: Settings, probes: Probes, port: int | None = None) -
 
 def serve(settings: Settings, world: Path | None, http: bool, port: int | None) -> None:
     if settings.slack_app_token and not http:
-        app, deps = make_app(settings, world, socket_mode=True)
+        app, _ = make_app(settings, world, socket_mode=True)
         handler = SocketModeHandler(app, settings.slack_app_token)
 
         def socket() -> str | None:
             return None if handler.client.is_connected() else "Socket Mode disconnected"
 
-        health_server(settings, Probes(redis=redis_probe(deps.store.ping), slack=socket), port)
+        health_server(
+            settings, Probes(redis=redis_probe(services.redis_ping(settings)), slack=socket), port
+        )
         try:
             handler.connect()
         except SlackApiError as exc:
@@ -104,18 +106,25 @@ def work(
 ) -> None:
     """Run workers in this thread until stopped (or, with burst, until the queue is empty)."""
     with open_runtime(world, settings) as runtime:
-        context = services.worker_context(settings, runtime)
-        jobs.configure(context)
-        loop = WorkLoop(lambda: make_worker(settings), burst)
-        server = None
-        if not burst:
-            probes = Probes(redis=redis_probe(context.store.ping), alive=loop.running)
-            server = health_server(settings, probes, port)
-        try:
-            loop.run()
-        finally:
-            if server:
-                server.stop()
+        run_workers(settings, runtime, burst, port)
+
+
+def run_workers(
+    settings: Settings, runtime: Runtime, burst: bool = False, port: int | None = None
+) -> None:
+    """Workers on this runtime, one after another, with the health port while they run."""
+    context = services.worker_context(settings, runtime)
+    jobs.configure(context)
+    loop = WorkLoop(lambda: make_worker(settings), burst)
+    server = None
+    if not burst:
+        probes = Probes(redis=redis_probe(services.redis_ping(settings)), alive=loop.running)
+        server = health_server(settings, probes, port)
+    try:
+        loop.run()
+    finally:
+        if server:
+            server.stop()
 
 
 def cron(settings: Settings, port: int | None = None) -> None:
@@ -124,7 +133,7 @@ def cron(settings: Settings, port: int | None = None) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    probes = Probes(redis=redis_probe(queue.connection.ping), slack=None)
+    probes = Probes(redis=redis_probe(services.redis_ping(settings)), slack=None)
     server = health_server(settings, probes, port)
     try:
         schedule.run(queue, stop)

@@ -6,11 +6,12 @@ thing in each process.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from redis import Redis
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
@@ -100,6 +101,18 @@ def redis_client(
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         health_check_interval=30,
     )
+
+
+def redis_ping(settings: Settings) -> Callable[[], object]:
+    """PING on a connection of its own that never retries: readiness must say at once
+    that Redis is away, not wait out the retries that ride the outage."""
+    client = Redis.from_url(
+        redis_url(settings),
+        socket_connect_timeout=1.0,
+        socket_timeout=1.0,
+        retry=Retry(NoBackoff(), retries=0),
+    )
+    return client.ping
 
 
 def store(settings: Settings, *, patient: bool = False) -> Store:
