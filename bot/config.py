@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     slack_app_token: str | None = Field(default=None, validation_alias="SLACK_APP_TOKEN")
     slack_api_url: str = Field(default="https://slack.com/api/", validation_alias="SLACK_API_URL")
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    redis_entra_id: bool = Field(default=False, validation_alias="REDIS_ENTRA_ID")
     retention_days: int = 30
     rate_per_minute: int = 10
     port: int = 3000  # Slack HTTP (serve --http) and every process's /healthz /readyz /metrics

@@ -89,11 +89,25 @@ PATIENT = Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=12)
 BRIEF = Retry(ExponentialBackoff(cap=0.4, base=0.1), retries=3)
 
 
+def _entra_id(settings: Settings) -> dict[str, Any]:
+    """REDIS_ENTRA_ID: sign in to Azure Cache for Redis / Azure Managed Redis with the
+    process's Entra ID identity (workload or managed identity, `az login`), tokens renewed
+    by redis-entraid; REDIS_URL then names no password (rediss://HOST:PORT)."""
+    if not settings.redis_entra_id:
+        return {}
+    from redis_entraid.cred_provider import create_from_default_azure_credential
+
+    # https://learn.microsoft.com/azure/azure-cache-for-redis/cache-azure-active-directory-for-authentication
+    scopes = ("https://redis.azure.com/.default",)
+    return {"credential_provider": create_from_default_azure_credential(scopes)}
+
+
 def redis_client(
     settings: Settings, *, patient: bool, decode: bool, socket_timeout: float
 ) -> Redis:
     return Redis.from_url(
         redis_url(settings),
+        **_entra_id(settings),
         socket_connect_timeout=1.0,
         socket_timeout=socket_timeout,
         decode_responses=decode,
@@ -108,6 +122,7 @@ def redis_ping(settings: Settings) -> Callable[[], object]:
     that Redis is away, not wait out the retries that ride the outage."""
     client = Redis.from_url(
         redis_url(settings),
+        **_entra_id(settings),
         socket_connect_timeout=1.0,
         socket_timeout=1.0,
         retry=Retry(NoBackoff(), retries=0),
