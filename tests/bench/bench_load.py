@@ -61,7 +61,7 @@ def main() -> int:
         app = fleet.app()
         workers = [fleet.worker(f"worker-{i}") for i in range(args.workers)]
         cron = fleet.cron()
-        fleet.wait_started()
+        fleet.wait_started(timeout_s=300)
         started = time.monotonic()
 
         def send(i: int) -> int:
