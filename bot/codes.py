@@ -95,6 +95,7 @@ CATALOG: dict[str, Code] = _catalog(
     Code("AZURE_ACCESS_DENIED", W, "access", "The bot may not read a resource it needs"),
     Code("AZURE_READ_FAILED", W, "access", "An Azure read failed after retries"),
     Code("KUBE_ACCESS", INFO, "access", "How the bot reached the cluster's API server"),
+    Code("CLUSTER_LOCAL_ACCOUNTS", W, "access", "Local accounts: the user credential may be admin"),
     Code("KUBE_UNREACHABLE", W, "access", "The cluster's API server cannot be used"),
     Code("KUBE_PARTIAL_ACCESS", W, "access", "The bot could not read part of the cluster"),
 )

@@ -6,13 +6,55 @@ the error ARM returned after azure-core's retries.
 
 from __future__ import annotations
 
+import shlex
+
+from bot import armid
 from bot.codes import finding
 from bot.evidence import AzureEvidence
 from bot.model import Finding
 
 
+def local_accounts(ev: AzureEvidence) -> list[Finding]:
+    """A cluster that keeps local accounts hands out cluster-admin certificates as its
+    "user" credential when it has no Entra ID integration: whoever may call
+    listClusterUserCredential (the bot too) holds the cluster.
+    https://learn.microsoft.com/azure/aks/manage-local-accounts-managed-azure-ad"""
+    if ev.props.get("disableLocalAccounts") is True:
+        return []
+    cluster = armid.ArmId.parse(ev.cluster_id)
+    entra = bool(ev.props.get("aadProfile"))
+    where = (
+        f"--resource-group {shlex.quote(cluster.resource_group)} --name {shlex.quote(cluster.name)}"
+    )
+    fix = (
+        []
+        if entra
+        else [f"az aks update {where} --enable-aad --aad-admin-group-object-ids ENTRA_ADMIN_GROUP_ID"]
+    )
+    return [
+        finding(
+            "CLUSTER_LOCAL_ACCOUNTS",
+            "Local accounts are enabled on this cluster"
+            + (
+                ": its user credential is still Entra ID, but the admin certificate exists."
+                if entra
+                else " and it has no Entra ID integration: its user kubeconfig, which the "
+                "bot reads, is a cluster-admin certificate."
+            )
+            + " Disable local accounts so every access is an Entra ID identity.",
+            resource=ev.cluster_id,
+            evidence={
+                "disableLocalAccounts": ev.props.get("disableLocalAccounts"),
+                "entraIdIntegration": entra,
+                "enableRBAC": ev.props.get("enableRBAC"),
+            },
+            fix=[*fix, f"az aks update {where} --disable-local-accounts"],
+        )
+    ]
+
+
 def check(ev: AzureEvidence) -> list[Finding]:
-    findings = []
+    findings = local_accounts(ev)
     for failure in ev.failures:
         evidence = {
             "read": failure.what,
