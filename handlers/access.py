@@ -29,7 +29,9 @@ def local_accounts(ev: AzureEvidence) -> list[Finding]:
     fix = (
         []
         if entra
-        else [f"az aks update {where} --enable-aad --aad-admin-group-object-ids ENTRA_ADMIN_GROUP_ID"]
+        else [
+            f"az aks update {where} --enable-aad --aad-admin-group-object-ids ENTRA_ADMIN_GROUP_ID"
+        ]
     )
     return [
         finding(

@@ -127,7 +127,7 @@ def main() -> int:
         print(
             f"{who:>9}: peak RSS {peak[who] / 1024:.0f} MiB; RSS after {half} checks "
             f"{rss_half.get(who, 0) / 1024:.0f} MiB, after {args.checks} "
-            f"{rss_end[who] / 1024:.0f} MiB"
+            f"{rss_end[who] / 1024:.0f} MiB ({rss_end[who] - rss_half.get(who, 0):+d} KiB)"
         )
     ok = len(threads) == args.checks and not problems and not pods and all(alive.values())
     print("PASS" if ok else "FAIL")
