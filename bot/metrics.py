@@ -81,7 +81,7 @@ class SlackHealth:
 SLACK = SlackHealth()
 
 
-def api_call(api: str, failed: bool) -> None:
+def count_call(api: str, failed: bool) -> None:
     API_CALLS.labels(api).inc()
     if failed:
         API_ERRORS.labels(api).inc()
@@ -91,10 +91,10 @@ class AzureCallMetrics(SansIOHTTPPolicy):  # type: ignore[type-arg]
     """Counts every ARM attempt and its failures (a per-retry policy of each SDK client)."""
 
     def on_response(self, request: Any, response: Any) -> None:
-        api_call("azure", response.http_response.status_code >= 400)
+        count_call("azure", response.http_response.status_code >= 400)
 
     def on_exception(self, request: Any) -> None:
-        api_call("azure", True)
+        count_call("azure", True)
 
 
 class QueueDepth(Collector):

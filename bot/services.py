@@ -42,19 +42,20 @@ class CountingWebClient(WebClient):
 
     def api_call(self, api_method: str, **kwargs: Any) -> SlackResponse:  # type: ignore[override]
         try:
-            response = super().api_call(api_method, **kwargs)
+            # Passes on whatever method the SDK calls (scopes are checked at those calls).
+            response = super().api_call(api_method=api_method, **kwargs)
         except SlackApiError as exc:
-            metrics.api_call("slack", True)
+            metrics.count_call("slack", True)
             error = str(exc.response.get("error", "error"))
             # A refusal of this one call (not_in_channel, message_not_found) is no outage.
             if error in ("ratelimited", "invalid_auth", "account_inactive", "token_revoked"):
                 metrics.SLACK.record(error)
             raise
         except OSError as exc:
-            metrics.api_call("slack", True)
+            metrics.count_call("slack", True)
             metrics.SLACK.record(f"no answer ({type(exc).__name__})")
             raise
-        metrics.api_call("slack", False)
+        metrics.count_call("slack", False)
         metrics.SLACK.record(None)
         return response
 

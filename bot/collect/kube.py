@@ -51,9 +51,9 @@ class CountingApiClient(k8s.ApiClient):
         try:
             result = super().call_api(*args, **kwargs)
         except Exception:
-            metrics.api_call("kubernetes", True)
+            metrics.count_call("kubernetes", True)
             raise
-        metrics.api_call("kubernetes", False)
+        metrics.count_call("kubernetes", False)
         return result
 
 
