@@ -51,12 +51,14 @@ def outage(tmp_path_factory):
                 break
             time.sleep(0.3)
         after = {p.name: p.get("/readyz") for p in processes}
+        metrics = {p.name: p.get("/metrics")[1] for p in (app, worker)}
         alive = {p.name: p.alive() for p in processes}
         fleet.stop_all()
         yield {
             "fleet": fleet,
             "during": during,
             "after": after,
+            "metrics": metrics,
             "alive": alive,
             "threads": fleet.threads(CHANNELS),
             "logs": {p.name: p.log.read_text() for p in processes},
@@ -103,3 +105,14 @@ def test_logs_are_json_with_the_incident_and_no_secret(outage):
     posted = json.dumps([m for t in outage["threads"].values() for m in t])
     for secret in secrets[:3]:
         assert secret not in posted, "a secret in a Slack message"
+
+
+def test_metrics_count_the_checks_and_the_calls(outage):
+    worker, app = outage["metrics"]["worker"], outage["metrics"]["app"]
+    assert 'aks_egress_checks_finished_total{outbound_type="loadBalancer",root_cause="none"}' in (
+        worker
+    )
+    assert 'aks_egress_check_duration_seconds_count{mode="all"}' in worker
+    for api in ("azure", "kubernetes", "slack"):
+        assert f'aks_egress_api_calls_total{{api="{api}"}}' in worker, api
+    assert "aks_egress_queue_depth 0.0" in app
