@@ -168,6 +168,21 @@ def cmd_cron(args: argparse.Namespace) -> int:
     return _run_process(lambda: processes.cron(Settings(), port=args.port))
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from bot import doctor, services
+
+    settings = Settings()
+    try:
+        slack = services.slack_client(settings) if settings.slack_bot_token else None
+        with open_runtime(args.world, settings) as runtime:
+            results = doctor.run(settings, runtime, slack)
+    except (WorldError, ConfigError) as exc:
+        return _fail(str(exc), BAD_INPUT)
+    for result in results:
+        print("\n".join(result.lines()))
+    return 0 if all(r.ok for r in results) else CANNOT_RUN
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from bot import demo
 
@@ -239,6 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
     worker.set_defaults(func=cmd_worker)
     dev.set_defaults(func=cmd_dev)
+
+    doctor_cmd = sub.add_parser("doctor", help="check Redis, Slack scopes, Azure and K8s rights")
+    doctor_cmd.add_argument("--world", type=Path, help="a sandbox world instead of Azure")
+    doctor_cmd.set_defaults(func=cmd_doctor)
 
     demo_cmd = sub.add_parser("demo", help="the whole bot on a sandbox world, printed here")
     demo_cmd.add_argument("world", nargs="?", type=Path, default=DEMO_WORLD)

@@ -61,6 +61,9 @@ def error(status: int, code: str, message: str) -> Response:
     return Response(status, dict(_JSON), {"error": {"code": code, "message": message}})
 
 
+_PERMISSIONS = "/providers/microsoft.authorization/permissions"
+
+
 class ArmApi:
     """The ARM endpoint of one sandbox.
 
@@ -70,6 +73,9 @@ class ArmApi:
     """
 
     api = "arm"
+    # What the caller may do, as the permissions API reports it for every scope (tests set
+    # this to play a principal missing actions).
+    granted: tuple[str, ...] = ("*",)
 
     def __init__(
         self,
@@ -96,6 +102,10 @@ class ArmApi:
             )
         if (target := metrics.split_path(path)) is not None:
             return self._metrics(method, path, *target, query)
+        if method == "GET" and path.lower().endswith(_PERMISSIONS):
+            # https://learn.microsoft.com/rest/api/authorization/permissions/list-for-resource
+            rules = {"actions": list(self.granted), "notActions": []}
+            return ok({"value": [{**rules, "dataActions": [], "notDataActions": []}]})
         parsed = armid.parse(path)
         if parsed is None:
             return self._unknown_path(method, path)
