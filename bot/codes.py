@@ -2,7 +2,8 @@
 
 Codes are a public contract (users grep for them, runbooks link to them); a code is never
 renamed. docs/finding-codes.md documents every code listed here, and a test keeps the two
-in step. The order of `STEPS` is the order a packet takes, which is the root-cause order.
+in step. A code's `step` names its checklist step in bot/steps.py, whose order is the
+root-cause order.
 """
 
 from __future__ import annotations
@@ -11,29 +12,12 @@ from dataclasses import dataclass
 
 from bot.model import Finding, Severity
 
-# Checklist steps in root-cause order (finding-codes.md): cluster state → route → NSG →
-# firewall / NVA → NAT gateway / load balancer → probe → SNAT → node and pod resources.
-STEPS: tuple[tuple[str, str], ...] = (
-    ("cluster", "Cluster and outbound type"),
-    ("route", "Route tables"),
-    ("nsg", "Network security groups"),
-    ("firewall", "Firewall / appliance"),
-    ("egress", "NAT gateway / load balancer"),
-    ("probe", "Probe from inside the cluster"),
-    ("snat", "SNAT ports"),
-    ("resources", "Node and pod resources"),
-    ("disk", "OS disk IO"),
-    ("advisor", "Azure Advisor"),
-    ("access", "Access to Azure and Kubernetes"),
-)
-STEP_ORDER = {name: index for index, (name, _) in enumerate(STEPS)}
-
 
 @dataclass(frozen=True)
 class Code:
     code: str
     severity: Severity
-    step: str
+    step: str  # a step of bot/steps.py
     title: str
 
 
@@ -47,6 +31,10 @@ CATALOG: dict[str, Code] = _catalog(
     Code("OUTBOUND_TYPE", INFO, "cluster", "Outbound type and network plugin"),
     Code("EGRESS_IPS", INFO, "cluster", "Public IPs egress leaves through"),
     Code("CLUSTER_NOT_RUNNING", E, "cluster", "The cluster is not running"),
+    Code("NETPOL_EGRESS_DENY", E, "netpol", "The pod's NetworkPolicies deny the endpoint"),
+    Code("NETPOL_DNS_DENY", E, "netpol", "The pod's NetworkPolicies leave out its DNS server"),
+    Code("NETPOL_UNDECIDED", INFO, "netpol", "The pod's policies cannot be judged for the flow"),
+    Code("DNS_SERVER_BLOCKED", E, "dns", "A DNS server the cluster depends on is unreachable"),
     Code("ROUTE_TABLE_MISSING", E, "route", "Node subnet has no route table"),
     Code("ROUTE_DEFAULT_MISSING", E, "route", "Route table has no 0.0.0.0/0 route"),
     Code("ROUTE_DEFAULT_NOT_APPLIANCE", E, "route", "Default route does not lead to an appliance"),
@@ -59,6 +47,9 @@ CATALOG: dict[str, Code] = _catalog(
     Code("FIREWALL_ENDPOINT_BLOCKED", E, "firewall", "The firewall does not allow the endpoint"),
     Code("FIREWALL_REQUIRED_FQDN_BLOCKED", E, "firewall", "The firewall blocks FQDNs AKS requires"),
     Code("FIREWALL_ENDPOINT_ALLOWED", OK, "firewall", "The firewall allows the endpoint"),
+    Code("BYPASS_PROVES_APPLIANCE", E, "firewall", "Around the appliance the endpoint works"),
+    Code("BYPASS_CLEARS_APPLIANCE", INFO, "firewall", "It fails around the appliance too"),
+    Code("BYPASS_NOT_POSSIBLE", INFO, "firewall", "A bypass cannot test anything here"),
     Code("NATGW_SUBNET_NOT_ASSOCIATED", E, "egress", "Node subnet has no NAT gateway"),
     Code("NATGW_NO_PUBLIC_IP", E, "egress", "NAT gateway has no public IP or prefix"),
     Code("LB_NO_OUTBOUND_IPS", E, "egress", "Load balancer has no outbound IPs or rule"),
@@ -75,6 +66,7 @@ CATALOG: dict[str, Code] = _catalog(
     Code("PROBE_HTTP_CLIENT_ERROR", W, "probe", "The request was refused (HTTP 4xx)"),
     Code("PROBE_HTTP_SERVER_ERROR", W, "probe", "The endpoint failed (HTTP 5xx)"),
     Code("PROBE_FAILED_TO_RUN", E, "probe", "The probe pod could not run"),
+    Code("PROBE_POD_DIFFERS", W, "probe", "The pod sees something other than a fresh probe pod"),
     Code("POD_NOT_RUNNING", E, "probe", "The application pod is not running"),
     Code("SNAT_EXHAUSTED", E, "snat", "SNAT ports exhausted"),
     Code("SNAT_HIGH", W, "snat", "SNAT port use is high"),

@@ -25,17 +25,17 @@ from bot.codes import CATALOG
 from bot.collect.azure import ClusterUnreadable
 from bot.config import ClusterConfig
 from bot.endpoint import parse_endpoint
-from bot.engine import AZURE_STEP_NAMES, CLUSTER_STEP_NAMES, MODES, CheckRequest, Engine
+from bot.engine import CheckRequest, Engine
 from bot.model import Finding, Severity
 from bot.runtime import Runtime
 from bot.slack import blocks
 from bot.slack.thread import Thread
+from bot.steps import steps_of
 from bot.store import Admission, Incident, Request, Store, guard_redis, new_incident_id
 
 log = logging.getLogger(__name__)
 QUEUE = "aks-egress"
 JOB_TIMEOUT_S = 600
-CHECK_STEPS = (*AZURE_STEP_NAMES, *CLUSTER_STEP_NAMES)
 
 
 def queue_on(connection: Redis) -> Queue:
@@ -125,13 +125,18 @@ def incident_view(incident: Incident) -> blocks.IncidentView:
     )
 
 
-def _states(done: Mapping[str, list[Finding]], mode: str) -> dict[str, blocks.StepState]:
+def _states(
+    done: Mapping[str, list[Finding]], mode: str, pod: str | None = None
+) -> dict[str, blocks.StepState]:
+    """The live checklist: the mode's listed steps (the pod's own only for a --pod), in
+    the registry's order."""
     return {
-        step: blocks.StepState(
-            status="done" if step in done else "running", findings=tuple(done.get(step, ()))
+        step.name: blocks.StepState(
+            status="done" if step.name in done else "running",
+            findings=tuple(done.get(step.name, ())),
         )
-        for step in CHECK_STEPS
-        if step in MODES[mode]
+        for step in steps_of(mode, pod)
+        if step.listed
     }
 
 
@@ -153,12 +158,12 @@ def run_check(
     target = endpoint or request.endpoint
     done: dict[str, list[Finding]] = {}
     name = f"{run}:checklist"
-    thread.upsert(name, blocks.checklist(_states(done, mode)))
+    thread.upsert(name, blocks.checklist(_states(done, mode, request.pod)))
 
     def on_steps(steps: tuple[str, ...], findings: list[Finding]) -> None:
         for step in steps:
             done[step] = [f for f in findings if CATALOG[f.code].step == step]
-        thread.upsert(name, blocks.checklist(_states(done, mode)))
+        thread.upsert(name, blocks.checklist(_states(done, mode, request.pod)))
 
     try:
         report = Engine(ctx.runtime).check(
@@ -190,8 +195,7 @@ def run_check(
             for part, message in enumerate(blocks.finding_messages(finding, incident_id, index)):
                 thread.upsert(f"{run}:reply:{index}:{part}", message)
     ctx.store.save_report(incident_id, run, report.to_json())
-    for part, message in enumerate(blocks.summary_messages(report, incident_id)):
-        thread.upsert(f"{run}:summary:{part}", message)
+    thread.summary(run, report)
     ctx.store.set_status(incident_id, "done")
     metrics.check_finished(report.cluster.outbound_type, report.root_cause)
 
@@ -215,6 +219,6 @@ def post_due_summaries() -> list[str]:
         if not clusters:
             continue
         data = summary.with_trend(summary.build(ctx.runtime, clusters, now), ctx.store, day)
-        if summary.post(ctx.slack, ctx.store, schedule.channel, day, data):
+        if summary.post(ctx.slack, ctx.store, schedule.channel, day, data, schedule.timezone):
             posted.append(schedule.channel)
     return posted

@@ -22,6 +22,7 @@ from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_sdk.errors import SlackApiError
 
 from bot import jobs, schedule, services
+from bot.bypass import jobs as bypass_jobs
 from bot.config import Settings
 from bot.health import Probes, redis_probe
 from bot.runtime import Runtime, open_runtime
@@ -115,7 +116,10 @@ def run_workers(
     """Workers on this runtime, one after another, with the health port while they run."""
     context = services.worker_context(settings, runtime)
     jobs.configure(context)
-    loop = WorkLoop(lambda: make_worker(settings), burst)
+    bypass_jobs.reconcile_safely()
+    # rq's scheduler (a child process) queues the bypass reverts (enqueue_in) when due;
+    # a burst run has no time to wait for them, and its start-up reconcile suffices.
+    loop = WorkLoop(lambda: make_worker(settings), burst, with_scheduler=not burst)
     server = None
     if not burst:
         probes = Probes(redis=redis_probe(services.redis_ping(settings)), alive=loop.running)
@@ -149,4 +153,8 @@ def dev(settings: Settings, world: Path | None, http: bool, port: int | None) ->
         loop = WorkLoop(lambda: make_worker(settings))
         threading.Thread(target=loop.run, name="worker", daemon=True).start()
         stack.callback(loop.stop)
+        # No rq scheduler (it forks) nor cron here: bypasses are reverted by the reconciler.
+        stop = threading.Event()
+        threading.Thread(target=bypass_jobs.reconcile_every, args=(stop,), daemon=True).start()
+        stack.callback(stop.set)
         serve(settings, world, http, port)

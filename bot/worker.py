@@ -34,6 +34,7 @@ from rq.timeouts import TimerDeathPenalty
 from rq.worker import WorkerStatus
 
 from bot import jobs, logs, metrics
+from bot.bypass import jobs as bypass_jobs
 from bot.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,17 @@ def _qualified(fn: Callable[..., object]) -> str:
 
 # The only functions a worker runs, by the name rq stores in the job.
 RUN_CHECK = _qualified(jobs.run_check)
-JOB_FUNCTIONS = frozenset((RUN_CHECK, _qualified(jobs.post_due_summaries)))
+JOB_FUNCTIONS = frozenset(
+    _qualified(f)
+    for f in (
+        jobs.run_check,
+        jobs.post_due_summaries,
+        bypass_jobs.plan_bypass,
+        bypass_jobs.apply_bypass,
+        bypass_jobs.revert_bypass,
+        bypass_jobs.reconcile_bypasses,
+    )
+)
 
 
 class UnlistedJob(Exception):
@@ -204,9 +215,12 @@ class WorkLoop:
 
     BACKOFF_S = (0.5, 10.0)
 
-    def __init__(self, make: Callable[[], CheckWorker], burst: bool = False):
+    def __init__(
+        self, make: Callable[[], CheckWorker], burst: bool = False, with_scheduler: bool = False
+    ):
         self.make = make
         self.burst = burst
+        self.with_scheduler = with_scheduler
         self.worker: CheckWorker | None = None
         self._stop = threading.Event()
         self._running = threading.Event()
@@ -227,7 +241,7 @@ class WorkLoop:
                 started = time.monotonic()
                 try:
                     self.worker = self.make()
-                    self.worker.work(burst=self.burst, with_scheduler=False)
+                    self.worker.work(burst=self.burst, with_scheduler=self.with_scheduler)
                 except (RedisError, StoreUnavailable, OSError) as exc:
                     log.warning("worker stopped by Redis trouble: %s", type(exc).__name__)
                 self._own_signals()

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from bot.cli import main
+from tests.fix_policy import assert_fixes_narrow
 
 ROOT = Path(__file__).resolve().parent.parent
 WORLDS = ROOT / "tests" / "worlds"
@@ -17,6 +18,13 @@ FIXTURES = ROOT / "tests" / "fixtures"
 
 def expected_worlds(path: Path) -> dict[str, dict]:
     return yaml.safe_load(path.read_text())
+
+
+def check_argv(spec: dict, world: Path) -> list[str]:
+    """The CLI arguments an expected.yaml entry runs its world with: the alias, the endpoint,
+    the entry's `args` (e.g. `--pod NS/NAME`) and the world."""
+    args = [*spec.get("args", []), "--world", str(world)]
+    return [spec["alias"], "--endpoint", spec["endpoint"], *args]
 
 
 def assert_expected(report: dict, spec: dict) -> set[str]:
@@ -31,6 +39,7 @@ def assert_expected(report: dict, spec: dict) -> set[str]:
     for finding in report["findings"]:
         assert finding["severity"] in ("error", "warning", "info", "ok")
         assert finding["title"] and isinstance(finding["evidence"], dict)
+    assert_fixes_narrow(report)
     return codes
 
 

@@ -23,10 +23,9 @@ from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from bot.collect.kube import READ_TIMEOUT, KubeAccess, status_message
-from bot.evidence import PROBE_LABEL, PROBE_NAME, Json, ProbeRun
+from bot.evidence import POOL_LABEL, PROBE_LABEL, PROBE_NAME, Json, ProbeRun
 
 RUN_LABEL = "aks-egress.io/run-id"
-POOL_LABEL = "kubernetes.azure.com/agentpool"
 # A container waiting for one of these will not start without a change: stop waiting.
 STUCK = {"ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError", "InvalidImageName"}
 NONROOT_UID = 65532
@@ -60,9 +59,9 @@ def curl_args(url: str, settings: ProbeSettings) -> list[str]:
     ]
 
 
-def probe_pod(url: str, pool: str | None, run_id: str, settings: ProbeSettings) -> Json:
-    """The probe pod: non-root, read-only, no capabilities, no token, small and short-lived."""
-    container_security = {
+def container_security() -> Json:
+    """The probe container's security context, in a probe pod or inside an application pod."""
+    return {
         "allowPrivilegeEscalation": False,
         "privileged": False,
         "readOnlyRootFilesystem": True,
@@ -71,6 +70,10 @@ def probe_pod(url: str, pool: str | None, run_id: str, settings: ProbeSettings) 
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
     }
+
+
+def probe_pod(url: str, pool: str | None, run_id: str, settings: ProbeSettings) -> Json:
+    """The probe pod: non-root, read-only, no capabilities, no token, small and short-lived."""
     spec: Json = {
         "restartPolicy": "Never",
         "activeDeadlineSeconds": settings.deadline_s,
@@ -104,7 +107,7 @@ def probe_pod(url: str, pool: str | None, run_id: str, settings: ProbeSettings) 
                     "requests": {"cpu": "10m", "memory": "16Mi"},
                     "limits": {"cpu": "100m", "memory": "64Mi"},
                 },
-                "securityContext": container_security,
+                "securityContext": container_security(),
                 "terminationMessagePolicy": "FallbackToLogsOnError",
             }
         ],

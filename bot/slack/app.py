@@ -19,6 +19,7 @@ from bot import jobs, metrics
 from bot.directory import Directory
 from bot.model import Report
 from bot.slack import blocks
+from bot.slack import bypass as bypass_listeners
 from bot.slack.access import Access
 from bot.slack.commands import (
     Check,
@@ -32,6 +33,7 @@ from bot.slack.commands import (
     parse_mention,
     parse_slash,
 )
+from bot.slack.thread import Thread
 from bot.store import Incident, Request, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ def build_app(
     )
     store, queue, directory = deps.store, deps.queue, deps.directory
     access = Access(directory, client)
+    bypass = bypass_listeners.register(app, deps, access)
 
     @app.error
     def on_error(error: Exception, body: dict[str, Any]) -> None:
@@ -171,6 +174,9 @@ def build_app(
             )
             return
         try:
+            if (wanted := bypass_listeners.parse(event.get("text", ""))) is not None:
+                bypass.request(client, incident, wanted, user)
+                return
             parsed = parse_mention(event.get("text", ""))
         except UsageError as exc:
             _private(client, channel, user, blocks.usage_error(str(exc)), thread_ts)
@@ -231,13 +237,11 @@ def build_app(
             _private(client, channel, user, blocks.refusal(refused), incident.ts.get("root"))
             return
         store.mark_resolved(incident.id)
-        reports = store.reports(incident.id)
-        if reports:
-            message = body.get("container", {})
-            summary = blocks.summary(Report.from_json(reports[-1]), incident.id, resolved=True)
-            client.chat_update(
-                channel=incident.request.channel, ts=message.get("message_ts"), **summary
-            )
+        thread = Thread(client, store, incident)
+        run = thread.summary_run(body.get("container", {}).get("message_ts", ""))
+        report = store.report(incident.id, run) if run is not None else None
+        if report:
+            thread.summary(run, Report.from_json(report), resolved=True)
 
     return app
 
