@@ -34,13 +34,20 @@ from bot.runtime import Runtime
 
 MANIFEST = Path(__file__).resolve().parent.parent / "deploy" / "slack" / "manifest.yaml"
 LIST_CREDENTIAL = "Microsoft.ContainerService/managedClusters/listClusterUserCredential/action"
-# (api group, resource, verb, where): `cluster` is any namespace, `probe` the probe namespace.
+# (api group, resource, verb, where): `cluster` is any namespace, `probe` the probe namespace,
+# `dns` kube-system. The optional in-pod probe's rights (`inpod`) are not asked for.
 K8S_NEEDS: tuple[tuple[str, str, str, str], ...] = (
     ("", "nodes", "list", "cluster"),
     ("", "pods", "list", "cluster"),
     ("", "pods", "get", "cluster"),
+    ("", "namespaces", "list", "cluster"),
     ("metrics.k8s.io", "nodes", "list", "cluster"),
     ("metrics.k8s.io", "pods", "list", "cluster"),
+    ("networking.k8s.io", "networkpolicies", "list", "cluster"),
+    ("cilium.io", "ciliumnetworkpolicies", "list", "cluster"),
+    ("cilium.io", "ciliumclusterwidenetworkpolicies", "list", "cluster"),
+    ("", "services", "list", "dns"),
+    ("", "configmaps", "get", "dns"),
     ("", "pods", "create", "probe"),
     ("", "pods", "list", "probe"),
     ("", "pods", "watch", "probe"),
@@ -190,7 +197,12 @@ def kubernetes_rights(runtime: Runtime, alias: str, cluster_id: str) -> Result:
     api = k8s.AuthorizationV1Api(access.api)
     missing = []
     try:
-        for where, namespace in (("cluster", "default"), ("probe", runtime.probe.namespace)):
+        namespaces = (
+            ("cluster", "default"),
+            ("probe", runtime.probe.namespace),
+            ("dns", "kube-system"),
+        )
+        for where, namespace in namespaces:
             review = api.create_self_subject_rules_review(
                 k8s.V1SelfSubjectRulesReview(
                     spec=k8s.V1SelfSubjectRulesReviewSpec(namespace=namespace)
@@ -199,7 +211,7 @@ def kubernetes_rights(runtime: Runtime, alias: str, cluster_id: str) -> Result:
             rules = review.status.resource_rules or []
             missing += [
                 f"{verb} {group + '/' if group else ''}{resource}"
-                + (f" in {namespace}" if where == "probe" else "")
+                + (f" in {namespace}" if where != "cluster" else "")
                 for group, resource, verb, scope in K8S_NEEDS
                 if scope == where and not _allowed(rules, group, resource, verb)
             ]
