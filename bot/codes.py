@@ -46,6 +46,12 @@ E, W, INFO, OK = Severity.ERROR, Severity.WARNING, Severity.INFO, Severity.OK
 CATALOG: dict[str, Code] = _catalog(
     Code("OUTBOUND_TYPE", INFO, "cluster", "Outbound type and network plugin"),
     Code("EGRESS_IPS", INFO, "cluster", "Public IPs egress leaves through"),
+    Code(
+        "OUTBOUND_TYPE_OVERRIDDEN",
+        W,
+        "cluster",
+        "A method of higher precedence bypasses the outbound type",
+    ),
     Code("CLUSTER_NOT_RUNNING", E, "cluster", "The cluster is not running"),
     Code("ROUTE_TABLE_MISSING", E, "route", "Node subnet has no route table"),
     Code("ROUTE_DEFAULT_MISSING", E, "route", "Route table has no 0.0.0.0/0 route"),

@@ -32,16 +32,18 @@ from handlers import (
     nodes,
     nsg,
     osdisk,
+    outbound,
     pods,
     probe,
     routes,
     snat,
 )
-from handlers.cluster import egress_ips
+from handlers.outbound import egress_ips
 from handlers.rootcause import order, root_cause
 
 AZURE_STEPS: tuple[Callable[[AzureEvidence], list[Finding]], ...] = (
     cluster.check,
+    outbound.check,
     routes.check,
     nsg.check,
     firewall.check,
@@ -118,6 +120,7 @@ class Engine:
         cluster_findings = list(kube_findings)
         if kube is not None:
             cluster_findings += [f for step in CLUSTER_STEPS for f in step(kube)]
+            cluster_findings = outbound.with_probe_sources(ev, cluster_findings)
         cluster_findings += [f for step in INTERMITTENT_STEPS for f in step(ev, kube)]
         cluster_findings = wanted(cluster_findings)
         if on_steps:

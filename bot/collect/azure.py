@@ -707,6 +707,16 @@ def _pools(cluster: Json) -> list[NodePool]:
                 mode=profile.get("mode"),
                 os_disk_type=profile.get("osDiskType"),
                 vm_size=profile.get("vmSize"),
+                pod_subnet_id=profile.get("podSubnetID") or None,
+                enable_node_public_ip=bool(profile.get("enableNodePublicIP")),
+                asg_ids=tuple(
+                    str(ref)
+                    for ref in (profile.get("networkProfile") or {}).get(
+                        "applicationSecurityGroups"
+                    )
+                    or []
+                    if ref
+                ),
             )
         )
     return pools
