@@ -1,8 +1,13 @@
-"""Checklist step 3: network security groups on the node subnet and on the node NICs.
+"""Checklist step 3: network security groups on the node NICs and on the subnet sent from.
 
 A packet leaving a node crosses the NIC's NSG and then the subnet's NSG; a Deny in either
-stops it. Rules are evaluated by priority with Azure's default rules, for the user's
-endpoint and for every endpoint AKS itself requires.
+stops it ("For outbound traffic, Azure processes the rules in a network security group
+associated to a network interface first, then the rules in a network security group
+associated to the subnet", https://learn.microsoft.com/azure/virtual-network/
+network-security-group-how-it-works). Rules are evaluated by priority with Azure's default
+rules, for the user's endpoint and for every endpoint AKS itself requires, per pool: pools
+differ in NIC NSG and in application security groups. With a pod subnet the endpoint is
+judged against the pod subnet's NSG, which pods' own traffic crosses (handlers.path).
 """
 
 from __future__ import annotations
@@ -11,10 +16,10 @@ from dataclasses import dataclass
 
 from bot import armid
 from bot.codes import finding
-from bot.evidence import AzureEvidence, Destination, Json, nic_configs
+from bot.evidence import AzureEvidence, Destination, Json, NodePool, nic_configs, pool_of
 from bot.model import Finding
-from handlers.nsg_rules import Flow, RuleDecision, evaluate
-from handlers.path import address_context, hops
+from handlers.nsg_rules import Flow, Membership, RuleDecision, evaluate
+from handlers.path import Hop, address_context, hops
 
 
 @dataclass(frozen=True)
@@ -23,19 +28,45 @@ class Denial:
     destination: Destination
     address: str
     decision: RuleDecision
+    hop: Hop
+    pool: str
 
 
-def nsgs_on_path(ev: AzureEvidence, subnet_id: str) -> list[Json]:
-    """The NIC NSGs of the scale sets in this subnet, then the subnet's own NSG."""
+def pool_scale_sets(ev: AzureEvidence, pool: NodePool) -> list[Json]:
+    """The pool's scale sets: by AKS's pool tag or name, else those with a NIC in its node
+    subnet that name no pool."""
+    named = [v for v in ev.vmss if pool_of(v) == pool.name]
+    if named:
+        return named
+    return [
+        v
+        for v in ev.vmss
+        if pool_of(v) is None
+        and any(armid.same(_subnet_of(c), pool.subnet_id) for c in _ip_configs(v))
+    ]
+
+
+def membership(ev: AzureEvidence, pool: NodePool) -> Membership:
+    """The application security groups the pool's node NICs are in: the scale set model's
+    NIC IP configurations plus the agent pool's own `networkProfile.applicationSecurityGroups`
+    (which AKS applies to them). Complete unless the scale sets could not be listed."""
+    groups = {armid.key(i) for i in pool.asg_ids}
+    for vmss in pool_scale_sets(ev, pool):
+        for config in _ip_configs(vmss):
+            for ref in (config.get("properties") or {}).get("applicationSecurityGroups") or []:
+                if ref.get("id"):
+                    groups.add(armid.key(ref["id"]))
+    unread = any(f.what == "node scale sets" for f in ev.failures)
+    return Membership(frozenset(groups), complete=not unread)
+
+
+def nsgs_on_path(ev: AzureEvidence, subnet_id: str, pool: NodePool) -> list[Json]:
+    """The pool's NIC NSGs, then the NSG of the subnet it sends from."""
     found: dict[str, Json] = {}
-    for vmss in ev.vmss:
+    for vmss in pool_scale_sets(ev, pool):
         for nic in nic_configs(vmss):
             props = nic.get("properties") or {}
-            in_subnet = any(
-                armid.same(((c.get("properties") or {}).get("subnet") or {}).get("id"), subnet_id)
-                for c in props.get("ipConfigurations") or []
-            )
-            if in_subnet and (nsg := ev.linked(ev.nsgs, props.get("networkSecurityGroup"))):
+            if nsg := ev.linked(ev.nsgs, props.get("networkSecurityGroup")):
                 found.setdefault(armid.key(nsg["id"]), nsg)
     subnet_props = (ev.subnet(subnet_id) or {}).get("properties") or {}
     if nsg := ev.linked(ev.nsgs, subnet_props.get("networkSecurityGroup")):
@@ -45,26 +76,49 @@ def nsgs_on_path(ev: AzureEvidence, subnet_id: str) -> list[Json]:
 
 def check(ev: AzureEvidence) -> list[Finding]:
     denials: dict[tuple[str, bool], list[Denial]] = {}
+    pools = {p.name: p for p in ev.pools}
     for hop in hops(ev):
         source = ev.source_address(hop.subnet_id)
         if source is None:
             continue
-        flow = Flow(source, hop.address, hop.destination.port, hop.destination.nsg_protocol)
         ctx = address_context(ev, hop.subnet_id)
-        for nsg in nsgs_on_path(ev, hop.subnet_id):
-            decision = evaluate(nsg, flow, ctx)
-            if decision.access == "Deny":
-                address = str(hop.address) if hop.address else "Internet (address unknown)"
-                key = (armid.key(nsg["id"]), hop.destination.required)
-                denials.setdefault(key, []).append(Denial(nsg, hop.destination, address, decision))
+        for name in hop.pools:
+            pool = pools[name]
+            flow = Flow(
+                source,
+                hop.address,
+                hop.destination.port,
+                hop.destination.nsg_protocol,
+                source_asgs=membership(ev, pool),
+            )
+            for nsg in nsgs_on_path(ev, hop.subnet_id, pool):
+                decision = evaluate(nsg, flow, ctx)
+                if decision.access == "Deny":
+                    address = str(hop.address) if hop.address else "Internet (address unknown)"
+                    key = (armid.key(nsg["id"]), hop.destination.required)
+                    denials.setdefault(key, []).append(
+                        Denial(nsg, hop.destination, address, decision, hop, name)
+                    )
     findings = []
     for (_, required), items in denials.items():
         findings.append(_required_finding(items) if required else _endpoint_finding(items))
     return findings
 
 
+def _subnet_of(config: Json) -> str | None:
+    return ((config.get("properties") or {}).get("subnet") or {}).get("id")
+
+
+def _ip_configs(vmss: Json) -> list[Json]:
+    return [
+        config
+        for nic in nic_configs(vmss)
+        for config in (nic.get("properties") or {}).get("ipConfigurations") or []
+    ]
+
+
 def _rule_evidence(d: Denial) -> dict:
-    return {
+    evidence = {
         "nsg": d.decision.nsg_id,
         "rule": d.decision.rule_name,
         "priority": d.decision.priority,
@@ -73,7 +127,38 @@ def _rule_evidence(d: Denial) -> dict:
         "address": d.address,
         "port": d.destination.port,
         "protocol": d.destination.nsg_protocol,
+        "subnet": d.hop.subnet_id,
+        "role": d.hop.role,
+        "pool": d.pool,
     }
+    if d.decision.unknown_tags:
+        evidence["undecided"] = list(d.decision.unknown_tags)
+    return evidence
+
+
+def _judged(items: list[Denial]) -> str:
+    """Which subnet's path and pools the verdict is for, and what could not be decided."""
+    first = items[0]
+    pools = list(dict.fromkeys(d.pool for d in items))
+    text = (
+        f" Judged on the path from {first.hop.role} "
+        f"{armid.ArmId.parse(first.hop.subnet_id).name} (pools {', '.join(pools)})."
+    )
+    undecided = list(dict.fromkeys(t for d in items for t in d.decision.unknown_tags))
+    groups = [t.removeprefix("asg:") for t in undecided if t.startswith("asg:")]
+    tags = [t for t in undecided if not t.startswith("asg:")]
+    if groups:
+        text += (
+            f" Rules of higher precedence naming application security groups "
+            f"{', '.join(groups)} could not be decided (the group membership of the NICs "
+            "involved could not be read) and were taken as not matching."
+        )
+    if tags:
+        text += (
+            f" Rules of higher precedence naming service tags {', '.join(tags)} unknown to "
+            "this region's tag list were taken as not matching."
+        )
+    return text
 
 
 def _endpoint_finding(items: list[Denial]) -> Finding:
@@ -84,7 +169,8 @@ def _endpoint_finding(items: list[Denial]) -> Finding:
         "NSG_OUTBOUND_DENY",
         f"NSG {nsg.name} denies {first.destination.nsg_protocol} {first.address}:"
         f"{first.destination.port} ({first.destination.label}) with rule {rule.rule_name} "
-        f"(priority {rule.priority}{', a default rule' if rule.default_rule else ''}).",
+        f"(priority {rule.priority}{', a default rule' if rule.default_rule else ''})."
+        + _judged(items),
         resource=rule.nsg_id,
         evidence={"denied": [_rule_evidence(d) for d in items], "rule": rule.rule},
         fix=allow_commands(first.nsg, rule, items, "allow-egress"),
@@ -102,7 +188,7 @@ def _required_finding(items: list[Denial]) -> Finding:
         f"NSG {nsg.name} denies {len(labels)} endpoint(s) AKS needs "
         f"({', '.join(labels[:6])}{'…' if len(labels) > 6 else ''}) with rule(s) "
         f"{', '.join(f'{n} (priority {p})' for n, p in rules)}. Nodes cannot pull images, "
-        "reach the API server or get tokens.",
+        "reach the API server or get tokens." + _judged(items),
         resource=first.decision.nsg_id,
         evidence={"denied": [_rule_evidence(d) for d in items]},
         fix=allow_commands(first.nsg, first.decision, items, "allow-aks-required"),

@@ -18,7 +18,7 @@ from __future__ import annotations
 import ipaddress
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -343,7 +343,7 @@ class _Run:
             return []
         found = self.subscription_list("NAT gateways in subscription", subscription, "nat_gateways")
         node_rg = (ev.node_resource_group or "").lower()
-        subnets = {armid.key(s) for s in ev.node_subnet_ids()}
+        subnets = {armid.key(s) for s in ev.node_subnet_ids() + ev.pod_subnet_ids()}
         return [
             n
             for n in found
@@ -437,32 +437,51 @@ class _Run:
                 ev.pools = [
                     p if p.subnet_id else _with_subnet(p, subnets[0]["id"]) for p in ev.pools
                 ]
+        # Node subnets and pod subnets (Azure CNI dynamic IP allocation) alike: each VNet's
+        # subnets start their route table, NSG and NAT gateway reads the moment it arrives.
+        wanted = {armid.key(s) for s in ev.node_subnet_ids() + ev.pod_subnet_ids()}
         byo = {
             armid.key(ArmId.parse(s).parent_id()): ArmId.parse(s).parent_id()
-            for s in ev.node_subnet_ids()
+            for s in ev.node_subnet_ids() + ev.pod_subnet_ids()
         }
         futures = {
-            k: self.get_network("virtual network", vid, "virtual_networks")
+            self.get_network("virtual network", vid, "virtual_networks"): k
             for k, vid in byo.items()
             if k not in vnets
         }
-        vnets.update({k: f.result() for k, f in futures.items() if f.result()})
+        rts: dict[str, Future] = {}
+        nsgs: dict[str, Future] = {}
+        natgws: dict[str, Future] = {}
+
+        def start(vnet: Json) -> None:
+            for subnet in (vnet.get("properties") or {}).get("subnets") or []:
+                if armid.key(subnet.get("id", "")) not in wanted:
+                    continue
+                props = subnet.get("properties") or {}
+                for table, field_name, what, attr in (
+                    (rts, "routeTable", "route table", "route_tables"),
+                    (
+                        nsgs,
+                        "networkSecurityGroup",
+                        "network security group",
+                        "network_security_groups",
+                    ),
+                    (natgws, "natGateway", "NAT gateway", "nat_gateways"),
+                ):
+                    if ref := (props.get(field_name) or {}).get("id"):
+                        table[armid.key(ref)] = self.get_network(what, ref, attr)
+
+        for vnet in vnets.values():
+            start(vnet)
+        for future in as_completed(futures):
+            if vnet := future.result():
+                vnets[futures[future]] = vnet
+                start(vnet)
         subnets = {
             armid.key(s["id"]): s
             for v in vnets.values()
             for s in (v.get("properties") or {}).get("subnets") or []
         }
-        wanted = [subnets[armid.key(s)] for s in ev.node_subnet_ids() if armid.key(s) in subnets]
-        rts, nsgs, natgws = {}, {}, {}
-        for subnet in wanted:
-            props = subnet.get("properties") or {}
-            for table, field_name, what, attr in (
-                (rts, "routeTable", "route table", "route_tables"),
-                (nsgs, "networkSecurityGroup", "network security group", "network_security_groups"),
-                (natgws, "natGateway", "NAT gateway", "nat_gateways"),
-            ):
-                if ref := (props.get(field_name) or {}).get("id"):
-                    table[armid.key(ref)] = self.get_network(what, ref, attr)
         found = [{k: f.result() for k, f in t.items() if f.result()} for t in (rts, nsgs, natgws)]
         self._start_metrics([(n["id"], NATGW_REQUESTS) for n in found[2].values()])
         return subnets, vnets, *found
