@@ -163,6 +163,20 @@ def uses(ev: AzureEvidence, component: Egress) -> list[EgressPath]:
     return [p for p in paths(ev) if (p.component or expected) == component]
 
 
+def nat_gateways_in_use(ev: AzureEvidence) -> list[Json]:
+    """The NAT gateways that really carry some pool's egress (all the cluster's, for a path
+    whose subnet could not be read under a NAT gateway outbound type, or when no pool's
+    subnet is known at all)."""
+    if not paths(ev) and OUTBOUND_TYPE_COMPONENT.get(ev.outbound_type) == Egress.NAT_GATEWAY:
+        return list(ev.nat_gateways.values())
+    found: dict[str, Json] = {}
+    for path in uses(ev, Egress.NAT_GATEWAY):
+        natgw = ev.linked(ev.nat_gateways, path.nat_gateway_ref)
+        candidates = [natgw] if path.nat_gateway_ref else list(ev.nat_gateways.values())
+        found.update({armid.key(n["id"]): n for n in candidates if n})
+    return list(found.values())
+
+
 def bypassed(ev: AzureEvidence, path: EgressPath) -> bool:
     """Whether a method of higher precedence than the outbound type's own carries the path."""
     expected = OUTBOUND_TYPE_COMPONENT.get(ev.outbound_type)

@@ -128,6 +128,8 @@ def _endpoint_route_findings(ev: AzureEvidence) -> list[Finding]:
         evidence = {
             "destination": str(hop.address),
             "subnet": hop.subnet_id,
+            "role": hop.role,
+            "pools": list(hop.pools),
             "prefix": str(route.prefix),
             "nextHopType": route.next_hop_type,
             "nextHopIpAddress": route.next_hop_ip,
@@ -139,6 +141,7 @@ def _endpoint_route_findings(ev: AzureEvidence) -> list[Finding]:
             if route.route_name
             else (f"the system route {route.prefix}")
         )
+        where += f" of {hop.role} {armid.ArmId.parse(hop.subnet_id).name}"
         if route.next_hop_type == "None":
             fix = []
             if route.route_id:
