@@ -870,7 +870,7 @@ def check(ev: AzureEvidence, kube: KubeEvidence | None) -> list[Finding]:
     findings: list[Finding] = []
     if ev.outbound_type == "loadBalancer" and (lb_pools or not natgws):
         findings += _lb_findings(ev, _analyze_lb(ev, kube, lb_pools or None))
-    if natgws or ev.outbound_type in NAT_TYPES:
+    if natgws or (ev.outbound_type in NAT_TYPES and not ev.nat_gateways):
         findings += _natgw_findings(ev, natgws)
     if findings:
         return findings

@@ -115,7 +115,50 @@ def _check_names(code: str, text: str) -> Callable[[dict], None]:
     return check
 
 
+def _check_denied_pools(pools: set[str], role: str, nsg: str) -> Callable[[dict], None]:
+    def check(report: dict) -> None:
+        (finding,) = _only(report, "NSG_OUTBOUND_DENY")
+        rows = finding["evidence"]["denied"]
+        assert {r["pool"] for r in rows} == pools, rows
+        assert {r["role"] for r in rows} == {role}
+        assert finding["resource"].lower().endswith(f"/networksecuritygroups/{nsg}")
+
+    return check
+
+
+def _check_overridden(
+    ips: list[str], overridden: list[tuple[str, str, list[str]]]
+) -> Callable[[dict], None]:
+    """The egress IPs, and each OUTBOUND_TYPE_OVERRIDDEN as (actual component, role, pools)."""
+
+    def check(report: dict) -> None:
+        assert sorted(report["egressIps"]) == sorted(ips)
+        found = [
+            (f["evidence"]["actual"], f["evidence"]["role"], f["evidence"]["pools"])
+            for f in report["findings"]
+            if f["code"] == "OUTBOUND_TYPE_OVERRIDDEN"
+        ]
+        assert found == overridden
+
+    return check
+
+
 EXTRA: dict[str, Callable[[dict], None]] = {
+    "asg-source-deny-some-pools.yaml": _check_denied_pools(
+        {"pci", "pcibatch"}, "node subnet", "nsg-snet-aks-pay-weu"
+    ),
+    "cni-pod-subnet-nsg-deny.yaml": _check_denied_pools(
+        {"apps"}, "pod subnet", "nsg-snet-aks-pods-orders"
+    ),
+    "lb-subnet-natgw-takes-over.yaml": _check_overridden(
+        ["20.76.200.17"], [("natGateway", "node subnet", ["system", "edge"])]
+    ),
+    "natgw-subnet-udr-to-appliance.yaml": _check_overridden(
+        [], [("appliance", "node subnet", ["system", "ledger"])]
+    ),
+    "cni-pod-subnet-natgw.yaml": _check_overridden(
+        ["20.105.61.8", "20.105.3.3"], [("natGateway", "pod subnet", ["transcode"])]
+    ),
     "nsg-read-forbidden.yaml": _check_access_denied,
     "nsg-nic-deny.yaml": _check_nsg_resources("NSG_OUTBOUND_DENY", None, "nsg-nic-deny.yaml"),
     "nsg-subnet-and-nic-both-deny.yaml": _check_nsg_resources(
