@@ -12,6 +12,7 @@ judged against the pod subnet's NSG, which pods' own traffic crosses (handlers.p
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from bot import armid
@@ -23,7 +24,7 @@ from handlers.path import Hop, address_context, hops
 
 
 @dataclass(frozen=True)
-class Denial:
+class Verdict:
     nsg: Json
     destination: Destination
     address: str
@@ -74,8 +75,8 @@ def nsgs_on_path(ev: AzureEvidence, subnet_id: str, pool: NodePool) -> list[Json
     return list(found.values())
 
 
-def check(ev: AzureEvidence) -> list[Finding]:
-    denials: dict[tuple[str, bool], list[Denial]] = {}
+def decisions(ev: AzureEvidence) -> Iterator[Verdict]:
+    """Every (hop, pool, NSG on its path) with the rule that decides it, Allow or Deny."""
     pools = {p.name: p for p in ev.pools}
     for hop in hops(ev):
         source = ev.source_address(hop.subnet_id)
@@ -91,18 +92,34 @@ def check(ev: AzureEvidence) -> list[Finding]:
                 hop.destination.nsg_protocol,
                 source_asgs=membership(ev, pool),
             )
+            address = str(hop.address) if hop.address else "Internet (address unknown)"
             for nsg in nsgs_on_path(ev, hop.subnet_id, pool):
-                decision = evaluate(nsg, flow, ctx)
-                if decision.access == "Deny":
-                    address = str(hop.address) if hop.address else "Internet (address unknown)"
-                    key = (armid.key(nsg["id"]), hop.destination.required)
-                    denials.setdefault(key, []).append(
-                        Denial(nsg, hop.destination, address, decision, hop, name)
-                    )
+                yield Verdict(nsg, hop.destination, address, evaluate(nsg, flow, ctx), hop, name)
+
+
+def check(ev: AzureEvidence) -> list[Finding]:
+    denials: dict[tuple[str, bool], list[Verdict]] = {}
+    for d in decisions(ev):
+        if d.decision.access == "Deny":
+            key = (armid.key(d.nsg["id"]), d.destination.required)
+            denials.setdefault(key, []).append(d)
     findings = []
     for (_, required), items in denials.items():
         findings.append(_required_finding(items) if required else _endpoint_finding(items))
     return findings
+
+
+def undecided_groups(ev: AzureEvidence) -> dict[str, list[str]]:
+    """Application security groups whose rules could not be decided, with the pools whose
+    verdicts they left open (what an unreadable scale set costs the NSG step)."""
+    found: dict[str, list[str]] = {}
+    for d in decisions(ev):
+        for tag in d.decision.unknown_tags:
+            if tag.startswith("asg:"):
+                pools = found.setdefault(tag.removeprefix("asg:"), [])
+                if d.pool not in pools:
+                    pools.append(d.pool)
+    return found
 
 
 def _subnet_of(config: Json) -> str | None:
@@ -117,7 +134,7 @@ def _ip_configs(vmss: Json) -> list[Json]:
     ]
 
 
-def _rule_evidence(d: Denial) -> dict:
+def _rule_evidence(d: Verdict) -> dict:
     evidence = {
         "nsg": d.decision.nsg_id,
         "rule": d.decision.rule_name,
@@ -136,7 +153,7 @@ def _rule_evidence(d: Denial) -> dict:
     return evidence
 
 
-def _judged(items: list[Denial]) -> str:
+def _judged(items: list[Verdict]) -> str:
     """Which subnet's path and pools the verdict is for, and what could not be decided."""
     first = items[0]
     pools = list(dict.fromkeys(d.pool for d in items))
@@ -161,7 +178,7 @@ def _judged(items: list[Denial]) -> str:
     return text
 
 
-def _endpoint_finding(items: list[Denial]) -> Finding:
+def _endpoint_finding(items: list[Verdict]) -> Finding:
     first = items[0]
     nsg = armid.ArmId.parse(first.decision.nsg_id)
     rule = first.decision
@@ -178,7 +195,7 @@ def _endpoint_finding(items: list[Denial]) -> Finding:
     )
 
 
-def _required_finding(items: list[Denial]) -> Finding:
+def _required_finding(items: list[Verdict]) -> Finding:
     first = items[0]
     nsg = armid.ArmId.parse(first.decision.nsg_id)
     rules = sorted({(d.decision.rule_name, d.decision.priority) for d in items}, key=lambda r: r[1])
@@ -195,7 +212,7 @@ def _required_finding(items: list[Denial]) -> Finding:
     )
 
 
-def allow_commands(nsg: Json, rule: RuleDecision, items: list[Denial], name: str) -> list[str]:
+def allow_commands(nsg: Json, rule: RuleDecision, items: list[Verdict], name: str) -> list[str]:
     """An Allow rule just above the denying rule, moving the Deny down when no room is left."""
     rid = armid.ArmId.parse(nsg["id"])
     used = {

@@ -143,7 +143,18 @@ def _check_overridden(
     return check
 
 
+def _check_undecided_asg(report: dict) -> None:
+    _check_denied_pools({"pcibatch"}, "node subnet", "nsg-snet-aks-pay-weu")(report)
+    (denied,) = _only(report, "AZURE_ACCESS_DENIED")
+    assert denied["evidence"]["read"] == "node scale sets"
+    assert denied["evidence"]["undecidedApplicationSecurityGroups"] == {
+        "asg-pci-nodes": ["system", "pci"]
+    }
+    assert "could not be decided" in denied["detail"]
+
+
 EXTRA: dict[str, Callable[[dict], None]] = {
+    "asg-scale-sets-forbidden.yaml": _check_undecided_asg,
     "asg-source-deny-some-pools.yaml": _check_denied_pools(
         {"pci", "pcibatch"}, "node subnet", "nsg-snet-aks-pay-weu"
     ),
