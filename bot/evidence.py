@@ -165,6 +165,10 @@ class AzureEvidence:
     route_tables: dict[str, Json] = field(default_factory=dict)
     nsgs: dict[str, Json] = field(default_factory=dict)
     vmss: list[Json] = field(default_factory=list)
+    # A scale set's instance NICs by the scale set's id key: read only when an NSG on the
+    # path names application security groups (membership is a NIC's, and an instance not
+    # yet upgraded to its scale set's model keeps the old one). Absent: not read.
+    instance_nics: dict[str, list[Json]] = field(default_factory=dict)
     firewalls: list[Json] = field(default_factory=list)
     rule_collection_groups: dict[str, list[Json]] = field(default_factory=dict)
     firewall_policies: dict[str, Json] = field(default_factory=dict)

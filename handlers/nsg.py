@@ -48,17 +48,41 @@ def pool_scale_sets(ev: AzureEvidence, pool: NodePool) -> list[Json]:
 
 
 def membership(ev: AzureEvidence, pool: NodePool) -> Membership:
-    """The application security groups the pool's node NICs are in: the scale set model's
-    NIC IP configurations plus the agent pool's own `networkProfile.applicationSecurityGroups`
-    (which AKS applies to them). Complete unless the scale sets could not be listed."""
+    """The application security groups the pool's node NICs are in.
+
+    Where the scale sets' instance NICs were read, they decide: they are what Azure enforces,
+    and an instance not yet upgraded to its scale set's model keeps its old groups (a group
+    on some instances only leaves the pool undecided). Otherwise the scale set model's NIC
+    IP configurations plus the agent pool's own `networkProfile.applicationSecurityGroups`,
+    which AKS applies to them. Complete unless the scale sets could not be listed."""
+    scale_sets = pool_scale_sets(ev, pool)
+    instances = [
+        [_nic_groups(nic) for nic in ev.instance_nics.get(armid.key(v["id"])) or []]
+        for v in scale_sets
+    ]
+    per_nic = [groups for nics in instances for groups in nics]
+    if per_nic:
+        common = frozenset.intersection(*per_nic)
+        return Membership(common, True, frozenset.union(*per_nic) - common)
     groups = {armid.key(i) for i in pool.asg_ids}
-    for vmss in pool_scale_sets(ev, pool):
+    for vmss in scale_sets:
         for config in _ip_configs(vmss):
-            for ref in (config.get("properties") or {}).get("applicationSecurityGroups") or []:
-                if ref.get("id"):
-                    groups.add(armid.key(ref["id"]))
+            groups |= _config_groups(config)
     unread = any(f.what == "node scale sets" for f in ev.failures)
     return Membership(frozenset(groups), complete=not unread)
+
+
+def _config_groups(config: Json) -> set[str]:
+    refs = (config.get("properties") or {}).get("applicationSecurityGroups") or []
+    return {armid.key(ref["id"]) for ref in refs if ref.get("id")}
+
+
+def _nic_groups(nic: Json) -> frozenset[str]:
+    return frozenset(
+        group
+        for config in (nic.get("properties") or {}).get("ipConfigurations") or []
+        for group in _config_groups(config)
+    )
 
 
 def nsgs_on_path(ev: AzureEvidence, subnet_id: str, pool: NodePool) -> list[Json]:

@@ -34,10 +34,15 @@ class Membership:
 
     groups: frozenset[str] = frozenset()
     complete: bool = False
+    # Groups some of the NICs are in and others not (instances on different models): the
+    # verdict differs per node, so it is undecided for the pool as a whole.
+    partial: frozenset[str] = frozenset()
 
     def contains(self, asg_id: str) -> bool | None:
         if armid.key(asg_id) in self.groups:
             return True
+        if armid.key(asg_id) in self.partial:
+            return None
         return False if self.complete else None
 
 

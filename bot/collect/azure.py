@@ -70,6 +70,9 @@ READS: dict[str, str] = {
     "firewall policy": "Microsoft.Network/firewallPolicies/read",
     "service tags": "Microsoft.Network/locations/serviceTags/read",
     "node scale sets": "Microsoft.Compute/virtualMachineScaleSets/read",
+    "scale set network interfaces": (
+        "Microsoft.Compute/virtualMachineScaleSets/networkInterfaces/read"
+    ),
     "VM sizes in region": "Microsoft.Compute/skus/read",
     "NAT gateways in subscription": "Microsoft.Network/natGateways/read",
     "metrics": "Microsoft.Insights/metrics/read",
@@ -278,6 +281,9 @@ class _Run:
         ev.vmss, nic_nsgs = vmss_f.result()
         ev.subnets, ev.vnets, ev.route_tables, subnet_nsgs, ev.nat_gateways = paths_f.result()
         ev.nsgs = {**subnet_nsgs, **nic_nsgs}
+        nics_f = None
+        if _names_source_asgs(ev.nsgs.values()):
+            nics_f = self.steps.submit(self._instance_nics, ev.vmss)
         if firewalls_f is None and _routes_to_appliance(ev):
             firewalls_f = self.steps.submit(self._firewalls, cid.subscription, location)
         if firewalls_f is not None:
@@ -295,6 +301,8 @@ class _Run:
             requests += [(v["id"], VMSS_REQUESTS) for v in ev.vmss]
             ev.metrics = self._metrics(requests)
             ev.advisor = _concerning(ev, advisor_f.result() if advisor_f else None)
+        if nics_f is not None:
+            ev.instance_nics = nics_f.result()
         required = required_f.result()
         endpoint_dest = endpoint_f.result()
         ev.destinations = ([endpoint_dest] if endpoint_dest else []) + required
@@ -418,6 +426,22 @@ class _Run:
             for k, i in nsg_ids.items()
         }
         return scale_sets, {k: f.result() for k, f in futures.items() if f.result()}
+
+    def _instance_nics(self, scale_sets: list[Json]) -> dict[str, list[Json]]:
+        """Every scale set's instance NICs at once (one list call per scale set)."""
+
+        def lister(vmss_id: str) -> Callable[[], Any]:
+            client, rid = self._network(vmss_id)
+            operations = client.network_interfaces
+            return lambda: operations.list_virtual_machine_scale_set_network_interfaces(
+                rid.resource_group, rid.name
+            )
+
+        futures = {
+            armid.key(v["id"]): self.read("scale set network interfaces", v["id"], lister(v["id"]))
+            for v in scale_sets
+        }
+        return {k: f.result() for k, f in futures.items() if f.result() is not None}
 
     def _subnet_paths(self, ev: AzureEvidence, subscription: str, node_rg: str) -> tuple:
         vnets: dict[str, Json] = {}
@@ -804,6 +828,16 @@ def _in_prefixes(ip: str, prefixes: list[str]) -> bool:
     except ValueError:
         return False
     return any(address in net for net in v4_networks(prefixes))
+
+
+def _names_source_asgs(nsgs: Any) -> bool:
+    """Whether a rule matches on its source's application security groups, which makes the
+    node NICs' own memberships part of the verdict."""
+    return any(
+        (rule.get("properties") or {}).get("sourceApplicationSecurityGroups")
+        for nsg in nsgs
+        for rule in (nsg.get("properties") or {}).get("securityRules") or []
+    )
 
 
 def _routes_to_appliance(ev: AzureEvidence) -> bool:

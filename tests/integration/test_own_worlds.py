@@ -155,6 +155,9 @@ def _check_undecided_asg(report: dict) -> None:
 
 EXTRA: dict[str, Callable[[dict], None]] = {
     "asg-scale-sets-forbidden.yaml": _check_undecided_asg,
+    "asg-instances-not-upgraded.yaml": _check_denied_pools(
+        {"pcibatch"}, "node subnet", "nsg-snet-aks-pay-weu"
+    ),
     "asg-source-deny-some-pools.yaml": _check_denied_pools(
         {"pci", "pcibatch"}, "node subnet", "nsg-snet-aks-pay-weu"
     ),

@@ -54,6 +54,8 @@ def _member(asg: str, addr: IPv4Address | None, membership: Membership) -> bool 
         return False
     if armid.key(ASGS[asg]) in membership.groups:
         return True
+    if armid.key(ASGS[asg]) in membership.partial:  # on some of the pool's NICs only
+        return None
     return False if membership.complete else None
 
 
@@ -71,10 +73,12 @@ SIDE = st.one_of(
     st.tuples(st.just([]), st.lists(st.sampled_from(sorted(ASGS)), min_size=1, max_size=2)),
 )
 RULE = st.tuples(st.sampled_from(["Allow", "Deny"]), st.integers(100, 106), SIDE, SIDE)
+_GROUP_KEYS = st.frozensets(st.sampled_from([armid.key(i) for i in ASGS.values()]))
 MEMBERSHIP = st.builds(
-    Membership,
-    st.frozensets(st.sampled_from([armid.key(i) for i in ASGS.values()])),
+    lambda groups, complete, partial: Membership(groups, complete, partial - groups),
+    _GROUP_KEYS,
     st.booleans(),
+    _GROUP_KEYS,
 )
 
 
