@@ -753,7 +753,7 @@ def _pools(cluster: Json) -> list[NodePool]:
                 pod_subnet_id=profile.get("podSubnetID") or None,
                 enable_node_public_ip=bool(profile.get("enableNodePublicIP")),
                 asg_ids=tuple(
-                    str(ref)
+                    str(ref.get("id") if isinstance(ref, dict) else ref)
                     for ref in (profile.get("networkProfile") or {}).get(
                         "applicationSecurityGroups"
                     )
