@@ -84,6 +84,8 @@ READS: dict[str, str] = {
 }
 
 _PREFIX_OP = "public_ip_prefixes"
+# What a subnet references that the path's steps judge.
+_PATH = frozenset({"routeTable", "networkSecurityGroup", "natGateway"})
 # The needs the outbound resources alone serve (`go_outbound`), without the path.
 _OUTBOUND_ONLY = frozenset({Need.CLUSTER, Need.OUTBOUND, Need.METRICS})
 PROTOCOLS = {"https": "Https", "http": "Http", "udp": "Udp", "tcp": "Tcp"}
@@ -326,7 +328,8 @@ class _Run:
     def go_outbound(self) -> AzureEvidence:
         """The cluster, its load balancer or NAT gateways, their public IPs and prefixes,
         and (with `metrics_until`) their SNAT metrics: what the cluster and SNAT steps
-        judge, without the path."""
+        judge; of the path only the subnets and their route tables, which decide the
+        component that really carries egress."""
         cid = ArmId.parse(self.cluster_id)
         cluster = self._cluster_body(self._cluster())
         ev = AzureEvidence(alias=self.alias, cluster_id=self.cluster_id, cluster=cluster)
@@ -334,13 +337,27 @@ class _Run:
         ev.pools = _pools(cluster)
         node_rg = ev.node_resource_group or ""
         lb_f = self.steps.submit(self._outbound_ips, ev, cid.subscription, node_rg)
-        self._managed_vnets(ev, cid.subscription, node_rg)
+        # The subnets and their route tables say which component really carries egress
+        # (a NAT gateway or an appliance route outranks the outbound type's, handlers.outbound).
+        paths_f = self.steps.submit(
+            self._subnet_paths, ev, cid.subscription, node_rg, frozenset({"routeTable"})
+        )
         natgws_f = self.steps.submit(self._cluster_nat_gateways, ev, cid.subscription)
+        ev.subnets, ev.vnets, ev.route_tables, _, _ = paths_f.result()
         lb, pips, prefixes = lb_f.result()
         ev.load_balancer = lb
         ev.public_ips.update(pips)
         ev.public_ip_prefixes.update(prefixes)
         ev.nat_gateways = {armid.key(n["id"]): n for n in natgws_f.result()}
+        # A NAT gateway on a subnet that the outbound type does not name (read only then).
+        extra = {
+            armid.key(ref): self.get_network("NAT gateway", ref, "nat_gateways")
+            for subnet in ev.subnets.values()
+            if (ref := ((subnet.get("properties") or {}).get("natGateway") or {}).get("id"))
+            and armid.key(ref) not in ev.nat_gateways
+            and any(armid.same(subnet["id"], s) for s in ev.node_subnet_ids() + ev.pod_subnet_ids())
+        }
+        ev.nat_gateways.update({k: f.result() for k, f in extra.items() if f.result()})
         requests = [(lb["id"], LB_REQUESTS)] if lb else []
         requests += [(n["id"], NATGW_REQUESTS) for n in ev.nat_gateways.values()]
         self._start_metrics(requests)
@@ -501,7 +518,11 @@ class _Run:
                 ]
         return vnets
 
-    def _subnet_paths(self, ev: AzureEvidence, subscription: str, node_rg: str) -> tuple:
+    def _subnet_paths(
+        self, ev: AzureEvidence, subscription: str, node_rg: str, follow: frozenset[str] = _PATH
+    ) -> tuple:
+        """The node and pod subnets' VNets and what the subnets reference (`follow`: route
+        table, NSG, NAT gateway), as (subnets, vnets, route tables, NSGs, NAT gateways)."""
         vnets = self._managed_vnets(ev, subscription, node_rg)
         # Node subnets and pod subnets (Azure CNI dynamic IP allocation) alike: each VNet's
         # subnets start their route table, NSG and NAT gateway reads the moment it arrives.
@@ -534,7 +555,8 @@ class _Run:
                     ),
                     (natgws, "natGateway", "NAT gateway", "nat_gateways"),
                 ):
-                    if ref := (props.get(field_name) or {}).get("id"):
+                    ref = (props.get(field_name) or {}).get("id")
+                    if ref and field_name in follow:
                         table[armid.key(ref)] = self.get_network(what, ref, attr)
 
         for vnet in vnets.values():

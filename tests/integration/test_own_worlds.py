@@ -9,12 +9,14 @@ report as a healthy one).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
+from bot.cli import main
 from tests.conftest import WORLDS, assert_expected, expected_worlds
 
 OWN = WORLDS / "own"
@@ -241,3 +243,19 @@ def test_transient_faults_give_the_same_report(run_check, tmp_path):
     assert not {"AZURE_READ_FAILED", "AZURE_ACCESS_DENIED"} & set(_codes(faulty))
     # the retries happened: 2 extra route-table GETs and 1 extra VNet GET
     assert faulty["stats"]["armCalls"] == healthy["stats"]["armCalls"] + 3
+
+
+# ---------------------------------------------------------------------------- outbound precedence
+
+
+def test_snat_command_watches_the_nat_gateway_that_took_over(capsys):
+    """`aks-egress snat` reads no NSGs or firewalls, but the subnets and route tables that
+    decide which component carries egress: the NAT gateway on a loadBalancer cluster's
+    subnet, not the idle load balancer."""
+    world = OWN / "lb-subnet-natgw-takes-over.yaml"
+    assert main(["snat", "search-prod", "--world", str(world), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    codes = _codes(report)
+    assert "NATGW_SNAT_FAILED" in codes and "OUTBOUND_TYPE_OVERRIDDEN" in codes
+    assert not {"SNAT_OK", "SNAT_HIGH", "SNAT_EXHAUSTED"} & set(codes)
+    assert report["egressIps"] == ["20.76.200.17"]
