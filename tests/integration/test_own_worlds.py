@@ -145,6 +145,17 @@ def _check_overridden(
     return check
 
 
+def _check_pod_subnet_deny(report: dict) -> None:
+    """The pod subnet's NSG denies pool apps; its probe pod sent from the pod subnet too."""
+    _check_denied_pools({"apps"}, "pod subnet", "nsg-snet-aks-pods-orders")(report)
+    (timeout,) = _only(report, "PROBE_TIMEOUT")
+    source = timeout["evidence"]["sourceSubnets"]["apps"]
+    assert source["role"] == "pod subnet" and source["subnet"].endswith("/snet-aks-pods")
+    assert "pod subnet snet-aks-pods" in timeout["detail"]
+    (ok,) = _only(report, "PROBE_OK")
+    assert ok["evidence"]["sourceSubnets"]["system"]["role"] == "node subnet"
+
+
 def _check_undecided_asg(report: dict) -> None:
     _check_denied_pools({"pcibatch"}, "node subnet", "nsg-snet-aks-pay-weu")(report)
     (denied,) = _only(report, "AZURE_ACCESS_DENIED")
@@ -163,9 +174,7 @@ EXTRA: dict[str, Callable[[dict], None]] = {
     "asg-source-deny-some-pools.yaml": _check_denied_pools(
         {"pci", "pcibatch"}, "node subnet", "nsg-snet-aks-pay-weu"
     ),
-    "cni-pod-subnet-nsg-deny.yaml": _check_denied_pools(
-        {"apps"}, "pod subnet", "nsg-snet-aks-pods-orders"
-    ),
+    "cni-pod-subnet-nsg-deny.yaml": _check_pod_subnet_deny,
     "lb-subnet-natgw-takes-over.yaml": _check_overridden(
         ["20.76.200.17"], [("natGateway", "node subnet", ["system", "edge"])]
     ),
