@@ -19,18 +19,22 @@ from bot import armid
 from bot.codes import finding
 from bot.evidence import AzureEvidence, Destination, Json, NodePool, nic_configs, pool_of
 from bot.model import Finding
+from handlers.narrow import OPENS, nsg_destination
 from handlers.nsg_rules import Flow, Membership, RuleDecision, evaluate
 from handlers.path import Hop, address_context, hops
 
 
 @dataclass(frozen=True)
-class Verdict:
+class Denial:
+    """One NSG's decision on one flow (a denial when its access is Deny), with the hop and
+    pool it was judged for."""
+
     nsg: Json
     destination: Destination
     address: str
     decision: RuleDecision
-    hop: Hop
-    pool: str
+    hop: Hop | None = None
+    pool: str | None = None
 
 
 def pool_scale_sets(ev: AzureEvidence, pool: NodePool) -> list[Json]:
@@ -99,7 +103,7 @@ def nsgs_on_path(ev: AzureEvidence, subnet_id: str, pool: NodePool) -> list[Json
     return list(found.values())
 
 
-def decisions(ev: AzureEvidence) -> Iterator[Verdict]:
+def decisions(ev: AzureEvidence) -> Iterator[Denial]:
     """Every (hop, pool, NSG on its path) with the rule that decides it, Allow or Deny."""
     pools = {p.name: p for p in ev.pools}
     for hop in hops(ev):
@@ -118,11 +122,11 @@ def decisions(ev: AzureEvidence) -> Iterator[Verdict]:
             )
             address = str(hop.address) if hop.address else "Internet (address unknown)"
             for nsg in nsgs_on_path(ev, hop.subnet_id, pool):
-                yield Verdict(nsg, hop.destination, address, evaluate(nsg, flow, ctx), hop, name)
+                yield Denial(nsg, hop.destination, address, evaluate(nsg, flow, ctx), hop, name)
 
 
 def check(ev: AzureEvidence) -> list[Finding]:
-    denials: dict[tuple[str, bool], list[Verdict]] = {}
+    denials: dict[tuple[str, bool], list[Denial]] = {}
     for d in decisions(ev):
         if d.decision.access == "Deny":
             key = (armid.key(d.nsg["id"]), d.destination.required)
@@ -141,7 +145,7 @@ def undecided_groups(ev: AzureEvidence) -> dict[str, list[str]]:
         for tag in d.decision.unknown_tags:
             if tag.startswith("asg:"):
                 pools = found.setdefault(tag.removeprefix("asg:"), [])
-                if d.pool not in pools:
+                if d.pool and d.pool not in pools:
                     pools.append(d.pool)
     return found
 
@@ -158,7 +162,7 @@ def _ip_configs(vmss: Json) -> list[Json]:
     ]
 
 
-def _rule_evidence(d: Verdict) -> dict:
+def _rule_evidence(d: Denial) -> dict:
     evidence = {
         "nsg": d.decision.nsg_id,
         "rule": d.decision.rule_name,
@@ -168,8 +172,8 @@ def _rule_evidence(d: Verdict) -> dict:
         "address": d.address,
         "port": d.destination.port,
         "protocol": d.destination.nsg_protocol,
-        "subnet": d.hop.subnet_id,
-        "role": d.hop.role,
+        "subnet": d.hop.subnet_id if d.hop else None,
+        "role": d.hop.role if d.hop else None,
         "pool": d.pool,
     }
     if d.decision.unknown_tags:
@@ -177,13 +181,21 @@ def _rule_evidence(d: Verdict) -> dict:
     return evidence
 
 
-def _judged(items: list[Verdict]) -> str:
+def _judged(items: list[Denial]) -> str:
     """Which subnet's path and pools the verdict is for, and what could not be decided."""
-    first = items[0]
-    pools = list(dict.fromkeys(d.pool for d in items))
+    paths: dict[str, list[str]] = {}
+    for d in items:
+        if d.hop is not None:
+            where = f"{d.hop.role} {armid.ArmId.parse(d.hop.subnet_id).name}"
+            pools = paths.setdefault(where, [])
+            if d.pool and d.pool not in pools:
+                pools.append(d.pool)
     text = (
-        f" Judged on the path from {first.hop.role} "
-        f"{armid.ArmId.parse(first.hop.subnet_id).name} (pools {', '.join(pools)})."
+        " Judged on the path from "
+        + "; ".join(f"{where} (pools {', '.join(pools)})" for where, pools in paths.items())
+        + "."
+        if paths
+        else ""
     )
     undecided = list(dict.fromkeys(t for d in items for t in d.decision.unknown_tags))
     groups = [t.removeprefix("asg:") for t in undecided if t.startswith("asg:")]
@@ -202,7 +214,7 @@ def _judged(items: list[Verdict]) -> str:
     return text
 
 
-def _endpoint_finding(items: list[Verdict]) -> Finding:
+def _endpoint_finding(items: list[Denial]) -> Finding:
     first = items[0]
     nsg = armid.ArmId.parse(first.decision.nsg_id)
     rule = first.decision
@@ -219,7 +231,7 @@ def _endpoint_finding(items: list[Verdict]) -> Finding:
     )
 
 
-def _required_finding(items: list[Verdict]) -> Finding:
+def _required_finding(items: list[Denial]) -> Finding:
     first = items[0]
     nsg = armid.ArmId.parse(first.decision.nsg_id)
     rules = sorted({(d.decision.rule_name, d.decision.priority) for d in items}, key=lambda r: r[1])
@@ -236,8 +248,13 @@ def _required_finding(items: list[Verdict]) -> Finding:
     )
 
 
-def allow_commands(nsg: Json, rule: RuleDecision, items: list[Verdict], name: str) -> list[str]:
-    """An Allow rule just above the denying rule, moving the Deny down when no room is left."""
+def allow_commands(nsg: Json, rule: RuleDecision, items: list[Denial], name: str) -> list[str]:
+    """The smallest Allow rules that let these flows through, just above the denying rule.
+
+    The deny stays: each allow names only the narrowest destination known for its flows
+    (handlers.narrow), one rule per protocol and port so a tag needed on 443 is not opened
+    on 9000 too, and a comment says what else it opens. The deny moves down only when no
+    priority is free above it."""
     rid = armid.ArmId.parse(nsg["id"])
     used = {
         int((r.get("properties") or {}).get("priority") or 0)
@@ -246,29 +263,78 @@ def allow_commands(nsg: Json, rule: RuleDecision, items: list[Verdict], name: st
     base = (
         f"az network nsg rule {{verb}} --resource-group {rid.resource_group} --nsg-name {rid.name}"
     )
-    commands = []
-    if rule.default_rule:
-        priority = _free(used, 4096, -1)
-    else:
-        priority = _free(used, rule.priority - 1, -1)
-        if priority < 100:
-            moved = _free(used, rule.priority + 1, 1)
+    region = str(nsg.get("location") or "")
+    groups: dict[tuple[str, int, bool], dict[str, str]] = {}
+    for d in items:
+        narrow = nsg_destination(d.destination, d.address, region)
+        opened = groups.setdefault(
+            (d.destination.nsg_protocol, d.destination.port, narrow.broad), {}
+        )
+        for prefix in narrow.prefixes:
+            # A broad rule lists the names it stands for; a narrow one what each prefix opens.
+            what = d.destination.fqdn or d.destination.label if narrow.broad else narrow.opens
+            opened.setdefault(prefix if not narrow.broad else what, OPENS.get(prefix, what))
+    commands, priorities = _priorities(used, rule, len(groups), base)
+    for ((protocol, port, broad), opened), priority in zip(
+        sorted(groups.items()), priorities, strict=True
+    ):
+        rule_name = name if len(groups) == 1 else f"{name}-{protocol.lower()}-{port}"
+        if broad:
+            rule_name += "-internet"
             commands.append(
-                base.format(verb="update") + f" --name {rule.rule_name} --priority {moved}"
+                f"# no service tag or fixed address is known for {', '.join(opened)} and NSG "
+                f"rules match addresses, not names: this rule opens every internet host on "
+                f"{protocol} {port}; a firewall rule naming the FQDN is the narrow way"
             )
-            priority = rule.priority
-    ports = " ".join(str(p) for p in sorted({d.destination.port for d in items}))
-    protocols = sorted({d.destination.nsg_protocol for d in items})
-    addresses = sorted({d.address for d in items})
-    unknown = any(a.startswith("Internet") for a in addresses)
-    commands.append(
-        base.format(verb="create")
-        + f" --name {name} --priority {priority} --direction Outbound --access Allow"
-        + f" --protocol {protocols[0] if len(protocols) == 1 else '*'}"
-        + f" --destination-address-prefixes {'Internet' if unknown else ' '.join(addresses)}"
-        + f" --destination-port-ranges {ports}"
-    )
+        else:
+            commands.append(
+                f"# opens {protocol} {port} to "
+                + "; ".join(f"{prefix} ({what})" for prefix, what in opened.items())
+            )
+        prefixes = "Internet" if broad else " ".join(opened)
+        commands.append(
+            base.format(verb="create")
+            + f" --name {rule_name} --priority {priority} --direction Outbound --access Allow"
+            + f" --protocol {protocol} --destination-address-prefixes {prefixes}"
+            + f" --destination-port-ranges {port}"
+        )
     return commands
+
+
+def _priorities(
+    used: set[int], rule: RuleDecision, count: int, base: str
+) -> tuple[list[str], list[int]]:
+    """`count` free priorities just above (numerically below) the deny, nearest first; when
+    fewer are free down to 100, the deny moves to free slots below it, kept, never deleted."""
+    if rule.default_rule:
+        return [], _free_run(used, 4096, count)
+    free = [p for p in range(rule.priority - 1, 99, -1) if p not in used][:count]
+    if len(free) == count:
+        return [], free
+    # The deny's own slot and the free ones below it, until there are enough for the allows.
+    extra, moved = [rule.priority], rule.priority + 1
+    while len(free) + len(extra) < count or moved in used:
+        if moved not in used:
+            extra.append(moved)
+        moved += 1
+    passed = sorted(p for p in used if rule.priority < p < moved)
+    note = (
+        [f"# the deny moves below rule(s) at priority {', '.join(map(str, passed))}: check them"]
+        if passed
+        else []
+    )
+    update = base.format(verb="update") + f" --name {rule.rule_name} --priority {moved}"
+    return [*note, update], (free + extra)[:count]
+
+
+def _free_run(used: set[int], start: int, count: int) -> list[int]:
+    out: list[int] = []
+    priority = start
+    while len(out) < count:
+        priority = _free(used, priority, -1)
+        out.append(priority)
+        priority -= 1
+    return out
 
 
 def _free(used: set[int], start: int, step: int) -> int:
