@@ -146,7 +146,7 @@ def reference(rules: list[tuple], f: Flow) -> tuple[str, str, tuple[str, ...]]:
     raise AssertionError("DenyAllOutBound always matches")
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(
     rules=st.lists(RULE, max_size=5).filter(
         lambda rs: len({priority for _, priority, _, _ in rs}) == len(rs)
