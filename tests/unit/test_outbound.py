@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from bot import armid
 from bot.codes import finding
 from bot.evidence import AzureEvidence, NodePool
-from handlers import outbound
+from handlers import outbound, routes
 from handlers.outbound import Egress, egress_component
 
 # The documented order, written out independently of the module under test.
@@ -163,3 +163,34 @@ def test_probe_findings_name_the_pod_subnet_they_sent_from() -> None:
         "system": {"subnet": NODES, "role": "node subnet"},
     }
     assert "pod subnet snet-pods" in annotated.detail
+
+
+def test_udr_pod_subnet_without_route_table_bypasses_the_appliance() -> None:
+    """Under userDefinedRouting the pod subnet needs the appliance route too: pods keep its
+    addresses as source. The fix attaches the node subnet's table."""
+    ev = _evidence(pod_natgw=False)
+    ev.cluster["properties"]["networkProfile"]["outboundType"] = "userDefinedRouting"
+    table = f"{SUB}/routeTables/rt-nodes"
+    ev.subnets[armid.key(NODES)]["properties"]["routeTable"] = {"id": table}
+    ev.route_tables[armid.key(table)] = {
+        "id": table,
+        "properties": {
+            "routes": [
+                {
+                    "name": "default-via-fw",
+                    "properties": {
+                        "addressPrefix": "0.0.0.0/0",
+                        "nextHopType": "VirtualAppliance",
+                        "nextHopIpAddress": "10.0.0.4",
+                    },
+                }
+            ]
+        },
+    }
+    [missing] = routes.check(ev)
+    assert missing.code == "ROUTE_TABLE_MISSING"
+    assert missing.evidence == {"subnet": PODS, "pools": ["apps"], "role": "pod subnet"}
+    assert missing.fix == [
+        "az network vnet subnet update --resource-group rg-net --vnet-name vnet "
+        f"--name snet-pods --route-table {table}"
+    ]
