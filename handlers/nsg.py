@@ -89,10 +89,17 @@ def _nic_groups(nic: Json) -> frozenset[str]:
     )
 
 
-def nsgs_on_path(ev: AzureEvidence, subnet_id: str, pool: NodePool) -> list[Json]:
-    """The pool's NIC NSGs, then the NSG of the subnet it sends from."""
+def nsgs_on_path(ev: AzureEvidence, subnet_id: str, pool: NodePool | None = None) -> list[Json]:
+    """The NIC NSGs of the pool's scale sets (without a pool: of every scale set with a NIC
+    in this subnet), then the NSG of the subnet sent from."""
     found: dict[str, Json] = {}
-    for vmss in pool_scale_sets(ev, pool):
+    if pool is not None:
+        scale_sets = pool_scale_sets(ev, pool)
+    else:
+        scale_sets = [
+            v for v in ev.vmss if any(armid.same(_subnet_of(c), subnet_id) for c in _ip_configs(v))
+        ]
+    for vmss in scale_sets:
         for nic in nic_configs(vmss):
             props = nic.get("properties") or {}
             if nsg := ev.linked(ev.nsgs, props.get("networkSecurityGroup")):
