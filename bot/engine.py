@@ -16,8 +16,9 @@ from typing import Any
 
 from bot.codes import CATALOG, STEPS, finding
 from bot.collect.azure import AzureCollector
-from bot.collect.kube import KubeAccess, KubeReader, KubeUnavailable, connect
+from bot.collect.kube import KubeAccess, KubeNotConnected, KubeReader, KubeUnavailable, connect
 from bot.collect.probe import ProbeRunner, probe_pools
+from bot.collect.runcommand import RunCommand, read_cluster
 from bot.endpoint import Endpoint
 from bot.evidence import AzureEvidence, KubeEvidence
 from bot.model import ClusterSummary, Finding, Report, Stats
@@ -65,6 +66,7 @@ INTERMITTENT_STEPS: tuple[Callable[[AzureEvidence, KubeEvidence | None], list[Fi
 AZURE_STEP_NAMES = ("cluster", "route", "nsg", "firewall", "egress")
 CLUSTER_STEP_NAMES = ("probe", "resources", "snat", "disk", "advisor")
 StepCallback = Callable[[tuple[str, ...], list[Finding]], None]
+NoteCallback = Callable[[str], None]  # something a user waiting on the check should know
 
 # What each --mode runs: the persistent checklist (is the path open?), the intermittent one
 # (does it run out?), both, or only the SNAT step (`aks-egress snat`).
@@ -96,8 +98,14 @@ class Engine:
             runtime.clients, runtime.resolver, vm_sizes=runtime.vm_sizes
         )
 
-    def check(self, request: CheckRequest, on_steps: StepCallback | None = None) -> Report:
-        """Run the checklist; `on_steps` hears each batch of steps as it is decided."""
+    def check(
+        self,
+        request: CheckRequest,
+        on_steps: StepCallback | None = None,
+        on_note: NoteCallback | None = None,
+    ) -> Report:
+        """Run the checklist; `on_steps` hears each batch of steps as it is decided,
+        `on_note` why the cluster side will take longer (Azure run command)."""
         started = time.monotonic()
         arm_before = self.runtime.clients.counter.count
         steps = request.steps
@@ -107,14 +115,14 @@ class Engine:
 
         metrics_until = self.runtime.clock() if steps & {"snat", "disk", "advisor"} else None
         with ThreadPoolExecutor(2, thread_name_prefix="check") as pool:
-            kube_f = pool.submit(self._cluster_side, request)
+            kube_f = pool.submit(self._cluster_side, request, on_note)
             ev = self.collector.collect(
                 request.alias, request.cluster_id, request.endpoint, metrics_until
             )
             findings = wanted([f for step in AZURE_STEPS for f in step(ev)])
             if on_steps:
                 on_steps(tuple(s for s in AZURE_STEP_NAMES if s in steps), findings)
-            kube, kube_findings, k8s_calls = kube_f.result()
+            kube, kube_findings, k8s_calls, run_commands = kube_f.result()
         cluster_findings = list(kube_findings)
         if kube is not None:
             cluster_findings += [f for step in CLUSTER_STEPS for f in step(kube)]
@@ -140,36 +148,65 @@ class Engine:
             stats=Stats(
                 arm_calls=self.runtime.clients.counter.count - arm_before,
                 k8s_calls=k8s_calls,
+                run_commands=run_commands,
                 duration_ms=int((time.monotonic() - started) * 1000),
             ),
         )
 
     def _cluster_side(
-        self, request: CheckRequest
-    ) -> tuple[KubeEvidence | None, list[Finding], int]:
-        """Everything that needs the API server; its absence is a finding, not a failure."""
+        self, request: CheckRequest, on_note: NoteCallback | None
+    ) -> tuple[KubeEvidence | None, list[Finding], int, int]:
+        """Everything that needs the API server; its absence is a finding, not a failure.
+
+        An API server the bot cannot connect to (private, or authorized IP ranges) is
+        reached through Azure run command instead (bot/collect/runcommand.py)."""
         rt = self.runtime
         access: KubeAccess | None = None
+        command: RunCommand | None = None
         try:
-            access = connect(rt.access_plan(request.cluster_id), rt.clients, rt.credential)
-            kube = self._read(access, request)
+            try:
+                access = connect(rt.access_plan(request.cluster_id), rt.clients, rt.credential)
+                kube = self._read(access, request)
+            except KubeNotConnected as exc:
+                command = RunCommand(
+                    rt.clients,
+                    rt.credential,
+                    request.cluster_id,
+                    rt.probe.run_command_timeout_s,
+                    str(exc),
+                )
+                if on_note:
+                    on_note(
+                        f"The cluster side goes through Azure run command ({command.why}): "
+                        "it takes a minute or two longer."
+                    )
+                probing = request.endpoint and "probe" in request.steps
+                url = request.endpoint.url if request.endpoint and probing else None
+                kube = read_cluster(command, request.pod, url, rt.probe)
         except KubeUnavailable as exc:
+            how = command.how if command else access.how if access else None
             unreachable = finding(
                 "KUBE_UNREACHABLE",
                 f"{exc} The probe, pod and node checks did not run.",
                 resource=request.cluster_id,
-                evidence={"how": access.how if access else None, "error": str(exc)},
+                evidence={
+                    "how": how,
+                    "error": str(exc),
+                    **({"reason": exc.reason} if hasattr(exc, "reason") else {}),
+                },
+                fix=list(getattr(exc, "fix", [])),
             )
-            return None, [unreachable], access.api.calls if access else 0
+            return None, [unreachable], _calls(access), command.count if command else 0
         finally:
             if access:
                 access.close()
+        runs = command.count if command else 0
         found = [
             finding(
                 "KUBE_ACCESS",
                 f"Reached the cluster's API server through {kube.access}.",
                 resource=request.cluster_id,
-                evidence={"how": kube.access},
+                evidence={"how": kube.access, **({"runCommands": runs} if command else {})},
             )
         ]
         found += [
@@ -181,7 +218,7 @@ class Engine:
             )
             for problem in kube.partial
         ]
-        return kube, found, access.api.calls
+        return kube, found, _calls(access), runs
 
     def _read(self, access: KubeAccess, request: CheckRequest) -> KubeEvidence:
         """Nodes first (they name the pools to probe), then everything else at once.
@@ -220,6 +257,10 @@ class Engine:
                 probes=probes_f.result() if probes_f else [],
                 partial=partial,
             )
+
+
+def _calls(access: KubeAccess | None) -> int:
+    return access.api.calls if access else 0
 
 
 def _optional(future: Future | None, partial: list[str]) -> Any:

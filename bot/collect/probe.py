@@ -40,6 +40,8 @@ class ProbeSettings:
     max_time_s: int = 10
     deadline_s: int = 60
     leftover_after_s: int = 180
+    # How long to wait for one Azure run command (private clusters, runcommand.py).
+    run_command_timeout_s: int = 300
 
 
 def curl_args(url: str, settings: ProbeSettings) -> list[str]:
@@ -158,6 +160,25 @@ def exit_code(pod: Json) -> int | None:
     return None
 
 
+def probe_result(
+    pod: Json, name: str, base: dict[str, Any], settings: ProbeSettings, log: Callable[[], str]
+) -> ProbeRun:
+    """What a probe pod came to once it finished, got stuck or ran out of time; `log`
+    reads its log (only for a pod that finished). `base` holds url, pool and image."""
+    node = (pod.get("spec") or {}).get("nodeName")
+    stuck = stuck_reason(pod)
+    if stuck:
+        return ProbeRun(pod=name, failure=stuck[0], message=stuck[1], **base, node=node)
+    if not finished(pod):
+        return ProbeRun(
+            pod=name,
+            failure="Timeout",
+            message=f"the pod did not finish within {settings.deadline_s} s",
+            **base,
+        )
+    return ProbeRun(pod=name, exit_code=exit_code(pod), log=log(), node=node, **base)
+
+
 class ProbeRunner:
     def __init__(
         self,
@@ -224,31 +245,15 @@ class ProbeRunner:
             return ProbeRun(pod=f"{ns}/-", failure=reason, message=status_message(exc), **base)
         name = created["metadata"]["name"]
         try:
-            pod, stuck = self._wait(name, created)
-            if stuck:
-                return ProbeRun(
-                    pod=f"{ns}/{name}",
-                    failure=stuck[0],
-                    message=stuck[1],
-                    **base,
-                    node=(pod.get("spec") or {}).get("nodeName"),
-                )
-            if not finished(pod):
-                return ProbeRun(
-                    pod=f"{ns}/{name}",
-                    failure="Timeout",
-                    message=f"the pod did not finish within {self.settings.deadline_s} s",
-                    **base,
-                )
-            log = self.core.read_namespaced_pod_log(
-                name, ns, container="probe", limit_bytes=65536, _request_timeout=READ_TIMEOUT
-            )
-            return ProbeRun(
-                pod=f"{ns}/{name}",
-                exit_code=exit_code(pod),
-                log=log,
-                node=(pod.get("spec") or {}).get("nodeName"),
-                **base,
+            pod, _ = self._wait(name, created)
+            return probe_result(
+                pod,
+                f"{ns}/{name}",
+                base,
+                self.settings,
+                lambda: self.core.read_namespaced_pod_log(
+                    name, ns, container="probe", limit_bytes=65536, _request_timeout=READ_TIMEOUT
+                ),
             )
         except ApiException as exc:
             return ProbeRun(
