@@ -185,9 +185,12 @@ class Engine:
                 kube = read_cluster(command, request.pod, url, rt.probe)
         except KubeUnavailable as exc:
             how = command.how if command else access.how if access else None
+            why = str(exc).rstrip(".") + "."
+            if command:
+                why = f"The bot went through Azure run command ({command.why}): {why}"
             unreachable = finding(
                 "KUBE_UNREACHABLE",
-                f"{exc} The probe, pod and node checks did not run.",
+                f"{why} The probe, pod and node checks did not run.",
                 resource=request.cluster_id,
                 evidence={
                     "how": how,

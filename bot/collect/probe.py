@@ -164,7 +164,8 @@ def probe_result(
     pod: Json, name: str, base: dict[str, Any], settings: ProbeSettings, log: Callable[[], str]
 ) -> ProbeRun:
     """What a probe pod came to once it finished, got stuck or ran out of time; `log`
-    reads its log (only for a pod that finished). `base` holds url, pool and image."""
+    reads its log (only for a pod that finished; raises ApiException when refused). `base`
+    holds url, pool and image."""
     node = (pod.get("spec") or {}).get("nodeName")
     stuck = stuck_reason(pod)
     if stuck:
@@ -176,7 +177,11 @@ def probe_result(
             message=f"the pod did not finish within {settings.deadline_s} s",
             **base,
         )
-    return ProbeRun(pod=name, exit_code=exit_code(pod), log=log(), node=node, **base)
+    try:
+        text = log()
+    except ApiException as exc:  # curl ran, but what it printed cannot be read
+        return ProbeRun(pod=name, failure="ApiError", message=status_message(exc), **base)
+    return ProbeRun(pod=name, exit_code=exit_code(pod), log=text, node=node, **base)
 
 
 class ProbeRunner:

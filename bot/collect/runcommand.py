@@ -87,6 +87,12 @@ class Part:
     out: str = ""
     err: str = ""
 
+    def text(self) -> str:
+        """The output; an ApiException like the client's when kubectl failed."""
+        if self.status != 0:
+            raise self.api_error()
+        return self.out
+
     def json(self) -> Json:
         """The output as JSON; an ApiException like the client's when kubectl failed."""
         if self.status != 0:
@@ -216,9 +222,9 @@ class RunCommand:
             command=f"sh ./{script}", context=_zip(context), cluster_token=self._token()
         )
         self.count += 1
-        clusters = self.clients.containers(self.id.subscription).managed_clusters
+        aks = self.clients.containers(self.id.subscription)
         try:
-            poller = clusters.begin_run_command(
+            poller = aks.managed_clusters.begin_run_command(
                 self.id.resource_group, self.id.name, request, polling_interval=_POLL_S
             )
             result = poller.result(timeout=self.timeout_s)
@@ -370,7 +376,7 @@ def run_probes(
         pool = ((created.get("metadata") or {}).get("labels") or {}).get("aks-egress.io/pool")
         base = {"url": url, "pool": pool, "image": settings.image}
         log = out.part(f"log:{name}")
-        runs.append(probe_result(created, f"{ns}/{name}", base, settings, lambda log=log: log.out))
+        runs.append(probe_result(created, f"{ns}/{name}", base, settings, log.text))
     return runs
 
 

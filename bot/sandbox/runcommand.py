@@ -26,6 +26,7 @@ import contextlib
 import io
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -201,17 +202,27 @@ class RunCommands:
             },
         )
 
+    def wait(self, timeout_s: float) -> bool:
+        """Wait until every command has ended (tests: one the client gave up on)."""
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            commands = list(self._commands.values())
+        return all(c.done.wait(max(0.0, deadline - time.monotonic())) for c in commands)
+
     def close(self) -> None:
-        """End every command still running (the sandbox is stopping)."""
+        """End every command still running (the sandbox is stopping): SIGTERM first, so a
+        script's trap still cleans up, then SIGKILL."""
         with self._lock:
             self._closed = True
             commands = list(self._commands.values())
-        for command in commands:
-            if command.process is not None and command.process.poll() is None:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            running = [c for c in commands if c.process is not None and c.process.poll() is None]
+            for command in running:
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(command.process.pid, 9)
-        for command in commands:
-            command.done.wait(5)
+                    os.killpg(command.process.pid, sig)  # type: ignore[union-attr]
+            if not all(c.done.wait(3) for c in running):
+                continue
+            break
 
     def _run(self, command: _Command, line: str, kubeconfig: Path) -> None:
         env = {"PATH": command_path(), "KUBECONFIG": str(kubeconfig)}

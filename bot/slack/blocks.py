@@ -647,8 +647,9 @@ def _step_line(title: str, state: StepState) -> str:
     return f"{PENDING} *{escape(title)}* — waiting"
 
 
-def checklist(steps: Mapping[str, StepState]) -> dict[str, Any]:
-    """The live checklist: one line per step the check runs, in the order given."""
+def checklist(steps: Mapping[str, StepState], note: str | None = None) -> dict[str, Any]:
+    """The live checklist: one line per step the check runs, in the order given; `note`
+    (the cluster side goes through Azure run command) under it while steps still run."""
     titles = dict(STEPS)
     lines = [_step_line(titles.get(name, name), state) for name, state in steps.items()]
     done = sum(1 for s in steps.values() if s.status in ("done", "skipped"))
@@ -662,6 +663,8 @@ def checklist(steps: Mapping[str, StepState]) -> dict[str, Any]:
         *_sections("\n".join(lines) or "—"),
     ]
     state = "finished" if done == len(steps) else "running"
+    if note and state == "running":
+        blocks.append(_context(f"{RUNNING} {escape(note)}"))
     text = (
         f"Checklist {state}: {progress}, {_plural(errors, 'error')}, {_plural(warnings, 'warning')}"
     )

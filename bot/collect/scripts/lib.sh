@@ -4,6 +4,9 @@
 # command, so nothing a cluster object holds can pass for one. Values (namespace, names,
 # run id) come from the command's context files, never from its command line.
 mark=$(cat marker)
+# kubectl keeps its discovery cache under $HOME: one fetch for all the calls of a command.
+HOME=${HOME:-$PWD}
+export HOME
 
 header() {
     printf '\n%s %s\n' "$mark" "$*"

@@ -72,7 +72,7 @@ while :; do
         END { print n + 0 }
     ' stuck state.tsv)
     [ "$pending" -eq 0 ] || [ "$(date +%s)" -ge "$until" ] && break
-    sleep 1
+    sleep 0.5 2>/dev/null || sleep 1
 done
 
 section pods get pods -n "$namespace" -l "$mine" -o json
