@@ -297,16 +297,28 @@ class RunCommand:
         )
 
 
+def read_nodes(command: RunCommand) -> list[Json]:
+    """The node list alone (the daily SNAT summary names nodes with it)."""
+    return _nodes(command.run("read.sh", {"parts": "nodes\n", "target": ""}))
+
+
+def _nodes(out: Sections) -> list[Json]:
+    try:
+        return out.part("nodes").json().get("items") or []
+    except ApiException as exc:
+        raise KubeUnavailable(explain(exc, "list nodes")) from None
+
+
 def read_all(command: RunCommand, pod: str | None) -> Reads:
     """Nodes, pods, metrics and the --pod in one command, judged as the direct reads are:
     only the node list is essential."""
-    files = {"target": "\n".join(pod.split("/", 1)) + "\n" if pod else ""}
+    files = {
+        "parts": "nodes\npods\nnode-metrics\npod-metrics\n",
+        "target": "\n".join(pod.split("/", 1)) + "\n" if pod else "",
+    }
     out = command.run("read.sh", files)
     partial: list[str] = []
-    try:
-        nodes = out.part("nodes").json().get("items") or []
-    except ApiException as exc:
-        raise KubeUnavailable(explain(exc, "list nodes")) from None
+    nodes = _nodes(out)
     try:
         pods: list[Json] | None = out.part("pods").json().get("items") or []
     except ApiException as exc:

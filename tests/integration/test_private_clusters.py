@@ -290,3 +290,19 @@ def test_the_snat_step_maps_nodes_through_one_run_command(outcomes):
 
 def test_nothing_is_left_running_after_any_check(outcomes):
     assert all(o.probe_pods == [] for name, o in outcomes.items() if name != "leftovers")
+
+
+def test_the_daily_summary_names_nodes_through_one_run_command():
+    from bot import summary
+
+    world = parse_world(make_private(_load(WORLDS / "lb-snat-high-and-pressure.yaml")))
+    with Sandbox(world) as sandbox:
+        rt = attach(sandbox, ProbeSettings())
+        try:
+            cluster_id = sandbox.world.clusters["shop-prod"]
+            data = summary.summarize_cluster(rt, "shop-prod", cluster_id, sandbox.clock())
+        finally:
+            rt.clients.close()
+        posts = [c for c in sandbox.calls("arm") if c.path.endswith("/runCommand")]
+    assert len(posts) == 1
+    assert data["topNodes"] and data["topNodes"][0].startswith("aks-apps-")
