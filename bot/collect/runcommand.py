@@ -227,10 +227,11 @@ class RunCommand:
             poller = aks.managed_clusters.begin_run_command(
                 self.id.resource_group, self.id.name, request, polling_interval=_POLL_S
             )
-            result = poller.result(timeout=self.timeout_s)
+            poller.wait(timeout=self.timeout_s)
+            result = poller.result() if poller.done() else None
         except HttpResponseError as exc:
             raise self._refused(exc) from None
-        if not poller.done():
+        if result is None:
             raise CommandFailed(
                 f"Azure run command did not finish within {self.timeout_s:.0f} s (the command "
                 "pod may be waiting for a node, or the cluster is slow). Its probe pods delete "

@@ -4,8 +4,10 @@
 # command, so nothing a cluster object holds can pass for one. Values (namespace, names,
 # run id) come from the command's context files, never from its command line.
 mark=$(cat marker)
-# kubectl keeps its discovery cache under $HOME: one fetch for all the calls of a command.
-HOME=${HOME:-$PWD}
+# Scratch files go to a folder of their own (the context's folder may be read-only), and
+# kubectl keeps its discovery cache there: one fetch for all the calls of a command.
+work=$(mktemp -d 2>/dev/null) || work=.
+HOME=$work
 export HOME
 
 header() {
@@ -16,9 +18,9 @@ header() {
 section() {
     name=$1
     shift
-    kubectl "$@" >section.out 2>section.err
+    kubectl "$@" >"$work/section.out" 2>"$work/section.err"
     header out "$name" "$?"
-    cat section.out
+    cat "$work/section.out"
     header err "$name"
-    cat section.err
+    cat "$work/section.err"
 }

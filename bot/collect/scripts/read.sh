@@ -15,3 +15,4 @@ if [ -s target ]; then
     section target get --raw "/api/v1/namespaces/$namespace/pods/$name"
 fi
 header end
+[ "$work" = . ] || rm -rf "$work"
