@@ -18,7 +18,7 @@ from bot.codes import CATALOG, STEPS, finding
 from bot.collect.azure import AzureCollector
 from bot.collect.kube import KubeAccess, KubeNotConnected, KubeReader, KubeUnavailable, connect
 from bot.collect.probe import ProbeRunner, probe_pools
-from bot.collect.runcommand import RunCommand, read_cluster
+from bot.collect.runcommand import CommandFailed, RunCommand, read_cluster
 from bot.endpoint import Endpoint
 from bot.evidence import AzureEvidence, KubeEvidence
 from bot.model import ClusterSummary, Finding, Report, Stats
@@ -180,7 +180,7 @@ class Engine:
                         f"The cluster side goes through Azure run command ({command.why}): "
                         "it takes a minute or two longer."
                     )
-                probing = request.endpoint and "probe" in request.steps
+                probing = request.endpoint is not None and "probe" in request.steps
                 url = request.endpoint.url if request.endpoint and probing else None
                 kube = read_cluster(command, request.pod, url, rt.probe)
         except KubeUnavailable as exc:
@@ -195,9 +195,9 @@ class Engine:
                 evidence={
                     "how": how,
                     "error": str(exc),
-                    **({"reason": exc.reason} if hasattr(exc, "reason") else {}),
+                    **({"reason": exc.reason} if isinstance(exc, CommandFailed) else {}),
                 },
-                fix=list(getattr(exc, "fix", [])),
+                fix=exc.fix if isinstance(exc, CommandFailed) else [],
             )
             return None, [unreachable], _calls(access), command.count if command else 0
         finally:

@@ -104,7 +104,7 @@ def check(
                 CheckRequest(
                     alias=spec["alias"],
                     cluster_id=cluster_id,
-                    endpoint=parse_endpoint(spec["endpoint"]),
+                    endpoint=parse_endpoint(spec["endpoint"]) if spec["endpoint"] else None,
                     pod=spec.get("pod"),
                     mode=mode,
                 )
