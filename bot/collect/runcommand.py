@@ -31,7 +31,7 @@ from importlib import resources
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import HttpResponseError
-from azure.mgmt.containerservice.models import RunCommandRequest
+from azure.mgmt.containerservice.models import RunCommandRequest, RunCommandResult
 from kubernetes.client.exceptions import ApiException
 
 from bot.armid import ArmId
@@ -227,10 +227,19 @@ class RunCommand:
             poller = aks.managed_clusters.begin_run_command(
                 self.id.resource_group, self.id.name, request, polling_interval=_POLL_S
             )
+        except HttpResponseError as exc:
+            raise self._refused(exc) from None
+        try:
             poller.wait(timeout=self.timeout_s)
             result = poller.result() if poller.done() else None
         except HttpResponseError as exc:
-            raise self._refused(exc) from None
+            # What the service answers when the command's pod never runs: "did not start
+            # within 30s" (KubernetesPerformanceError) or a 404 for the command
+            # (https://learn.microsoft.com/troubleshoot/azure/azure-kubernetes/connectivity/resolve-az-aks-command-invoke-failures).
+            if exc.status_code == 403:
+                raise self._refused(exc) from None
+            error = getattr(exc, "error", None)
+            raise pod_failed(getattr(error, "message", None) or str(exc), self.id) from None
         if result is None:
             raise CommandFailed(
                 f"Azure run command did not finish within {self.timeout_s:.0f} s (the command "
@@ -239,29 +248,7 @@ class RunCommand:
                 "AKS_EGRESS_RUN_COMMAND_TIMEOUT_S.",
                 reason="timeout",
             )
-        if result.provisioning_state != "Succeeded":
-            why = result.reason or result.provisioning_state
-            raise CommandFailed(
-                f"Azure run command failed ({why}): its pod in the aks-command namespace "
-                "could not run (no node with room for it, a taint it does not tolerate, an "
-                "image pull failure, or a policy that refuses it).",
-                [
-                    "kubectl get pods -n aks-command   # from a machine that can reach the cluster",
-                    "kubectl get events -n aks-command --sort-by=.lastTimestamp",
-                ],
-                "commandPodFailed",
-            )
-        logs = result.logs or ""
-        sections = Sections.parse(logs, marker)
-        if not sections.complete:
-            tail = logs.strip().splitlines()[-3:]
-            raise CommandFailed(
-                "The run command stopped before the end of its script "
-                f"(exit code {result.exit_code}): "
-                f"{' / '.join(tail) or 'no output'}.",
-                reason="commandFailed",
-            )
-        return sections
+        return command_output(result, marker, self.id)
 
     def _token(self) -> str | None:
         """An Entra ID cluster needs the caller's token for the AKS server application."""
@@ -296,6 +283,45 @@ class RunCommand:
             f"Azure run command failed ({exc.status_code} {code}: {message}); run the check again.",
             reason="runCommandError",
         )
+
+
+def pod_failed(why: str, cluster: ArmId | None = None) -> CommandFailed:
+    """The command's own pod never ran: what to look at."""
+    fix = ["kubectl get events -n aks-command --sort-by=.lastTimestamp   # from inside the VNet"]
+    if cluster is not None:
+        fix.insert(
+            0,
+            f"az aks nodepool list -g {cluster.resource_group} --cluster-name {cluster.name} "
+            "-o table   # a node with room, no taint the pod does not tolerate",
+        )
+    return CommandFailed(
+        f"Azure run command failed ({_first_line(why)}): its pod in the aks-command namespace "
+        "could not run (no node with room for it, a taint it does not tolerate, an image "
+        "pull failure, or a policy that refuses it).",
+        fix,
+        "commandPodFailed",
+    )
+
+
+def command_output(result: RunCommandResult, marker: str, cluster: ArmId | None = None) -> Sections:
+    """A finished command's output, cut at its markers; CommandFailed when its pod did not
+    run or its script stopped before the end."""
+    if result.provisioning_state != "Succeeded":
+        raise pod_failed(result.reason or str(result.provisioning_state), cluster)
+    logs = result.logs or ""
+    sections = Sections.parse(logs, marker)
+    if not sections.complete:
+        tail = logs.strip().splitlines()[-3:]
+        raise CommandFailed(
+            "The run command stopped before the end of its script "
+            f"(exit code {result.exit_code}): {' / '.join(tail) or 'no output'}.",
+            reason="commandFailed",
+        )
+    return sections
+
+
+def _first_line(text: str) -> str:
+    return (text.strip().splitlines() or [""])[0]
 
 
 def read_nodes(command: RunCommand) -> list[Json]:

@@ -221,6 +221,9 @@ def test_the_failures_say_what_to_do(outcomes):
     (denied,) = _by_code(outcomes["private/run-command-forbidden.yaml"].report, "KUBE_UNREACHABLE")
     assert "managedClusters/runCommand/action" in denied["detail"]
     assert denied["fix"][0].startswith("az role assignment create")
+    (pod,) = _by_code(outcomes["private/command-pod-not-running.yaml"].report, "KUBE_UNREACHABLE")
+    assert pod["evidence"]["reason"] == "commandPodFailed"
+    assert pod["fix"][0].startswith("az aks nodepool list -g rg-web-prod-weu")
     (refused,) = _by_code(outcomes["private/command-fails.yaml"].report, "KUBE_UNREACHABLE")
     assert "list nodes" in refused["detail"] and "403" not in refused["evidence"]["how"]
 

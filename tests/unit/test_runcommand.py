@@ -3,7 +3,10 @@ API statuses the direct reads judge."""
 
 from __future__ import annotations
 
-from bot.collect.runcommand import Part, Sections
+import pytest
+from azure.mgmt.containerservice.models import RunCommandResult
+
+from bot.collect.runcommand import CommandFailed, Part, Sections, command_output
 
 MARK = "==aks-egress-0123456789abcdef=="
 
@@ -45,3 +48,32 @@ def test_kubectl_errors_map_to_api_statuses():
     assert Part(1, err="Error from server (ServiceUnavailable): x").api_error().status == 503
     local = Part(1, err="Unable to connect to the server: dial tcp: i/o timeout\n").api_error()
     assert local.status == 0 and "Unable to connect" in local.reason
+
+
+def test_a_command_whose_pod_never_ran_or_whose_script_stopped_is_a_clear_failure():
+    # The service's words when the command pod does not start (Microsoft's troubleshooting
+    # article for `az aks command invoke`).
+    failed = RunCommandResult(
+        {
+            "id": "0a3991475d9744fcbfdc2595b40e517f",
+            "properties": {
+                "provisioningState": "Failed",
+                "reason": "Failed to run command due to cluster perf issue, container "
+                "command-357ebc50d40c47a4a247ab6e067d2869 in aks-command namespace did not "
+                "start within 30s on your cluster, retry may helps.",
+            },
+        }
+    )
+    with pytest.raises(CommandFailed) as raised:
+        command_output(failed, MARK)
+    assert raised.value.reason == "commandPodFailed" and "did not start" in str(raised.value)
+    stopped = RunCommandResult(
+        {"properties": {"provisioningState": "Succeeded", "exitCode": 137, "logs": "Killed\n"}}
+    )
+    with pytest.raises(CommandFailed) as raised:
+        command_output(stopped, MARK)
+    assert raised.value.reason == "commandFailed" and "137" in str(raised.value)
+    done = RunCommandResult(
+        {"properties": {"provisioningState": "Succeeded", "exitCode": 0, "logs": f"\n{MARK} end\n"}}
+    )
+    assert command_output(done, MARK).complete
