@@ -68,6 +68,8 @@ _REASONS = {
     "Timeout": 504,
 }
 _FROM_SERVER = re.compile(r"Error from server \((\w+)\): (.*)")
+# Kubernetes object names (DNS-1123): what may reach a script, even as a quoted variable.
+_NAME = re.compile(r"^[a-z0-9]([-.a-z0-9]{0,251}[a-z0-9])?$")
 
 
 class CommandFailed(KubeUnavailable):
@@ -341,7 +343,7 @@ def read_all(command: RunCommand, pod: str | None) -> Reads:
     only the node list is essential."""
     files = {
         "parts": "nodes\npods\nnode-metrics\npod-metrics\n",
-        "target": "\n".join(pod.split("/", 1)) + "\n" if pod else "",
+        "target": _target(pod),
     }
     out = command.run("read.sh", files)
     partial: list[str] = []
@@ -361,6 +363,21 @@ def read_all(command: RunCommand, pod: str | None) -> Reads:
         except KubeUnavailable as exc:
             partial.append(str(exc))
     return Reads(nodes, pods, node_metrics, pod_metrics, refusal, target, partial)
+
+
+def _target(pod: str | None) -> str:
+    """The --pod as the scripts read it: its namespace, then its name, a line each."""
+    if not pod:
+        return ""
+    namespace, _, name = pod.partition("/")
+    return f"{_checked(namespace)}\n{_checked(name)}\n"
+
+
+def _checked(name: str) -> str:
+    """Names reach the scripts as files and quoted variables only; still, only names."""
+    if not _NAME.match(name):
+        raise CommandFailed(f"{name!r} is no Kubernetes name", reason="badName")
+    return name
 
 
 def _metrics(part: Part, plural: str, partial: list[str]) -> tuple[list[Json] | None, str | None]:
@@ -384,8 +401,8 @@ def run_probes(
     files |= {
         "unpinned.json": json.dumps(probe_pod(url, None, run_id, settings)),
         "specs.tsv": "".join(f"{pool}\t{name}\n" for name, pool in specs.items()),
-        "target": "\n".join(pod.split("/", 1)) + "\n" if pod else "",
-        "namespace": settings.namespace,
+        "target": _target(pod),
+        "namespace": _checked(settings.namespace),
         "run-id": run_id,
         "deadline": str(settings.deadline_s),
         "leftover-after": str(settings.leftover_after_s),

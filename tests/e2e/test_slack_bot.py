@@ -387,6 +387,8 @@ def test_a_private_cluster_is_checked_through_run_command(make_bot):
     assert "goes through Azure run command" not in json.dumps(
         next(m for m in thread if name(m) == "0:checklist")
     ), "the note goes once the checklist is finished"
+    summary = next(m for m in thread if ":summary:" in name(m))
+    assert "2 Azure run commands" in json.dumps(summary)
     incident = thread[-1]["metadata"]["event_payload"]["incident"]
     reports = bot.store.reports(incident)
     assert reports and 1 <= reports[-1]["stats"]["runCommands"] <= 2

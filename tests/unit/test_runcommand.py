@@ -77,3 +77,13 @@ def test_a_command_whose_pod_never_ran_or_whose_script_stopped_is_a_clear_failur
         {"properties": {"provisioningState": "Succeeded", "exitCode": 0, "logs": f"\n{MARK} end\n"}}
     )
     assert command_output(done, MARK).complete
+
+
+def test_only_kubernetes_names_reach_a_script():
+    from bot.collect.runcommand import _target
+
+    assert _target("web/github-sync-5b7d9c8f6-q2w8r") == "web\ngithub-sync-5b7d9c8f6-q2w8r\n"
+    assert _target(None) == ""
+    for hostile in ("web/$(reboot)", "web/a b", "../x/y", "web/-n"):
+        with pytest.raises(CommandFailed):
+            _target(hostile)
