@@ -141,3 +141,20 @@ def parse(path: str) -> ArmPath | None:
     if any(t.lower() == "providers" for t in types):
         return None
     return ArmPath(segs[1], group, segs[at + 1], types, names)
+
+
+def cluster_id(subscription: str, resource_group: str, name: str) -> str:
+    """An AKS managed cluster's ARM id."""
+    return (
+        f"/subscriptions/{subscription}/resourceGroups/{resource_group}"
+        f"/providers/Microsoft.ContainerService/managedClusters/{name}"
+    )
+
+
+def load_balancer_id(subscription: str, node_resource_group: str) -> str:
+    """The load balancer AKS creates for outbound type loadBalancer: always `kubernetes`,
+    in the node resource group."""
+    return (
+        f"/subscriptions/{subscription}/resourceGroups/{node_resource_group}"
+        "/providers/Microsoft.Network/loadBalancers/kubernetes"
+    )

@@ -31,7 +31,9 @@ from bot.slack.commands import POD_REF
 from bot.store import StoreUnavailable
 
 BAD_INPUT, CANNOT_RUN = 2, 1
-DEMO_WORLD = Path(__file__).resolve().parent.parent / "tests" / "worlds" / "nsg-subnet-deny.yaml"
+# Shipped with the package (a copy of tests/worlds/nsg-subnet-deny.yaml), so the demo runs
+# from a wheel or the image, wherever it is started.
+DEMO_WORLD = Path(__file__).resolve().parent / "sandbox" / "worlds" / "demo.yaml"
 
 
 def _fail(message: str, code: int) -> int:
@@ -220,8 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     summary_cmd.add_argument("--post", action="store_true", help="post it to the channel(s)")
     summary_cmd.set_defaults(func=cmd_snat_summary)
 
-    cron = sub.add_parser("cron", help="run the scheduled jobs (the daily SNAT summary)")
-    cron.add_argument("--world", type=Path, help="use this sandbox world instead of Azure")
+    # cron only enqueues; the workers that run its jobs read Azure (or their own --world).
+    cron = sub.add_parser("cron", help="enqueue the scheduled jobs (the daily SNAT summary)")
     cron.set_defaults(func=cmd_cron)
 
     serve = sub.add_parser("serve", help="run the Slack app (Socket Mode if SLACK_APP_TOKEN)")

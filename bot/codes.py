@@ -2,7 +2,8 @@
 
 Codes are a public contract (users grep for them, runbooks link to them); a code is never
 renamed. docs/finding-codes.md documents every code listed here, and a test keeps the two
-in step. The order of `STEPS` is the order a packet takes, which is the root-cause order.
+in step. A code's `step` names its checklist step in bot/steps.py, whose order is the
+root-cause order.
 """
 
 from __future__ import annotations
@@ -11,29 +12,12 @@ from dataclasses import dataclass
 
 from bot.model import Finding, Severity
 
-# Checklist steps in root-cause order (finding-codes.md): cluster state → route → NSG →
-# firewall / NVA → NAT gateway / load balancer → probe → SNAT → node and pod resources.
-STEPS: tuple[tuple[str, str], ...] = (
-    ("cluster", "Cluster and outbound type"),
-    ("route", "Route tables"),
-    ("nsg", "Network security groups"),
-    ("firewall", "Firewall / appliance"),
-    ("egress", "NAT gateway / load balancer"),
-    ("probe", "Probe from inside the cluster"),
-    ("snat", "SNAT ports"),
-    ("resources", "Node and pod resources"),
-    ("disk", "OS disk IO"),
-    ("advisor", "Azure Advisor"),
-    ("access", "Access to Azure and Kubernetes"),
-)
-STEP_ORDER = {name: index for index, (name, _) in enumerate(STEPS)}
-
 
 @dataclass(frozen=True)
 class Code:
     code: str
     severity: Severity
-    step: str
+    step: str  # a step of bot/steps.py
     title: str
 
 

@@ -16,6 +16,7 @@ import yaml
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot import armid
 from bot.collect.probe import ProbeSettings
 
 _PROBE = ProbeSettings()
@@ -75,10 +76,7 @@ class ClusterRef:
 
     @property
     def id(self) -> str:
-        return (
-            f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
-            f"/providers/Microsoft.ContainerService/managedClusters/{self.name}"
-        )
+        return armid.cluster_id(self.subscription, self.resource_group, self.name)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """Run one check: collect evidence, let each checklist handler judge it, build the report.
 
-Azure and the cluster's own API server are read side by side; the probe pods start as soon
-as the node list says which pools exist. The engine is the only place that knows the
-checklist's handlers; the handlers know nothing of I/O and the collectors nothing of
-verdicts.
+Azure and the cluster's own API server are read side by side, each only as far as the
+mode's steps need (bot/steps.py); the probe pods start as soon as the node list says which
+pools exist. The step registry knows the handlers; the handlers know nothing of I/O and
+the collectors nothing of verdicts.
 """
 
 from __future__ import annotations
@@ -14,68 +14,24 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from bot.codes import CATALOG, STEPS, finding
+from bot.codes import CATALOG
 from bot.collect.azure import AzureCollector
 from bot.collect.kube import KubeAccess, KubeNotConnected, KubeReader, KubeUnavailable, connect
 from bot.collect.probe import ProbeRunner, probe_pools
 from bot.collect.runcommand import CommandFailed, RunCommand, read_cluster
 from bot.endpoint import Endpoint
-from bot.evidence import AzureEvidence, KubeEvidence
+from bot.evidence import Evidence, KubeEvidence, KubeUnreached
 from bot.model import ClusterSummary, Finding, Report, Stats
 from bot.runtime import Runtime
-from handlers import (
-    access,
-    advisor,
-    cluster,
-    firewall,
-    loadbalancer,
-    natgw,
-    nodes,
-    nsg,
-    osdisk,
-    pods,
-    probe,
-    routes,
-    snat,
-)
+from bot.steps import KUBE_NEEDS, Need, Step, needs_of, steps_of
+from handlers import k8s
 from handlers.cluster import egress_ips
 from handlers.rootcause import order, root_cause
 
-AZURE_STEPS: tuple[Callable[[AzureEvidence], list[Finding]], ...] = (
-    cluster.check,
-    routes.check,
-    nsg.check,
-    firewall.check,
-    natgw.check,
-    loadbalancer.check,
-    access.check,
-)
-CLUSTER_STEPS: tuple[Callable[[KubeEvidence], list[Finding]], ...] = (
-    lambda kube: probe.check(kube.probes),
-    pods.check,
-    nodes.check,
-)
-# The intermittent steps read Azure Monitor and name nodes: they need both sides.
-INTERMITTENT_STEPS: tuple[Callable[[AzureEvidence, KubeEvidence | None], list[Finding]], ...] = (
-    snat.check,
-    osdisk.check,
-    advisor.check,
-)
-
-# Checklist steps (bot.codes.STEPS) each batch of handlers decides.
-AZURE_STEP_NAMES = ("cluster", "route", "nsg", "firewall", "egress")
-CLUSTER_STEP_NAMES = ("probe", "resources", "snat", "disk", "advisor")
 StepCallback = Callable[[tuple[str, ...], list[Finding]], None]
 NoteCallback = Callable[[str], None]  # something a user waiting on the check should know
-
-# What each --mode runs: the persistent checklist (is the path open?), the intermittent one
-# (does it run out?), both, or only the SNAT step (`aks-egress snat`).
-MODES: dict[str, frozenset[str]] = {
-    "persistent": frozenset({"cluster", "route", "nsg", "firewall", "egress", "probe", "access"}),
-    "intermittent": frozenset({"cluster", "snat", "resources", "disk", "advisor", "access"}),
-    "snat": frozenset({"cluster", "snat", "access"}),
-}
-MODES["all"] = MODES["persistent"] | MODES["intermittent"]
+# Reads that look back over Azure Monitor's last day (and what comes with them).
+_LOOKING_BACK = frozenset({Need.METRICS, Need.ADVISOR, Need.VM_SIZES})
 
 
 @dataclass(frozen=True)
@@ -84,11 +40,15 @@ class CheckRequest:
     cluster_id: str
     endpoint: Endpoint | None = None
     pod: str | None = None  # namespace/name of the application pod, from --pod
-    mode: str = "all"  # a key of MODES
+    mode: str = "all"  # a key of bot.steps.MODES
 
     @property
-    def steps(self) -> frozenset[str]:
-        return MODES[self.mode]
+    def steps(self) -> tuple[Step, ...]:
+        return steps_of(self.mode)
+
+    @property
+    def needs(self) -> frozenset[Need]:
+        return needs_of(self.steps)
 
 
 class Engine:
@@ -104,33 +64,36 @@ class Engine:
         on_steps: StepCallback | None = None,
         on_note: NoteCallback | None = None,
     ) -> Report:
-        """Run the checklist; `on_steps` hears each batch of steps as it is decided,
-        `on_note` why the cluster side will take longer (Azure run command)."""
+        """Run the mode's steps (bot/steps.py) on the reads they need; `on_steps` hears
+        each batch of steps as it is decided: Azure's as soon as Azure is read, the
+        cluster's once the cluster side and the probe are in; `on_note` why the cluster
+        side takes longer (it goes through Azure run command)."""
         started = time.monotonic()
         arm_before = self.runtime.clients.counter.count
-        steps = request.steps
+        steps, needs = request.steps, request.needs
+        names = {step.name for step in steps}
 
-        def wanted(found: list[Finding]) -> list[Finding]:
-            return [f for f in found if CATALOG[f.code].step in steps]
-
-        metrics_until = self.runtime.clock() if steps & {"snat", "disk", "advisor"} else None
-        with ThreadPoolExecutor(2, thread_name_prefix="check") as pool:
-            kube_f = pool.submit(self._cluster_side, request, on_note)
-            ev = self.collector.collect(
-                request.alias, request.cluster_id, request.endpoint, metrics_until
-            )
-            findings = wanted([f for step in AZURE_STEPS for f in step(ev)])
+        def judge(batch: list[Step], evidence: Evidence) -> list[Finding]:
+            found = [f for step in batch for f in step.judge(evidence)]
+            found = [f for f in found if CATALOG[f.code].step in names]
             if on_steps:
-                on_steps(tuple(s for s in AZURE_STEP_NAMES if s in steps), findings)
-            kube, kube_findings, k8s_calls, run_commands = kube_f.result()
-        cluster_findings = list(kube_findings)
-        if kube is not None:
-            cluster_findings += [f for step in CLUSTER_STEPS for f in step(kube)]
-        cluster_findings += [f for step in INTERMITTENT_STEPS for f in step(ev, kube)]
-        cluster_findings = wanted(cluster_findings)
-        if on_steps:
-            on_steps(tuple(s for s in CLUSTER_STEP_NAMES if s in steps), cluster_findings)
-        findings = order(findings + cluster_findings)
+                on_steps(tuple(step.name for step in batch), found)
+            return found
+
+        metrics_until = self.runtime.clock() if needs & _LOOKING_BACK else None
+        k8s_calls = run_commands = 0
+        with ThreadPoolExecutor(2, thread_name_prefix="check") as pool:
+            kube_f = None
+            if needs & KUBE_NEEDS:
+                kube_f = pool.submit(self._cluster_side, request, on_note)
+            ev = self.collector.collect(
+                request.alias, request.cluster_id, request.endpoint, metrics_until, needs
+            )
+            evidence = Evidence(azure=ev)
+            findings = judge([s for s in steps if not s.needs_cluster], evidence)
+            if kube_f is not None:
+                evidence.kube, evidence.unreached, k8s_calls, run_commands = kube_f.result()
+        findings = order(findings + judge([s for s in steps if s.needs_cluster], evidence))
         network = ev.network_profile
         return Report(
             cluster=ClusterSummary(
@@ -144,7 +107,7 @@ class Engine:
             egress_ips=egress_ips(ev),
             findings=findings,
             root_cause=root_cause(findings),
-            steps=tuple(name for name, _ in STEPS if name in steps),
+            steps=tuple(step.name for step in steps),
             stats=Stats(
                 arm_calls=self.runtime.clients.counter.count - arm_before,
                 k8s_calls=k8s_calls,
@@ -155,8 +118,8 @@ class Engine:
 
     def _cluster_side(
         self, request: CheckRequest, on_note: NoteCallback | None
-    ) -> tuple[KubeEvidence | None, list[Finding], int, int]:
-        """Everything that needs the API server; its absence is a finding, not a failure.
+    ) -> tuple[KubeEvidence | None, KubeUnreached | None, int, int]:
+        """Everything that needs the API server; its absence is evidence, not a failure.
 
         An API server the bot cannot connect to (private, or authorized IP ranges) is
         reached through Azure run command instead (bot/collect/runcommand.py)."""
@@ -180,74 +143,62 @@ class Engine:
                         f"The cluster side goes through Azure run command ({command.why}): "
                         "it takes a minute or two longer."
                     )
-                probing = request.endpoint is not None and "probe" in request.steps
-                url = request.endpoint.url if request.endpoint and probing else None
-                kube = read_cluster(command, request.pod, url, rt.probe)
+                kube = read_cluster(
+                    command, request.pod, self._probe_url(request), _parts(request), rt.probe
+                )
         except KubeUnavailable as exc:
-            how = command.how if command else access.how if access else None
-            why = str(exc).rstrip(".") + "."
+            unreached = KubeUnreached(how=access.how if access else None, error=str(exc))
             if command:
-                why = f"The bot went through Azure run command ({command.why}): {why}"
-            unreachable = finding(
-                "KUBE_UNREACHABLE",
-                f"{why} The probe, pod and node checks did not run.",
-                resource=request.cluster_id,
-                evidence={
-                    "how": how,
-                    "error": str(exc),
-                    **({"reason": exc.reason} if isinstance(exc, CommandFailed) else {}),
-                },
-                fix=exc.fix if isinstance(exc, CommandFailed) else [],
-            )
-            return None, [unreachable], _calls(access), command.count if command else 0
+                unreached = KubeUnreached(
+                    how=command.how,
+                    error=f"The bot went through Azure run command ({command.why}): {exc}",
+                    reason=exc.reason if isinstance(exc, CommandFailed) else None,
+                    fix=exc.fix if isinstance(exc, CommandFailed) else [],
+                )
+            return None, unreached, _calls(access), command.count if command else 0
         finally:
             if access:
                 access.close()
-        runs = command.count if command else 0
-        found = [
-            finding(
-                "KUBE_ACCESS",
-                f"Reached the cluster's API server through {kube.access}.",
-                resource=request.cluster_id,
-                evidence={"how": kube.access, **({"runCommands": runs} if command else {})},
-            )
-        ]
-        found += [
-            finding(
-                "KUBE_PARTIAL_ACCESS",
-                f"{problem}. The checks that need it were skipped.",
-                resource=request.cluster_id,
-                evidence={"error": problem},
-            )
-            for problem in kube.partial
-        ]
-        return kube, found, _calls(access), runs
+        return kube, None, _calls(access), command.count if command else 0
+
+    @staticmethod
+    def _probe_url(request: CheckRequest) -> str | None:
+        if request.endpoint is None or Need.PROBE not in request.needs:
+            return None
+        return request.endpoint.url
 
     def _read(self, access: KubeAccess, request: CheckRequest) -> KubeEvidence:
-        """Nodes first (they name the pools to probe), then everything else at once.
+        """Nodes first (they name the pools to probe), then what the steps need at once.
 
         Only the node list is essential; a refused pod list or metrics read narrows the
         check (said in `partial`) but never throws away a probe that ran.
         """
+        needs = request.needs
         reader = KubeReader(access)
         runner = ProbeRunner(access, self.runtime.probe, self.runtime.clock)
         node_list = reader.nodes()
-        namespace, _, name = (request.pod or "").partition("/")
+        namespace, name = k8s.split_key(request.pod or "")
+        probe = self._probe_url(request) is not None
         with ThreadPoolExecutor(6, thread_name_prefix="k8s") as pool:
-            pods_f = pool.submit(reader.pods)
-            node_metrics_f = pool.submit(reader.metrics, "nodes")
-            pod_metrics_f = pool.submit(reader.metrics, "pods")
-            target_f = pool.submit(reader.pod, namespace, name) if request.pod else None
-            pool.submit(runner.remove_leftovers)
+            pods_f = pool.submit(reader.pods) if Need.PODS in needs else None
+            node_metrics_f = pod_metrics_f = None
+            if Need.KUBE_METRICS in needs:
+                node_metrics_f = pool.submit(reader.metrics, "nodes")
+                pod_metrics_f = pool.submit(reader.metrics, "pods")
+            target_f = None
+            if request.pod and needs & {Need.PODS, Need.PROBE}:
+                target_f = pool.submit(reader.pod, namespace, name)
+            if Need.PROBE in needs:
+                pool.submit(runner.remove_leftovers)
             probes_f = None
             partial: list[str] = []
             target = _optional(target_f, partial)
-            if request.endpoint and "probe" in request.steps:
+            if probe and request.endpoint:
                 only = (target or {}).get("spec", {}).get("nodeName") if request.pod else None
                 pools = probe_pools(node_list, only) or ([None] if only is None else [])
                 probes_f = pool.submit(runner.run, request.endpoint.url, pools)
-            node_metrics, refusal = node_metrics_f.result()
-            pod_metrics, _ = pod_metrics_f.result()
+            node_metrics, refusal = node_metrics_f.result() if node_metrics_f else (None, None)
+            pod_metrics, _ = pod_metrics_f.result() if pod_metrics_f else (None, None)
             return KubeEvidence(
                 access=access.how,
                 nodes=node_list,
@@ -260,6 +211,18 @@ class Engine:
                 probes=probes_f.result() if probes_f else [],
                 partial=partial,
             )
+
+
+def _parts(request: CheckRequest) -> frozenset[str]:
+    """The reads of the run command's script (scripts/read.sh) the mode's steps need."""
+    parts = {"nodes"}
+    if Need.PODS in request.needs:
+        parts.add("pods")
+    if Need.KUBE_METRICS in request.needs:
+        parts |= {"node-metrics", "pod-metrics"}
+    if request.pod and request.needs & {Need.PODS, Need.PROBE}:
+        parts.add("target")
+    return frozenset(parts)
 
 
 def _calls(access: KubeAccess | None) -> int:

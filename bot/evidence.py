@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import math
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from bot import armid
@@ -20,6 +21,10 @@ Json = dict[str, Any]
 # The label that marks a probe pod: the runner sets it, the sweep and the handlers read it.
 PROBE_LABEL = "app.kubernetes.io/name"
 PROBE_NAME = "aks-egress-probe"
+# The label AKS puts on each node naming its pool: the probe's nodeSelector, the handlers.
+POOL_LABEL = "kubernetes.azure.com/agentpool"
+# The outbound types whose egress a NAT gateway carries (AKS-managed or the user's).
+NAT_OUTBOUND_TYPES = ("managedNATGateway", "userAssignedNATGateway")
 
 
 def nic_configs(vmss: Json) -> list[Json]:
@@ -48,6 +53,21 @@ def outbound_frontends(lb: Json | None) -> list[Json]:
             or (f.get("properties") or {}).get("publicIPPrefix")
         )
     ]
+
+
+def firewall_private_ips(fw: Json) -> set[str]:
+    """The private IPs a route's next hop names an Azure Firewall by: its IP configurations'
+    and, for a Virtual WAN secured hub's firewall, `hubIPAddresses.privateIPAddress`
+    (https://learn.microsoft.com/en-us/javascript/api/@azure/arm-network/hubipaddresses).
+    The collector (which firewalls to wait for) and the handlers (which firewall owns a
+    hop) must agree on this, so it is said once."""
+    props = fw.get("properties") or {}
+    ips = {
+        (c.get("properties") or {}).get("privateIPAddress")
+        for c in props.get("ipConfigurations") or []
+    }
+    ips.add((props.get("hubIPAddresses") or {}).get("privateIPAddress"))
+    return {ip for ip in ips if ip}
 
 
 @dataclass(frozen=True)
@@ -141,6 +161,8 @@ class AzureEvidence:
     nsgs: dict[str, Json] = field(default_factory=dict)
     vmss: list[Json] = field(default_factory=list)
     firewalls: list[Json] = field(default_factory=list)
+    # Policy id key -> its rule collection groups. A policy that is absent was not read
+    # (failed: see `failures`): never "no rules".
     rule_collection_groups: dict[str, list[Json]] = field(default_factory=dict)
     firewall_policies: dict[str, Json] = field(default_factory=dict)
     public_ips: dict[str, Json] = field(default_factory=dict)
@@ -270,3 +292,43 @@ class KubeEvidence:
     target_pod_body: Json | None = None  # None with target_pod set: no such pod
     probes: list[ProbeRun] = field(default_factory=list)
     partial: list[str] = field(default_factory=list)  # reads refused; their checks skipped
+    run_commands: int = 0  # Azure run commands the cluster side took (0: read directly)
+
+
+@dataclass(frozen=True)
+class KubeUnreached:
+    """Why the cluster's API server could not be used, and how the bot tried."""
+
+    how: str | None
+    error: str
+    reason: str | None = None  # through Azure run command: what failed (runcommand.py)
+    fix: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Evidence:
+    """Everything one check read, as every step's handler receives it (bot/steps.py)."""
+
+    azure: AzureEvidence
+    kube: KubeEvidence | None = None  # None: not read (see `unreached`) or not needed
+    unreached: KubeUnreached | None = None
+
+
+class Need(Enum):
+    """One kind of read a step judges. Azure's are read by bot/collect/azure.py, the
+    cluster's by bot/collect/kube.py and bot/collect/probe.py."""
+
+    CLUSTER = "cluster"  # the managed cluster's body (always read)
+    OUTBOUND = "outbound"  # the load balancer or NAT gateways and their public IPs
+    PATH = "path"  # subnets, route tables, NSGs, firewalls, AKS's required endpoints
+    METRICS = "metrics"  # Azure Monitor series of what egress and the nodes run on
+    SCALE_SETS = "scale sets"  # the node pools' scale sets
+    ADVISOR = "advisor"  # Azure Advisor recommendations
+    VM_SIZES = "vm sizes"  # the region's Resource SKUs for the pools' VM sizes
+    NODES = "nodes"  # the node list
+    PODS = "pods"  # every pod, and the --pod
+    KUBE_METRICS = "kube metrics"  # metrics.k8s.io
+    PROBE = "probe"  # probe pods running curl to the endpoint
+
+
+KUBE_NEEDS = frozenset({Need.NODES, Need.PODS, Need.KUBE_METRICS, Need.PROBE})

@@ -23,17 +23,17 @@ from bot.codes import CATALOG
 from bot.collect.azure import ClusterUnreadable
 from bot.config import ClusterConfig
 from bot.endpoint import parse_endpoint
-from bot.engine import AZURE_STEP_NAMES, CLUSTER_STEP_NAMES, MODES, CheckRequest, Engine
+from bot.engine import CheckRequest, Engine
 from bot.model import Finding, Severity
 from bot.runtime import Runtime
 from bot.slack import blocks
 from bot.slack.thread import Thread
+from bot.steps import steps_of
 from bot.store import Admission, Incident, Request, Store, guard_redis, new_incident_id
 
 log = logging.getLogger(__name__)
 QUEUE = "aks-egress"
 JOB_TIMEOUT_S = 600
-CHECK_STEPS = (*AZURE_STEP_NAMES, *CLUSTER_STEP_NAMES)
 
 
 @dataclass
@@ -118,12 +118,14 @@ def incident_view(incident: Incident) -> blocks.IncidentView:
 
 
 def _states(done: Mapping[str, list[Finding]], mode: str) -> dict[str, blocks.StepState]:
+    """The live checklist: the mode's listed steps, in the registry's order."""
     return {
-        step: blocks.StepState(
-            status="done" if step in done else "running", findings=tuple(done.get(step, ()))
+        step.name: blocks.StepState(
+            status="done" if step.name in done else "running",
+            findings=tuple(done.get(step.name, ())),
         )
-        for step in CHECK_STEPS
-        if step in MODES[mode]
+        for step in steps_of(mode)
+        if step.listed
     }
 
 
@@ -190,8 +192,7 @@ def run_check(
             for part, message in enumerate(blocks.finding_messages(finding, incident_id, index)):
                 thread.upsert(f"{run}:reply:{index}:{part}", message)
     ctx.store.save_report(incident_id, run, report.to_json())
-    for part, message in enumerate(blocks.summary_messages(report, incident_id)):
-        thread.upsert(f"{run}:summary:{part}", message)
+    thread.summary(run, report)
     ctx.store.set_status(incident_id, "done")
 
 

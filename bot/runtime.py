@@ -69,10 +69,7 @@ class Runtime:
                     "--subscription is needed with --resource-group/--name "
                     "(or set AZURE_SUBSCRIPTION_ID)"
                 )
-            return name, (
-                f"/subscriptions/{sub}/resourceGroups/{resource_group}"
-                f"/providers/Microsoft.ContainerService/managedClusters/{name}"
-            )
+            return name, armid.cluster_id(sub, resource_group, name)
         if alias in self.aliases:
             return alias, self.aliases[alias]
         known = ", ".join(sorted(self.aliases)) or "none are configured"

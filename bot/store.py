@@ -168,6 +168,12 @@ class Store:
             pipe.expire(key, self.retention_s)
             pipe.execute()
 
+    def report(self, incident_id: str, run: int) -> dict[str, Any] | None:
+        """One run's report (None: the run saved none, or it expired)."""
+        with guard_redis():
+            stored = self.redis.hget(f"{self._key(incident_id)}:reports", str(run))
+        return json.loads(stored) if stored else None
+
     def reports(self, incident_id: str) -> list[dict[str, Any]]:
         """Every run's report, in run order."""
         with guard_redis():

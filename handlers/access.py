@@ -1,17 +1,62 @@
 """What the bot could not read, said as findings so a partial check is never read as clean.
 
 A 403 names the exact RBAC action and scope to grant; anything else names the status and
-the error ARM returned after azure-core's retries.
+the error ARM returned after azure-core's retries. The cluster's API server: how it was
+reached, or why not, and which of its reads were refused.
 """
 
 from __future__ import annotations
 
 from bot.codes import finding
-from bot.evidence import AzureEvidence
+from bot.evidence import AzureEvidence, Evidence
 from bot.model import Finding
 
 
-def check(ev: AzureEvidence) -> list[Finding]:
+def check(ev: Evidence) -> list[Finding]:
+    return _azure(ev.azure) + _kube(ev)
+
+
+def _kube(ev: Evidence) -> list[Finding]:
+    cluster_id = ev.azure.cluster_id
+    if ev.unreached is not None:
+        return [
+            finding(
+                "KUBE_UNREACHABLE",
+                f"{ev.unreached.error.rstrip('.')}. The probe, pod and node checks did not run.",
+                resource=cluster_id,
+                evidence={
+                    "how": ev.unreached.how,
+                    "error": ev.unreached.error,
+                    **({"reason": ev.unreached.reason} if ev.unreached.reason else {}),
+                },
+                fix=list(ev.unreached.fix),
+            )
+        ]
+    if ev.kube is None:
+        return []
+    found = [
+        finding(
+            "KUBE_ACCESS",
+            f"Reached the cluster's API server through {ev.kube.access}.",
+            resource=cluster_id,
+            evidence={
+                "how": ev.kube.access,
+                **({"runCommands": ev.kube.run_commands} if ev.kube.run_commands else {}),
+            },
+        )
+    ]
+    return found + [
+        finding(
+            "KUBE_PARTIAL_ACCESS",
+            f"{problem}. The checks that need it were skipped.",
+            resource=cluster_id,
+            evidence={"error": problem},
+        )
+        for problem in ev.kube.partial
+    ]
+
+
+def _azure(ev: AzureEvidence) -> list[Finding]:
     findings = []
     for failure in ev.failures:
         evidence = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot import armid
 from bot.codes import finding
-from bot.evidence import AzureEvidence
+from bot.evidence import NAT_OUTBOUND_TYPES, AzureEvidence
 from bot.model import Finding
 from handlers.path import firewall_with_ip, public_ip_texts, route_table
 from handlers.route_rules import default_route
@@ -81,7 +81,7 @@ def egress_ips(ev: AzureEvidence) -> list[str]:
         refs = list(lb_profile.get("effectiveOutboundIPs") or [])
         refs += (lb_profile.get("outboundIPPrefixes") or {}).get("publicIPPrefixes") or []
         return _unique(public_ip_texts(ev, refs))
-    if ev.outbound_type in ("managedNATGateway", "userAssignedNATGateway"):
+    if ev.outbound_type in NAT_OUTBOUND_TYPES:
         refs = []
         for natgw in ev.nat_gateways.values():
             props = natgw.get("properties") or {}

@@ -45,6 +45,8 @@ def check(ev: AzureEvidence) -> list[Finding]:
             unknown_hops.setdefault(hop.route.next_hop_ip or "?", []).append(hop)
             continue
         decision = _evaluate(ev, fw, hop, fqdn_tags)
+        if decision is None:
+            continue  # rules not read: the access step says which read failed
         key = (hop.destination.label, hop.subnet_id)
         # A destination with several addresses is allowed only if every address is.
         if key not in verdicts or not decision.allowed:
@@ -62,7 +64,9 @@ def check(ev: AzureEvidence) -> list[Finding]:
 
 def _evaluate(
     ev: AzureEvidence, fw: Json, hop: Hop, fqdn_tags: dict[str, list[str]]
-) -> FirewallDecision:
+) -> FirewallDecision | None:
+    """The firewall's decision; None when a policy in its chain was not read, because
+    rules that were never read are no evidence that none allows."""
     dest = hop.destination
     # A wildcard requirement (*.hcp.<region>.azmk8s.io) stands for any host under it.
     fqdn = f"any.{dest.fqdn[2:]}" if dest.fqdn and dest.fqdn.startswith("*.") else dest.fqdn
@@ -76,12 +80,12 @@ def _evaluate(
     ctx = address_context(ev, hop.subnet_id)
     policy = ((fw.get("properties") or {}).get("firewallPolicy") or {}).get("id")
     if policy:
-        groups = ev.rule_collection_groups.get(armid.key(policy), [])
-        inherited = [
-            group
-            for parent in _parents(ev, policy)
-            for group in ev.rule_collection_groups.get(armid.key(parent), [])
-        ]
+        chain = [*_parents(ev, policy), policy]
+        read = [ev.rule_collection_groups.get(armid.key(p)) for p in chain]
+        if any(groups is None for groups in read):
+            return None
+        groups = read[-1] or []
+        inherited = [group for parent in read[:-1] for group in parent or []]
         return evaluate_policy(groups, request, ctx, fqdn_tags, inherited=inherited)
     return evaluate_classic(fw, request, ctx, fqdn_tags)
 

@@ -16,12 +16,11 @@ from typing import Any
 
 from kubernetes.utils.quantity import parse_quantity
 
-from bot.evidence import PROBE_LABEL, PROBE_NAME
+from bot.evidence import POOL_LABEL, PROBE_LABEL, PROBE_NAME
 
 Json = dict[str, Any]
 
 HIGH_PERCENT = 90  # NODE_CPU_HIGH, NODE_MEMORY_HIGH, POD_NEAR_LIMIT: at or above
-POOL_LABEL = "kubernetes.azure.com/agentpool"
 LEGACY_POOL_LABEL = "agentpool"
 # Pods the bot itself creates to probe an endpoint (world-format.md); their fate is the
 # probe's business (PROBE_FAILED_TO_RUN), not a finding about the user's workloads.
@@ -160,6 +159,23 @@ def split_key(pod: str) -> tuple[str, str]:
     """ "namespace/name" → (namespace, name); a bare name lives in "default"."""
     namespace, _, name = pod.rpartition("/")
     return namespace or "default", name
+
+
+def image_registry(image: str) -> str | None:
+    """The registry an image reference names (None: a Docker Hub shorthand such as
+    `nginx` or `library/nginx`). The first path part is a registry only when it looks
+    like a host (a dot or a port) or is `localhost`, as the container runtimes read it."""
+    first, _, rest = image.partition("/")
+    return first if rest and ("." in first or ":" in first or first == "localhost") else None
+
+
+def image_repository(image: str) -> str:
+    """The image's path without its registry (what `az acr import --image` expects)."""
+    return image.partition("/")[2] if image_registry(image) else image
+
+
+# The node-pool column of `kubectl get nodes -o custom-columns` (dots in a label escaped).
+POOL_COLUMN = "POOL:.metadata.labels." + POOL_LABEL.replace(".", "\\.")
 
 
 def kubectl_pod(verb: str, pod: str, *extra: str) -> str:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from bot import armid
 from bot.codes import finding
-from bot.evidence import AzureEvidence
+from bot.evidence import NAT_OUTBOUND_TYPES, AzureEvidence
 from bot.model import Finding
-
-NAT_TYPES = ("managedNATGateway", "userAssignedNATGateway")
 
 
 def check(ev: AzureEvidence) -> list[Finding]:
-    if ev.outbound_type not in NAT_TYPES:
+    if ev.outbound_type not in NAT_OUTBOUND_TYPES:
         return []
     findings = []
     for subnet_id in ev.node_subnet_ids():

@@ -11,7 +11,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from bot import armid
-from bot.evidence import AzureEvidence, Destination, Json
+from bot.evidence import AzureEvidence, Destination, Json, firewall_private_ips
 from handlers.addressing import AddressContext
 from handlers.route_rules import RouteDecision, select_route
 
@@ -64,16 +64,7 @@ def firewall_with_ip(ev: AzureEvidence, ip: str | None) -> Json | None:
     """The Azure Firewall whose private IP is this next hop, if the bot can see it."""
     if not ip:
         return None
-    for fw in ev.firewalls:
-        props = fw.get("properties") or {}
-        private = [
-            (c.get("properties") or {}).get("privateIPAddress")
-            for c in props.get("ipConfigurations") or []
-        ]
-        private.append((props.get("hubIPAddresses") or {}).get("privateIPAddress"))
-        if ip in private:
-            return fw
-    return None
+    return next((fw for fw in ev.firewalls if ip in firewall_private_ips(fw)), None)
 
 
 def public_ip_texts(ev: AzureEvidence, refs: list[Json]) -> list[str]:

@@ -117,8 +117,7 @@ def diagnose(pod: Json) -> Diagnosis | None:
             [f"the scheduler cannot place it ({reason}): {message.rstrip('.')}"],
             fix=[
                 "kubectl get nodes --output custom-columns=NAME:.metadata.name,"
-                "POOL:.metadata.labels.kubernetes\\.azure\\.com/agentpool,"
-                "TAINTS:.spec.taints[*].key"
+                f"{k8s.POOL_COLUMN},TAINTS:.spec.taints[*].key"
             ],
         )
     if phase == "Failed" and status.get("reason"):
@@ -270,16 +269,15 @@ def _exit_text(pod: Json, container: str, terminated: Json) -> str:
 
 
 def _from_azure(image: str) -> bool:
-    registry = image.split("/", 1)[0] if "/" in image else ""
+    registry = k8s.image_registry(image) or ""
     return registry == AZURE_REGISTRIES[0] or registry.endswith(AZURE_REGISTRIES[1:])
 
 
 def _qualified(image: str) -> str:
     """A reference `az acr import --source` accepts: docker.io/library/… for Hub shorthands."""
-    first, _, rest = image.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
+    if k8s.image_registry(image):
         return image
-    return f"docker.io/{image}" if rest else f"docker.io/library/{image}"
+    return f"docker.io/{image}" if "/" in image else f"docker.io/library/{image}"
 
 
 def _colon(message: str | None) -> str:

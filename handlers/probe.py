@@ -17,6 +17,7 @@ from bot.codes import finding
 from bot.endpoint import DEFAULT_PORTS
 from bot.evidence import ProbeRun
 from bot.model import Finding
+from handlers import k8s
 
 Json = dict[str, Any]
 
@@ -414,7 +415,7 @@ def _describe(code: str, run: ProbeRun, verbose: str, out: Json) -> tuple[str, l
             f"{host} answered HTTP {status}: the network path works; the endpoint itself failed.",
             [],
         )
-    namespace, name = _split_pod(run.pod)
+    namespace, name = k8s.split_key(run.pod)
     return (
         f"curl did not test the path (exit {exit_code}: {out.get('errormsg') or 'no message'}):"
         " the probe itself failed (its URL, its image, or the container was killed), so "
@@ -452,12 +453,12 @@ def _tls(exit_code: int | None, host: str, addr: str, out: Json) -> str:
 
 def _not_run(run: ProbeRun) -> tuple[str, list[str]]:
     """Why the probe pod never ran curl, and how to let it run."""
-    namespace, name = _split_pod(run.pod)
+    namespace, name = k8s.split_key(run.pod)
     said = f" ({run.message})" if run.message else ""
     events = f"kubectl get events -n {namespace} --field-selector involvedObject.name={name}"
     pool = run.pool or "<pool>"
     if run.failure in ("ImagePullBackOff", "ErrImagePull"):
-        registry = _registry(run.image)
+        registry = k8s.image_registry(run.image) or "docker.io"
         if registry == MCR_HOSTS[0]:
             blocked = (
                 f"The node pulls it from MCR, so this itself means egress to "
@@ -478,7 +479,7 @@ def _not_run(run: ProbeRun) -> tuple[str, list[str]]:
                 "az aks check-acr --resource-group <resource-group> --name <cluster> "
                 "--acr <acr-name>.azurecr.io",
                 f"az acr import --name <acr-name> --source {run.image} "
-                f"--image {_repository(run.image)}",
+                f"--image {k8s.image_repository(run.image)}",
             ],
         )
     if run.failure == "Unschedulable":
@@ -487,7 +488,7 @@ def _not_run(run: ProbeRun) -> tuple[str, list[str]]:
             "it tolerates, that matches its nodeSelector and has room for it.",
             [
                 "kubectl get nodes -o custom-columns=NAME:.metadata.name,"
-                r"POOL:.metadata.labels.kubernetes\.azure\.com/agentpool,TAINTS:.spec.taints",
+                f"{k8s.POOL_COLUMN},TAINTS:.spec.taints",
                 f"az aks nodepool show --resource-group <resource-group> --cluster-name "
                 f"<cluster> --name {pool} --query "
                 '"{count:count,taints:nodeTaints,labels:nodeLabels}"',
@@ -560,24 +561,6 @@ def _duration(seconds: float | None) -> str:
     if seconds < 0.001:
         return "under 1 ms"
     return f"{seconds:.0f} s" if seconds >= 1 else f"{seconds * 1000:.0f} ms"
-
-
-def _registry(image: str) -> str:
-    first = image.split("/", 1)[0]
-    if "/" in image and ("." in first or ":" in first or first == "localhost"):
-        return first
-    return "docker.io"
-
-
-def _repository(image: str) -> str:
-    """The image's path without its registry: what `az acr import --image` expects."""
-    first, _, rest = image.partition("/")
-    return rest if rest and _registry(image) == first else image
-
-
-def _split_pod(pod: str) -> tuple[str, str]:
-    namespace, _, name = pod.rpartition("/")
-    return namespace or "default", name
 
 
 def _int(value: Any) -> int | None:

@@ -7,8 +7,9 @@ finding about the user's endpoint beats one about AKS's own required egress.
 
 from __future__ import annotations
 
-from bot.codes import CATALOG, STEP_ORDER
+from bot.codes import CATALOG
 from bot.model import Finding, Severity
+from bot.steps import STEP_ORDER
 
 
 def order(findings: list[Finding]) -> list[Finding]:

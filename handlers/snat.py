@@ -48,7 +48,15 @@ from fractions import Fraction
 
 from bot import armid
 from bot.codes import finding
-from bot.evidence import AzureEvidence, Json, KubeEvidence, Series, outbound_frontends, surge_nodes
+from bot.evidence import (
+    NAT_OUTBOUND_TYPES,
+    AzureEvidence,
+    Json,
+    KubeEvidence,
+    Series,
+    outbound_frontends,
+    surge_nodes,
+)
 from bot.model import Finding
 from handlers import k8s
 from handlers.loadbalancer import PORTS_PER_FRONTEND_IP, frontend_addresses
@@ -65,7 +73,6 @@ DYNAMIC_BANDS = ((50, 1_024), (100, 512), (200, 256), (400, 128), (800, 64), (1_
 HIGH_PERCENT = 75  # SNAT_HIGH: peak used ≥ 75 % of allocated on some backend
 HEADROOM_PERCENT = 30  # the fix leaves at least this much free at today's peak
 TOP_NODES = 5
-NAT_TYPES = ("managedNATGateway", "userAssignedNATGateway")
 
 LB_USED = "usedsnatports"
 LB_ALLOCATED = "allocatedsnatports"
@@ -848,7 +855,7 @@ def check(ev: AzureEvidence, kube: KubeEvidence | None) -> list[Finding]:
         return []
     if ev.outbound_type == "loadBalancer":
         return _lb_findings(ev, _analyze_lb(ev, kube))
-    if ev.outbound_type in NAT_TYPES:
+    if ev.outbound_type in NAT_OUTBOUND_TYPES:
         return _natgw_findings(ev)
     return [
         _no_data(
@@ -897,7 +904,7 @@ def summarize(ev: AzureEvidence, kube: KubeEvidence | None) -> Json:
             series=view.timeline,
         )
         return summary
-    if ev.outbound_type in NAT_TYPES:
+    if ev.outbound_type in NAT_OUTBOUND_TYPES:
         views = [_analyze_natgw(ev, n) for n in ev.nat_gateways.values()]
         summary["outboundIps"] = sum(v.ips for v in views)
         measured = [v for v in views if v.measured]

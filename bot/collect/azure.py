@@ -38,12 +38,16 @@ from bot.collect.metrics import (
 )
 from bot.endpoint import Endpoint, Resolver
 from bot.evidence import (
+    KUBE_NEEDS,
+    NAT_OUTBOUND_TYPES,
     AzureEvidence,
     Destination,
     Json,
+    Need,
     NodePool,
     ReadFailure,
     Series,
+    firewall_private_ips,
     nic_configs,
     outbound_frontends,
     v4_networks,
@@ -77,6 +81,8 @@ READS: dict[str, str] = {
 }
 
 _PREFIX_OP = "public_ip_prefixes"
+# The needs the outbound resources alone serve (`go_outbound`), without the path.
+_OUTBOUND_ONLY = frozenset({Need.CLUSTER, Need.OUTBOUND, Need.METRICS})
 PROTOCOLS = {"https": "Https", "http": "Http", "udp": "Udp", "tcp": "Tcp"}
 
 
@@ -116,11 +122,16 @@ class AzureCollector:
         cluster_id: str,
         endpoint: Endpoint | None,
         metrics_until: datetime | None = None,
+        needs: frozenset[Need] | None = None,
     ) -> AzureEvidence:
-        """The path's resources; with `metrics_until`, also the 24 hours of Azure Monitor
-        metrics and the Advisor recommendations the intermittent checks read."""
+        """What the steps `needs` (bot/steps.py; None: everything): the cluster's outbound
+        resources alone when that is all, else the whole path. With `metrics_until`, the
+        24 hours of Azure Monitor metrics, and Advisor and the VM sizes where needed."""
         run = _Run(self, alias, cluster_id, endpoint)
         run.metrics_until = metrics_until
+        run.needs = frozenset(Need) if needs is None else needs
+        if run.needs - KUBE_NEEDS <= _OUTBOUND_ONLY:
+            return self._execute(run.go_outbound, run)
         return self._execute(run.go, run)
 
     def collect_snat(self, alias: str, cluster_id: str, until: datetime) -> AzureEvidence:
@@ -155,6 +166,7 @@ class _Run:
         self.cluster_id = cluster_id
         self.endpoint = endpoint
         self.metrics_until: datetime | None = None
+        self.needs: frozenset[Need] = frozenset(Need)
         self.failures: list[ReadFailure] = []
         self._memo: dict[tuple[str, str], Future] = {}
         self._memo_lock = threading.Lock()
@@ -260,7 +272,7 @@ class _Run:
             firewalls_f = self.steps.submit(self._firewalls, cid.subscription, location)
         vmss_f = self.steps.submit(self._scale_sets, cid.subscription, node_rg)
         advisor_f = None
-        if self.metrics_until is not None:
+        if self.metrics_until is not None and Need.ADVISOR in self.needs:
             advisor = self.clients.advisor(cid.subscription)
             advisor_f = self.read(
                 "advisor recommendations",
@@ -269,7 +281,7 @@ class _Run:
             )
         sizes_f = None
         managed = {p.vm_size for p in ev.pools if p.managed_os_disk and p.vm_size}
-        if self.metrics_until is not None and managed:
+        if self.metrics_until is not None and managed and Need.VM_SIZES in self.needs:
             sizes_f = self.steps.submit(self._vm_sizes, cid.subscription, location, managed)
         paths_f = self.steps.submit(self._subnet_paths, ev, cid.subscription, node_rg)
         egress_ips_f = self.steps.submit(self._outbound_ips, ev, cid.subscription, node_rg)
@@ -294,12 +306,39 @@ class _Run:
             requests += [(n["id"], NATGW_REQUESTS) for n in ev.nat_gateways.values()]
             requests += [(v["id"], VMSS_REQUESTS) for v in ev.vmss]
             ev.metrics = self._metrics(requests)
-            ev.advisor = _concerning(ev, advisor_f.result() if advisor_f else None)
+            ev.advisor = advisor_f.result() if advisor_f else None
         required = required_f.result()
         endpoint_dest = endpoint_f.result()
         ev.destinations = ([endpoint_dest] if endpoint_dest else []) + required
         ev.service_tags = (tags_f.result() or {}).get("values") or []
         ev.vm_sizes = sizes_f.result() if sizes_f else None
+        ev.failures = list(self.failures)
+        return ev
+
+    def go_outbound(self) -> AzureEvidence:
+        """The cluster, its load balancer or NAT gateways, their public IPs and prefixes,
+        and (with `metrics_until`) their SNAT metrics: what the cluster and SNAT steps
+        judge, without the path."""
+        cid = ArmId.parse(self.cluster_id)
+        cluster = self._cluster_body(self._cluster())
+        ev = AzureEvidence(alias=self.alias, cluster_id=self.cluster_id, cluster=cluster)
+        ev.endpoint = self.endpoint
+        ev.pools = _pools(cluster)
+        node_rg = ev.node_resource_group or ""
+        lb_f = self.steps.submit(self._outbound_ips, ev, cid.subscription, node_rg)
+        self._managed_vnets(ev, cid.subscription, node_rg)
+        natgws_f = self.steps.submit(self._cluster_nat_gateways, ev, cid.subscription)
+        lb, pips, prefixes = lb_f.result()
+        ev.load_balancer = lb
+        ev.public_ips.update(pips)
+        ev.public_ip_prefixes.update(prefixes)
+        ev.nat_gateways = {armid.key(n["id"]): n for n in natgws_f.result()}
+        requests = [(lb["id"], LB_REQUESTS)] if lb else []
+        requests += [(n["id"], NATGW_REQUESTS) for n in ev.nat_gateways.values()]
+        self._start_metrics(requests)
+        self._nat_gateway_ips(ev)
+        if self.metrics_until is not None:
+            ev.metrics = self._metrics(requests)
         ev.failures = list(self.failures)
         return ev
 
@@ -311,10 +350,7 @@ class _Run:
         node_rg = ev.node_resource_group or ""
         requests: list[tuple[str, tuple]] = []
         if ev.outbound_type == "loadBalancer":
-            lb_id = (
-                f"/subscriptions/{cid.subscription}/resourceGroups/{node_rg}"
-                "/providers/Microsoft.Network/loadBalancers/kubernetes"
-            )
+            lb_id = armid.load_balancer_id(cid.subscription, node_rg)
             requests.append((lb_id, LB_REQUESTS))
             metrics_f = self.steps.submit(self._metrics, requests)
             ev.load_balancer = self.get_network("load balancer", lb_id, "load_balancers").result()
@@ -339,7 +375,7 @@ class _Run:
 
     def _cluster_nat_gateways(self, ev: AzureEvidence, subscription: str) -> list[Json]:
         """The NAT gateways on the node subnets (managed ones live in the node resource group)."""
-        if ev.outbound_type not in ("managedNATGateway", "userAssignedNATGateway"):
+        if ev.outbound_type not in NAT_OUTBOUND_TYPES:
             return []
         found = self.subscription_list("NAT gateways in subscription", subscription, "nat_gateways")
         node_rg = (ev.node_resource_group or "").lower()
@@ -419,7 +455,9 @@ class _Run:
         }
         return scale_sets, {k: f.result() for k, f in futures.items() if f.result()}
 
-    def _subnet_paths(self, ev: AzureEvidence, subscription: str, node_rg: str) -> tuple:
+    def _managed_vnets(self, ev: AzureEvidence, subscription: str, node_rg: str) -> dict:
+        """Pools without a subnet of their own are on the managed VNet in the node resource
+        group: its subnet is theirs (set on `ev.pools`). Returns those VNets by id key."""
         vnets: dict[str, Json] = {}
         if any(p.subnet_id is None for p in ev.pools):
             managed = (
@@ -437,6 +475,10 @@ class _Run:
                 ev.pools = [
                     p if p.subnet_id else _with_subnet(p, subnets[0]["id"]) for p in ev.pools
                 ]
+        return vnets
+
+    def _subnet_paths(self, ev: AzureEvidence, subscription: str, node_rg: str) -> tuple:
+        vnets = self._managed_vnets(ev, subscription, node_rg)
         byo = {
             armid.key(ArmId.parse(s).parent_id()): ArmId.parse(s).parent_id()
             for s in ev.node_subnet_ids()
@@ -483,10 +525,7 @@ class _Run:
         ip_ids = [r for r in refs if not _is_prefix(r)]
         lb_f = None
         if ev.outbound_type == "loadBalancer" and node_rg:
-            lb_id = (
-                f"/subscriptions/{subscription}/resourceGroups/{node_rg}"
-                "/providers/Microsoft.Network/loadBalancers/kubernetes"
-            )
+            lb_id = armid.load_balancer_id(subscription, node_rg)
             lb_f = self.get_network("load balancer", lb_id, "load_balancers")
         pips = {i: self.get_network("public IP address", i, "public_ip_addresses") for i in ip_ids}
         prefixes = {
@@ -619,7 +658,7 @@ class _Run:
 
         A hub firewall usually lives in a connectivity subscription of its own; the node
         VNet's peerings name it, so no configuration is needed to look there."""
-        missing = _appliance_hops(ev) - {ip for fw in seen for ip in _private_ips(fw)}
+        missing = _appliance_hops(ev) - {ip for fw in seen for ip in firewall_private_ips(fw)}
         own = ArmId.parse(self.cluster_id).subscription.lower()
         subscriptions = {
             ArmId.parse(remote).subscription
@@ -640,14 +679,35 @@ class _Run:
     def _firewall_evidence(self, ev: AzureEvidence, firewalls: list[Json]) -> None:
         """Wait for the reads of the firewalls the routes lead to (starting any not begun)."""
         hops = _appliance_hops(ev)
-        for fw in firewalls:
-            if _private_ips(fw) & hops:
-                for future in self._firewall_reads(fw):
-                    future.result()
+        on_path = [fw for fw in firewalls if firewall_private_ips(fw) & hops]
+        for fw in on_path:
+            for future in self._firewall_reads(fw):
+                future.result()
         ev.firewalls = firewalls
         ev.rule_collection_groups = self.results("firewall policy rule collection groups")
         ev.firewall_policies = self.results("firewall policy")
         ev.public_ips.update(self.results("public IP address"))
+        self._unread_policies(ev, on_path)
+
+    def _unread_policies(self, ev: AzureEvidence, firewalls: list[Json]) -> None:
+        """A path firewall's policy whose groups are not in the evidence and whose read did
+        not fail either was not read: say so, so no one takes its absence for no rules."""
+        what = "firewall policy rule collection groups"
+        failed = {armid.key(f.resource) for f in self.failures if f.what == what}
+        for fw in firewalls:
+            policy = ((fw.get("properties") or {}).get("firewallPolicy") or {}).get("id")
+            key_ = armid.key(policy) if policy else None
+            if key_ and key_ not in ev.rule_collection_groups and key_ not in failed:
+                self.failures.append(
+                    ReadFailure(
+                        what=what,
+                        resource=policy,
+                        status=None,
+                        code="NotRead",
+                        message="the read had not finished when the firewall was judged",
+                        permission=READS[what],
+                    )
+                )
 
     def results(self, what: str) -> dict[str, Any]:
         """Every finished, successful read of one kind, by id key."""
@@ -661,29 +721,6 @@ class _Run:
             return client.firewall_policy_rule_collection_groups.list(rid.resource_group, rid.name)
 
         return self.read("firewall policy rule collection groups", policy_id, call)
-
-
-def _concerning(ev: AzureEvidence, recommendations: list[Json] | None) -> list[Json] | None:
-    """The recommendations about the cluster or anything in its node resource group."""
-    if recommendations is None:
-        return None
-    scopes = [armid.key(ev.cluster_id)]
-    if ev.node_resource_group:
-        sub = ArmId.parse(ev.cluster_id).subscription
-        scopes.append(armid.key(f"/subscriptions/{sub}/resourceGroups/{ev.node_resource_group}"))
-    return [
-        r
-        for r in recommendations
-        if any(
-            armid.key(
-                str(
-                    (r.get("properties") or {}).get("resourceMetadata", {}).get("resourceId")
-                    or r.get("id", "")
-                )
-            ).startswith(scope)
-            for scope in scopes
-        )
-    ]
 
 
 def _is_prefix(resource_id: str) -> bool:
@@ -748,14 +785,6 @@ def _appliance_hops(ev: AzureEvidence) -> set[str]:
         for table in ev.route_tables.values()
         for route in (table.get("properties") or {}).get("routes") or []
         if (hop := (route.get("properties") or {}).get("nextHopIpAddress"))
-    }
-
-
-def _private_ips(fw: Json) -> set[str]:
-    return {
-        ip
-        for c in (fw.get("properties") or {}).get("ipConfigurations") or []
-        if (ip := (c.get("properties") or {}).get("privateIPAddress"))
     }
 
 

@@ -23,10 +23,9 @@ from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from bot.collect.kube import READ_TIMEOUT, KubeAccess, status_message
-from bot.evidence import PROBE_LABEL, PROBE_NAME, Json, ProbeRun
+from bot.evidence import POOL_LABEL, PROBE_LABEL, PROBE_NAME, Json, ProbeRun
 
 RUN_LABEL = "aks-egress.io/run-id"
-POOL_LABEL = "kubernetes.azure.com/agentpool"
 # A container waiting for one of these will not start without a change: stop waiting.
 STUCK = {"ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError", "InvalidImageName"}
 NONROOT_UID = 65532

@@ -328,7 +328,7 @@ def _first_line(text: str) -> str:
 
 def read_nodes(command: RunCommand) -> list[Json]:
     """The node list alone (the daily SNAT summary names nodes with it)."""
-    return _nodes(command.run("read.sh", {"parts": "nodes\n", "target": ""}))
+    return read_all(command, None, frozenset({"nodes"})).nodes
 
 
 def _nodes(out: Sections) -> list[Json]:
@@ -338,25 +338,31 @@ def _nodes(out: Sections) -> list[Json]:
         raise KubeUnavailable(explain(exc, "list nodes")) from None
 
 
-def read_all(command: RunCommand, pod: str | None) -> Reads:
-    """Nodes, pods, metrics and the --pod in one command, judged as the direct reads are:
-    only the node list is essential."""
+ALL_PARTS = frozenset({"nodes", "pods", "node-metrics", "pod-metrics", "target"})
+
+
+def read_all(command: RunCommand, pod: str | None, parts: frozenset[str] = ALL_PARTS) -> Reads:
+    """The reads `parts` names (nodes always; the --pod as `target`) in one command, judged
+    as the direct reads are: only the node list is essential."""
     files = {
-        "parts": "nodes\npods\nnode-metrics\npod-metrics\n",
-        "target": _target(pod),
+        "parts": "".join(f"{part}\n" for part in sorted(parts | {"nodes"})),
+        "target": _target(pod) if "target" in parts else "",
     }
     out = command.run("read.sh", files)
     partial: list[str] = []
     nodes = _nodes(out)
-    try:
-        pods: list[Json] | None = out.part("pods").json().get("items") or []
-    except ApiException as exc:
-        partial.append(explain(exc, "list pods"))
-        pods = None
-    node_metrics, refusal = _metrics(out.part("node-metrics"), "nodes", partial)
-    pod_metrics, _ = _metrics(out.part("pod-metrics"), "pods", partial)
+    pods: list[Json] | None = None
+    if "pods" in parts:
+        try:
+            pods = out.part("pods").json().get("items") or []
+        except ApiException as exc:
+            partial.append(explain(exc, "list pods"))
+    node_metrics = pod_metrics = refusal = None
+    if "node-metrics" in parts:
+        node_metrics, refusal = _metrics(out.part("node-metrics"), "nodes", partial)
+        pod_metrics, _ = _metrics(out.part("pod-metrics"), "pods", partial)
     target = None
-    if pod:
+    if pod and "target" in parts:
         namespace, _, name = pod.partition("/")
         try:
             target = read_pod(out.part("target").json, namespace, name)
@@ -437,18 +443,22 @@ def run_probes(
 
 
 def read_cluster(
-    command: RunCommand, pod: str | None, url: str | None, settings: ProbeSettings
+    command: RunCommand,
+    pod: str | None,
+    url: str | None,
+    parts: frozenset[str],
+    settings: ProbeSettings,
 ) -> KubeEvidence:
-    """The cluster side of a check in at most two commands, side by side: the reads, and
-    (with a URL) the probes. Only the reads are essential; a failed probe command narrows
-    the check (`partial`)."""
+    """The cluster side of a check in at most two commands, side by side: the reads the
+    steps need (`parts`), and (with a URL) the probes. Only the node list is essential; a
+    failed probe command narrows the check (`partial`)."""
     command.check_enabled()
     with ThreadPoolExecutor(2, thread_name_prefix="run-command") as pool:
         probes_f = None
         if url is not None:
             pools = linux_pools(command.cluster)
             probes_f = pool.submit(run_probes, command, url, pools, pod, settings)
-        reads = read_all(command, pod)
+        reads = read_all(command, pod, parts)
         probes: list[ProbeRun] = []
         partial = list(reads.partial)
         if probes_f is not None:
@@ -467,6 +477,7 @@ def read_cluster(
         target_pod_body=reads.target,
         probes=probes,
         partial=partial,
+        run_commands=command.count,
     )
 
 

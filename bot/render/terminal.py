@@ -13,9 +13,10 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from bot.codes import CATALOG, STEPS
+from bot.codes import CATALOG
 from bot.model import Finding, Report, Severity
 from bot.render.marks import MARKS, worst
+from bot.steps import STEPS
 
 STYLES = {
     Severity.OK: "green",
@@ -92,10 +93,10 @@ def passed_step(title: str) -> RenderableType:
 
 def render(report: Report) -> RenderableType:
     blocks: list[RenderableType] = [header(report)]
-    for name, title in STEPS:
-        findings = [f for f in report.findings if CATALOG[f.code].step == name]
+    for step in STEPS:
+        findings = [f for f in report.findings if CATALOG[f.code].step == step.name]
         if findings:
-            blocks.append(step_block(name, title, findings))
-        elif name in report.steps and name != "access":
-            blocks.append(passed_step(title))
+            blocks.append(step_block(step.name, step.title, findings))
+        elif step.name in report.steps and step.listed:
+            blocks.append(passed_step(step.title))
     return Group(*blocks)

@@ -32,6 +32,7 @@ from bot.slack.commands import (
     parse_mention,
     parse_slash,
 )
+from bot.slack.thread import Thread
 from bot.store import Incident, Request, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -222,13 +223,11 @@ def build_app(
             _private(client, channel, user, blocks.refusal(refused), incident.ts.get("root"))
             return
         store.mark_resolved(incident.id)
-        reports = store.reports(incident.id)
-        if reports:
-            message = body.get("container", {})
-            summary = blocks.summary(Report.from_json(reports[-1]), incident.id, resolved=True)
-            client.chat_update(
-                channel=incident.request.channel, ts=message.get("message_ts"), **summary
-            )
+        thread = Thread(client, store, incident)
+        run = thread.summary_run(body.get("container", {}).get("message_ts", ""))
+        report = store.report(incident.id, run) if run is not None else None
+        if report:
+            thread.summary(run, Report.from_json(report), resolved=True)
 
     return app
 

@@ -25,10 +25,11 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import quote
 
-from bot.codes import CATALOG, STEP_ORDER, STEPS
+from bot.codes import CATALOG
 from bot.model import Finding, Report, Severity
 from bot.render.marks import MARKS, RANK, worst
 from bot.slack.commands import USAGE
+from bot.steps import BY_NAME, STEP_ORDER
 
 # -- Slack's limits ------------------------------------------------------------------------
 
@@ -647,11 +648,14 @@ def _step_line(title: str, state: StepState) -> str:
     return f"{PENDING} *{escape(title)}* — waiting"
 
 
+def _step_title(name: str) -> str:
+    return BY_NAME[name].title if name in BY_NAME else name
+
+
 def checklist(steps: Mapping[str, StepState], note: str | None = None) -> dict[str, Any]:
     """The live checklist: one line per step the check runs, in the order given; `note`
     (the cluster side goes through Azure run command) under it while steps still run."""
-    titles = dict(STEPS)
-    lines = [_step_line(titles.get(name, name), state) for name, state in steps.items()]
+    lines = [_step_line(_step_title(name), state) for name, state in steps.items()]
     done = sum(1 for s in steps.values() if s.status in ("done", "skipped"))
     finished = [f for s in steps.values() if s.status == "done" for f in s.findings]
     errors = sum(1 for f in finished if f.severity == Severity.ERROR)
@@ -724,7 +728,7 @@ def _finding_parts(
     step = CATALOG[f.code].step if f.code in CATALOG else None
     facts = []
     if step:
-        facts.append(f"Step: {escape(dict(STEPS).get(step, step))}")
+        facts.append(f"Step: {escape(_step_title(step))}")
     if f.resource:
         facts.append(f"Resource: {resource_link(f.resource)}")
     facts.append(f"Incident {_inline_code(incident_id)}")

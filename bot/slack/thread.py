@@ -1,6 +1,7 @@
 """An incident's Slack thread, written so that a retried job never repeats a message.
 
-Each message has a name (`root`, `{run}:checklist`, `{run}:reply:{key}`, `{run}:summary`).
+Each message has a name (`root`, `{run}:checklist`, `{run}:reply:{key}`,
+`{run}:summary:{part}`).
 Its timestamp is kept in Redis the moment Slack returns it, and every message carries
 Slack message metadata with the incident and the name. A job retried after its worker
 was killed finds a message either way (Redis, else the thread's metadata, for the instant
@@ -13,6 +14,8 @@ from typing import Any
 
 from slack_sdk import WebClient
 
+from bot.model import Report
+from bot.slack import blocks
 from bot.store import Incident, Store
 
 EVENT_TYPE = "aks_egress_message"
@@ -67,3 +70,19 @@ class Thread:
         ts = response["ts"]
         self.store.remember_ts(self.incident.id, name, ts)
         return ts
+
+    def summary(self, run: int, report: Report, *, resolved: bool = False) -> None:
+        """A run's summary over as many messages as it takes. The run and Mark resolved
+        both write it here, with the one builder, so each part replaces only itself."""
+        for part, message in enumerate(
+            blocks.summary_messages(report, self.incident.id, resolved=resolved)
+        ):
+            self.upsert(f"{run}:summary:{part}", message)
+
+    def summary_run(self, ts: str) -> int | None:
+        """The run whose summary holds the message at `ts` (a button's message)."""
+        for name, posted in self.incident.ts.items():
+            run, kind, _ = name.split(":", 2) if name.count(":") == 2 else ("", "", "")
+            if posted == ts and kind == "summary" and run.isdigit():
+                return int(run)
+        return None

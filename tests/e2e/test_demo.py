@@ -6,15 +6,32 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, WORLDS
+
+BUILD_PY = ("-q", "build_py", "--build-lib")  # the package files a wheel would hold
 
 
-def test_demo_prints_the_incident_thread_and_exits_cleanly():
+def test_shipped_demo_world_is_the_test_world():
+    shipped = ROOT / "bot" / "sandbox" / "worlds" / "demo.yaml"
+    assert shipped.read_text() == (WORLDS / "nsg-subnet-deny.yaml").read_text()
+
+
+def test_demo_prints_the_incident_thread_and_exits_cleanly(tmp_path):
+    """Run from the package as setuptools builds it (what a wheel or the image holds: no
+    tests/), in another directory."""
+    lib = tmp_path / "lib"
+    subprocess.run(
+        [sys.executable, "-c", "import setuptools; setuptools.setup()", *BUILD_PY, str(lib)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env["COLUMNS"] = "120"
+    env["PYTHONPATH"] = str(lib)
     done = subprocess.run(
         [sys.executable, "-m", "bot.cli", "demo"],
-        cwd=ROOT,
+        cwd=tmp_path,
         env=env,
         capture_output=True,
         text=True,

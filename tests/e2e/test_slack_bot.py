@@ -8,13 +8,18 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 import redis
 import yaml
+from slack_sdk import WebClient
 from slack_sdk.models.blocks import Block
 
+from bot.model import Report, Severity
 from bot.redisserver import RedisServer, free_port
+from bot.slack import blocks
+from bot.slack.thread import Thread
 from tests.conftest import WORLDS, expected_worlds
 from tests.e2e.harness import CHANNEL, USER, Bot, click, interaction, name, send, slash_body
 
@@ -363,6 +368,50 @@ def test_snat_mention_runs_the_snat_step_in_the_thread(make_bot):
     run = [m for m in thread if name(m).startswith("1:")]
     assert "SNAT_HIGH" in json.dumps(run)
     assert "PROBE_" not in json.dumps(run)
+
+
+def test_mark_resolved_rewrites_a_split_summary_part_by_part(make_bot):
+    """A summary posted over several messages is marked resolved part by part, with the
+    builder that posted it: the last part (the one with the button) is not overwritten
+    with the whole summary, so nothing appears twice."""
+    bot = make_bot("nsg-subnet-deny.yaml")
+    bot.slash("check payments-prod https://api.contoso.com")
+    bot.wait_for(":summary:")
+    incident = bot.store.get(bot.store.incident_for_thread(CHANNEL, bot.thread()[0]["ts"]))
+    report = Report.from_json(bot.store.report(incident.id, 0))
+    # Enough warnings for a summary of several messages (50 blocks each), posted the way
+    # the run posts its summary.
+    extra = [
+        replace(
+            report.findings[0],
+            code="KUBE_PARTIAL_ACCESS",
+            severity=Severity.WARNING,
+            title=f"read {i} refused " + "x" * 180,
+        )
+        for i in range(800)
+    ]
+    big = replace(report, findings=[*report.findings, *extra])
+    bot.store.save_report(incident.id, 0, big.to_json())
+    slack = WebClient(token="xoxb-e2e", base_url=bot.sandbox.slack_url)
+    thread = Thread(slack, bot.store, bot.store.get(incident.id))
+    for part, message in enumerate(blocks.summary_messages(big, incident.id)):
+        thread.upsert(f"0:summary:{part}", message)
+
+    def parts() -> list[dict]:
+        found = [m for m in bot.thread() if name(m).startswith("0:summary:")]
+        return sorted(found, key=lambda m: int(name(m).rsplit(":", 1)[1]))
+
+    before = parts()
+    assert len(before) > 1
+    cause = json.dumps(before[0]["blocks"][0]["text"]["text"])[1:-1]
+    assert click(bot, before[-1], "mark_resolved")[0] == 200
+    after = parts()
+    assert [m["ts"] for m in after] == [m["ts"] for m in before]
+    assert [n for n, m in enumerate(after) if cause in json.dumps(m)] == [0]
+    assert "Resolved." in json.dumps(after[0])
+    assert all("mark_resolved" not in json.dumps(m) for m in after)
+    lines = [json.dumps(m).count("refused ") for m in after]
+    assert sum(lines) == len(extra)
 
 
 PRIVATE_SPEC = expected_worlds(WORLDS / "expected.yaml")["private-cluster-udr.yaml"]

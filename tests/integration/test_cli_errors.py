@@ -109,3 +109,16 @@ def test_persistent_5xx_is_reported_not_raised(run_check, tmp_path):
     assert code == 0
     failed = [f for f in report["findings"] if f["code"] == "AZURE_READ_FAILED"]
     assert failed and failed[0]["evidence"]["status"] == 500
+
+
+def test_cron_takes_no_world(capsys):
+    """cron only enqueues the summary job; the worker that runs it reads Azure or its own
+    `--world`. An option cron would ignore is refused, not accepted."""
+    from bot.cli import main
+
+    try:
+        code = main(["cron", "--world", WORLD])
+    except SystemExit as exc:
+        code = exc.code
+    assert code == 2
+    assert "unrecognized arguments: --world" in capsys.readouterr().err

@@ -2,7 +2,8 @@
 
 import re
 
-from bot.codes import CATALOG, STEP_ORDER
+from bot.codes import CATALOG
+from bot.steps import STEP_ORDER
 from tests.conftest import ROOT
 
 

@@ -16,9 +16,10 @@ import pytest
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
-from bot.codes import CATALOG, STEPS
+from bot.codes import CATALOG
 from bot.model import ClusterSummary, Finding, Report, Severity, Stats
 from bot.slack import blocks as B
+from bot.steps import STEPS
 
 REPORTS = Path(__file__).resolve().parent.parent / "fixtures" / "reports"
 WORLDS = sorted(p.stem for p in REPORTS.glob("*.json"))
@@ -127,9 +128,9 @@ def all_text(message: dict[str, Any]) -> str:
 
 def states_for(report: Report) -> dict[str, B.StepState]:
     steps = {}
-    for name, _ in STEPS:
-        found = tuple(f for f in report.findings if CATALOG[f.code].step == name)
-        steps[name] = B.StepState("done" if found else "skipped", found)
+    for step in STEPS:
+        found = tuple(f for f in report.findings if CATALOG[f.code].step == step.name)
+        steps[step.name] = B.StepState("done" if found else "skipped", found)
     return steps
 
 

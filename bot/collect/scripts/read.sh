@@ -9,7 +9,7 @@ wants nodes && section nodes get --raw /api/v1/nodes
 wants pods && section pods get --raw /api/v1/pods
 wants node-metrics && section node-metrics get --raw /apis/metrics.k8s.io/v1beta1/nodes
 wants pod-metrics && section pod-metrics get --raw /apis/metrics.k8s.io/v1beta1/pods
-if [ -s target ]; then
+if wants target && [ -s target ]; then
     namespace=$(sed -n 1p target)
     name=$(sed -n 2p target)
     section target get --raw "/api/v1/namespaces/$namespace/pods/$name"
