@@ -14,7 +14,8 @@ Each command costs tens of seconds, so a check uses at most two, side by side: o
 everything (scripts/read.sh: nodes, pods, metrics.k8s.io, the --pod) as the raw API JSON
 the direct reads get; one runs all probe pods (scripts/probe.sh, with the specs
 bot/collect/probe.py builds) and deletes them whatever happens. Every value reaches the
-shell as a file of the context, never on the command line.
+shell as a file of the context, never on the command line. A new kind of cluster read
+(bot/steps.py `Need`) is added here too: a part of scripts/read.sh and of `read_all`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import io
 import json
 import re
 import secrets
+import threading
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -176,6 +178,7 @@ class RunCommand:
         self.id = ArmId.parse(cluster_id)
         self.timeout_s = timeout_s
         self.count = 0
+        self._lock = threading.Lock()  # the reads and the probes run side by side
         self.cluster = self._read_cluster()
         self.why = _why(self.cluster, not_connected)
 
@@ -223,7 +226,8 @@ class RunCommand:
         request = RunCommandRequest(
             command=f"sh ./{script}", context=_zip(context), cluster_token=self._token()
         )
-        self.count += 1
+        with self._lock:
+            self.count += 1
         aks = self.clients.containers(self.id.subscription)
         try:
             poller = aks.managed_clusters.begin_run_command(
