@@ -215,6 +215,6 @@ def post_due_summaries() -> list[str]:
         if not clusters:
             continue
         data = summary.with_trend(summary.build(ctx.runtime, clusters, now), ctx.store, day)
-        if summary.post(ctx.slack, ctx.store, schedule.channel, day, data):
+        if summary.post(ctx.slack, ctx.store, schedule.channel, day, data, schedule.timezone):
             posted.append(schedule.channel)
     return posted

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from bot.cli import main
+from tests.fix_policy import assert_fixes_narrow
 
 ROOT = Path(__file__).resolve().parent.parent
 WORLDS = ROOT / "tests" / "worlds"
@@ -31,6 +32,7 @@ def assert_expected(report: dict, spec: dict) -> set[str]:
     for finding in report["findings"]:
         assert finding["severity"] in ("error", "warning", "info", "ok")
         assert finding["title"] and isinstance(finding["evidence"], dict)
+    assert_fixes_narrow(report)
     return codes
 
 

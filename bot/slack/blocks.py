@@ -199,6 +199,9 @@ def _plain(text: str, limit: int) -> dict[str, Any]:
 
 
 def _human(key: str) -> str:
+    """`peakConnections` → `peak connections`; a key that is data (a timestamp) as it is."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+        return key
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", key).replace("_", " ").lower()
 
 
