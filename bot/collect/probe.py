@@ -26,6 +26,7 @@ from bot.collect.kube import READ_TIMEOUT, KubeAccess, status_message
 from bot.evidence import POOL_LABEL, PROBE_LABEL, PROBE_NAME, Json, ProbeRun
 
 RUN_LABEL = "aks-egress.io/run-id"
+PROBE_POOL_LABEL = "aks-egress.io/pool"  # the pool a probe pod was pinned to
 # A container waiting for one of these will not start without a change: stop waiting.
 STUCK = {"ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError", "InvalidImageName"}
 NONROOT_UID = 65532
@@ -118,7 +119,7 @@ def probe_pod(url: str, pool: str | None, run_id: str, settings: ProbeSettings) 
         RUN_LABEL: run_id,
     }
     if pool:
-        labels["aks-egress.io/pool"] = pool
+        labels[PROBE_POOL_LABEL] = pool
     return {
         "apiVersion": "v1",
         "kind": "Pod",

@@ -46,7 +46,13 @@ from bot.collect.kube import (
     read_pod,
     status_message,
 )
-from bot.collect.probe import STUCK, ProbeSettings, probe_pod, probe_result
+from bot.collect.probe import (
+    PROBE_POOL_LABEL,
+    STUCK,
+    ProbeSettings,
+    probe_pod,
+    probe_result,
+)
 from bot.evidence import Json, KubeEvidence, ProbeRun
 
 # The actions run command needs beyond the read role's (the 403 finding names them).
@@ -71,6 +77,8 @@ _REASONS = {
 }
 _FROM_SERVER = re.compile(r"Error from server \((\w+)\): (.*)")
 # Kubernetes object names (DNS-1123): what may reach a script, even as a quoted variable.
+# The reads of scripts/read.sh (the --pod is `target`).
+ALL_PARTS = frozenset({"nodes", "pods", "node-metrics", "pod-metrics", "target"})
 _NAME = re.compile(r"^[a-z0-9]([-.a-z0-9]{0,251}[a-z0-9])?$")
 
 
@@ -342,9 +350,6 @@ def _nodes(out: Sections) -> list[Json]:
         raise KubeUnavailable(explain(exc, "list nodes")) from None
 
 
-ALL_PARTS = frozenset({"nodes", "pods", "node-metrics", "pod-metrics", "target"})
-
-
 def read_all(command: RunCommand, pod: str | None, parts: frozenset[str] = ALL_PARTS) -> Reads:
     """The reads `parts` names (nodes always; the --pod as `target`) in one command, judged
     as the direct reads are: only the node list is essential."""
@@ -439,7 +444,7 @@ def run_probes(
         raise KubeUnavailable(explain(exc, "list the probe pods")) from None
     for created in pods:
         name = created["metadata"]["name"]
-        pool = ((created.get("metadata") or {}).get("labels") or {}).get("aks-egress.io/pool")
+        pool = ((created.get("metadata") or {}).get("labels") or {}).get(PROBE_POOL_LABEL)
         base = {"url": url, "pool": pool, "image": settings.image}
         log = out.part(f"log:{name}")
         runs.append(probe_result(created, f"{ns}/{name}", base, settings, log.text))
