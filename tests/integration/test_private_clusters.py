@@ -36,7 +36,7 @@ from tests.integration.test_cluster_worlds import REQUIRED_CODES
 PRIVATE = WORLDS / "private"
 EXPECTED = expected_worlds(PRIVATE / "expected.yaml")
 CLUSTER_TYPE = "microsoft.containerservice/managedclusters"
-# cluster/ worlds that between them need every cluster-side code (REQUIRED_CODES).
+# cluster/ worlds that with private/'s need every cluster-side code (REQUIRED_CODES).
 COVER = [
     "pod-oomkilled.yaml",
     "rootcause-probe-timeout-before-node-not-ready.yaml",
@@ -54,7 +54,6 @@ COVER = [
     "probe-http-470-azfw-deny.yaml",
     "probe-http-403-client-error.yaml",
     "probe-http-503-server-error.yaml",
-    "probe-not-run-log-forbidden.yaml",
 ]
 
 
@@ -157,8 +156,10 @@ CASES: dict[str, Callable[[], Outcome]] = {
         )
         for name in COVER
     },
-    "leftovers": lambda: check(
-        _with_leftovers(make_private(_load(WORLDS / "cluster" / "probe-http-200-ok.yaml"))),
+    "leftovers, entra-id": lambda: check(
+        _entra_id(
+            _with_leftovers(make_private(_load(WORLDS / "cluster" / "probe-http-200-ok.yaml")))
+        ),
         CLUSTER_EXPECTED["probe-http-200-ok.yaml"],
     ),
     "timeout": lambda: check(
@@ -168,10 +169,6 @@ CASES: dict[str, Callable[[], Outcome]] = {
         },
         CLUSTER_EXPECTED["probe-http-200-ok.yaml"],
         replace(ProbeSettings(), run_command_timeout_s=1),
-    ),
-    "entra-id": lambda: check(
-        _entra_id(make_private(_load(WORLDS / "cluster" / "probe-http-200-ok.yaml"))),
-        CLUSTER_EXPECTED["probe-http-200-ok.yaml"],
     ),
     "snat-direct": lambda: check(WORLDS / "lb-snat-high-and-pressure.yaml", _SNAT, mode="snat"),
     "snat-private": lambda: check(
@@ -254,11 +251,12 @@ def test_cluster_side_codes_through_run_command(world, outcomes):
 
 def test_the_cover_reaches_every_cluster_side_code():
     covered = {code for name in COVER for code in CLUSTER_EXPECTED[name]["mustInclude"]}
+    covered |= {code for spec in EXPECTED.values() for code in spec["mustInclude"]}
     assert not REQUIRED_CODES - covered
 
 
 def test_leftover_probe_pods_are_swept_by_the_api_servers_clock(outcomes):
-    outcome = outcomes["leftovers"]
+    outcome = outcomes["leftovers, entra-id"]
     assert outcome.probe_pods == ["aks-egress-probe-fresh1"], "stale swept, the fresh one kept"
     assert _by_code(outcome.report, "PROBE_OK")
 
@@ -272,7 +270,7 @@ def test_a_command_that_times_out_leaves_nothing_running(outcomes):
 
 
 def test_an_entra_id_cluster_gets_the_cluster_token(outcomes):
-    bodies = outcomes["entra-id"].arm_bodies
+    bodies = outcomes["leftovers, entra-id"].arm_bodies
     assert bodies and all(body.get("clusterToken") for body in bodies)
     assert all("clusterToken" not in b for b in outcomes["private/pod-check.yaml"].arm_bodies)
 
@@ -292,7 +290,7 @@ def test_the_snat_step_maps_nodes_through_one_run_command(outcomes):
 
 
 def test_nothing_is_left_running_after_any_check(outcomes):
-    assert all(o.probe_pods == [] for name, o in outcomes.items() if name != "leftovers")
+    assert all(o.probe_pods == [] for name, o in outcomes.items() if "leftovers" not in name)
 
 
 def test_the_daily_summary_names_nodes_through_one_run_command():
