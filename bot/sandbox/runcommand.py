@@ -268,6 +268,10 @@ def _unpack(context: Any, folder: Path) -> None:
                 if not target.is_relative_to(folder.resolve()):
                     raise ValueError(f"member {member.filename!r} leaves the folder")
             archive.extractall(folder)
+            for member in archive.infolist():
+                mode = (member.external_attr >> 16) & 0o777  # unix mode, as zip -X keeps it
+                if mode and not member.is_dir():
+                    (folder / member.filename).chmod(mode | 0o600)
     except (binascii.Error, zipfile.BadZipFile) as exc:
         raise ValueError(str(exc)) from None
 

@@ -57,7 +57,9 @@ def _zip(files: dict[str, str]) -> str:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for name, text in files.items():
-            archive.writestr(name, text)
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (0o755 if name.endswith(".sh") else 0o644) << 16
+            archive.writestr(info, text)
     return base64.b64encode(buffer.getvalue()).decode()
 
 
@@ -68,8 +70,8 @@ def test_a_command_runs_kubectl_in_its_context_with_only_path_and_kubeconfig(san
         cid.resource_group,
         cid.name,
         RunCommandRequest(
-            command="cat note.txt; env | sort; kubectl get nodes -o name; exit 3",
-            context=_zip({"note.txt": "from the context\n"}),
+            command="cat note.txt; ./env.sh | sort; kubectl get nodes -o name; exit 3",
+            context=_zip({"note.txt": "from the context\n", "env.sh": "#!/bin/sh\nenv\n"}),
         ),
         polling_interval=0.2,
     )
