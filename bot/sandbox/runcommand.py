@@ -119,17 +119,20 @@ class _Command:
 class RunCommands:
     """The run commands of one sandbox. `kube_config(cluster_id)` is a kubeconfig dict for
     that cluster's emulated API server as seen from inside the cluster (over TLS: kubectl
-    sends bearer tokens over HTTPS only); `base_url()` is ARM's own URL, for `Location`."""
+    sends bearer tokens over HTTPS only); `base_url()` is ARM's own URL, for `Location`;
+    `clock()` the world's time, for `startedAt` and `finishedAt`."""
 
     def __init__(
         self,
         world: World,
         kube_config: Callable[[str], Json],
         base_url: Callable[[], str],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.world = world
         self.kube_config = kube_config
         self.base_url = base_url
+        self.clock = clock
         faults = world.data.get("faults") or {}
         self.seconds = float(faults.get("runCommandSeconds", 0) or 0)
         self._commands: dict[str, _Command] = {}
@@ -162,7 +165,7 @@ class RunCommands:
             cluster_id=cluster["id"],
             folder=folder,
             due=time.monotonic() + self.seconds,
-            started_at=_now(),
+            started_at=self._now(),
         )
         with self._lock:
             if self._closed:
@@ -224,6 +227,9 @@ class RunCommands:
                 continue
             break
 
+    def _now(self) -> str:
+        return self.clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
     def _run(self, command: _Command, line: str, kubeconfig: Path) -> None:
         env = {"PATH": command_path(), "KUBECONFIG": str(kubeconfig)}
         try:
@@ -249,7 +255,7 @@ class RunCommands:
         except OSError as exc:
             command.reason = f"the command could not start: {exc}"
         finally:
-            command.finished_at = _now()
+            command.finished_at = self._now()
             shutil.rmtree(command.folder, ignore_errors=True)
             kubeconfig.unlink(missing_ok=True)
             command.done.set()
@@ -274,10 +280,6 @@ def _unpack(context: Any, folder: Path) -> None:
                     (folder / member.filename).chmod(mode | 0o600)
     except (binascii.Error, zipfile.BadZipFile) as exc:
         raise ValueError(str(exc)) from None
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _error(status: int, code: str, message: str) -> Response:

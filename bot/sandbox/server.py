@@ -333,7 +333,9 @@ class Sandbox:
         self.ca_path = ""
         self._lock = threading.Lock()
         self._refused: RefusedPort | None = None
-        self.run_commands = RunCommands(self.world, self._command_kubeconfig, lambda: self.arm_url)
+        self.run_commands = RunCommands(
+            self.world, self._command_kubeconfig, lambda: self.arm_url, self.clock
+        )
         self.arm = ArmApi(
             self.world,
             kube_url_for or self._kubeconfig_server,
