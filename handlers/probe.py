@@ -120,6 +120,13 @@ def parse_log(log: str) -> tuple[str, Json | None]:
     return "\n".join(lines), write_out
 
 
+def tried_addresses(verbose: str) -> list[str]:
+    """The addresses curl tried to connect to (its `Trying a.b.c.d:port...` lines), in order:
+    the endpoint's resolution as seen from inside the cluster."""
+    found = (_TRYING.match(line) for line in verbose.splitlines())
+    return [m.group(1).strip("[]") for m in found if m]
+
+
 def classify(exit_code: int | None, write_out: Json | None) -> str:
     """The PROBE_* code for one curl run, from the exit code and `%{json}` fields only.
 

@@ -30,6 +30,7 @@ from bot.model import Finding, Report, Severity
 from bot.render.marks import MARKS, RANK, worst
 from bot.slack.commands import USAGE
 from bot.steps import BY_NAME, STEP_ORDER
+from handlers.bypass import offers_bypass
 
 # -- Slack's limits ------------------------------------------------------------------------
 
@@ -54,6 +55,7 @@ ACTION_RERUN = "rerun"
 ACTION_PROBE_ENDPOINT = "probe_endpoint"
 ACTION_SHOW_EVIDENCE = "show_evidence"
 ACTION_MARK_RESOLVED = "mark_resolved"
+ACTION_BYPASS = "bypass_appliance"  # bot/slack/bypass.py answers it
 PROBE_MODAL_CALLBACK = "probe_endpoint_modal"
 PROBE_URL_BLOCK = "probe_url"
 PROBE_URL_ACTION = "probe_url_value"
@@ -848,6 +850,8 @@ def _summary_parts(
         buttons.append(_button("Show evidence", ACTION_SHOW_EVIDENCE, value))
     if not resolved:
         buttons.append(_button("Mark resolved", ACTION_MARK_RESOLVED, incident_id))
+        if offers_bypass(report.root_cause, report.cluster.outbound_type):
+            buttons.append(_button("Bypass appliance", ACTION_BYPASS, incident_id))
     tail = [_context(stats), _actions(*buttons)]
     state = " (resolved)" if resolved else ""
     counts = (
