@@ -131,13 +131,7 @@ class Engine:
                 access = connect(rt.access_plan(request.cluster_id), rt.clients, rt.credential)
                 kube = self._read(access, request)
             except KubeNotConnected as exc:
-                command = RunCommand(
-                    rt.clients,
-                    rt.credential,
-                    request.cluster_id,
-                    rt.probe.run_command_timeout_s,
-                    str(exc),
-                )
+                command = RunCommand.of(rt, request.cluster_id, str(exc))
                 if on_note:
                     on_note(
                         f"The cluster side goes through Azure run command ({command.why}): "

@@ -47,13 +47,7 @@ def _nodes(runtime: Runtime, alias: str, cluster_id: str) -> KubeEvidence | None
             finally:
                 access.close()
         except KubeNotConnected as exc:
-            command = RunCommand(
-                runtime.clients,
-                runtime.credential,
-                cluster_id,
-                runtime.probe.run_command_timeout_s,
-                str(exc),
-            )
+            command = RunCommand.of(runtime, cluster_id, str(exc))
             command.check_enabled()
             return KubeEvidence(access=command.how, nodes=read_nodes(command))
     except KubeUnavailable as exc:

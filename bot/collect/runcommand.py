@@ -30,6 +30,7 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import TYPE_CHECKING
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import HttpResponseError
@@ -54,6 +55,9 @@ from bot.collect.probe import (
     probe_result,
 )
 from bot.evidence import Json, KubeEvidence, ProbeRun
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
 
 # The actions run command needs beyond the read role's (the 403 finding names them).
 RUN_COMMAND_READS = {
@@ -189,6 +193,17 @@ class RunCommand:
         self._lock = threading.Lock()  # the reads and the probes run side by side
         self.cluster = self._read_cluster()
         self.why = _why(self.cluster, not_connected)
+
+    @classmethod
+    def of(cls, runtime: Runtime, cluster_id: str, not_connected: str) -> RunCommand:
+        """Run commands with the runtime's Azure clients and the configured timeout."""
+        return cls(
+            runtime.clients,
+            runtime.credential,
+            cluster_id,
+            runtime.probe.run_command_timeout_s,
+            not_connected,
+        )
 
     @property
     def how(self) -> str:
@@ -498,6 +513,18 @@ def _why(cluster: Json, not_connected: str) -> str:
     if profile.get("authorizedIpRanges") or profile.get("authorizedIPRanges"):
         return "the API server's authorized IP ranges leave the bot out"
     return f"the bot cannot connect to the API server ({not_connected or 'no answer'})"
+
+
+def probe_through_run_command(
+    runtime: Runtime, cluster_id: str, url: str, only: list[str | None] | None, why: str
+) -> tuple[list[ProbeRun], list[str | None]]:
+    """The probe alone through one run command (the appliance bypass's before and after):
+    from `only`'s pools, else every Linux pool with a node; and the pools it ran in."""
+    command = RunCommand.of(runtime, cluster_id, why)
+    command.check_enabled()
+    pools = linux_pools(command.cluster) if only is None else [p for p in only if p]
+    runs = run_probes(command, url, pools, None, runtime.probe)
+    return runs, only if only is not None else list(dict.fromkeys(r.pool for r in runs))
 
 
 def linux_pools(cluster: Json | None) -> list[str]:

@@ -11,6 +11,7 @@ side by side once (each on its own sandbox), so the module costs about one check
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -307,3 +308,17 @@ def test_the_daily_summary_names_nodes_through_one_run_command():
         posts = [c for c in sandbox.calls("arm") if c.path.endswith("/runCommand")]
     assert len(posts) == 1
     assert data["topNodes"] and data["topNodes"][0].startswith("aks-apps-")
+
+
+def test_the_appliance_bypass_probes_a_private_cluster_through_run_command(capsys, tmp_path):
+    """Before and after the route change, the probe goes through run command: the same
+    verdict as on the public cluster (tests/integration/test_bypass.py)."""
+    from bot.cli import main
+
+    world = tmp_path / "private-bypass.yaml"
+    world.write_text(yaml.safe_dump(make_private(_load(WORLDS / "udr-firewall-bypass.yaml"))))
+    argv = ["bypass", "batch-prod", "--endpoint", "http://files.example.org", "--minutes", "1"]
+    assert main([*argv, "--yes", "--json", "--world", str(world)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["verdict"] == "BYPASS_PROVES_APPLIANCE" and out["restored"] is True
+    assert (out["before"], out["after"]) == ("PROBE_FIREWALL_DENY_HTTP", "PROBE_OK")
