@@ -250,6 +250,10 @@ def _parts(request: CheckRequest) -> frozenset[str]:
         parts |= {"node-metrics", "pod-metrics"}
     if request.pod and request.needs & {Need.PODS, Need.PROBE}:
         parts.add("target")
+    if Need.COREDNS in request.needs:
+        parts.add("coredns")
+    if request.pod and Need.POD_VIEW in request.needs:
+        parts.add("pod-view")
     return frozenset(parts)
 
 

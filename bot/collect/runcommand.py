@@ -47,6 +47,7 @@ from bot.collect.kube import (
     read_pod,
     status_message,
 )
+from bot.collect.podview import coredns_result, pod_view
 from bot.collect.probe import (
     PROBE_POOL_LABEL,
     STUCK,
@@ -54,7 +55,7 @@ from bot.collect.probe import (
     probe_pod,
     probe_result,
 )
-from bot.evidence import Json, KubeEvidence, ProbeRun
+from bot.evidence import Json, KubeEvidence, PodView, ProbeRun
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -82,7 +83,16 @@ _REASONS = {
 _FROM_SERVER = re.compile(r"Error from server \((\w+)\): (.*)")
 # Kubernetes object names (DNS-1123): what may reach a script, even as a quoted variable.
 # The reads of scripts/read.sh (the --pod is `target`).
-ALL_PARTS = frozenset({"nodes", "pods", "node-metrics", "pod-metrics", "target"})
+ALL_PARTS = frozenset(
+    {"nodes", "pods", "node-metrics", "pod-metrics", "target", "coredns", "pod-view"}
+)
+_POD_VIEW = (
+    "namespaces",
+    "dns_services",
+    "network_policies",
+    "cilium_policies",
+    "cilium_clusterwide",
+)
 _NAME = re.compile(r"^[a-z0-9]([-.a-z0-9]{0,251}[a-z0-9])?$")
 
 
@@ -172,6 +182,8 @@ class Reads:
     metrics_refusal: str | None
     target: Json | None
     partial: list[str]
+    coredns: Json | None = None
+    view: PodView | None = None
 
 
 class RunCommand:
@@ -370,7 +382,7 @@ def read_all(command: RunCommand, pod: str | None, parts: frozenset[str] = ALL_P
     as the direct reads are: only the node list is essential."""
     files = {
         "parts": "".join(f"{part}\n" for part in sorted(parts | {"nodes"})),
-        "target": _target(pod) if "target" in parts else "",
+        "target": _target(pod) if parts & {"target", "pod-view"} else "",
     }
     out = command.run("read.sh", files)
     partial: list[str] = []
@@ -392,7 +404,15 @@ def read_all(command: RunCommand, pod: str | None, parts: frozenset[str] = ALL_P
             target = read_pod(out.part("target").json, namespace, name)
         except KubeUnavailable as exc:
             partial.append(str(exc))
-    return Reads(nodes, pods, node_metrics, pod_metrics, refusal, target, partial)
+    coredns = None
+    if "coredns" in parts:
+        coredns, refused = coredns_result(out.part("coredns").json)
+        partial += [refused] if refused else []
+    view = None
+    if pod and "pod-view" in parts:
+        view = pod_view({key: out.part(key).json for key in _POD_VIEW})
+        partial += list(view.refused.values())
+    return Reads(nodes, pods, node_metrics, pod_metrics, refusal, target, partial, coredns, view)
 
 
 def _target(pod: str | None) -> str:
@@ -501,6 +521,8 @@ def read_cluster(
         target_pod_body=reads.target,
         probes=probes,
         partial=partial,
+        pod_view=reads.view,
+        coredns_custom=reads.coredns,
         run_commands=command.count,
     )
 

@@ -177,6 +177,18 @@ CASES: dict[str, Callable[[], Outcome]] = {
     ),
 }
 _SNAT = {"alias": "shop-prod", "endpoint": "https://api.contoso.com"}
+POD = WORLDS / "pod"
+POD_EXPECTED = expected_worlds(POD / "expected.yaml")
+# The pod's own view (its NetworkPolicies) and CoreDNS's coredns-custom, read by run command.
+POD_VIEWS = {"endport-range-misses-port.yaml": "NETPOL_EGRESS_DENY"}
+POD_VIEWS["coredns-forward-blackhole.yaml"] = "DNS_SERVER_BLOCKED"
+for _name in POD_VIEWS:
+    _spec = dict(POD_EXPECTED[_name])
+    _args = _spec.get("args") or []
+    _spec["pod"] = _args[_args.index("--pod") + 1] if "--pod" in _args else None
+    CASES[f"pod/{_name}"] = lambda name=_name, spec=_spec: check(  # type: ignore[misc]
+        make_private(_load(POD / name)), spec
+    )
 
 
 def _entra_id(world: dict[str, Any]) -> dict[str, Any]:
@@ -322,3 +334,12 @@ def test_the_appliance_bypass_probes_a_private_cluster_through_run_command(capsy
     out = json.loads(capsys.readouterr().out)
     assert out["verdict"] == "BYPASS_PROVES_APPLIANCE" and out["restored"] is True
     assert (out["before"], out["after"]) == ("PROBE_FIREWALL_DENY_HTTP", "PROBE_OK")
+
+
+@pytest.mark.parametrize("world", sorted(POD_VIEWS))
+def test_the_pods_own_view_and_coredns_are_read_through_run_command(world, outcomes):
+    """Its NetworkPolicies and coredns-custom decide the root cause as on the public
+    cluster (the probe inside the pod, an ephemeral container, is not run this way)."""
+    report = outcomes[f"pod/{world}"].report
+    assert report["rootCause"] == POD_EXPECTED[world]["rootCause"] == POD_VIEWS[world]
+    assert report["stats"]["runCommands"] == 2
