@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     probe_max_time_s: int = _PROBE.max_time_s
     probe_deadline_s: int = _PROBE.deadline_s
     probe_leftover_after_s: int = _PROBE.leftover_after_s
+    run_command_timeout_s: int = _PROBE.run_command_timeout_s
 
     def probe_settings(self) -> ProbeSettings:
         return ProbeSettings(
@@ -57,6 +58,7 @@ class Settings(BaseSettings):
             max_time_s=self.probe_max_time_s,
             deadline_s=self.probe_deadline_s,
             leftover_after_s=self.probe_leftover_after_s,
+            run_command_timeout_s=self.run_command_timeout_s,
         )
 
 

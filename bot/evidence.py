@@ -333,6 +333,7 @@ class KubeEvidence:
     in_pod_probe: ProbeRun | None = None  # the probe inside --pod (an ephemeral container)
     pod_view: PodView | None = None  # what the --pod's own policies and DNS depend on
     coredns_custom: Json | None = None  # kube-system/coredns-custom; None: absent or unread
+    run_commands: int = 0  # Azure run commands the cluster side took (0: read directly)
 
 
 @dataclass
@@ -363,6 +364,8 @@ class KubeUnreached:
 
     how: str | None
     error: str
+    reason: str | None = None  # through Azure run command: what failed (runcommand.py)
+    fix: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -10,6 +10,7 @@ after its worker was killed completes the thread without repeating it.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -160,10 +161,19 @@ def run_check(
     name = f"{run}:checklist"
     thread.upsert(name, blocks.checklist(_states(done, mode, request.pod)))
 
+    notes: list[str] = []
+    lock = threading.Lock()  # the cluster side's note comes from another thread
+
     def on_steps(steps: tuple[str, ...], findings: list[Finding]) -> None:
-        for step in steps:
-            done[step] = [f for f in findings if CATALOG[f.code].step == step]
-        thread.upsert(name, blocks.checklist(_states(done, mode, request.pod)))
+        with lock:
+            for step in steps:
+                done[step] = [f for f in findings if CATALOG[f.code].step == step]
+            thread.upsert(name, blocks.checklist(_states(done, mode, request.pod), " ".join(notes)))
+
+    def on_note(note: str) -> None:
+        with lock:
+            notes.append(note)
+            thread.upsert(name, blocks.checklist(_states(done, mode, request.pod), " ".join(notes)))
 
     try:
         report = Engine(ctx.runtime).check(
@@ -175,6 +185,7 @@ def run_check(
                 mode=mode,
             ),
             on_steps=on_steps,
+            on_note=on_note,
         )
     except ClusterUnreadable as exc:
         f = exc.failure

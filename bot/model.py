@@ -59,6 +59,7 @@ class Stats:
     arm_calls: int = 0
     k8s_calls: int = 0
     duration_ms: int = 0
+    run_commands: int = 0  # Azure run commands the cluster side took (0: reached directly)
 
 
 @dataclass
@@ -102,6 +103,7 @@ class Report:
                 arm_calls=stats.get("armCalls", 0),
                 k8s_calls=stats.get("k8sCalls", 0),
                 duration_ms=stats.get("durationMs", 0),
+                run_commands=stats.get("runCommands", 0),
             ),
         )
 
@@ -123,5 +125,6 @@ class Report:
                 "armCalls": self.stats.arm_calls,
                 "k8sCalls": self.stats.k8s_calls,
                 "durationMs": self.stats.duration_ms,
+                "runCommands": self.stats.run_commands,
             },
         }

@@ -1,7 +1,8 @@
 """The daily SNAT summary: every cluster of a channel, read in parallel, posted once a day.
 
 Each cluster costs at most five ARM calls (the cluster, its load balancer or NAT
-gateways, two metrics requests, the cluster user credential for node names). A cluster
+gateways, two metrics requests, the cluster user credential for node names); a cluster
+whose API server the bot cannot connect to adds one Azure run command for its node list. A cluster
 that fails to load is reported in the message; the others still go out. Exactly once per
 channel per day: a Redis lease decides who posts, and the posted message's timestamp is
 kept so a restarted run neither posts twice nor gives up.
@@ -17,7 +18,8 @@ from zoneinfo import ZoneInfo
 
 from bot import chart
 from bot.collect.azure import AzureCollector, ClusterUnreadable
-from bot.collect.kube import KubeReader, KubeUnavailable, connect
+from bot.collect.kube import KubeNotConnected, KubeReader, KubeUnavailable, connect
+from bot.collect.runcommand import RunCommand, read_nodes
 from bot.config import SummarySchedule
 from bot.evidence import Json, KubeEvidence
 from bot.runtime import Runtime
@@ -35,12 +37,19 @@ def due(schedule: SummarySchedule, now: datetime) -> tuple[bool, str]:
 
 
 def _nodes(runtime: Runtime, alias: str, cluster_id: str) -> KubeEvidence | None:
+    """The node list, for node names; through Azure run command (one, reading the nodes
+    only) when the bot cannot connect to the API server."""
     try:
-        access = connect(runtime.access_plan(cluster_id), runtime.clients, runtime.credential)
         try:
-            return KubeEvidence(access=access.how, nodes=KubeReader(access).nodes())
-        finally:
-            access.close()
+            access = connect(runtime.access_plan(cluster_id), runtime.clients, runtime.credential)
+            try:
+                return KubeEvidence(access=access.how, nodes=KubeReader(access).nodes())
+            finally:
+                access.close()
+        except KubeNotConnected as exc:
+            command = RunCommand.of(runtime, cluster_id, str(exc))
+            command.check_enabled()
+            return KubeEvidence(access=command.how, nodes=read_nodes(command))
     except KubeUnavailable as exc:
         log.warning("summary of %s without node names: %s", alias, exc)
         return None

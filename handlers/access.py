@@ -67,9 +67,14 @@ def _kube(ev: Evidence) -> list[Finding]:
         return [
             finding(
                 "KUBE_UNREACHABLE",
-                f"{ev.unreached.error} The probe, pod and node checks did not run.",
+                f"{ev.unreached.error.rstrip('.')}. The probe, pod and node checks did not run.",
                 resource=cluster_id,
-                evidence={"how": ev.unreached.how, "error": ev.unreached.error},
+                evidence={
+                    "how": ev.unreached.how,
+                    "error": ev.unreached.error,
+                    **({"reason": ev.unreached.reason} if ev.unreached.reason else {}),
+                },
+                fix=list(ev.unreached.fix),
             )
         ]
     if ev.kube is None:
@@ -79,7 +84,10 @@ def _kube(ev: Evidence) -> list[Finding]:
             "KUBE_ACCESS",
             f"Reached the cluster's API server through {ev.kube.access}.",
             resource=cluster_id,
-            evidence={"how": ev.kube.access},
+            evidence={
+                "how": ev.kube.access,
+                **({"runCommands": ev.kube.run_commands} if ev.kube.run_commands else {}),
+            },
         )
     ]
     return found + [

@@ -657,8 +657,9 @@ def _step_title(name: str) -> str:
     return BY_NAME[name].title if name in BY_NAME else name
 
 
-def checklist(steps: Mapping[str, StepState]) -> dict[str, Any]:
-    """The live checklist: one line per step the check runs, in the order given."""
+def checklist(steps: Mapping[str, StepState], note: str | None = None) -> dict[str, Any]:
+    """The live checklist: one line per step the check runs, in the order given; `note`
+    (the cluster side goes through Azure run command) under it while steps still run."""
     lines = [_step_line(_step_title(name), state) for name, state in steps.items()]
     done = sum(1 for s in steps.values() if s.status in ("done", "skipped"))
     finished = [f for s in steps.values() if s.status == "done" for f in s.findings]
@@ -671,6 +672,8 @@ def checklist(steps: Mapping[str, StepState]) -> dict[str, Any]:
         *_sections("\n".join(lines) or "—"),
     ]
     state = "finished" if done == len(steps) else "running"
+    if note and state == "running":
+        blocks.append(_context(f"{RUNNING} {escape(note)}"))
     text = (
         f"Checklist {state}: {progress}, {_plural(errors, 'error')}, {_plural(warnings, 'warning')}"
     )
@@ -837,9 +840,10 @@ def _summary_parts(
     ]
     listing = [f"{MARKS[f.severity]} `{escape(f.code)}` {clip(f.title, 200)}" for f in notable]
     s = report.stats
+    commands = f"{_plural(s.run_commands, 'Azure run command')} · " if s.run_commands else ""
     stats = (
         f"{_plural(s.arm_calls, 'ARM call')} · {_plural(s.k8s_calls, 'Kubernetes call')} · "
-        f"{_duration(s.duration_ms)} · incident {_inline_code(incident_id)}"
+        f"{commands}{_duration(s.duration_ms)} · incident {_inline_code(incident_id)}"
     )
     buttons = [_button("Re-run", ACTION_RERUN, incident_id, "primary")]
     buttons.append(_button("Probe another endpoint", ACTION_PROBE_ENDPOINT, incident_id))

@@ -33,6 +33,9 @@ LIST_USER_CREDENTIAL = "Microsoft.ContainerService/managedClusters/listClusterUs
 OPERATIONS = yaml.safe_load((AZURE / "operations.yaml").read_text())["operations"]
 # POST actions that only read; anything else in the read role must end in /read.
 READ_ONLY_POSTS = {"Microsoft.ContainerService/managedClusters/listClusterUserCredential/action"}
+# Azure run command: no Azure write, but it runs kubectl in the cluster with the bot's
+# Kubernetes rights; granted for private clusters only (deploy/README.md says so).
+PRIVATE_CLUSTER_POSTS = {"Microsoft.ContainerService/managedClusters/runCommand/action"}
 PLACEHOLDER = "/subscriptions/00000000-0000-0000-0000-000000000000"
 
 
@@ -150,6 +153,15 @@ def test_the_scan_sees_the_code():
     assert ("managed_clusters", "list_cluster_user_credentials") in calls
     assert ("route_tables", "get") in calls, "groups reached through getattr by name"
     assert "azure.READS: managed cluster" in reads_tables()
+    assert ("managed_clusters", "begin_run_command") in calls
+
+
+def test_run_command_is_granted_and_documented_as_for_private_clusters_only():
+    assert set(READER["Actions"]) >= PRIVATE_CLUSTER_POSTS
+    assert "Microsoft.ContainerService/managedClusters/commandResults/read" in READER["Actions"]
+    assert "private clusters" in READER["Description"]
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    assert "runCommand/action" in readme and "private" in readme
 
 
 def test_read_and_cluster_user_roles_grant_exactly_what_the_code_needs():
@@ -173,7 +185,7 @@ def test_read_role_grants_no_write():
     assert READER["DataActions"] == [], "no data-plane access"
     for action in READER["Actions"]:
         assert "*" not in action, action
-        assert action.endswith("/read") or action in READ_ONLY_POSTS, action
+        assert action.endswith("/read") or action in READ_ONLY_POSTS | PRIVATE_CLUSTER_POSTS, action
         assert not re.search(r"/(write|delete)$", action, re.I), action
     assert "listClusterAdminCredential" not in json.dumps(READER)
 

@@ -504,6 +504,17 @@ def test_checklist_marks_each_step() -> None:
     assert message["text"].startswith("Checklist running: 4 of 6 steps done, 2 errors, 1 warning")
 
 
+def test_checklist_says_while_running_that_run_command_takes_longer() -> None:
+    note = "The cluster side goes through Azure run command (the API server is private)."
+    running = B.checklist({"probe": B.StepState("running")}, note)
+    check_message(running)
+    assert note in all_text(running)
+    finished = B.checklist({"probe": B.StepState("done")}, note)
+    assert "run command" not in all_text(finished), "gone once every step is done"
+    escaped = B.checklist({"probe": B.StepState("running")}, "<@U1> & co")
+    assert "&lt;@U1&gt; &amp; co" in all_text(escaped)
+
+
 def test_root_message_says_who_what_and_when() -> None:
     message = B.root_message(view(pod="payments/api-7d9c"))
     check_message(message)
