@@ -11,18 +11,23 @@ import logging
 import threading
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from slack_bolt import App
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_sdk.errors import SlackApiError
 
-from bot import jobs, services
+from bot import services
 from bot.config import Settings
-from bot.runtime import open_runtime
 from bot.slack.app import AppDeps, build_app
 from bot.slack.http import HttpServer
 from bot.store import StoreUnavailable
-from bot.worker import CheckWorker
+
+if TYPE_CHECKING:
+    from bot.worker import CheckWorker
+
+# `serve` loads only the Slack side; the worker's modules (jobs, the engine, collectors,
+# the runtime and its sandbox) are imported by the functions that run a worker.
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +93,17 @@ def _settle() -> None:
 
 
 def make_worker(settings: Settings) -> CheckWorker:
+    from bot.worker import CheckWorker
+
     queue = services.queue(settings)
     return CheckWorker.for_queue(queue, queue.connection, settings.worker_heartbeat_s)
 
 
 def work(settings: Settings, world: Path | None, burst: bool = False) -> None:
     """Run a worker in this thread until stopped (or, with burst, until the queue is empty)."""
+    from bot import jobs
+    from bot.runtime import open_runtime
+
     with open_runtime(world, settings) as runtime:
         jobs.configure(services.worker_context(settings, runtime))
         make_worker(settings).work(burst=burst, with_scheduler=False)
@@ -103,6 +113,8 @@ def cron(settings: Settings) -> None:
     """Enqueue the summary job every few minutes; workers post what is due (once a day)."""
     from rq.cron import CronScheduler
 
+    from bot import jobs
+
     queue = services.queue(settings)
     scheduler = CronScheduler(connection=queue.connection)
     scheduler.register(jobs.post_due_summaries, queue_name=queue.name, cron="*/5 * * * *")
@@ -111,6 +123,9 @@ def cron(settings: Settings) -> None:
 
 def dev(settings: Settings, world: Path | None, http: bool, port: int | None) -> None:
     """App and worker in one process, for trying the bot out."""
+    from bot import jobs
+    from bot.runtime import open_runtime
+
     with ExitStack() as stack:
         runtime = stack.enter_context(open_runtime(world, settings))
         jobs.configure(services.worker_context(settings, runtime))

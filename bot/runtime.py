@@ -19,8 +19,7 @@ from bot import armid
 from bot.collect.azure import VmSizeCache
 from bot.collect.clients import AzureClients, Endpoints
 from bot.collect.kube import AccessPlan
-from bot.collect.probe import ProbeSettings
-from bot.config import ClusterConfig, ClusterRef, Settings
+from bot.config import ClusterConfig, ClusterRef, ProbeSettings, Settings
 from bot.endpoint import DnsResolver, MapResolver, Resolver
 from bot.sandbox.server import Sandbox
 from bot.sandbox.world import World

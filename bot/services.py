@@ -7,6 +7,7 @@ thing in each process.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from redis import Redis
 from rq import Queue
@@ -16,12 +17,14 @@ from slack_sdk.http_retry.builtin_handlers import (
     RateLimitErrorRetryHandler,
 )
 
+from bot.admission import QUEUE
 from bot.config import ClusterConfig, ConfigError, Settings
 from bot.directory import Directory
-from bot.jobs import QUEUE, WorkerContext
-from bot.runtime import Runtime
-from bot.sandbox.world import load_world
 from bot.store import Store
+
+if TYPE_CHECKING:  # the worker's side: the web process does not load it
+    from bot.jobs import WorkerContext
+    from bot.runtime import Runtime
 
 
 class SetupError(ValueError):
@@ -63,6 +66,8 @@ def worker_context(
     settings: Settings, runtime: Runtime, store_: Store | None = None
 ) -> WorkerContext:
     """What a worker's jobs use: the runtime, Slack, the store and the configuration."""
+    from bot.jobs import WorkerContext
+
     return WorkerContext(
         runtime=runtime,
         slack=slack_client(settings),
@@ -81,4 +86,6 @@ def directory(settings: Settings, world: Path | None) -> Directory:
                 "and list your clusters and the channels allowed to use them"
             )
         return Directory.from_config(config)
+    from bot.sandbox.world import load_world
+
     return Directory.open(load_world(world).clusters)

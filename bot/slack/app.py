@@ -15,7 +15,7 @@ from rq import Queue
 from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
 
-from bot import jobs
+from bot.admission import admit_check, enqueue_check
 from bot.directory import Directory
 from bot.model import Report
 from bot.slack import blocks
@@ -32,7 +32,7 @@ from bot.slack.commands import (
     parse_mention,
     parse_slash,
 )
-from bot.slack.thread import Thread
+from bot.slack.thread import Thread, incident_view
 from bot.store import Incident, Request, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def build_app(
             user=user,
         )
         try:
-            admission = jobs.admit_check(store, queue, request, text, deps.rate_per_minute)
+            admission = admit_check(store, queue, request, text, deps.rate_per_minute)
         except StoreUnavailable:
             ack(**_ephemeral(STORE_DOWN))
             return
@@ -269,7 +269,7 @@ def _act(
     if isinstance(command, Help):
         _private(client, channel, user, blocks.help_text(), root)
     elif isinstance(command, Summary):
-        text = blocks.timeline(jobs.incident_view(incident), store.reports(incident.id))
+        text = blocks.timeline(incident_view(incident), store.reports(incident.id))
         client.chat_postMessage(channel=channel, thread_ts=root, text=text, mrkdwn=True)
     elif refused := access.refusal(incident.request.alias, channel, user):
         _private(client, channel, user, blocks.refusal(refused), root)
@@ -278,6 +278,6 @@ def _act(
         mode = "snat" if isinstance(command, Snat) else "all"
         try:
             run = store.next_run(incident.id)
-            jobs.enqueue_check(queue, incident.id, run, endpoint, mode)
+            enqueue_check(queue, incident.id, run, endpoint, mode)
         except StoreUnavailable:
             _private(client, channel, user, STORE_DOWN, root)
