@@ -19,10 +19,10 @@ from bot.collect.azure import AzureCollector
 from bot.collect.kube import KubeAccess, KubeReader, KubeUnavailable, connect
 from bot.collect.probe import ProbeRunner, probe_pools
 from bot.endpoint import Endpoint
-from bot.evidence import Evidence, KubeEvidence, KubeUnreached
+from bot.evidence import KUBE_NEEDS, Evidence, KubeEvidence, KubeUnreached, Need
 from bot.model import ClusterSummary, Finding, Report, Stats
 from bot.runtime import Runtime
-from bot.steps import KUBE_NEEDS, Need, Step, needs_of, steps_of
+from bot.steps import Step, needs_of, steps_of
 from handlers import k8s
 from handlers.cluster import egress_ips
 from handlers.rootcause import order, root_cause

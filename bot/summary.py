@@ -19,7 +19,8 @@ from zoneinfo import ZoneInfo
 from bot.collect.azure import AzureCollector, ClusterUnreadable
 from bot.collect.kube import KubeReader, KubeUnavailable, connect
 from bot.config import SummarySchedule
-from bot.evidence import Json, KubeEvidence
+from bot.evidence import KubeEvidence
+from bot.model import Json
 from bot.runtime import Runtime
 from bot.store import Store
 from handlers import snat

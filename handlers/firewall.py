@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from bot import armid
 from bot.codes import finding
-from bot.evidence import AzureEvidence, Destination, Json
-from bot.model import Finding
+from bot.evidence import AzureEvidence, Destination
+from bot.model import Finding, Json
 from handlers.firewall_rules import FirewallDecision, Request, evaluate_classic, evaluate_policy
 from handlers.path import Hop, address_context, firewall_with_ip, hops, subnet_prefix
 
@@ -103,7 +103,7 @@ def _parents(ev: AzureEvidence, policy_id: str) -> list[str]:
         current = base
 
 
-def _decision_evidence(fw: Json, hop: Hop, decision: FirewallDecision) -> dict:
+def _decision_evidence(fw: Json, hop: Hop, decision: FirewallDecision) -> Json:
     return {
         "firewall": fw["id"],
         "policy": ((fw.get("properties") or {}).get("firewallPolicy") or {}).get("id"),

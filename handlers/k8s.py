@@ -17,8 +17,7 @@ from decimal import ROUND_CEILING, Decimal, DecimalException, InvalidOperation
 from typing import Any
 
 from bot.evidence import POOL_LABEL, PROBE_LABEL, PROBE_NAME
-
-Json = dict[str, Any]
+from bot.model import Json
 
 HIGH_PERCENT = 90  # NODE_CPU_HIGH, NODE_MEMORY_HIGH, POD_NEAR_LIMIT: at or above
 LEGACY_POOL_LABEL = "agentpool"
@@ -128,7 +127,8 @@ def is_probe_pod(pod: Json) -> bool:
 
 
 def condition(obj: Json | None, kind: str) -> Json | None:
-    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
+    conditions: list[Json] = ((obj or {}).get("status") or {}).get("conditions") or []
+    for cond in conditions:
         if cond.get("type") == kind:
             return cond
     return None

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from bot import armid
 from bot.codes import finding
-from bot.evidence import AzureEvidence, Destination, Json, nic_configs
-from bot.model import Finding
+from bot.evidence import AzureEvidence, Destination, nic_configs
+from bot.model import Finding, Json
 from handlers.nsg_rules import Flow, RuleDecision, evaluate
 from handlers.path import address_context, hops
 
@@ -63,7 +63,7 @@ def check(ev: AzureEvidence) -> list[Finding]:
     return findings
 
 
-def _rule_evidence(d: Denial) -> dict:
+def _rule_evidence(d: Denial) -> Json:
     return {
         "nsg": d.decision.nsg_id,
         "rule": d.decision.rule_name,

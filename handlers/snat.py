@@ -43,21 +43,22 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Any
 
 from bot import armid
 from bot.codes import finding
 from bot.evidence import (
     NAT_OUTBOUND_TYPES,
     AzureEvidence,
-    Json,
     KubeEvidence,
     Series,
     outbound_frontends,
     surge_nodes,
 )
-from bot.model import Finding
+from bot.model import Finding, Json
 from handlers import k8s
 from handlers.loadbalancer import PORTS_PER_FRONTEND_IP, frontend_addresses
 
@@ -230,7 +231,9 @@ def _state(s: Series) -> str:
     return (s.dim("ConnectionState") or "").lower()
 
 
-def _by_time(series: list[Series], value=_total) -> dict[str, float]:
+def _by_time(
+    series: list[Series], value: Callable[[Json], float | None] = _total
+) -> dict[str, float]:
     out: dict[str, float] = defaultdict(float)
     for s in series:
         for point in s.points:
@@ -291,7 +294,7 @@ class Backend:
             "allocatedFrom": self.allocated_from,
         }
 
-    def severity_key(self) -> tuple:
+    def severity_key(self) -> tuple[bool, float, float]:
         return (self.failed > 0 or self.reached, self.percent or 0.0, self.failed)
 
 
@@ -605,7 +608,7 @@ def _lb_findings(ev: AzureEvidence, view: LbView) -> list[Finding]:
     return [finding("SNAT_OK", detail, resource=view.lb_id, evidence=evidence)]
 
 
-def _no_data(detail: str, resource: str | None, why: str, **extra) -> Finding:
+def _no_data(detail: str, resource: str | None, why: str, **extra: Any) -> Finding:
     return finding("SNAT_NO_DATA", detail, resource=resource, evidence={"why": why, **extra})
 
 
@@ -623,7 +626,7 @@ class NatView:
 
     @property
     def id(self) -> str:
-        return self.natgw.get("id", "")
+        return str(self.natgw.get("id", ""))
 
     @property
     def name(self) -> str:
@@ -687,7 +690,7 @@ def _natgw_fix(ev: AzureEvidence, view: NatView) -> tuple[list[str], Json]:
     """More NAT gateway IPs: failures at today's count prove it short; scale for headroom."""
     today = max(1, view.ips)
     wanted = max(-(-today * 100 // (100 - HEADROOM_PERCENT)), natgw_ips_for(view.peak_connections))
-    plan = {
+    plan: Json = {
         "ips": today,
         "recommendedIps": min(wanted, NATGW_MAX_IPS),
         "portsPerIp": NATGW_PORTS_PER_IP,

@@ -23,7 +23,8 @@ from kubernetes.client.exceptions import ApiException
 
 from bot.collect.kube import READ_TIMEOUT, KubeAccess, status_message
 from bot.config import ProbeSettings
-from bot.evidence import POOL_LABEL, PROBE_LABEL, PROBE_NAME, Json, ProbeRun
+from bot.evidence import POOL_LABEL, PROBE_LABEL, PROBE_NAME, ProbeRun
+from bot.model import Json
 
 RUN_LABEL = "aks-egress.io/run-id"
 # A container waiting for one of these will not start without a change: stop waiting.

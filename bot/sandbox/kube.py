@@ -41,12 +41,11 @@ from http import HTTPStatus
 from typing import Any
 
 from bot import armid
+from bot.model import Json
 from bot.sandbox import probes
 from bot.sandbox.arm import SANDBOX_CLIENT
 from bot.sandbox.wire import Request, Response, Stream
 from bot.sandbox.world import World
-
-Json = dict[str, Any]
 
 _JSON = {"Content-Type": "application/json"}
 _TEXT = {"Content-Type": "text/plain"}

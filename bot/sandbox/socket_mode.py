@@ -16,14 +16,14 @@ import queue
 import threading
 import time
 import uuid
-from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.sync.server import Server, ServerConnection, serve
 
-Json = dict[str, Any]
+from bot.model import Json
+
 KINDS = ("slash_commands", "events_api", "interactive")
 
 
