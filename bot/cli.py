@@ -16,6 +16,7 @@ from pathlib import Path
 
 from azure.core.exceptions import ClientAuthenticationError
 from rich.console import Console
+from rich.markup import escape
 
 from bot.collect.azure import ClusterUnreadable
 from bot.config import ClusterConfig, ConfigError, Settings
@@ -38,7 +39,7 @@ DEMO_WORLD = Path(__file__).resolve().parent / "sandbox" / "worlds" / "demo.yaml
 
 def _fail(message: str, code: int) -> int:
     console = Console(stderr=True, highlight=False, soft_wrap=True)
-    console.print(f"[bold red]aks-egress:[/bold red] {message}", markup=True)
+    console.print(f"[bold red]aks-egress:[/bold red] {escape(message)}", markup=True)
     return code
 
 

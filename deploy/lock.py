@@ -4,9 +4,10 @@ Run it with the Python the image uses (3.11) after changing `[project] dependenc
 
     python3.11 deploy/lock.py
 
-pip resolves the project's dependencies (not the test extra) without installing anything
-and the resolution is written as `name==version` lines. The Dockerfile installs exactly
-those, and tests/deploy/test_dockerfile.py checks that the lock still satisfies pyproject.
+pip resolves the project's dependencies and the sandbox extra (not the test extra) without
+installing anything, and the resolution is written as `name==version` lines. The Dockerfile
+installs exactly those, and tests/deploy/test_dockerfile.py checks that the lock still
+satisfies pyproject.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PIP_DRY_RUN = (sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "-q")
 HEADER = """\
 # Runtime dependencies of aks-egress, pinned: the container image installs exactly these.
-# Resolved for CPython {major}.{minor} on Linux from pyproject.toml's [project] dependencies.
+# Resolved for CPython {major}.{minor} on Linux from pyproject.toml's [project] dependencies
+# and the [sandbox] extra (so that `aks-egress demo` runs in the image too).
 # Regenerate with `python3.11 deploy/lock.py` after changing them.
 """
 
@@ -30,7 +32,7 @@ def resolve() -> list[tuple[str, str]]:
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         subprocess.run(
-            [*PIP_DRY_RUN, "--report", str(report), str(ROOT)],
+            [*PIP_DRY_RUN, "--report", str(report), f"{ROOT}[sandbox]"],
             check=True,
         )
         installs = json.loads(report.read_text())["install"]

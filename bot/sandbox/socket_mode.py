@@ -18,9 +18,14 @@ import time
 import uuid
 from urllib.parse import parse_qs, urlparse
 
-from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
-from websockets.sync.server import Server, ServerConnection, serve
+from bot.sandbox.extra import missing
+
+try:
+    from websockets.exceptions import ConnectionClosed
+    from websockets.http11 import Request, Response
+    from websockets.sync.server import Server, ServerConnection, serve
+except ModuleNotFoundError as exc:  # the [sandbox] extra
+    raise missing(exc) from None
 
 from bot.model import Json
 
