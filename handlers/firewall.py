@@ -12,7 +12,7 @@ from bot import armid
 from bot.codes import finding
 from bot.evidence import AzureEvidence, Destination
 from bot.model import Finding, Json
-from handlers.firewall_rules import FirewallDecision, Request, evaluate_classic, evaluate_policy
+from handlers.firewall_rules import Connection, FirewallDecision, evaluate_classic, evaluate_policy
 from handlers.path import Hop, address_context, firewall_with_ip, hops, subnet_prefix
 
 # What Azure's AzureKubernetesService FQDN tag stands for, beyond the cluster's own list.
@@ -70,7 +70,7 @@ def _evaluate(
     dest = hop.destination
     # A wildcard requirement (*.hcp.<region>.azmk8s.io) stands for any host under it.
     fqdn = f"any.{dest.fqdn[2:]}" if dest.fqdn and dest.fqdn.startswith("*.") else dest.fqdn
-    request = Request(
+    request = Connection(
         source=ev.source_address(hop.subnet_id),
         fqdn=fqdn,
         addresses=(hop.address,) if hop.address else (),

@@ -18,9 +18,9 @@ processing" (https://learn.microsoft.com/azure/firewall-manager/rule-processing)
    rule collections by ascending priority). Rules are terminating: the first matching rule decides
    with its collection's action, Allow or Deny.
 3. Application rules only if no network rule matched and the traffic is HTTP/HTTPS (the docs also
-   list MSSQL, which a ``Request`` cannot express), in the same order. The docs insist application
-   rules come after network rules whatever the group priorities, so a network rule in a group of
-   priority 65000 still beats an application rule in a group of priority 100.
+   list MSSQL, which a ``Connection`` cannot express), in the same order. The docs insist
+   application rules come after network rules whatever the group priorities, so a network rule
+   in a group of priority 65000 still beats an application rule in a group of priority 100.
 4. Then the built-in infrastructure rule collection (Azure platform FQDNs), which is not modelled,
    then the default deny. For plain HTTP the firewall answers the denied request itself with status
    470 and the body "Action: Deny. Reason: No rule matched. Proceeding with default action.";
@@ -59,7 +59,7 @@ _HTTP_470 = (
 
 
 @dataclass(frozen=True)
-class Request:
+class Connection:
     """One outbound connection as the firewall sees it.
 
     ``source`` is a node address because kubenet and Azure CNI Overlay SNAT pod traffic to the
@@ -173,7 +173,7 @@ def _ip_groups(rule: Json, key: str) -> _Outcome:
     return _NO
 
 
-def _source(rule: Json, request: Request, ctx: AddressContext) -> _Outcome:
+def _source(rule: Json, request: Connection, ctx: AddressContext) -> _Outcome:
     return _any(
         (
             _addresses(rule.get("sourceAddresses") or (), request.source, ctx),
@@ -199,7 +199,7 @@ def _ip_protocol(tokens: Iterable[str], protocol: str) -> _Outcome:
     return _Outcome(any(token.upper() in ("ANY", wanted) for token in tokens))
 
 
-def _network_destination(rule: Json, request: Request, ctx: AddressContext) -> _Outcome:
+def _network_destination(rule: Json, request: Connection, ctx: AddressContext) -> _Outcome:
     tokens = rule.get("destinationAddresses") or ()
     # No resolved address: addressing treats None as "some public address", which only the
     # wildcards (and Internet) are sure to cover.
@@ -227,7 +227,7 @@ def _network_destination(rule: Json, request: Request, ctx: AddressContext) -> _
 
 
 def _network_rule(
-    rule: Json, request: Request, ctx: AddressContext, fqdn_tags: Mapping[str, Collection[str]]
+    rule: Json, request: Connection, ctx: AddressContext, fqdn_tags: Mapping[str, Collection[str]]
 ) -> _Outcome:
     protocols = rule.get("ipProtocols") or rule.get("protocols") or ()
     return _all(
@@ -240,7 +240,7 @@ def _network_rule(
     )
 
 
-def _app_protocol(protocols: Iterable[Json], request: Request) -> _Outcome:
+def _app_protocol(protocols: Iterable[Json], request: Connection) -> _Outcome:
     for entry in protocols:
         kind = str(entry.get("protocolType", "")).lower()
         port = entry.get("port") or _DEFAULT_APP_PORTS.get(kind)
@@ -272,7 +272,7 @@ def _app_target(rule: Json, fqdn: str, fqdn_tags: Mapping[str, Collection[str]])
 
 
 def _application_rule(
-    rule: Json, request: Request, ctx: AddressContext, fqdn_tags: Mapping[str, Collection[str]]
+    rule: Json, request: Connection, ctx: AddressContext, fqdn_tags: Mapping[str, Collection[str]]
 ) -> _Outcome:
     if request.fqdn is None:
         # Application rules match the Host header or SNI; a bare IP carries no name to match.
@@ -286,12 +286,12 @@ def _application_rule(
     )
 
 
-_Matcher = Callable[[Json, Request, AddressContext, Mapping[str, Collection[str]]], _Outcome]
+_Matcher = Callable[[Json, Connection, AddressContext, Mapping[str, Collection[str]]], _Outcome]
 
 
 def _decide(
     collections: Iterable[_Collection],
-    request: Request,
+    request: Connection,
     ctx: AddressContext,
     fqdn_tags: Mapping[str, Collection[str]],
     extra_notes: tuple[str, ...] = (),
@@ -376,7 +376,7 @@ def _policy_collections(
 
 def evaluate_policy(
     rule_collection_groups: list[Json],
-    request: Request,
+    request: Connection,
     ctx: AddressContext,
     fqdn_tags: Mapping[str, Collection[str]],
     inherited: Iterable[Json] = (),
@@ -409,7 +409,7 @@ def _classic_collections(props: Json, key: str) -> Iterable[_Collection]:
 
 def evaluate_classic(
     firewall: Json,
-    request: Request,
+    request: Connection,
     ctx: AddressContext,
     fqdn_tags: Mapping[str, Collection[str]],
 ) -> FirewallDecision:

@@ -30,7 +30,7 @@ from bot.slack.commands import (
     Probe,
     Recheck,
     Snat,
-    Summary,
+    Timeline,
     UsageError,
     parse_mention,
     parse_slash,
@@ -154,7 +154,7 @@ def build_app(
             return
         if isinstance(parsed, Help):
             private(client, channel, user, blocks.help_text(), incident.ts.get("root"))
-        elif isinstance(parsed, Summary):
+        elif isinstance(parsed, Timeline):
             text = blocks.timeline(incident_view(incident), store.reports(incident.id))
             client.chat_postMessage(
                 channel=channel, thread_ts=incident.ts.get("root"), text=text, mrkdwn=True
