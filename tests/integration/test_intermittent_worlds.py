@@ -27,7 +27,7 @@ from bot.evidence import surge_nodes
 from bot.runtime import attach
 from bot.sandbox.server import Sandbox
 from handlers import snat
-from tests.conftest import WORLDS, assert_expected, expected_worlds
+from tests.helpers import WORLDS, assert_expected, expected_worlds
 
 INTERMITTENT = WORLDS / "intermittent"
 EXPECTED = expected_worlds(INTERMITTENT / "expected.yaml")

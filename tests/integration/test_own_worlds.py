@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import WORLDS, assert_expected, expected_worlds
+from tests.helpers import WORLDS, assert_expected, expected_worlds
 
 OWN = WORLDS / "own"
 EXPECTED = expected_worlds(OWN / "expected.yaml")

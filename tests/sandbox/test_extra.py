@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from bot.cli import main
-from tests.conftest import WORLDS
+from tests.helpers import WORLDS
 
 
 @pytest.fixture
@@ -16,7 +16,8 @@ def without(monkeypatch):
     """Make `module` unimportable, as it is when the extra is not installed."""
 
     def hide(module: str) -> None:
-        monkeypatch.setitem(sys.modules, module, None)
+        for name in [m for m in sys.modules if m.startswith(f"{module}.")] + [module]:
+            monkeypatch.setitem(sys.modules, name, None)  # loaded submodules too
         for name in ("bot.sandbox.server", "bot.sandbox.socket_mode"):
             monkeypatch.delitem(sys.modules, name, raising=False)
 

@@ -7,7 +7,7 @@ from rich.console import Console
 
 from bot.model import Report
 from bot.render import terminal
-from tests.conftest import FIXTURES
+from tests.helpers import FIXTURES
 
 
 def render(report: Report) -> str:
