@@ -18,6 +18,12 @@ RUN_CHECK = "bot.jobs.run_check"
 JOB_TIMEOUT_S = 600
 
 
+def enqueue_job(queue: Queue, name: str, *args: object, job_id: str) -> None:
+    """Queue the job function `name` (a dotted path a worker imports), e.g. a bypass step."""
+    with guard_redis():
+        queue.enqueue(name, *args, job_id=job_id, job_timeout=JOB_TIMEOUT_S, failure_ttl=86400)
+
+
 def _queue_check(
     queue: Queue, pipe: Pipeline, incident_id: str, run: int, endpoint: str | None, mode: str
 ) -> Job:

@@ -8,28 +8,15 @@ Errors are one clear line on stderr with what to do, never a traceback.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from azure.core.exceptions import ClientAuthenticationError
-from rich.console import Console
-from rich.markup import escape
-
-from bot.collect.azure import ClusterUnreadable
-from bot.config import ClusterConfig, ConfigError, Settings
-from bot.endpoint import EndpointError, parse_endpoint
-from bot.engine import CheckRequest, Engine
-from bot.redisserver import RedisServerMissing
-from bot.render import json as json_render
-from bot.render import terminal
-from bot.runtime import UnknownCluster, open_runtime
-from bot.sandbox.world import WorldError
-from bot.services import SetupError
-from bot.slack.commands import POD_REF
-from bot.store import StoreUnavailable
+# Only the standard library at module level: `--help`, `--version` and usage errors must
+# answer in well under 0.3 s (tests/bench/bench_startup.py), and the Azure SDKs, the
+# Kubernetes client, pydantic and the sandbox cost over a second to import. Each command
+# imports what it needs.
 
 BAD_INPUT, CANNOT_RUN = 2, 1
 # Shipped with the package (a copy of tests/worlds/nsg-subnet-deny.yaml), so the demo runs
@@ -38,12 +25,18 @@ DEMO_WORLD = Path(__file__).resolve().parent / "sandbox" / "worlds" / "demo.yaml
 
 
 def _fail(message: str, code: int) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     console.print(f"[bold red]aks-egress:[/bold red] {escape(message)}", markup=True)
     return code
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from bot.endpoint import EndpointError, parse_endpoint
+    from bot.slack.commands import POD_REF
+
     if not args.alias and not (args.resource_group and args.name):
         return _fail("give a cluster ALIAS, or --resource-group and --name", BAD_INPUT)
     try:
@@ -52,6 +45,14 @@ def cmd_check(args: argparse.Namespace) -> int:
         return _fail(f"bad endpoint: {exc}", BAD_INPUT)
     if args.pod and not POD_REF.match(args.pod):
         return _fail(f"--pod {args.pod!r}: give NAMESPACE/NAME, e.g. payments/api-7d9c", BAD_INPUT)
+    from azure.core.exceptions import ClientAuthenticationError
+
+    from bot.collect.azure import ClusterUnreadable
+    from bot.config import ConfigError
+    from bot.engine import CheckRequest, Engine
+    from bot.runtime import UnknownCluster, open_runtime
+    from bot.sandbox.world import WorldError
+
     try:
         with open_runtime(args.world) as runtime:
             alias, cluster_id = runtime.cluster_id(
@@ -89,14 +90,28 @@ def cmd_check(args: argparse.Namespace) -> int:
             CANNOT_RUN,
         )
     if args.json:
+        from bot.render import json as json_render
+
         print(json_render.render(report))
     else:
-        Console().print(terminal.render(report))
+        from rich.console import Console
+
+        from bot.render import terminal
+
+        # crop=False: a token wider than the terminal (a long id in a fix) is left whole for
+        # the terminal to wrap, never cut (the renderer breaks lines only between tokens).
+        Console().print(terminal.render(report, verbose=args.verbose), crop=False)
     return 0
 
 
 def _run_process(fn: Callable[[], None]) -> int:
     """Long-running commands: setup problems are one clear line, Ctrl-C a clean exit."""
+    from bot.config import ConfigError
+    from bot.redisserver import RedisServerMissing
+    from bot.sandbox.world import WorldError
+    from bot.services import SetupError
+    from bot.store import StoreUnavailable
+
     try:
         fn()
     except (SetupError, ConfigError, WorldError, RedisServerMissing) as exc:
@@ -110,18 +125,21 @@ def _run_process(fn: Callable[[], None]) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from bot import processes
+    from bot.config import Settings
 
     return _run_process(lambda: processes.serve(Settings(), args.world, args.http, args.port))
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from bot import processes
+    from bot.config import Settings
 
     return _run_process(lambda: processes.work(Settings(), args.world, burst=args.burst))
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
     from bot import processes
+    from bot.config import Settings
 
     return _run_process(lambda: processes.dev(Settings(), args.world, args.http, args.port))
 
@@ -129,7 +147,14 @@ def cmd_dev(args: argparse.Namespace) -> int:
 def cmd_snat_summary(args: argparse.Namespace) -> int:
     import json
 
+    from rich.console import Console
+
     from bot import services, summary
+    from bot.config import ClusterConfig, ConfigError, Settings
+    from bot.runtime import UnknownCluster, open_runtime
+    from bot.sandbox.world import WorldError
+    from bot.services import SetupError
+    from bot.store import StoreUnavailable
 
     settings = Settings()
     try:
@@ -149,7 +174,11 @@ def cmd_snat_summary(args: argparse.Namespace) -> int:
                 store = services.store(settings)
                 day = now.date().isoformat()
                 data = summary.with_trend(data, store, day)
-                ts = summary.post(services.slack_client(settings), store, args.channel, day, data)
+                zone = next(
+                    (s.timezone for s in config.summaries if s.channel == args.channel), "UTC"
+                )
+                client = services.slack_client(settings)
+                ts = summary.post(client, store, args.channel, day, data, zone)
                 Console(stderr=True).print(
                     f"posted to {args.channel} (ts {ts})"
                     if ts
@@ -166,16 +195,40 @@ def cmd_snat_summary(args: argparse.Namespace) -> int:
 
 def cmd_cron(args: argparse.Namespace) -> int:
     from bot import processes
+    from bot.config import Settings
 
     return _run_process(lambda: processes.cron(Settings()))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
     from bot import demo
+    from bot.config import Settings
 
     result: list[int] = []
     code = _run_process(lambda: result.append(demo.run(args.world, Settings(), Console())))
     return code or (result[0] if result else CANNOT_RUN)
+
+
+VERBOSE_HELP = "show every finding's full evidence and the resources' full ids"
+
+
+class _VersionAction(argparse.Action):
+    """`--version` from the installed package's metadata, read only when asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help=str(kwargs.get("help", "")))
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            shown = version("aks-egress")
+        except PackageNotFoundError:
+            shown = "unknown (not installed as a package)"
+        print(f"aks-egress {shown}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Find out why pods in an AKS cluster cannot reach endpoints outside "
         "their virtual network.",
     )
+    parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="diagnose one cluster's outbound path")
     check.add_argument("alias", nargs="?", help="cluster alias from the configuration or world")
@@ -197,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="persistent: is the path open; intermittent: SNAT, resources, disk (default all)",
     )
     check.add_argument("--json", action="store_true", help="print the JSON report only")
+    check.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     check.add_argument("--resource-group", help="the cluster's resource group (with --name)")
     check.add_argument("--name", help="the cluster's name (with --resource-group)")
     check.add_argument("--subscription", help="subscription id (default AZURE_SUBSCRIPTION_ID)")
@@ -206,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     snat_cmd.add_argument("alias", nargs="?", help="cluster alias")
     snat_cmd.add_argument("--world", type=Path, help="serve this sandbox world instead of Azure")
     snat_cmd.add_argument("--json", action="store_true", help="print the JSON report only")
+    snat_cmd.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     snat_cmd.set_defaults(
         func=cmd_check,
         mode="snat",
@@ -243,15 +299,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo_cmd = sub.add_parser("demo", help="the whole bot on a sandbox world, printed here")
     demo_cmd.add_argument("world", nargs="?", type=Path, default=DEMO_WORLD)
     demo_cmd.set_defaults(func=cmd_demo)
+    from bot.bypass import cli as bypass_cli  # the standard library only
+
+    bypass_cli.register(sub, _fail)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in ("serve", "worker", "dev", "cron"):
+        import logging
+
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
-        return args.func(args)
+        code: int = args.func(args)
+        return code
     except KeyboardInterrupt:
         return _fail("interrupted", CANNOT_RUN)
     except Exception as exc:

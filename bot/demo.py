@@ -17,15 +17,15 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console, Group
+from rich.console import Console
 from rich.panel import Panel
-from rich.text import Text
 from slack_sdk.signature import SignatureVerifier
 
 from bot import jobs, services
 from bot.config import Settings
 from bot.processes import make_worker, start_http
 from bot.redisserver import RedisServer
+from bot.render import mrkdwn
 from bot.runtime import attach
 from bot.sandbox.world import load_world
 
@@ -84,9 +84,12 @@ def _text_of(message: dict[str, Any]) -> str:
         if block.get("type") in ("section", "header", "context"):
             if text := (block.get("text") or {}).get("text"):
                 parts.append(text)
-            for element in block.get("elements") or block.get("fields") or []:
+            for element in block.get("elements") or []:
                 if isinstance(element, dict) and element.get("text"):
                     parts.append(element["text"])
+            for element in block.get("fields") or []:  # `*Label*\nvalue`: one line here
+                if isinstance(element, dict) and element.get("text"):
+                    parts.append(element["text"].replace("\n", "  ", 1))
         elif block.get("type") == "actions":
             labels = [e.get("text", {}).get("text", "") for e in block.get("elements") or []]
             parts.append("  ".join(f"[{label}]" for label in labels))
@@ -94,9 +97,11 @@ def _text_of(message: dict[str, Any]) -> str:
 
 
 def print_thread(console: Console, messages: list[dict[str, Any]]) -> None:
+    """Each message as Slack shows it: styles, link names (URLs noted), local dates."""
     for index, message in enumerate(messages):
         title = "#incident-demo" if index == 0 else "↳ reply in thread"
-        console.print(Panel(Group(Text(_text_of(message))), title=title, title_align="left"))
+        panel = Panel(mrkdwn.render(_text_of(message)), title=title, title_align="left")
+        console.print(panel, crop=False)
 
 
 def run(world_path: Path, settings: Settings, console: Console, timeout_s: float = 90) -> int:

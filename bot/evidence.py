@@ -274,6 +274,7 @@ class ProbeRun:
     failure: str | None = None
     message: str | None = None
     node: str | None = None
+    inside: str | None = None  # namespace/name of the application pod it ran in (ephemeral)
 
 
 @dataclass
@@ -290,6 +291,31 @@ class KubeEvidence:
     target_pod_body: Json | None = None  # None with target_pod set: no such pod
     probes: list[ProbeRun] = field(default_factory=list)
     partial: list[str] = field(default_factory=list)  # reads refused; their checks skipped
+    in_pod_probe: ProbeRun | None = None  # the probe inside --pod (an ephemeral container)
+    pod_view: PodView | None = None  # what the --pod's own policies and DNS depend on
+    coredns_custom: Json | None = None  # kube-system/coredns-custom; None: absent or unread
+
+
+@dataclass
+class PodView:
+    """The cluster objects that decide a pod's own egress: its policies and its DNS.
+
+    Cilium's lists are None where the CRDs are not installed (not Azure CNI powered by
+    Cilium); `refused` names the reads RBAC refused, whose checks are then skipped.
+    """
+
+    namespaces: list[Json] = field(default_factory=list)
+    dns_services: list[Json] = field(default_factory=list)  # kube-system's services
+    network_policies: list[Json] = field(default_factory=list)  # the pod's namespace
+    cilium_policies: list[Json] | None = None
+    cilium_clusterwide: list[Json] | None = None
+    refused: dict[str, str] = field(default_factory=dict)  # read (field name) -> why
+
+    @property
+    def policies_known(self) -> bool:
+        """Every policy list was read: only then can the pod's isolation be judged."""
+        keys = ("network_policies", "cilium_policies", "cilium_clusterwide")
+        return not any(k in self.refused for k in keys)
 
 
 @dataclass(frozen=True)
@@ -323,7 +349,11 @@ class Need(Enum):
     NODES = "nodes"  # the node list
     PODS = "pods"  # every pod, and the --pod
     KUBE_METRICS = "kube metrics"  # metrics.k8s.io
-    PROBE = "probe"  # probe pods running curl to the endpoint
+    PROBE = "probe"  # probe pods running curl to the endpoint (and inside the --pod)
+    POD_VIEW = "pod view"  # the --pod's policies, namespaces and kube-dns (bot/collect/podview.py)
+    COREDNS = "coredns"  # CoreDNS's coredns-custom ConfigMap (its forward targets)
 
 
-KUBE_NEEDS = frozenset({Need.NODES, Need.PODS, Need.KUBE_METRICS, Need.PROBE})
+KUBE_NEEDS = frozenset(
+    {Need.NODES, Need.PODS, Need.KUBE_METRICS, Need.PROBE, Need.POD_VIEW, Need.COREDNS}
+)

@@ -23,6 +23,11 @@ Every key this module writes, and why it exists:
                                            mid-post is taken over (5 minutes).
     aks-egress:snat-peak:{alias}:{day}     a cluster's peak SNAT use that day, for the trend.
 
+The appliance bypass writes its own keys in bot/bypass/state.py, documented there:
+`aks-egress:bypass:{incident}` (the record), `aks-egress:bypass-lock:{route table}` (one
+bypass per route table), `aks-egress:bypasses-active` (expiries, for the reconciler) and
+the `aks-egress:audit` stream.
+
 RQ owns the `rq:*` keys of its queue. Calls use short socket timeouts so an unreachable
 Redis is reported to the user at once instead of after a long hang.
 """

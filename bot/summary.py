@@ -9,13 +9,13 @@ kept so a restarted run neither posts twice nor gives up.
 
 from __future__ import annotations
 
-import io
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot import chart
 from bot.collect.azure import AzureCollector, ClusterUnreadable
 from bot.collect.kube import KubeReader, KubeUnavailable, connect
 from bot.config import SummarySchedule
@@ -90,39 +90,14 @@ def with_trend(summary: Json, store: Store, day: str) -> Json:
     return summary
 
 
-def chart_png(summary: Json) -> bytes:
-    """Used vs allocated SNAT ports per cluster over the last 24 hours."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    clusters = [c for c in summary["clusters"] if c.get("series")]
-    rows = max(1, len(clusters))
-    fig, axes = plt.subplots(rows, 1, figsize=(8, 2.4 * rows), squeeze=False)
-    for ax, cluster in zip(axes[:, 0], clusters or [{}], strict=False):
-        points = cluster.get("series") or []
-        if not points:
-            ax.text(0.5, 0.5, "no SNAT data", ha="center", va="center")
-            ax.set_axis_off()
-            continue
-        times = [datetime.fromisoformat(p["timeStamp"].replace("Z", "+00:00")) for p in points]
-        ax.plot(times, [p.get("used") or 0 for p in points], label="used", color="#d62728")
-        ax.plot(
-            times, [p.get("allocated") or 0 for p in points], label="allocated", color="#1f77b4"
-        )
-        ax.set_title(f"{cluster['alias']}: peak {cluster.get('peakUsedPct', 0):.0f} % used")
-        ax.set_ylabel("SNAT ports")
-        ax.legend(loc="upper left", fontsize="small")
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    return buffer.getvalue()
+def chart_png(summary: Json, timezone: str = "UTC") -> bytes:
+    """Every cluster of the day's summary in one figure (bot.chart says what it shows)."""
+    return chart.render(chart.spec(summary, timezone))
 
 
-def post(client: Any, store: Store, channel: str, day: str, summary: Json) -> str | None:
+def post(
+    client: Any, store: Store, channel: str, day: str, summary: Json, timezone: str = "UTC"
+) -> str | None:
     """Post the day's summary and its chart; None when it is posted already or another
     process is posting it."""
     if store.summary_ts(channel, day) or not store.take_summary_lease(channel, day):
@@ -135,7 +110,7 @@ def post(client: Any, store: Store, channel: str, day: str, summary: Json) -> st
     client.files_upload_v2(
         channel=channel,
         thread_ts=ts,
-        content=chart_png(summary),
+        content=chart_png(summary, timezone),
         filename=f"snat-{day}.png",
         title=f"SNAT ports, last 24 hours ({day})",
     )

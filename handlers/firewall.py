@@ -8,11 +8,14 @@ that none does. Any other appliance is opaque to ARM, which is said rather than 
 
 from __future__ import annotations
 
+import re
+
 from bot import armid
 from bot.codes import finding
 from bot.evidence import AzureEvidence, Destination
 from bot.model import Finding, Json
 from handlers.firewall_rules import Connection, FirewallDecision, evaluate_classic, evaluate_policy
+from handlers.narrow import nsg_destination
 from handlers.path import Hop, address_context, firewall_with_ip, hops, subnet_prefix
 
 # What Azure's AzureKubernetesService FQDN tag stands for, beyond the cluster's own list.
@@ -44,7 +47,7 @@ def check(ev: AzureEvidence) -> list[Finding]:
         if fw is None:
             unknown_hops.setdefault(hop.route.next_hop_ip or "?", []).append(hop)
             continue
-        decision = _evaluate(ev, fw, hop, fqdn_tags)
+        decision = evaluate_hop(ev, fw, hop, fqdn_tags)
         if decision is None:
             continue  # rules not read: the access step says which read failed
         key = (hop.destination.label, hop.subnet_id)
@@ -62,7 +65,7 @@ def check(ev: AzureEvidence) -> list[Finding]:
     return findings
 
 
-def _evaluate(
+def evaluate_hop(
     ev: AzureEvidence, fw: Json, hop: Hop, fqdn_tags: dict[str, list[str]]
 ) -> FirewallDecision | None:
     """The firewall's decision; None when a policy in its chain was not read, because
@@ -147,7 +150,7 @@ def _endpoint_verdict(ev: AzureEvidence, hop: Hop, fw: Json, decision: FirewallD
         f"Firewall {name} blocks {hop.destination.label}: {why}.",
         resource=fw["id"],
         evidence=evidence,
-        fix=_allow_fix(ev, fw, hop, [hop.destination]),
+        fix=_allow_fix(ev, fw, hop, [hop.destination], decision),
         about_endpoint=True,
     )
 
@@ -155,7 +158,7 @@ def _endpoint_verdict(ev: AzureEvidence, hop: Hop, fw: Json, decision: FirewallD
 def _required_blocked(
     ev: AzureEvidence, blocked: list[tuple[Hop, Json, FirewallDecision]]
 ) -> Finding:
-    hop, fw, _ = blocked[0]
+    hop, fw, decision = blocked[0]
     labels = list(dict.fromkeys(h.destination.label for h, _, _ in blocked))
     return finding(
         "FIREWALL_REQUIRED_FQDN_BLOCKED",
@@ -164,7 +167,7 @@ def _required_blocked(
         "images, reach the API server or sync time.",
         resource=fw["id"],
         evidence={"blocked": [_decision_evidence(f, h, d) for h, f, d in blocked]},
-        fix=_allow_fix(ev, fw, hop, [h.destination for h, _, _ in blocked], aks_tag=True),
+        fix=_allow_fix(ev, fw, hop, [h.destination for h, _, _ in blocked], decision, aks_tag=True),
     )
 
 
@@ -186,13 +189,26 @@ def _nva_unknown(ev: AzureEvidence, ip: str, items: list[Hop]) -> Finding:
 
 
 def _allow_fix(
-    ev: AzureEvidence, fw: Json, hop: Hop, dests: list[Destination], aks_tag: bool = False
+    ev: AzureEvidence,
+    fw: Json,
+    hop: Hop,
+    dests: list[Destination],
+    decision: FirewallDecision,
+    aks_tag: bool = False,
 ) -> list[str]:
-    """The az command that adds an Allow rule collection for these destinations."""
+    """The az commands that add the narrowest Allow rules for these destinations.
+
+    Web destinations get an application rule naming their FQDNs (or the
+    AzureKubernetesService FQDN tag), others a network rule to their addresses or the
+    documented service tag. A deny rule that matched stays: the allow goes just before its
+    collection, in the same group and policy; and as network rules are processed before
+    application rules, a network deny is answered with a network rule."""
     source = subnet_prefix(ev, hop.subnet_id) or "<node-subnet-prefix>"
     props = fw.get("properties") or {}
     policy = (props.get("firewallPolicy") or {}).get("id")
-    web = [d for d in dests if d.protocol in ("Http", "Https") and d.fqdn]
+    region = str(fw.get("location") or ev.cluster.get("location") or "")
+    by_network = decision.kind == "network"
+    web = [d for d in dests if d.protocol in ("Http", "Https") and d.fqdn and not by_network]
     other = [d for d in dests if d not in web]
     protocols = " ".join(sorted({f"{d.protocol}={d.port}" for d in web}))
     fqdns = " ".join(sorted({d.fqdn for d in web if d.fqdn}))
@@ -200,9 +216,19 @@ def _allow_fix(
     name = name.replace("*.", "").replace(".", "-")[:60]
     target = "--fqdn-tags AzureKubernetesService" if aks_tag else f"--target-fqdns {fqdns}"
     commands = []
+    if aks_tag and web:
+        commands.append(
+            "# opens the AzureKubernetesService FQDN tag (the FQDNs AKS documents: MCR, Azure "
+            "Resource Manager, Entra ID sign-in, packages) to the node subnet only"
+        )
+    elif web:
+        commands.append(f"# opens {protocols} to {fqdns} only, from {source} only")
+    for d in other:
+        commands.append(f"# opens {d.nsg_protocol.upper()} {d.port} to {_opens(d, region)}")
     if policy:
+        policy, group, priority, note = _placement(ev, policy, source, decision)
+        commands.extend(note)
         pid = armid.ArmId.parse(policy)
-        group, priority = _group_for(ev, policy, source)
         base = (
             "az network firewall policy rule-collection-group collection add-filter-collection "
             f"--resource-group {pid.resource_group} --policy-name {pid.name} --rcg-name {group} "
@@ -214,38 +240,109 @@ def _allow_fix(
                 f"--rule-type ApplicationRule --source-addresses {source} "
                 f"--protocols {protocols} {target}"
             )
-            priority += 10
+            priority = _next(priority, decision)
         for d in other:
             commands.append(
                 f"{base} --name {name}-{d.port} --collection-priority {priority} "
                 f"--rule-name {name}-{d.port} --rule-type NetworkRule --source-addresses {source} "
                 f"--ip-protocols {d.nsg_protocol.upper()} "
-                f"{_network_destination(d)} --destination-ports {d.port}"
+                f"{_network_destination(d, region)} --destination-ports {d.port}"
             )
-            priority += 10
+            priority = _next(priority, decision)
         return commands
     fid = armid.ArmId.parse(fw["id"])
     if web:
+        priority = _classic_priority(fw, "applicationRuleCollections", decision, commands)
         commands.append(
             f"az network firewall application-rule create --resource-group {fid.resource_group} "
-            f"--firewall-name {fid.name} --collection-name {name} --name {name} --priority 200 "
+            f"--firewall-name {fid.name} --collection-name {name} --name {name} "
+            f"--priority {priority} "
             f"--action Allow --source-addresses {source} --protocols {protocols} {target}"
         )
     for d in other:
+        priority = _classic_priority(fw, "networkRuleCollections", decision, commands)
         commands.append(
             f"az network firewall network-rule create --resource-group {fid.resource_group} "
             f"--firewall-name {fid.name} --collection-name {name}-{d.port} --name {name} "
-            f"--priority 210 --action Allow --source-addresses {source} "
-            f"--protocols {d.nsg_protocol.upper()} {_network_destination(d)} "
+            f"--priority {priority} --action Allow --source-addresses {source} "
+            f"--protocols {d.nsg_protocol.upper()} {_network_destination(d, region)} "
             f"--destination-ports {d.port}"
         )
     return commands
 
 
-def _network_destination(d: Destination) -> str:
+def _classic_priority(fw: Json, kind: str, decision: FirewallDecision, commands: list[str]) -> int:
+    """A free collection priority of this kind: just before the deny collection that
+    matched (noted in `commands`, the deny stays), else after every existing one."""
+    collections = (fw.get("properties") or {}).get(kind) or []
+    used = {int((c.get("properties") or {}).get("priority") or 0) for c in collections}
+    used |= {int(p) for c in commands for p in re.findall(r"--priority (\d+)", c)}
+    denied_here = (
+        decision.kind != "default-deny"
+        and decision.priority_path
+        and any(c.get("name") == decision.collection_name for c in collections)
+    )
+    if denied_here:
+        deny = decision.priority_path[-1]
+        note = f"# just before {decision.collection_name} (priority {deny}), which stays as it is"
+        if note not in commands:
+            commands.append(note)
+        return next((p for p in range(deny - 1, 99, -1) if p not in used), deny)
+    return next(p for p in range(max(used, default=100) + 100, 65001) if p not in used)
+
+
+def _network_destination(d: Destination, region: str) -> str:
+    """Addresses when known, else the FQDN (network rules resolve it through the firewall's
+    DNS proxy), else, for a wildcard such as the tunnel's *.azmk8s.io, the service tag
+    Microsoft documents for it (handlers.narrow)."""
     if d.addresses:
         return "--destination-addresses " + " ".join(str(a) for a in d.addresses)
-    return f"--destination-fqdns {d.fqdn}"
+    if d.fqdn and "*" not in d.fqdn:
+        return f"--destination-fqdns {d.fqdn}"
+    return "--destination-addresses " + " ".join(nsg_destination(d, None, region).prefixes)
+
+
+def _opens(d: Destination, region: str) -> str:
+    """What a network rule's destination lets through, in words."""
+    if d.addresses:
+        return " ".join(str(a) for a in d.addresses) + " only"
+    if d.fqdn and "*" not in d.fqdn:
+        return f"the addresses {d.fqdn} resolves to (the firewall's DNS proxy must be on)"
+    return nsg_destination(d, None, region).opens
+
+
+def _placement(
+    ev: AzureEvidence, policy_id: str, source: str, decision: FirewallDecision
+) -> tuple[str, str, int, list[str]]:
+    """(policy, rule collection group, collection priority, a note) for a new allow.
+
+    After the default deny, any group will do. After a deny rule, the allow must come
+    first: the deny's own group (in the base policy when it is inherited, since a base
+    policy's rules precede the child's) at the free priority just before the deny's
+    collection, which stays as it is."""
+    if decision.kind == "default-deny" or not decision.collection_group:
+        group, priority = _group_for(ev, policy_id, source)
+        return policy_id, group, priority, []
+    for candidate in [policy_id, *_parents(ev, policy_id)]:
+        for rcg in ev.rule_collection_groups.get(armid.key(candidate), []):
+            if rcg.get("name") != decision.collection_group:
+                continue
+            collections = (rcg.get("properties") or {}).get("ruleCollections") or []
+            used = {int(c.get("priority") or 0) for c in collections}
+            deny = decision.priority_path[-1] if decision.priority_path else 65000
+            priority = next((p for p in range(deny - 1, 99, -1) if p not in used), deny)
+            note = (
+                f"# just before {decision.collection_name} (priority {deny}) in "
+                f"{decision.collection_group}, which stays as it is"
+            )
+            return candidate, str(rcg["name"]), priority, [note]
+    group, priority = _group_for(ev, policy_id, source)
+    return policy_id, group, priority, []
+
+
+def _next(priority: int, decision: FirewallDecision) -> int:
+    """The next collection's priority: further up when placed before a deny, else down."""
+    return priority - 1 if decision.kind != "default-deny" else priority + 10
 
 
 def _group_for(ev: AzureEvidence, policy_id: str, source: str) -> tuple[str, int]:

@@ -13,6 +13,7 @@ from bot import armid
 from bot.codes import finding
 from bot.evidence import AzureEvidence, Destination, nic_configs
 from bot.model import Finding, Json
+from handlers.narrow import OPENS, nsg_destination
 from handlers.nsg_rules import Flow, RuleDecision, evaluate
 from handlers.path import address_context, hops
 
@@ -110,7 +111,12 @@ def _required_finding(items: list[Denial]) -> Finding:
 
 
 def allow_commands(nsg: Json, rule: RuleDecision, items: list[Denial], name: str) -> list[str]:
-    """An Allow rule just above the denying rule, moving the Deny down when no room is left."""
+    """The smallest Allow rules that let these flows through, just above the denying rule.
+
+    The deny stays: each allow names only the narrowest destination known for its flows
+    (handlers.narrow), one rule per protocol and port so a tag needed on 443 is not opened
+    on 9000 too, and a comment says what else it opens. The deny moves down only when no
+    priority is free above it."""
     rid = armid.ArmId.parse(nsg["id"])
     used = {
         int((r.get("properties") or {}).get("priority") or 0)
@@ -119,29 +125,78 @@ def allow_commands(nsg: Json, rule: RuleDecision, items: list[Denial], name: str
     base = (
         f"az network nsg rule {{verb}} --resource-group {rid.resource_group} --nsg-name {rid.name}"
     )
-    commands = []
-    if rule.default_rule:
-        priority = _free(used, 4096, -1)
-    else:
-        priority = _free(used, rule.priority - 1, -1)
-        if priority < 100:
-            moved = _free(used, rule.priority + 1, 1)
+    region = str(nsg.get("location") or "")
+    groups: dict[tuple[str, int, bool], dict[str, str]] = {}
+    for d in items:
+        narrow = nsg_destination(d.destination, d.address, region)
+        opened = groups.setdefault(
+            (d.destination.nsg_protocol, d.destination.port, narrow.broad), {}
+        )
+        for prefix in narrow.prefixes:
+            # A broad rule lists the names it stands for; a narrow one what each prefix opens.
+            what = d.destination.fqdn or d.destination.label if narrow.broad else narrow.opens
+            opened.setdefault(prefix if not narrow.broad else what, OPENS.get(prefix, what))
+    commands, priorities = _priorities(used, rule, len(groups), base)
+    for ((protocol, port, broad), opened), priority in zip(
+        sorted(groups.items()), priorities, strict=True
+    ):
+        rule_name = name if len(groups) == 1 else f"{name}-{protocol.lower()}-{port}"
+        if broad:
+            rule_name += "-internet"
             commands.append(
-                base.format(verb="update") + f" --name {rule.rule_name} --priority {moved}"
+                f"# no service tag or fixed address is known for {', '.join(opened)} and NSG "
+                f"rules match addresses, not names: this rule opens every internet host on "
+                f"{protocol} {port}; a firewall rule naming the FQDN is the narrow way"
             )
-            priority = rule.priority
-    ports = " ".join(str(p) for p in sorted({d.destination.port for d in items}))
-    protocols = sorted({d.destination.nsg_protocol for d in items})
-    addresses = sorted({d.address for d in items})
-    unknown = any(a.startswith("Internet") for a in addresses)
-    commands.append(
-        base.format(verb="create")
-        + f" --name {name} --priority {priority} --direction Outbound --access Allow"
-        + f" --protocol {protocols[0] if len(protocols) == 1 else '*'}"
-        + f" --destination-address-prefixes {'Internet' if unknown else ' '.join(addresses)}"
-        + f" --destination-port-ranges {ports}"
-    )
+        else:
+            commands.append(
+                f"# opens {protocol} {port} to "
+                + "; ".join(f"{prefix} ({what})" for prefix, what in opened.items())
+            )
+        prefixes = "Internet" if broad else " ".join(opened)
+        commands.append(
+            base.format(verb="create")
+            + f" --name {rule_name} --priority {priority} --direction Outbound --access Allow"
+            + f" --protocol {protocol} --destination-address-prefixes {prefixes}"
+            + f" --destination-port-ranges {port}"
+        )
     return commands
+
+
+def _priorities(
+    used: set[int], rule: RuleDecision, count: int, base: str
+) -> tuple[list[str], list[int]]:
+    """`count` free priorities just above (numerically below) the deny, nearest first; when
+    fewer are free down to 100, the deny moves to free slots below it, kept, never deleted."""
+    if rule.default_rule:
+        return [], _free_run(used, 4096, count)
+    free = [p for p in range(rule.priority - 1, 99, -1) if p not in used][:count]
+    if len(free) == count:
+        return [], free
+    # The deny's own slot and the free ones below it, until there are enough for the allows.
+    extra, moved = [rule.priority], rule.priority + 1
+    while len(free) + len(extra) < count or moved in used:
+        if moved not in used:
+            extra.append(moved)
+        moved += 1
+    passed = sorted(p for p in used if rule.priority < p < moved)
+    note = (
+        [f"# the deny moves below rule(s) at priority {', '.join(map(str, passed))}: check them"]
+        if passed
+        else []
+    )
+    update = base.format(verb="update") + f" --name {rule.rule_name} --priority {moved}"
+    return [*note, update], (free + extra)[:count]
+
+
+def _free_run(used: set[int], start: int, count: int) -> list[int]:
+    out: list[int] = []
+    priority = start
+    while len(out) < count:
+        priority = _free(used, priority, -1)
+        out.append(priority)
+        priority -= 1
+    return out
 
 
 def _free(used: set[int], start: int, step: int) -> int:

@@ -11,8 +11,8 @@ from bot import armid
 from bot.codes import finding
 from bot.evidence import AzureEvidence
 from bot.model import Finding, Json
-from handlers.path import hops, route_table
-from handlers.route_rules import default_route
+from handlers.path import Hop, address_context, hops, route_table
+from handlers.route_rules import default_route, select_route
 
 APPLIANCE_IP = "<firewall-private-ip>"
 
@@ -140,13 +140,7 @@ def _endpoint_route_findings(ev: AzureEvidence) -> list[Finding]:
             else (f"the system route {route.prefix}")
         )
         if route.next_hop_type == "None":
-            fix = []
-            if route.route_id:
-                rt = armid.ArmId.parse(route.route_id)
-                fix.append(
-                    f"az network route-table route delete --resource-group {rt.resource_group} "
-                    f"--route-table-name {rt.parent_name} --name {rt.name}"
-                )
+            fix = _blackhole_fix(ev, hop)
             findings.append(
                 finding(
                     "ROUTE_BLACKHOLE",
@@ -171,3 +165,43 @@ def _endpoint_route_findings(ev: AzureEvidence) -> list[Finding]:
                 )
             )
     return findings
+
+
+def _blackhole_fix(ev: AzureEvidence, hop: Hop) -> list[str]:
+    """Let the endpoint through a route that drops it, and only the endpoint.
+
+    A None route is a control someone set: a /32 route for the endpoint's address, to the
+    next hop the packet would take without the blackhole, leaves it dropping the rest.
+    A blackhole aimed at this very address can only be removed, and the fix says whose
+    decision that is."""
+    route = hop.route
+    if hop.address is None or route.route_id is None:
+        return []
+    rt = armid.ArmId.parse(route.route_id)
+    where = f"--resource-group {rt.resource_group} --route-table-name {rt.parent_name}"
+    if route.prefix.prefixlen == 32:
+        return [
+            f"# route {rt.name} drops exactly {hop.address}: someone blocked this endpoint on "
+            "purpose; remove the block only if that is no longer wanted",
+            f"az network route-table route delete {where} --name {rt.name}",
+        ]
+    table = route_table(ev, hop.subnet_id) or {}
+    props = dict(table.get("properties") or {})
+    props["routes"] = [
+        r for r in props.get("routes") or [] if not armid.same(r.get("id"), route.route_id)
+    ]
+    ctx = address_context(ev, hop.subnet_id)
+    other = select_route(
+        {**table, "properties": props}, hop.address, ctx.vnet_prefixes, ctx.service_tags
+    )
+    if other.next_hop_type == "None":
+        return []
+    target = f"--next-hop-type {other.next_hop_type}" + (
+        f" --next-hop-ip-address {other.next_hop_ip}" if other.next_hop_ip else ""
+    )
+    return [
+        f"# keeps {rt.name} ({route.prefix} → None) for everything else; only {hop.address} "
+        f"takes the path it would take without it ({other.next_hop_type})",
+        f"az network route-table route create {where} --name allow-{hop.address} "
+        f"--address-prefix {hop.address}/32 {target}",
+    ]

@@ -74,6 +74,7 @@ DYNAMIC_BANDS = ((50, 1_024), (100, 512), (200, 256), (400, 128), (800, 64), (1_
 HIGH_PERCENT = 75  # SNAT_HIGH: peak used ≥ 75 % of allocated on some backend
 HEADROOM_PERCENT = 30  # the fix leaves at least this much free at today's peak
 TOP_NODES = 5
+CHART_LINES = 3  # the busiest nodes drawn as lines; the rest as a band
 
 LB_USED = "usedsnatports"
 LB_ALLOCATED = "allocatedsnatports"
@@ -270,6 +271,10 @@ class Backend:
     failed: float = 0.0
     reached: bool = False  # used reached the allocation at some point
     allocated_from: str = "metric"
+    # Over the day, for the chart: time → percent of this node's own allocation, and
+    # time → failed connections (not part of a finding's evidence).
+    percents: dict[str, float] = field(default_factory=dict)
+    failed_at: dict[str, float] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -355,9 +360,14 @@ def _analyze_lb(ev: AzureEvidence, kube: KubeEvidence | None) -> LbView:
                 if value is not None and point.get("timeStamp"):
                     row[point["timeStamp"]] += value
     failed: dict[str, float] = defaultdict(float)
+    failed_at: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for s in _named(view.series, SNAT_CONNECTIONS):
         if _state(s) == "failed":
-            failed[s.dim("BackendIPAddress") or ""] += sum(_total(p) or 0.0 for p in s.points)
+            ip = s.dim("BackendIPAddress") or ""
+            failed[ip] += sum(_total(p) or 0.0 for p in s.points)
+            for point in s.points:
+                if (count := _total(point)) and point.get("timeStamp"):
+                    failed_at[ip][point["timeStamp"]] += count
     view.failed_total = sum(failed.values())
 
     names = node_index(kube)
@@ -374,6 +384,8 @@ def _analyze_lb(ev: AzureEvidence, kube: KubeEvidence | None) -> LbView:
             if not alloc:
                 alloc, source = model, "model"
             percent = value / alloc * 100 if alloc else None
+            if percent is not None:
+                candidate.percents[stamp] = percent
             if alloc and value >= alloc:
                 reached.add(ip)
             best = (candidate.percent or 0.0, candidate.used or 0.0)
@@ -392,6 +404,7 @@ def _analyze_lb(ev: AzureEvidence, kube: KubeEvidence | None) -> LbView:
             node, pool = names.get(ip, (None, None))
             backends[ip] = Backend(ip=ip, node=node, pool=pool)
         backends[ip].failed = count
+        backends[ip].failed_at = dict(failed_at[ip])
     view.backends = list(backends.values())
 
     used_sum = _by_time(
@@ -872,6 +885,38 @@ def check(ev: AzureEvidence, kube: KubeEvidence | None) -> list[Finding]:
     ]
 
 
+def node_series(backends: list[Backend], lines: int = CHART_LINES) -> tuple[list[Json], list[Json]]:
+    """The busiest nodes' day as a share of their own allocation (and every node with failed
+    connections, so each failure is drawn where it happened), and the band (lowest to
+    highest at each time) the other nodes stay in. SNAT ports are allocated and exhausted
+    per node, so a sum over nodes hides the one that fails."""
+    ranked = sorted(
+        backends, key=lambda b: (max(b.percents.values(), default=0.0), b.failed), reverse=True
+    )
+    drawn = ranked[:lines] + [b for b in ranked[lines:] if b.failed_at]
+    others = [b for b in ranked[lines:] if not b.failed_at]
+    top = [
+        {
+            "node": b.name,
+            "pool": b.pool,
+            "points": [
+                {"timeStamp": t, "percent": round(p, 1)} for t, p in sorted(b.percents.items())
+            ],
+            "failed": [{"timeStamp": t, "count": _num(c)} for t, c in sorted(b.failed_at.items())],
+        }
+        for b in drawn
+    ]
+    rest: dict[str, list[float]] = defaultdict(list)
+    for b in others:
+        for stamp, percent in b.percents.items():
+            rest[stamp].append(percent)
+    band = [
+        {"timeStamp": t, "low": round(min(v), 1), "high": round(max(v), 1), "nodes": len(v)}
+        for t, v in sorted(rest.items())
+    ]
+    return top, band
+
+
 def summarize(ev: AzureEvidence, kube: KubeEvidence | None) -> Json:
     """The daily summary's numbers for one cluster (and a chart's series)."""
     findings = [
@@ -906,6 +951,7 @@ def summarize(ev: AzureEvidence, kube: KubeEvidence | None) -> Json:
             allocatedPerNode=_num(max(allocations)) if allocations else summary["allocatedPerNode"],
             series=view.timeline,
         )
+        summary["nodeSeries"], summary["otherNodes"] = node_series(ordered)
         return summary
     if ev.outbound_type in NAT_OUTBOUND_TYPES:
         views = [_analyze_natgw(ev, n) for n in ev.nat_gateways.values()]
@@ -918,6 +964,10 @@ def summarize(ev: AzureEvidence, kube: KubeEvidence | None) -> Json:
         for v in measured:
             for stamp, value in v.connections.items():
                 timeline[stamp] += value
+        failed_at: dict[str, float] = defaultdict(float)
+        for v in measured:
+            for stamp, value in v.state("failed").items():
+                failed_at[stamp] += value
         peak = max(timeline.values(), default=0.0)
         summary.update(
             peakUsedPct=round(peak / ports * 100, 1) if ports else None,
@@ -925,6 +975,9 @@ def summarize(ev: AzureEvidence, kube: KubeEvidence | None) -> Json:
             series=[
                 {"timeStamp": t, "used": _num(v), "allocated": ports}
                 for t, v in sorted(timeline.items())
+            ],
+            failedAt=[
+                {"timeStamp": t, "count": _num(c)} for t, c in sorted(failed_at.items()) if c
             ],
         )
     return summary

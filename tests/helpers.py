@@ -5,12 +5,15 @@ from `arm`, `metrics` as `Series` with lower-cased dimension names, nodes from
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
 
 from bot import armid
 from bot.evidence import AzureEvidence, KubeEvidence, NodePool, Series
+from tests.fix_policy import assert_fixes_narrow
 
 ROOT = Path(__file__).resolve().parent.parent
 WORLDS = ROOT / "tests" / "worlds"
@@ -19,6 +22,13 @@ FIXTURES = ROOT / "tests" / "fixtures"
 
 def expected_worlds(path: Path) -> dict[str, dict]:
     return yaml.safe_load(path.read_text())
+
+
+def check_argv(spec: dict, world: Path) -> list[str]:
+    """The CLI arguments an expected.yaml entry runs its world with: the alias, the endpoint,
+    the entry's `args` (e.g. `--pod NS/NAME`) and the world."""
+    args = [*spec.get("args", []), "--world", str(world)]
+    return [spec["alias"], "--endpoint", spec["endpoint"], *args]
 
 
 def assert_expected(report: dict, spec: dict) -> set[str]:
@@ -33,6 +43,7 @@ def assert_expected(report: dict, spec: dict) -> set[str]:
     for finding in report["findings"]:
         assert finding["severity"] in ("error", "warning", "info", "ok")
         assert finding["title"] and isinstance(finding["evidence"], dict)
+    assert_fixes_narrow(report)
     return codes
 
 
@@ -111,3 +122,26 @@ def codes(findings) -> list[str]:
 def by_code(findings, code: str):
     [found] = [f for f in findings if f.code == code]
     return found
+
+
+# -- the CLI in a fresh process, and what it imported ------------------------------------
+
+HEAVY = ("azure", "kubernetes", "slack_sdk", "slack_bolt", "pydantic", "redis", "rq", "bot.sandbox")
+PROBE = f"""
+import sys
+from bot import cli
+try:
+    cli.main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+heavy = sorted({{m.split('.')[0] if not m.startswith('bot.') else m for m in sys.modules
+               if m.startswith({HEAVY!r})}})
+print('HEAVY', heavy, 'EXIT', code, file=sys.stderr)
+"""
+
+
+def run_cli_in_fresh_process(*argv: str) -> subprocess.CompletedProcess[str]:
+    """`aks-egress ARGV` in a new interpreter; stderr ends with the heavy modules it loaded."""
+    return subprocess.run(
+        [sys.executable, "-c", PROBE, *argv], cwd=ROOT, capture_output=True, text=True, timeout=30
+    )

@@ -72,6 +72,9 @@ class World:
     _collections: dict[str, list[dict[str, Any]]] = field(init=False, repr=False)
     _by_key: dict[str, dict[str, Any]] = field(init=False, repr=False)
     _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
+    # Every write served (world-format.md: writes are applied *and recorded*), in order:
+    # {"method", "id", "status", "body"}; the NVA-bypass tests assert on it.
+    writes: list[dict[str, Any]] = field(init=False, repr=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self.now = datetime.fromisoformat(self.data["now"]).astimezone(UTC)

@@ -22,6 +22,7 @@ from bot.admission import admit_check, enqueue_check
 from bot.directory import Directory
 from bot.model import Json, Report
 from bot.slack import blocks
+from bot.slack import bypass as bypass_listeners
 from bot.slack.access import Access
 from bot.slack.commands import (
     Check,
@@ -66,6 +67,7 @@ def build_app(
     )
     store, queue, directory = deps.store, deps.queue, deps.directory
     access = Access(directory, client)
+    bypass = bypass_listeners.register(app, deps, access)
 
     @app.error
     def on_error(error: Exception, body: dict[str, Any]) -> None:
@@ -147,6 +149,9 @@ def build_app(
         incident: Incident = context["incident"]
         channel, user = incident.request.channel, event.get("user", "")
         try:
+            if (wanted := bypass_listeners.parse(event.get("text", ""))) is not None:
+                bypass.request(client, incident, wanted, user)
+                return
             parsed = parse_mention(event.get("text", ""))
         except UsageError as exc:
             usage = blocks.usage_error(str(exc))

@@ -43,3 +43,9 @@ def test_demo_prints_the_incident_thread_and_exits_cleanly(tmp_path):
     assert "Root cause" in out and "NSG_OUTBOUND_DENY" in out
     assert "Traceback" not in out + done.stderr
     assert "internal error" not in out + done.stderr
+    # Slack's markup reads as Slack shows it: no raw mrkdwn, links by name, URLs noted.
+    for raw in ("<https://", "<!date^", "*Cluster*", "<@U", "```", "&lt;", "&gt;"):
+        assert raw not in out, raw
+    assert "Cluster  payments-prod[1]" in out
+    assert "[1] https://portal.azure.com/" in out
+    assert "@U0DEMO0001" in out
