@@ -31,6 +31,12 @@ E, W, INFO, OK = Severity.ERROR, Severity.WARNING, Severity.INFO, Severity.OK
 CATALOG: dict[str, Code] = _catalog(
     Code("OUTBOUND_TYPE", INFO, "cluster", "Outbound type and network plugin"),
     Code("EGRESS_IPS", INFO, "cluster", "Public IPs egress leaves through"),
+    Code(
+        "OUTBOUND_TYPE_OVERRIDDEN",
+        W,
+        "cluster",
+        "A method of higher precedence bypasses the outbound type",
+    ),
     Code("CLUSTER_NOT_RUNNING", E, "cluster", "The cluster is not running"),
     Code("NETPOL_EGRESS_DENY", E, "netpol", "The pod's NetworkPolicies deny the endpoint"),
     Code("NETPOL_DNS_DENY", E, "netpol", "The pod's NetworkPolicies leave out its DNS server"),
