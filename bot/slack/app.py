@@ -38,6 +38,7 @@ from bot.slack.commands import (
 )
 from bot.slack.guards import STORE_DOWN, Guards, Next, private
 from bot.slack.thread import Thread, incident_view
+from bot.slack.timeline import timeline
 from bot.store import Incident, Request, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ def build_app(
         if isinstance(parsed, Help):
             private(client, channel, user, blocks.help_text(), incident.ts.get("root"))
         elif isinstance(parsed, Timeline):
-            text = blocks.timeline(incident_view(incident), store.reports(incident.id))
+            text = timeline(incident_view(incident), store.reports(incident.id))
             client.chat_postMessage(
                 channel=channel, thread_ts=incident.ts.get("root"), text=text, mrkdwn=True
             )
@@ -197,7 +198,7 @@ def build_app(
 
     @app.action(blocks.ACTION_SHOW_EVIDENCE, middleware=[guards.ack])
     def on_show_evidence(body: Json, client: WebClient) -> None:
-        incident_id, _, index = body["actions"][0]["value"].partition(":")
+        incident_id, index = blocks.parse_evidence_value(body["actions"][0]["value"])
         try:
             reports = store.reports(incident_id)
         except StoreUnavailable:
