@@ -26,9 +26,10 @@ DEMO_WORLD = Path(__file__).resolve().parent / "sandbox" / "worlds" / "demo.yaml
 
 def _fail(message: str, code: int) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
-    console.print(f"[bold red]aks-egress:[/bold red] {message}", markup=True)
+    console.print(f"[bold red]aks-egress:[/bold red] {escape(message)}", markup=True)
     return code
 
 

@@ -9,6 +9,7 @@ root-cause order.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from bot.model import Finding, Severity
 
@@ -99,7 +100,7 @@ CATALOG: dict[str, Code] = _catalog(
 )
 
 
-def finding(code: str, detail: str = "", **kwargs) -> Finding:
+def finding(code: str, detail: str = "", **kwargs: Any) -> Finding:
     """Build a finding whose severity and title come from the catalog, never retyped."""
     entry = CATALOG[code]
     title = kwargs.pop("title", entry.title)

@@ -18,7 +18,21 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot import armid
 from bot.bypass.policy import BypassPolicy, PolicyError
-from bot.collect.probe import ProbeSettings
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """Where and how probe pods run (bot/collect/probe.py builds them from these)."""
+
+    namespace: str = "aks-egress"
+    image: str = "mcr.microsoft.com/azurelinux/base/core:3.0"
+    connect_timeout_s: int = 5
+    max_time_s: int = 10
+    deadline_s: int = 60
+    leftover_after_s: int = 180
+    # How long to wait for one Azure run command (private clusters, runcommand.py).
+    run_command_timeout_s: int = 300
+
 
 _PROBE = ProbeSettings()
 

@@ -208,7 +208,7 @@ def kubernetes_rights(runtime: Runtime, alias: str, cluster_id: str) -> Result:
                     spec=k8s.V1SelfSubjectRulesReviewSpec(namespace=namespace)
                 )
             )
-            rules = review.status.resource_rules or []
+            rules = (review.status.resource_rules if review.status else None) or []
             missing += [
                 f"{verb} {group + '/' if group else ''}{resource}"
                 + (f" in {namespace}" if where != "cluster" else "")

@@ -21,10 +21,10 @@ from bot.collect.podview import InPodProbe, PodViewReader
 from bot.collect.probe import ProbeRunner, probe_pools
 from bot.collect.runcommand import CommandFailed, RunCommand, read_cluster
 from bot.endpoint import Endpoint
-from bot.evidence import Evidence, Json, KubeEvidence, KubeUnreached, ProbeRun
-from bot.model import ClusterSummary, Finding, Report, Stats
+from bot.evidence import KUBE_NEEDS, Evidence, KubeEvidence, KubeUnreached, Need, ProbeRun
+from bot.model import ClusterSummary, Finding, Json, Report, Stats
 from bot.runtime import Runtime
-from bot.steps import KUBE_NEEDS, Need, Step, needs_of, steps_of
+from bot.steps import Step, needs_of, steps_of
 from handlers import k8s
 from handlers.cluster import egress_ips
 from handlers.dnspath import explain_dns

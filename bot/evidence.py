@@ -12,12 +12,10 @@ import math
 import re
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
 
 from bot import armid
 from bot.endpoint import Endpoint
-
-Json = dict[str, Any]
+from bot.model import Json
 
 # The label that marks a probe pod: the runner sets it, the sweep and the handlers read it.
 PROBE_LABEL = "app.kubernetes.io/name"

@@ -14,11 +14,6 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from redis import Redis
-from redis.client import Pipeline
-from rq import Queue, Retry
-from rq.job import Job
-from rq.serializers import JSONSerializer
 from slack_sdk import WebClient
 
 from bot import logs, metrics
@@ -30,19 +25,11 @@ from bot.engine import CheckRequest, Engine
 from bot.model import Finding, Severity
 from bot.runtime import Runtime
 from bot.slack import blocks
-from bot.slack.thread import Thread
+from bot.slack.thread import Thread, incident_view
 from bot.steps import steps_of
-from bot.store import Admission, Incident, Request, Store, guard_redis, new_incident_id
+from bot.store import Store
 
 log = logging.getLogger(__name__)
-QUEUE = "aks-egress"
-JOB_TIMEOUT_S = 600
-
-
-def queue_on(connection: Redis) -> Queue:
-    """The check queue. Jobs are JSON, never pickle: a pickled job runs code when it is
-    read, so anyone who could write to Redis could run anything in a worker."""
-    return Queue(QUEUE, connection=connection, serializer=JSONSerializer)
 
 
 @dataclass
@@ -65,65 +52,6 @@ def context() -> WorkerContext:
     if _context is None:
         raise RuntimeError("the worker context is not configured")
     return _context
-
-
-def _queue_check(
-    queue: Queue, pipe: Pipeline, incident_id: str, run: int, endpoint: str | None, mode: str
-) -> Job:
-    return queue.enqueue(
-        run_check,
-        incident_id,
-        run,
-        endpoint,
-        mode,
-        job_id=f"{incident_id}-{run}",
-        job_timeout=JOB_TIMEOUT_S,
-        retry=Retry(max=2),  # immediate: a killed worker already cost a heartbeat
-        failure_ttl=86400,
-        pipeline=pipe,
-    )
-
-
-def admit_check(
-    store: Store, queue: Queue, request: Request, text: str, per_minute: int
-) -> Admission:
-    """Admit a new check and queue its job in one transaction and one round trip, which
-    is most of what a slash command costs before it can be acked.
-
-    A refused request's job is taken back; a worker that took it first finds no incident
-    and does nothing. A worker that dies mid-check gets the job retried.
-    """
-    incident_id = new_incident_id()
-    with guard_redis(), queue.connection.pipeline() as pipe:
-        job = _queue_check(queue, pipe, incident_id, 0, None, "all")
-        admission = store.admit(pipe, incident_id, request, text, per_minute)
-        if admission.incident is None:
-            job.delete(pipeline=pipe)
-            pipe.execute()
-    return admission
-
-
-def enqueue_check(
-    queue: Queue, incident_id: str, run: int, endpoint: str | None, mode: str
-) -> None:
-    """Queue another run of an incident's check (a recheck, a probe, the SNAT step)."""
-    with guard_redis(), queue.connection.pipeline() as pipe:
-        _queue_check(queue, pipe, incident_id, run, endpoint, mode)
-        pipe.execute()
-
-
-def incident_view(incident: Incident) -> blocks.IncidentView:
-    r = incident.request
-    return blocks.IncidentView(
-        id=incident.id,
-        alias=r.alias,
-        cluster_id=r.cluster_id,
-        endpoint=r.endpoint,
-        user_id=r.user,
-        channel_id=r.channel,
-        created=r.created_iso,
-        pod=r.pod,
-    )
 
 
 def _states(

@@ -14,9 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
-from azure.core.pipeline.policies import SansIOHTTPPolicy
 from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -85,16 +83,6 @@ def count_call(api: str, failed: bool) -> None:
     API_CALLS.labels(api).inc()
     if failed:
         API_ERRORS.labels(api).inc()
-
-
-class AzureCallMetrics(SansIOHTTPPolicy):  # type: ignore[type-arg]
-    """Counts every ARM attempt and its failures (a per-retry policy of each SDK client)."""
-
-    def on_response(self, request: Any, response: Any) -> None:
-        count_call("azure", response.http_response.status_code >= 400)
-
-    def on_exception(self, request: Any) -> None:
-        count_call("azure", True)
 
 
 class QueueDepth(Collector):

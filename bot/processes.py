@@ -16,19 +16,24 @@ import signal
 import threading
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from slack_bolt import App
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_sdk.errors import SlackApiError
 
-from bot import jobs, schedule, services
-from bot.bypass import jobs as bypass_jobs
+from bot import services
 from bot.config import Settings
 from bot.health import Probes, redis_probe
-from bot.runtime import Runtime, open_runtime
 from bot.slack.app import AppDeps, build_app
 from bot.slack.http import HttpServer
-from bot.worker import CheckWorker, WorkLoop
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
+    from bot.worker import CheckWorker
+
+# `serve` loads only the Slack side; the worker's modules (jobs, the engine, collectors,
+# the runtime and its sandbox) are imported by the functions that run a worker.
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +103,8 @@ def _settle() -> None:
 
 
 def make_worker(settings: Settings) -> CheckWorker:
+    from bot.worker import CheckWorker
+
     queue = services.queue(settings, patient=True)
     return CheckWorker.for_queue(queue, queue.connection, settings.worker_heartbeat_s)
 
@@ -106,6 +113,8 @@ def work(
     settings: Settings, world: Path | None, burst: bool = False, port: int | None = None
 ) -> None:
     """Run workers in this thread until stopped (or, with burst, until the queue is empty)."""
+    from bot.runtime import open_runtime
+
     with open_runtime(world, settings) as runtime:
         run_workers(settings, runtime, burst, port)
 
@@ -114,6 +123,10 @@ def run_workers(
     settings: Settings, runtime: Runtime, burst: bool = False, port: int | None = None
 ) -> None:
     """Workers on this runtime, one after another, with the health port while they run."""
+    from bot import jobs
+    from bot.bypass import jobs as bypass_jobs
+    from bot.worker import WorkLoop
+
     context = services.worker_context(settings, runtime)
     jobs.configure(context)
     bypass_jobs.reconcile_safely()
@@ -133,6 +146,8 @@ def run_workers(
 
 def cron(settings: Settings, port: int | None = None) -> None:
     """Queue the summary job every five minutes; workers post what is due (once a day)."""
+    from bot import schedule
+
     queue = services.queue(settings, patient=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -147,6 +162,11 @@ def cron(settings: Settings, port: int | None = None) -> None:
 
 def dev(settings: Settings, world: Path | None, http: bool, port: int | None) -> None:
     """App and worker in one process, for trying the bot out."""
+    from bot import jobs
+    from bot.bypass import jobs as bypass_jobs
+    from bot.runtime import open_runtime
+    from bot.worker import WorkLoop
+
     with ExitStack() as stack:
         runtime = stack.enter_context(open_runtime(world, settings))
         jobs.configure(services.worker_context(settings, runtime))

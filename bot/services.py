@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis import Redis
 from redis.backoff import ExponentialBackoff, NoBackoff
@@ -25,12 +25,14 @@ from slack_sdk.http_retry.builtin_handlers import (
 from slack_sdk.web import SlackResponse
 
 from bot import metrics
+from bot.admission import queue_on
 from bot.config import ClusterConfig, ConfigError, Settings
 from bot.directory import Directory
-from bot.jobs import WorkerContext, queue_on
-from bot.runtime import Runtime
-from bot.sandbox.world import load_world
 from bot.store import Store
+
+if TYPE_CHECKING:  # the worker's side: the web process does not load it
+    from bot.jobs import WorkerContext
+    from bot.runtime import Runtime
 
 
 class SetupError(ValueError):
@@ -96,7 +98,9 @@ def _entra_id(settings: Settings) -> dict[str, Any]:
     by redis-entraid; REDIS_URL then names no password (rediss://HOST:PORT)."""
     if not settings.redis_entra_id:
         return {}
-    from redis_entraid.cred_provider import create_from_default_azure_credential
+    from redis_entraid.cred_provider import (  # type: ignore[import-untyped]
+        create_from_default_azure_credential,
+    )
 
     # https://learn.microsoft.com/azure/azure-cache-for-redis/cache-azure-active-directory-for-authentication
     scopes = ("https://redis.azure.com/.default",)
@@ -147,6 +151,8 @@ def worker_context(
     settings: Settings, runtime: Runtime, store_: Store | None = None
 ) -> WorkerContext:
     """What a worker's jobs use: the runtime, Slack, the store and the configuration."""
+    from bot.jobs import WorkerContext
+
     return WorkerContext(
         runtime=runtime,
         slack=slack_client(settings),
@@ -165,4 +171,6 @@ def directory(settings: Settings, world: Path | None) -> Directory:
                 "and list your clusters and the channels allowed to use them"
             )
         return Directory.from_config(config)
+    from bot.sandbox.world import load_world
+
     return Directory.open(load_world(world).clusters)

@@ -21,10 +21,11 @@ from bot.collect.azure import AzureCollector, ClusterUnreadable
 from bot.collect.kube import KubeNotConnected, KubeReader, KubeUnavailable, connect
 from bot.collect.runcommand import RunCommand, read_nodes
 from bot.config import SummarySchedule
-from bot.evidence import Json, KubeEvidence
+from bot.evidence import KubeEvidence
+from bot.model import Json
 from bot.runtime import Runtime
 from bot.store import Store
-from handlers import snat
+from handlers import snat_daily
 
 log = logging.getLogger(__name__)
 HIGH_PCT = 75
@@ -67,7 +68,7 @@ def summarize_cluster(runtime: Runtime, alias: str, cluster_id: str, now: dateti
         except ClusterUnreadable as exc:
             f = exc.failure
             return {"alias": alias, "error": f"cannot read the cluster ({f.status} {f.code})"}
-        data = snat.summarize(ev, kube_f.result())
+        data = snat_daily.summarize(ev, kube_f.result())
     data["alias"] = alias
     return data
 
@@ -110,9 +111,9 @@ def post(
     process is posting it."""
     if store.summary_ts(channel, day) or not store.take_summary_lease(channel, day):
         return None
-    from bot.slack import blocks
+    from bot.slack.snat_post import snat_summary
 
-    message = blocks.snat_summary(summary, day)
+    message = snat_summary(summary, day)
     ts = client.chat_postMessage(channel=channel, **message)["ts"]
     store.remember_summary_ts(channel, day, ts)
     client.files_upload_v2(

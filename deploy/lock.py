@@ -5,7 +5,8 @@ Run it with the Python the image uses (3.11), with pip-tools installed, after ch
 
     python3.11 -m pip install pip-tools && python3.11 deploy/lock.py
 
-pip-compile resolves the project's dependencies (not the test extra) and writes each pin
+pip-compile resolves the project's dependencies and the sandbox extra (so that
+`aks-egress demo` runs in the image too; not the test extra) and writes each pin
 with the sha256 of every file PyPI serves for it. The Dockerfile installs exactly those
 with `pip install --require-hashes`, so a replaced file on an index fails the build, and
 tests/deploy/test_dockerfile.py checks that the lock still satisfies pyproject.
@@ -22,12 +23,15 @@ ROOT = Path(__file__).resolve().parent.parent
 HEADER = """\
 # Runtime dependencies of aks-egress, pinned with the sha256 of every file PyPI serves for
 # each version: the image installs exactly these (pip install --require-hashes).
-# Resolved for CPython {major}.{minor} from pyproject.toml's [project] dependencies; regenerate with
+# Resolved for CPython {major}.{minor} from pyproject.toml's [project] dependencies and the
+# [sandbox] extra (so that `aks-egress demo` runs in the image too); regenerate with
 # `python3.11 deploy/lock.py` (pip-tools) after changing them.
 """
 COMPILE = (
     "--quiet",
     "--generate-hashes",
+    "--extra",
+    "sandbox",
     "--strip-extras",
     "--no-emit-index-url",
     "--no-emit-find-links",

@@ -12,7 +12,7 @@ import shlex
 from bot import armid
 from bot.codes import finding
 from bot.evidence import AzureEvidence, Evidence
-from bot.model import Finding
+from bot.model import Finding, Json
 from handlers.nsg import undecided_groups
 
 
@@ -111,7 +111,7 @@ def _azure(ev: AzureEvidence) -> list[Finding]:
                 "; ".join(f"({g}: pools {', '.join(p)})" for g, p in groups.items())
             )
             cost += ": the groups' members are the node NICs the scale sets describe."
-        evidence = {
+        evidence: Json = {
             "read": failure.what,
             "scope": failure.resource,
             "status": failure.status,

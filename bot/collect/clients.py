@@ -19,7 +19,17 @@ from azure.mgmt.containerservice import ContainerServiceClient
 from azure.mgmt.monitor import MonitorManagementClient
 from azure.mgmt.network import NetworkManagementClient
 
-from bot.metrics import AzureCallMetrics
+from bot.metrics import count_call
+
+
+class AzureCallMetrics(SansIOHTTPPolicy):  # type: ignore[type-arg]
+    """Counts every ARM attempt and its failures (a per-retry policy of each SDK client)."""
+
+    def on_response(self, request: Any, response: Any) -> None:
+        count_call("azure", response.http_response.status_code >= 400)
+
+    def on_exception(self, request: Any) -> None:
+        count_call("azure", True)
 
 
 class CallCounter(SansIOHTTPPolicy):

@@ -26,7 +26,7 @@ from kubernetes.client.exceptions import ApiException
 from bot import metrics
 from bot.armid import ArmId
 from bot.collect.clients import AzureClients
-from bot.evidence import Json
+from bot.model import Json
 
 # The Entra ID application of the AKS API server (what kubelogin asks a token for).
 AKS_SERVER_SCOPE = "6dae42f8-4368-4678-94ff-3960e28e3630/.default"

@@ -13,7 +13,6 @@ import json
 import secrets
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -23,25 +22,15 @@ from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from bot.collect.kube import READ_TIMEOUT, KubeAccess, status_message
-from bot.evidence import POOL_LABEL, PROBE_LABEL, PROBE_NAME, Json, ProbeRun
+from bot.config import ProbeSettings
+from bot.evidence import POOL_LABEL, PROBE_LABEL, PROBE_NAME, ProbeRun
+from bot.model import Json
 
 RUN_LABEL = "aks-egress.io/run-id"
 PROBE_POOL_LABEL = "aks-egress.io/pool"  # the pool a probe pod was pinned to
 # A container waiting for one of these will not start without a change: stop waiting.
 STUCK = {"ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError", "InvalidImageName"}
 NONROOT_UID = 65532
-
-
-@dataclass(frozen=True)
-class ProbeSettings:
-    namespace: str = "aks-egress"
-    image: str = "mcr.microsoft.com/azurelinux/base/core:3.0"
-    connect_timeout_s: int = 5
-    max_time_s: int = 10
-    deadline_s: int = 60
-    leftover_after_s: int = 180
-    # How long to wait for one Azure run command (private clusters, runcommand.py).
-    run_command_timeout_s: int = 300
 
 
 def curl_args(url: str, settings: ProbeSettings) -> list[str]:

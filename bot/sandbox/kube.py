@@ -41,13 +41,12 @@ from http import HTTPStatus
 from typing import Any
 
 from bot import armid
+from bot.model import Json
 from bot.sandbox import ephemeral, probes
 from bot.sandbox.arm import SANDBOX_CLIENT
 from bot.sandbox.kube_objects import OBJECT_FIELDS, Kind, WorldObjects, runs_cilium
 from bot.sandbox.wire import Request, Response, Stream
 from bot.sandbox.world import World
-
-Json = dict[str, Any]
 
 _JSON = {"Content-Type": "application/json"}
 _TEXT = {"Content-Type": "text/plain"}

@@ -31,9 +31,14 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import trustme
-
 from bot import armid
+from bot.sandbox.extra import missing
+
+try:
+    import trustme
+except ModuleNotFoundError as exc:  # the [sandbox] extra
+    raise missing(exc) from None
+
 from bot.sandbox.arm import ArmApi
 from bot.sandbox.faults import Faults
 from bot.sandbox.kube import KubeApi, WorldClock, served_clusters

@@ -42,9 +42,8 @@ from email.parser import BytesParser
 from typing import Any
 from urllib.parse import parse_qsl
 
+from bot.model import Json
 from bot.sandbox.wire import Request, Response
-
-Json = dict[str, Any]
 
 TEAM_ID = "T0AKSEGRS"
 TEAM_NAME = "aks-egress sandbox"

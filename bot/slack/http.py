@@ -63,7 +63,7 @@ class HttpServer:
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}{EVENTS_PATH}"
+        return f"http://{host!s}:{port}{EVENTS_PATH}"
 
     def start(self) -> HttpServer:
         self.thread.start()

@@ -20,8 +20,8 @@ from bot.model import Report, Severity
 from bot.redisserver import RedisServer, free_port
 from bot.slack import blocks
 from bot.slack.thread import Thread
-from tests.conftest import WORLDS, expected_worlds
 from tests.e2e.harness import CHANNEL, USER, Bot, click, interaction, name, send, slash_body
+from tests.helpers import WORLDS, expected_worlds
 
 EXPECTED = expected_worlds(WORLDS / "expected.yaml")
 

@@ -16,8 +16,8 @@ import pytest
 import redis
 
 from bot.redisserver import RedisServer, free_port
-from tests.conftest import WORLDS
 from tests.e2e.harness import CHANNEL, USER, Bot, click_payload, name, slash_payload
+from tests.helpers import WORLDS
 
 APP_TOKEN = "xapp-1-A0AKSAPP01-1-e2e"
 
