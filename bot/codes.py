@@ -9,6 +9,7 @@ root-cause order.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from bot.model import Finding, Severity
 from handlers.shellsafe import safe_line
@@ -31,6 +32,12 @@ E, W, INFO, OK = Severity.ERROR, Severity.WARNING, Severity.INFO, Severity.OK
 CATALOG: dict[str, Code] = _catalog(
     Code("OUTBOUND_TYPE", INFO, "cluster", "Outbound type and network plugin"),
     Code("EGRESS_IPS", INFO, "cluster", "Public IPs egress leaves through"),
+    Code(
+        "OUTBOUND_TYPE_OVERRIDDEN",
+        W,
+        "cluster",
+        "A method of higher precedence bypasses the outbound type",
+    ),
     Code("CLUSTER_NOT_RUNNING", E, "cluster", "The cluster is not running"),
     Code("NETPOL_EGRESS_DENY", E, "netpol", "The pod's NetworkPolicies deny the endpoint"),
     Code("NETPOL_DNS_DENY", E, "netpol", "The pod's NetworkPolicies leave out its DNS server"),
@@ -89,12 +96,13 @@ CATALOG: dict[str, Code] = _catalog(
     Code("AZURE_ACCESS_DENIED", W, "access", "The bot may not read a resource it needs"),
     Code("AZURE_READ_FAILED", W, "access", "An Azure read failed after retries"),
     Code("KUBE_ACCESS", INFO, "access", "How the bot reached the cluster's API server"),
+    Code("CLUSTER_LOCAL_ACCOUNTS", W, "access", "Local accounts: the user credential may be admin"),
     Code("KUBE_UNREACHABLE", W, "access", "The cluster's API server cannot be used"),
     Code("KUBE_PARTIAL_ACCESS", W, "access", "The bot could not read part of the cluster"),
 )
 
 
-def finding(code: str, detail: str = "", **kwargs) -> Finding:
+def finding(code: str, detail: str = "", **kwargs: Any) -> Finding:
     """Build a finding whose severity and title come from the catalog, never retyped.
 
     Every fix line passes `handlers.shellsafe.safe_line` here, whichever handler built

@@ -185,8 +185,8 @@ def judge_address(
 
 def cluster_policy(
     policy: DestinationPolicy,
-    network: tuple[Mapping[str, Any], list[Mapping[str, Any]]],
-    nodes: list[Mapping[str, Any]],
+    network: tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]],
+    nodes: Sequence[Mapping[str, Any]],
 ) -> DestinationPolicy:
     """The request's policy plus the cluster's own ranges, API server and node addresses."""
     cluster, subnets = network

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
 
 from bot import armid
 from bot.endpoint import Endpoint
-
-Json = dict[str, Any]
+from bot.model import Json
 
 # The label that marks a probe pod: the runner sets it, the sweep and the handlers read it.
 PROBE_LABEL = "app.kubernetes.io/name"
@@ -25,6 +24,19 @@ PROBE_NAME = "aks-egress-probe"
 POOL_LABEL = "kubernetes.azure.com/agentpool"
 # The outbound types whose egress a NAT gateway carries (AKS-managed or the user's).
 NAT_OUTBOUND_TYPES = ("managedNATGateway", "userAssignedNATGateway")
+
+
+# The tag AKS puts on a node pool's scale set naming the pool.
+POOL_TAG = "aks-managed-poolName"
+
+
+def pool_of(vmss: Json) -> str | None:
+    """The node pool a scale set belongs to: AKS's tag, else its `aks-<pool>-<n>-vmss` name."""
+    tags = {k.lower(): v for k, v in (vmss.get("tags") or {}).items()}
+    if tags.get(POOL_TAG.lower()):
+        return str(tags[POOL_TAG.lower()])
+    match = re.fullmatch(r"aks-(.+)-\d+-vmss", vmss.get("name") or "")
+    return match[1] if match else None
 
 
 def nic_configs(vmss: Json) -> list[Json]:
@@ -109,6 +121,17 @@ class NodePool:
     mode: str | None
     os_disk_type: str | None
     vm_size: str | None = None
+    # Azure CNI with dynamic IP allocation: the subnet pods take their addresses from, and
+    # keep as source address (None: pods share the node subnet, or an overlay).
+    pod_subnet_id: str | None = None
+    enable_node_public_ip: bool = False
+    # Application security groups the pool's NICs join (agentPoolProfiles[].networkProfile).
+    asg_ids: tuple[str, ...] = ()
+
+    @property
+    def pod_source_subnet_id(self) -> str | None:
+        """The subnet whose NSG, route table and NAT gateway pods' own traffic crosses."""
+        return self.pod_subnet_id or self.subnet_id
 
     @property
     def managed_os_disk(self) -> bool:
@@ -160,6 +183,10 @@ class AzureEvidence:
     route_tables: dict[str, Json] = field(default_factory=dict)
     nsgs: dict[str, Json] = field(default_factory=dict)
     vmss: list[Json] = field(default_factory=list)
+    # A scale set's instance NICs by the scale set's id key: read only when an NSG on the
+    # path names application security groups (membership is a NIC's, and an instance not
+    # yet upgraded to its scale set's model keeps the old one). Absent: not read.
+    instance_nics: dict[str, list[Json]] = field(default_factory=dict)
     firewalls: list[Json] = field(default_factory=list)
     # Policy id key -> its rule collection groups. A policy that is absent was not read
     # (failed: see `failures`): never "no rules".
@@ -214,6 +241,14 @@ class AzureEvidence:
 
     def pools_in(self, subnet_id: str) -> list[str]:
         return [p.name for p in self.pools if armid.same(p.subnet_id, subnet_id)]
+
+    def pod_subnet_ids(self) -> list[str]:
+        """Distinct pod subnets (Azure CNI with dynamic IP allocation), in pool order."""
+        seen: dict[str, str] = {}
+        for pool in self.pools:
+            if pool.pod_subnet_id:
+                seen.setdefault(armid.key(pool.pod_subnet_id), pool.pod_subnet_id)
+        return list(seen.values())
 
     def linked(self, table: dict[str, Json], ref: Json | None) -> Json | None:
         """Follow an ARM `{"id": ...}` reference into one of the evidence tables."""
@@ -297,6 +332,7 @@ class KubeEvidence:
     in_pod_probe: ProbeRun | None = None  # the probe inside --pod (an ephemeral container)
     pod_view: PodView | None = None  # what the --pod's own policies and DNS depend on
     coredns_custom: Json | None = None  # kube-system/coredns-custom; None: absent or unread
+    run_commands: int = 0  # Azure run commands the cluster side took (0: read directly)
 
 
 @dataclass
@@ -327,6 +363,8 @@ class KubeUnreached:
 
     how: str | None
     error: str
+    reason: str | None = None  # through Azure run command: what failed (runcommand.py)
+    fix: list[str] = field(default_factory=list)
 
 
 @dataclass

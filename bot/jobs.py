@@ -11,39 +11,28 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from redis.client import Pipeline
-from rq import Queue, Retry
-from rq.job import Job
 from slack_sdk import WebClient
 
+from bot import logs, metrics
 from bot.codes import CATALOG
 from bot.collect.azure import ClusterUnreadable
 from bot.config import ClusterConfig
 from bot.destination import PolicyConfig, judge
-from bot.endpoint import Endpoint, parse_endpoint
+from bot.endpoint import parse_endpoint
 from bot.engine import CheckRequest, Engine
 from bot.model import Finding, Severity
 from bot.redact import redact
 from bot.runtime import Runtime
 from bot.slack import blocks
-from bot.slack.thread import Thread
+from bot.slack.thread import Thread, incident_view
 from bot.steps import steps_of
-from bot.store import (
-    Admission,
-    Incident,
-    Limits,
-    Request,
-    Store,
-    guard_redis,
-    new_incident_id,
-)
+from bot.store import Limits, Store
 
 log = logging.getLogger(__name__)
-QUEUE = "aks-egress"
-JOB_TIMEOUT_S = 600
 
 
 @dataclass
@@ -67,93 +56,6 @@ def context() -> WorkerContext:
     if _context is None:
         raise RuntimeError("the worker context is not configured")
     return _context
-
-
-def _queue_check(
-    queue: Queue,
-    pipe: Pipeline,
-    incident_id: str,
-    run: int,
-    endpoint: str | None,
-    mode: str,
-    private_ok: bool = False,
-) -> Job:
-    return queue.enqueue(
-        run_check,
-        incident_id,
-        run,
-        endpoint,
-        mode,
-        private_ok,
-        job_id=f"{incident_id}-{run}",
-        # The job's description is what rq shows and stores: never a URL's secrets.
-        description=f"run_check({incident_id}, {run}, {redact(endpoint or '-')}, {mode})",
-        job_timeout=JOB_TIMEOUT_S,
-        retry=Retry(max=2),  # immediate: a killed worker already cost a heartbeat
-        failure_ttl=86400,
-        pipeline=pipe,
-    )
-
-
-def admit_check(
-    store: Store,
-    queue: Queue,
-    request: Request,
-    text: str,
-    limits: Limits,
-    private_ok: bool = False,
-    endpoint: Endpoint | None = None,
-) -> Admission:
-    """Admit a new check and queue its job in one transaction and one round trip, which
-    is most of what a slash command costs before it can be acked.
-
-    A refused request's job is taken back; a worker that took it first finds no incident
-    and does nothing. A worker that dies mid-check gets the job retried.
-    """
-    incident_id = new_incident_id()
-    with guard_redis(), queue.connection.pipeline() as pipe:
-        url = endpoint.url if endpoint else None  # whole: the request keeps it redacted
-        job = _queue_check(queue, pipe, incident_id, 0, url, "all", private_ok)
-        admission = store.admit(pipe, incident_id, request, text, limits, queue.key)
-        if admission.incident is None:
-            job.delete(pipeline=pipe)
-            pipe.execute()
-    return admission
-
-
-def admit_run(
-    store: Store,
-    queue: Queue,
-    incident: Incident,
-    user: str,
-    limits: Limits,
-    work: tuple[str | None, str, bool] | None,
-) -> str | None:
-    """Another request on an incident under the same limits as a new check: `work` is
-    the run to queue (endpoint, mode, private allowance), None for a request that queues
-    nothing (`summary`). None when admitted, else the limit that refused it."""
-    run = store.next_run(incident.id) if work else 0
-    with guard_redis(), queue.connection.pipeline() as pipe:
-        job = _queue_check(queue, pipe, incident.id, run, *work) if work else None
-        refused = store.admit_run(pipe, incident, user, limits, queue.key, work is not None)
-        if refused and job is not None:
-            job.delete(pipeline=pipe)
-            pipe.execute()
-    return refused
-
-
-def incident_view(incident: Incident) -> blocks.IncidentView:
-    r = incident.request
-    return blocks.IncidentView(
-        id=incident.id,
-        alias=r.alias,
-        cluster_id=r.cluster_id,
-        endpoint=r.endpoint,
-        user_id=r.user,
-        channel_id=r.channel,
-        created=r.created_iso,
-        pod=r.pod,
-    )
 
 
 def _states(
@@ -183,6 +85,7 @@ def run_check(
     if incident is None:
         log.info("no incident %s (refused at admission, or expired): nothing to do", incident_id)
         return
+    logs.bind(alias=incident.request.alias, user=incident.request.user)
     thread = Thread(ctx.slack, ctx.store, incident)
     if thread.root_ts is None:
         root = thread.upsert("root", blocks.root_message(incident_view(incident)), in_thread=False)
@@ -195,10 +98,19 @@ def run_check(
     name = f"{run}:checklist"
     thread.upsert(name, blocks.checklist(_states(done, mode, request.pod)))
 
+    notes: list[str] = []
+    lock = threading.Lock()  # the cluster side's note comes from another thread
+
     def on_steps(steps: tuple[str, ...], findings: list[Finding]) -> None:
-        for step in steps:
-            done[step] = [f for f in findings if CATALOG[f.code].step == step]
-        thread.upsert(name, blocks.checklist(_states(done, mode, request.pod)))
+        with lock:
+            for step in steps:
+                done[step] = [f for f in findings if CATALOG[f.code].step == step]
+            thread.upsert(name, blocks.checklist(_states(done, mode, request.pod), " ".join(notes)))
+
+    def on_note(note: str) -> None:
+        with lock:
+            notes.append(note)
+            thread.upsert(name, blocks.checklist(_states(done, mode, request.pod), " ".join(notes)))
 
     policy = _policy_config(ctx, request.alias).policy(private_ok)
     parsed = parse_endpoint(target) if target else None
@@ -222,6 +134,7 @@ def run_check(
                 policy=policy,
             ),
             on_steps=on_steps,
+            on_note=on_note,
         )
     except ClusterUnreadable as exc:
         f = exc.failure
@@ -237,6 +150,7 @@ def run_check(
             ),
         )
         ctx.store.set_status(incident_id, "failed")
+        metrics.check_failed("cluster_unreadable")
         return
     for index, finding in enumerate(report.findings):
         if finding.severity in (Severity.ERROR, Severity.WARNING):
@@ -247,6 +161,7 @@ def run_check(
     ctx.store.save_report(incident_id, run, saved, ctx.limits.reports_per_incident)
     thread.summary(run, report)
     ctx.store.set_status(incident_id, "done")
+    metrics.check_finished(report.cluster.outbound_type, report.root_cause)
 
 
 def _policy_config(ctx: WorkerContext, alias: str) -> PolicyConfig:

@@ -41,6 +41,7 @@ from handlers import (
     nodes,
     nsg,
     osdisk,
+    outbound,
     podprobe,
     pods,
     probe,
@@ -71,6 +72,15 @@ def _on_cluster(judge: Callable[..., list[Finding]]) -> Judge:
     return lambda ev: judge(ev.kube) if ev.kube is not None else []
 
 
+def _probe(ev: Evidence) -> list[Finding]:
+    """Probe pods are ordinary pods: their findings say which subnet (node or pod subnet)
+    they sent from, so the outcome speaks for that path."""
+    if ev.kube is None:
+        return []
+    found = probe.check(ev.kube.probes) + pods.check(ev.kube) + podprobe.check(ev.kube)
+    return outbound.with_probe_sources(ev.azure, found)
+
+
 def _needs(*needs: Need) -> frozenset[Need]:
     return frozenset({Need.CLUSTER, *needs})
 
@@ -79,7 +89,9 @@ STEPS: tuple[Step, ...] = (
     Step(
         "cluster",
         "Cluster and outbound type",
-        lambda ev: cluster.check(ev.azure),
+        # The component that really carries egress is decided on the path (which subnet
+        # has what): read where a mode reads the path, else the outbound type's is assumed.
+        lambda ev: cluster.check(ev.azure) + outbound.check(ev.azure),
         _needs(Need.OUTBOUND),
     ),
     Step(
@@ -112,9 +124,7 @@ STEPS: tuple[Step, ...] = (
     Step(
         "probe",
         "Probe from inside the cluster",
-        _on_cluster(
-            lambda kube: probe.check(kube.probes) + pods.check(kube) + podprobe.check(kube)
-        ),
+        _probe,
         _needs(Need.NODES, Need.PODS, Need.PROBE),
     ),
     Step(

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from bot import armid
 from bot.codes import finding
-from bot.evidence import AzureEvidence, Json
-from bot.model import Finding
+from bot.evidence import AzureEvidence
+from bot.model import Finding, Json
 from handlers.path import Hop, address_context, hops, route_table
 from handlers.route_rules import default_route, select_route
 from handlers.shellsafe import arg
@@ -21,42 +21,70 @@ APPLIANCE_IP = "<firewall-private-ip>"
 def check(ev: AzureEvidence) -> list[Finding]:
     findings: list[Finding] = []
     udr = ev.outbound_type == "userDefinedRouting"
-    for subnet_id in ev.node_subnet_ids():
-        subnet = armid.ArmId.parse(subnet_id)
-        vnet_rg, vnet, name = subnet.resource_group, subnet.parent_name, subnet.name
-        rg_q, table_q = (
-            arg(vnet_rg, "arm_name", "resource-group"),
-            arg(f"rt-{name}", "arm_name", "route-table"),
-        )
-        pools = ", ".join(ev.pools_in(subnet_id))
+    node_subnets = ev.node_subnet_ids()
+    # Pods with a pod subnet keep its address as source, so under userDefinedRouting that
+    # subnet needs the route to the appliance too, or their egress bypasses it.
+    pod_subnets = [
+        s for s in ev.pod_subnet_ids() if not any(armid.same(s, n) for n in node_subnets)
+    ]
+    subnets = [(s, False) for s in node_subnets] + [(s, True) for s in pod_subnets]
+    for subnet_id, pods_only in subnets:
+        pools = _pools_sending_from(ev, subnet_id, pods_only)
         ref = ((ev.subnet(subnet_id) or {}).get("properties") or {}).get("routeTable")
         table = route_table(ev, subnet_id)
         if udr and not ref:
-            findings.append(
-                finding(
-                    "ROUTE_TABLE_MISSING",
-                    f"Node subnet {name} (pools {pools}) has no route table, but outbound type "
-                    "userDefinedRouting sends egress only where a route table says.",
-                    resource=subnet_id,
-                    evidence={"subnet": subnet_id, "pools": ev.pools_in(subnet_id)},
-                    fix=[
-                        f"az network route-table create --resource-group {rg_q} --name {table_q}",
-                        f"az network route-table route create --resource-group {rg_q} "
-                        f"--route-table-name {table_q} --name default-via-firewall "
-                        "--address-prefix 0.0.0.0/0 --next-hop-type VirtualAppliance "
-                        f"--next-hop-ip-address {APPLIANCE_IP}",
-                        f"az network vnet subnet update --resource-group {rg_q} "
-                        f"--vnet-name {arg(vnet, 'arm_name', 'vnet')} "
-                        f"--name {arg(name, 'arm_name', 'subnet')} --route-table {table_q}",
-                    ],
-                )
-            )
+            findings.append(_table_missing(ev, subnet_id, pools, pods_only))
             continue
         if table is None:
             continue
         findings += _default_route_findings(ev, subnet_id, table, udr)
     findings += _endpoint_route_findings(ev)
     return findings
+
+
+def _pools_sending_from(ev: AzureEvidence, subnet_id: str, pods_only: bool) -> list[str]:
+    if not pods_only:
+        return ev.pools_in(subnet_id)
+    return [p.name for p in ev.pools if armid.same(p.pod_subnet_id, subnet_id)]
+
+
+def _table_missing(ev: AzureEvidence, subnet_id: str, pools: list[str], pods_only: bool) -> Finding:
+    subnet = armid.ArmId.parse(subnet_id)
+    vnet_rg, vnet, name = subnet.resource_group, subnet.parent_name, subnet.name
+    rg_q, table_q = (
+        arg(vnet_rg, "arm_name", "resource-group"),
+        arg(f"rt-{name}", "arm_name", "route-table"),
+    )
+    attach = f"az network vnet subnet update --resource-group {rg_q} "
+    attach += f"--vnet-name {arg(vnet, 'arm_name', 'vnet')} "
+    attach += f"--name {arg(name, 'arm_name', 'subnet')} --route-table "
+    node_tables = [
+        t["id"] for p in ev.pools if p.name in pools and (t := route_table(ev, p.subnet_id or ""))
+    ]
+    if pods_only and node_tables:  # the node subnet's table already leads to the appliance
+        fix = [attach + arg(node_tables[0], "arm_id", "route-table")]
+    else:
+        fix = [
+            f"az network route-table create --resource-group {rg_q} --name {table_q}",
+            f"az network route-table route create --resource-group {rg_q} "
+            f"--route-table-name {table_q} --name default-via-firewall "
+            "--address-prefix 0.0.0.0/0 --next-hop-type VirtualAppliance "
+            f"--next-hop-ip-address {APPLIANCE_IP}",
+            attach + table_q,
+        ]
+    whose = "Pod subnet, whose addresses pods keep as their source," if pods_only else "Node subnet"
+    return finding(
+        "ROUTE_TABLE_MISSING",
+        f"{whose} {name} (pools {', '.join(pools)}) has no route table, but outbound type "
+        "userDefinedRouting sends egress only where a route table says.",
+        resource=subnet_id,
+        evidence={
+            "subnet": subnet_id,
+            "pools": pools,
+            "role": "pod subnet" if pods_only else "node subnet",
+        },
+        fix=fix,
+    )
 
 
 def _default_route_findings(
@@ -83,7 +111,7 @@ def _default_route_findings(
                 ],
             )
         ]
-    if udr and props.get("nextHopType") != "VirtualAppliance":
+    if udr and default is not None and props.get("nextHopType") != "VirtualAppliance":
         return [
             finding(
                 "ROUTE_DEFAULT_NOT_APPLIANCE",
@@ -136,6 +164,8 @@ def _endpoint_route_findings(ev: AzureEvidence) -> list[Finding]:
         evidence = {
             "destination": str(hop.address),
             "subnet": hop.subnet_id,
+            "role": hop.role,
+            "pools": list(hop.pools),
             "prefix": str(route.prefix),
             "nextHopType": route.next_hop_type,
             "nextHopIpAddress": route.next_hop_ip,
@@ -147,6 +177,7 @@ def _endpoint_route_findings(ev: AzureEvidence) -> list[Finding]:
             if route.route_name
             else (f"the system route {route.prefix}")
         )
+        where += f" of {hop.role} {armid.ArmId.parse(hop.subnet_id).name}"
         if route.next_hop_type == "None":
             fix = _blackhole_fix(ev, hop)
             findings.append(

@@ -107,7 +107,7 @@ def is_safe(line: str) -> bool:
     if line.lstrip().startswith("#"):
         return not any(c in line for c in "\n\r")
     quote = None
-    for char in line:
+    for i, char in enumerate(line):
         if quote == "'":
             quote = None if char == "'" else quote
         elif quote == '"':
@@ -116,6 +116,9 @@ def is_safe(line: str) -> bool:
             quote = None if char == '"' else quote
         elif char in "'\"":
             quote = char
+        elif char == "#" and i > 0 and line[i - 1] in " \t":
+            # A trailing comment (`cmd   # why`): the shell runs nothing after it.
+            return not any(c in line[i:] for c in "\n\r") and _splits(line[:i])
         elif char in _OPERATORS:
             return False
     return quote is None and _splits(line)

@@ -27,12 +27,13 @@ from bot.bypass.state import (
     Holder,
 )
 from bot.collect.azure import AzureCollector
-from bot.collect.kube import KubeReader, KubeUnavailable, connect
+from bot.collect.kube import KubeNotConnected, KubeReader, KubeUnavailable, connect
 from bot.collect.probe import ProbeRunner, probe_pools
+from bot.collect.runcommand import probe_through_run_command
 from bot.destination import cluster_policy, judge, probe_rules
 from bot.endpoint import Endpoint
-from bot.evidence import AzureEvidence, Json, ProbeRun
-from bot.model import Finding, Severity
+from bot.evidence import AzureEvidence, ProbeRun
+from bot.model import Finding, Json, Severity
 from bot.runtime import Runtime
 from handlers import bypass, firewall, nsg, routes
 
@@ -160,15 +161,21 @@ def _probe(
     only: list[str | None] | None,
     network: tuple[Json, list[Json]] = ({}, []),
 ) -> tuple[list[ProbeRun], list[str | None]]:
-    """Probe pods under the destination policy, as every probe (bot/destination.py)."""
+    """Probe pods under the destination policy, as every probe (bot/destination.py), from
+    the pools (all Linux pools with a node when `only` is None); through Azure run command
+    when the bot cannot connect to the API server (private clusters), with the same rules."""
     access = connect(runtime.access_plan(cluster_id), runtime.clients, runtime.credential)
     try:
-        nodes = KubeReader(access).nodes()
+        nodes = KubeReader(access).nodes()  # also: can the bot connect at all?
         if only is None:
             only = list(probe_pools(nodes)) or [None]
         policy = cluster_policy(runtime.policy_config(alias).policy(), network, nodes)
         runner = ProbeRunner(access, runtime.probe, runtime.clock)
         return runner.run(url, only, probe_rules(policy)), only
+    except KubeNotConnected as exc:
+        policy = cluster_policy(runtime.policy_config(alias).policy(), network, [])
+        rules = probe_rules(policy)
+        return probe_through_run_command(runtime, cluster_id, url, only, str(exc), rules)
     finally:
         access.close()
 

@@ -1,5 +1,8 @@
 """The Bolt app: listeners validate, authorize, record the incident, queue the work, ack.
 
+Listeners about an existing incident (a mention, the buttons, the probe modal) sit behind
+the middleware of bot/slack/guards.py, which finds the incident and authorizes the user.
+
 The web process never calls Azure or Kubernetes: everything slow runs in a worker. A
 listener answers Slack within milliseconds, with refusals and errors shown only to the
 user who asked, and never with a stack trace.
@@ -12,13 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rq import Queue
-from slack_bolt import App, BoltResponse
+from slack_bolt import App, BoltContext, BoltResponse
 from slack_sdk import WebClient
 
-from bot import jobs
+from bot import metrics
+from bot.admission import admit_check, admit_run
 from bot.directory import Directory
 from bot.endpoint import parse_endpoint
-from bot.model import Report
+from bot.model import Json, Report
 from bot.redact import redact, redact_url
 from bot.slack import blocks, guard
 from bot.slack import bypass as bypass_listeners
@@ -30,20 +34,18 @@ from bot.slack.commands import (
     Probe,
     Recheck,
     Snat,
-    Summary,
+    Timeline,
     UsageError,
     parse_mention,
     parse_slash,
 )
-from bot.slack.thread import Thread
+from bot.slack.guards import STORE_DOWN, Guards, Next, private
+from bot.slack.thread import Thread, incident_view
+from bot.slack.timeline import timeline
 from bot.store import Incident, Limits, Request, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 COMMAND = "/aks-egress"
-STORE_DOWN = blocks.error_text(
-    "the bot's state store is unavailable",
-    "try again in a minute; if it persists, tell the bot's operators that Redis is down",
-)
 
 
 BUSY = {
@@ -118,6 +120,7 @@ def build_app(
         try:
             parsed = parse_slash(text)
         except UsageError as exc:
+            metrics.REFUSALS.labels("usage").inc()
             ack(**_ephemeral(blocks.usage_error(str(exc))))
             return
         if isinstance(parsed, Help):
@@ -135,6 +138,7 @@ def build_app(
         if not refused and parsed.endpoint:
             refused, private_ok = access.destination(parsed.alias, user, parsed.endpoint)
         if refused:
+            metrics.REFUSALS.labels("not_allowed").inc()
             ack(**_ephemeral(blocks.refusal(refused)))
             return
         request = Request(
@@ -148,17 +152,20 @@ def build_app(
             user=user,
         )
         try:
-            admission = jobs.admit_check(
+            admission = admit_check(
                 store, queue, request, text, limits, private_ok, parsed.endpoint
             )
         except StoreUnavailable:
+            metrics.REFUSALS.labels("store_unavailable").inc()
             ack(**_ephemeral(STORE_DOWN))
             return
         if admission.rate_limited or admission.busy:
             reason = "rate_limited" if admission.rate_limited else admission.busy or ""
+            metrics.REFUSALS.labels(reason).inc()
             ack(**_ephemeral(limit_refusal(reason, limits)))
             return
         if admission.incident is None:
+            metrics.REFUSALS.labels("duplicate").inc()
             ack(
                 **_ephemeral(
                     blocks.refusal(
@@ -169,86 +176,75 @@ def build_app(
             )
             return
         ack(**_ephemeral(blocks.started_text(admission.incident.id, parsed.alias)))
+        log.info(
+            "check queued",
+            extra={"incident": admission.incident.id, "alias": parsed.alias, "user": user},
+        )
 
-    @app.event("app_mention")
-    def on_mention(event: dict[str, Any], client: WebClient) -> None:
-        channel, user = event["channel"], event.get("user", "")
-        thread_ts = event.get("thread_ts")
-        try:
-            incident_id = store.incident_for_thread(channel, thread_ts) if thread_ts else None
-            incident = store.get(incident_id) if incident_id else None
-        except StoreUnavailable:
-            _private(client, channel, user, STORE_DOWN, thread_ts)
-            return
-        if incident is None:
-            _private(
-                client,
-                channel,
-                user,
-                blocks.usage_error(
-                    "mention me in the thread of an incident I opened, or start one with "
-                    "`/aks-egress check CLUSTER URL`"
-                ),
-                thread_ts,
-            )
-            return
+    guards = Guards(store, access)
+
+    @app.event("app_mention", middleware=[guards.thread_incident])
+    def on_mention(event: Json, client: WebClient, context: BoltContext) -> None:
+        incident: Incident = context["incident"]
+        channel, user = incident.request.channel, event.get("user", "")
         try:
             if (wanted := bypass_listeners.parse(event.get("text", ""))) is not None:
                 bypass.request(client, incident, wanted, user)
                 return
             parsed = parse_mention(event.get("text", ""))
         except UsageError as exc:
-            _private(client, channel, user, blocks.usage_error(str(exc)), thread_ts)
+            usage = blocks.usage_error(str(exc))
+            private(client, event["channel"], user, usage, event["thread_ts"])
             return
-        _act(client, deps, access, incident, parsed, user)
+        if isinstance(parsed, Help):
+            private(client, channel, user, blocks.help_text(), incident.ts.get("root"))
+        elif guards.refused(client, incident, user):
+            return
+        elif isinstance(parsed, Timeline):
+            _post_timeline(client, deps, incident, user)
+        else:
+            _enqueue(client, deps, access, incident, parsed, user)
 
-    @app.action("rerun")
-    def on_rerun(ack: Any, body: dict[str, Any], client: WebClient) -> None:
-        ack()
-        incident = _incident_from_action(body, store, access, client)
-        if incident:
-            _act(client, deps, access, incident, Recheck(), body["user"]["id"])
+    @app.action(
+        blocks.ACTION_RERUN, middleware=[guards.ack, guards.button_incident, guards.authorized]
+    )
+    def on_rerun(body: Json, client: WebClient, context: BoltContext) -> None:
+        _enqueue(client, deps, access, context["incident"], Recheck(), body["user"]["id"])
 
-    @app.action("probe_endpoint")
-    def on_probe_button(ack: Any, body: dict[str, Any], client: WebClient) -> None:
-        ack()
-        incident = _incident_from_action(body, store, access, client)
-        if incident:
-            view = blocks.probe_modal(incident.id, incident.request.channel)
-            client.views_open(trigger_id=body["trigger_id"], view=view)
+    @app.action(
+        blocks.ACTION_PROBE_ENDPOINT,
+        middleware=[guards.ack, guards.button_incident, guards.authorized],
+    )
+    def on_probe_button(body: Json, client: WebClient, context: BoltContext) -> None:
+        incident: Incident = context["incident"]
+        view = blocks.probe_modal(incident.id, incident.request.channel)
+        client.views_open(trigger_id=body["trigger_id"], view=view)
 
-    @app.view(blocks.PROBE_MODAL_CALLBACK)
-    def on_probe_submit(
-        ack: Any, body: dict[str, Any], view: dict[str, Any], client: WebClient
-    ) -> None:
+    def probe_url(ack: Any, view: Json, context: BoltContext, next: Next) -> BoltResponse:
+        """The modal's URL, checked before the modal closes: a bad one is said in the modal."""
         value = view["state"]["values"][blocks.PROBE_URL_BLOCK][blocks.PROBE_URL_ACTION]["value"]
         try:
-            probe = parse_mention(f"probe {value or ''}")
+            context["probe"] = parse_mention(f"probe {value or ''}")
         except UsageError as exc:
-            ack(response_action="errors", errors={blocks.PROBE_URL_BLOCK: str(exc)[:150]})
-            return
+            return ack(response_action="errors", errors={blocks.PROBE_URL_BLOCK: str(exc)[:150]})
         ack()
-        incident_id, _, channel = str(view.get("private_metadata") or "").partition("|")
-        user = body["user"]["id"]
-        try:
-            incident = store.get(incident_id) if incident_id else None
-        except StoreUnavailable:
-            return
-        if incident is None or incident.request.channel != channel:
-            log.warning("probe modal for an incident of another channel: dropped")
-            return
-        if refused := access.refusal(incident.request.alias, channel, user):
-            _private(client, channel, user, blocks.refusal(refused), incident.ts.get("root"))
-            return
-        _act(client, deps, access, incident, probe, user)
+        return next()
 
-    @app.action("show_evidence")
-    def on_show_evidence(ack: Any, body: dict[str, Any], client: WebClient) -> None:
-        ack()
-        incident = _incident_from_action(body, store, access, client)
-        if incident is None:
-            return
-        index = body["actions"][0]["value"].partition(":")[2]
+    @app.view(
+        blocks.PROBE_MODAL_CALLBACK,
+        middleware=[probe_url, guards.modal_incident, guards.authorized],
+    )
+    def on_probe_submit(body: Json, client: WebClient, context: BoltContext) -> None:
+        incident: Incident = context["incident"]
+        _enqueue(client, deps, access, incident, context["probe"], body["user"]["id"])
+
+    @app.action(
+        blocks.ACTION_SHOW_EVIDENCE,
+        middleware=[guards.ack, guards.button_incident, guards.authorized],
+    )
+    def on_show_evidence(body: Json, client: WebClient, context: BoltContext) -> None:
+        incident: Incident = context["incident"]
+        _, index = blocks.parse_evidence_value(body["actions"][0]["value"])
         try:
             reports = store.reports(incident.id)
         except StoreUnavailable:
@@ -257,17 +253,17 @@ def build_app(
         if finding is not None:
             client.views_open(trigger_id=body["trigger_id"], view=blocks.evidence_modal(finding))
 
-    @app.action("mark_resolved")
-    def on_resolved(ack: Any, body: dict[str, Any], client: WebClient) -> None:
-        ack()
-        incident = _incident_from_action(body, store, access, client)
-        if incident is None:
-            return
+    @app.action(
+        blocks.ACTION_MARK_RESOLVED,
+        middleware=[guards.ack, guards.button_incident, guards.authorized],
+    )
+    def on_resolved(body: Json, client: WebClient, context: BoltContext) -> None:
+        incident: Incident = context["incident"]
         store.mark_resolved(incident.id)
         thread = Thread(client, store, incident)
         run = thread.summary_run(body.get("container", {}).get("message_ts", ""))
         report = store.report(incident.id, run) if run is not None else None
-        if report:
+        if run is not None and report:
             thread.summary(run, Report.from_json(report), resolved=True)
 
     return app
@@ -277,90 +273,67 @@ def _ephemeral(message: dict[str, Any]) -> dict[str, Any]:
     return {"text": message["text"], "blocks": message.get("blocks"), "response_type": "ephemeral"}
 
 
-def _private(
-    client: WebClient, channel: str, user: str, message: dict[str, Any], thread_ts: str | None
-) -> None:
-    client.chat_postEphemeral(
-        channel=channel,
-        user=user,
-        text=message["text"],
-        blocks=message.get("blocks"),
-        thread_ts=thread_ts,
-    )
-
-
-def _incident_from_action(
-    body: dict[str, Any], store: Store, access: Access, client: WebClient
-) -> Incident | None:
-    """The incident a button names, only when it belongs to the channel the button was
-    pressed in and the user may use its cluster (the same rule as the slash command)."""
-    incident_id = str(body["actions"][0].get("value") or "").split(":", 1)[0]
-    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
-        "channel_id"
-    )
-    user = (body.get("user") or {}).get("id", "")
+def _admitted(
+    client: WebClient,
+    deps: AppDeps,
+    incident: Incident,
+    user: str,
+    work: tuple[str | None, str, bool] | None,
+) -> bool:
+    """A request on an incident under the same limits as a new check (bot/admission.py);
+    `work` is the run to queue, None for one that queues nothing (the timeline)."""
+    channel, root = incident.request.channel, incident.ts.get("root")
     try:
-        incident = store.get(incident_id) if incident_id else None
+        limited = admit_run(deps.store, deps.queue, incident, user, deps.limits, work)
     except StoreUnavailable:
-        return None
-    if incident is None or incident.request.channel != channel:
-        log.warning("action on an incident of another channel (or none): dropped")
-        return None
-    if refused := access.refusal(incident.request.alias, channel, user):
-        _private(client, channel, user, blocks.refusal(refused), incident.ts.get("root"))
-        return None
-    return incident
+        metrics.REFUSALS.labels("store_unavailable").inc()
+        private(client, channel, user, STORE_DOWN, root)
+        return False
+    if limited:
+        metrics.REFUSALS.labels(limited).inc()
+        private(client, channel, user, limit_refusal(limited, deps.limits), root)
+        return False
+    return True
 
 
-def _act(
+def _post_timeline(client: WebClient, deps: AppDeps, incident: Incident, user: str) -> None:
+    channel, root = incident.request.channel, incident.ts.get("root")
+    if not _admitted(client, deps, incident, user, None):
+        return
+    try:
+        reports = deps.store.reports(incident.id)
+    except StoreUnavailable:
+        private(client, channel, user, STORE_DOWN, root)
+        return
+    text = timeline(incident_view(incident), reports)
+    client.chat_postMessage(channel=channel, thread_ts=root, text=redact(text), mrkdwn=True)
+
+
+def _enqueue(
     client: WebClient,
     deps: AppDeps,
     access: Access,
     incident: Incident,
-    command: Recheck | Probe | Snat | Summary | Help,
+    command: Recheck | Probe | Snat,
     user: str,
 ) -> None:
-    store, queue = deps.store, deps.queue
+    """Another run of an authorized incident (a recheck, a probe, the SNAT step): its
+    destination judged by the policy, then admitted under the limits and queued."""
     channel, root = incident.request.channel, incident.ts.get("root")
-    if isinstance(command, Help):
-        _private(client, channel, user, blocks.help_text(), root)
-    elif refused := access.refusal(incident.request.alias, channel, user):
-        _private(client, channel, user, blocks.refusal(refused), root)
-    elif isinstance(command, Summary):
-        try:
-            limited = jobs.admit_run(store, queue, incident, user, deps.limits, None)
-            if limited is None:
-                reports = store.reports(incident.id)
-        except StoreUnavailable:
-            _private(client, channel, user, STORE_DOWN, root)
+    endpoint = command.endpoint.url if isinstance(command, Probe) else None
+    target = (
+        command.endpoint
+        if isinstance(command, Probe)
+        else parse_endpoint(incident.request.endpoint)
+        if incident.request.endpoint and not isinstance(command, Snat)
+        else None
+    )
+    private_ok = False
+    if target is not None:
+        refused, private_ok = access.destination(incident.request.alias, user, target)
+        if refused:
+            metrics.REFUSALS.labels("not_allowed").inc()
+            private(client, channel, user, blocks.refusal(refused), root)
             return
-        if limited:
-            _private(client, channel, user, limit_refusal(limited, deps.limits), root)
-            return
-        text = blocks.timeline(jobs.incident_view(incident), reports)
-        client.chat_postMessage(channel=channel, thread_ts=root, text=redact(text), mrkdwn=True)
-    else:
-        endpoint = command.endpoint.url if isinstance(command, Probe) else None
-        target = (
-            command.endpoint
-            if isinstance(command, Probe)
-            else parse_endpoint(incident.request.endpoint)
-            if incident.request.endpoint and not isinstance(command, Snat)
-            else None
-        )
-        private_ok = False
-        if target is not None:
-            refused, private_ok = access.destination(incident.request.alias, user, target)
-            if refused:
-                _private(client, channel, user, blocks.refusal(refused), root)
-                return
-        mode = "snat" if isinstance(command, Snat) else "all"
-        try:
-            limited = jobs.admit_run(
-                store, queue, incident, user, deps.limits, (endpoint, mode, private_ok)
-            )
-        except StoreUnavailable:
-            _private(client, channel, user, STORE_DOWN, root)
-            return
-        if limited:
-            _private(client, channel, user, limit_refusal(limited, deps.limits), root)
+    mode = "snat" if isinstance(command, Snat) else "all"
+    _admitted(client, deps, incident, user, (endpoint, mode, private_ok))

@@ -1,7 +1,8 @@
-"""Serving the Bolt app over HTTP: `/slack/events` plus `/healthz` for Kubernetes probes.
+"""Serving the Bolt app over HTTP: `/slack/events` plus the health and metrics paths
+(bot/health.py); with no app, only the latter (Socket Mode, worker, cron).
 
 A threading WSGI server from the standard library is enough: Bolt acks from the listener
-thread and each request is short. Slack's signature is verified by Bolt on every request.
+thread and each request is short. Slack's signature is verified before Bolt (bot/slack/guard.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk.signature import SignatureVerifier
 
+from bot import health
 from bot.slack import guard
 
 EVENTS_PATH = "/slack/events"
@@ -61,37 +63,30 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 def wsgi_app(
-    app: App, healthy: Callable[[], bool], signing_secret: str
+    app: App, probes: health.Probes, signing_secret: str
 ) -> Callable[..., Iterable[bytes]]:
     if not signing_secret:
         raise ValueError("HTTP mode needs the signing secret: every request is verified")
     slack = SlackRequestHandler(app)
     verifier = SignatureVerifier(signing_secret)
+    others = health.wsgi(probes)
 
     def route(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
-        if path == EVENTS_PATH:
-            body = guard.read_body(environ)
-            if body is None:
-                start_response("413 Content Too Large", [("Content-Type", "text/plain")])
-                return [b"too large"]
-            if not guard.signed(environ, body, verifier):
-                start_response("401 Unauthorized", [("Content-Type", "application/json")])
-                return [b'{"error": "invalid request"}']
-            try:
-                return slack(guard.with_body(environ, body), start_response)
-            except Exception as exc:  # a payload Bolt itself cannot read: no traceback out
-                log.error("Bolt failed on a signed request: %s", type(exc).__name__)
-                start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
-                return [b"error"]
-        if path in ("/healthz", "/readyz"):
-            ok = healthy() if path == "/readyz" else True
-            start_response(
-                "200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")]
-            )
-            return [b"ok" if ok else b"unavailable"]
-        start_response("404 Not Found", [("Content-Type", "text/plain")])
-        return [b"not found"]
+        if environ.get("PATH_INFO", "") != EVENTS_PATH:
+            return others(environ, start_response)
+        body = guard.read_body(environ)
+        if body is None:
+            start_response("413 Content Too Large", [("Content-Type", "text/plain")])
+            return [b"too large"]
+        if not guard.signed(environ, body, verifier):
+            start_response("401 Unauthorized", [("Content-Type", "application/json")])
+            return [b'{"error": "invalid request"}']
+        try:
+            return slack(guard.with_body(environ, body), start_response)
+        except Exception as exc:  # a payload Bolt itself cannot read: no traceback out
+            log.error("Bolt failed on a signed request: %s", type(exc).__name__)
+            start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
+            return [b"error"]
 
     return route
 
@@ -101,25 +96,21 @@ class HttpServer:
 
     def __init__(
         self,
-        app: App,
+        app: App | None,
         host: str,
         port: int,
-        signing_secret: str,
-        healthy: Callable[[], bool] = lambda: True,
+        probes: health.Probes | None = None,
+        signing_secret: str = "",
     ):
-        self.server = make_server(
-            host,
-            port,
-            wsgi_app(app, healthy, signing_secret),
-            _ThreadingWSGIServer,
-            _QuietHandler,
-        )
+        probes = probes or health.Probes(redis=lambda: None, slack=None)
+        handler = health.wsgi(probes) if app is None else wsgi_app(app, probes, signing_secret)
+        self.server = make_server(host, port, handler, _ThreadingWSGIServer, _QuietHandler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}{EVENTS_PATH}"
+        return f"http://{host!s}:{port}{EVENTS_PATH}"
 
     def start(self) -> HttpServer:
         self.thread.start()

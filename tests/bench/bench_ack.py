@@ -45,7 +45,7 @@ def serve_bare(port: int, slack_url: str) -> None:
     def ack_only(ack):
         ack()
 
-    HttpServer(app, "127.0.0.1", port, SECRET).start().thread.join()
+    HttpServer(app, "127.0.0.1", port, None, SECRET).start().thread.join()
 
 
 def spawn(argv: list[str], port: int, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:

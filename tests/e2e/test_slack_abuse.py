@@ -15,7 +15,6 @@ import pytest
 
 from bot.redisserver import RedisServer
 from bot.slack.http import MAX_THREADS
-from tests.conftest import WORLDS
 from tests.e2e.harness import (
     CHANNEL,
     Bot,
@@ -24,6 +23,7 @@ from tests.e2e.harness import (
     name,
     send,
 )
+from tests.helpers import WORLDS
 
 FORM = "application/x-www-form-urlencoded"
 

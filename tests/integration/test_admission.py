@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import redis
-from rq import Queue
 
-from bot import jobs
+from bot.admission import admit_check, admit_run, queue_on
 from bot.redisserver import RedisServer
 from bot.store import Limits, Request, Store
 
@@ -20,7 +19,7 @@ def redis_url():
 @pytest.fixture
 def store_and_queue(redis_url):
     redis.Redis.from_url(redis_url).flushdb()  # our private server only
-    return Store.from_url(redis_url), Queue(jobs.QUEUE, connection=redis.Redis.from_url(redis_url))
+    return Store.from_url(redis_url), queue_on(redis.Redis.from_url(redis_url))
 
 
 def request(user: str = "U1", channel: str = "C1") -> Request:
@@ -40,27 +39,28 @@ TEXT = "check prod-weu https://api.contoso.com"
 def test_admitted_request_has_its_incident_and_exactly_one_job(store_and_queue):
     store, queue = store_and_queue
     asked = request()
-    admission = jobs.admit_check(store, queue, asked, TEXT, Limits(per_user=10))
+    admission = admit_check(store, queue, asked, TEXT, Limits(per_user=10))
     assert admission.incident is not None
     incident = store.get(admission.incident.id)
     assert incident is not None and incident.request == asked and incident.status == "queued"
     assert store.redis.ttl(f"aks-egress:incident:{incident.id}") > 29 * 86400
     assert queue.job_ids == [f"{admission.incident.id}-0"]
-    assert queue.fetch_job(queue.job_ids[0]).args == (admission.incident.id, 0, None, "all", False)
+    job = queue.fetch_job(queue.job_ids[0])
+    assert job.args == [admission.incident.id, 0, None, "all", False]  # JSON
 
 
 def test_double_submit_points_to_the_first_and_leaves_nothing_behind(store_and_queue):
     store, queue = store_and_queue
-    first = jobs.admit_check(store, queue, request(), TEXT, Limits(per_user=10))
-    second = jobs.admit_check(store, queue, request(), f"  {TEXT.upper()} ", Limits(per_user=10))
+    first = admit_check(store, queue, request(), TEXT, Limits(per_user=10))
+    second = admit_check(store, queue, request(), f"  {TEXT.upper()} ", Limits(per_user=10))
     assert first.incident is not None and second.incident is None
     assert second.running == first.incident.id
     assert queue.job_ids == [f"{first.incident.id}-0"], "the refused request's job is taken back"
     incidents = store.redis.keys("aks-egress:incident:*")
     assert incidents == [f"aks-egress:incident:{first.incident.id}"]
     # the same words from another user, or in another channel, are their own incidents
-    other_user = jobs.admit_check(store, queue, request(user="U2"), TEXT, Limits(per_user=10))
-    other_channel = jobs.admit_check(store, queue, request(channel="C2"), TEXT, Limits(per_user=10))
+    other_user = admit_check(store, queue, request(user="U2"), TEXT, Limits(per_user=10))
+    other_channel = admit_check(store, queue, request(channel="C2"), TEXT, Limits(per_user=10))
     assert other_user.incident is not None and other_channel.incident is not None
     assert len(queue.job_ids) == 3
 
@@ -68,7 +68,7 @@ def test_double_submit_points_to_the_first_and_leaves_nothing_behind(store_and_q
 def test_rate_limited_request_gets_no_incident_and_no_job(store_and_queue):
     store, queue = store_and_queue
     admitted = [
-        jobs.admit_check(
+        admit_check(
             store, queue, request(), f"check prod-weu https://e{i}.test", Limits(per_user=2)
         )
         for i in range(3)
@@ -78,17 +78,14 @@ def test_rate_limited_request_gets_no_incident_and_no_job(store_and_queue):
     assert len(queue.job_ids) == 2 and len(store.redis.keys("aks-egress:incident:*")) == 2
     # another user's minute is their own
     assert (
-        jobs.admit_check(store, queue, request(user="U2"), TEXT, Limits(per_user=2)).incident
-        is not None
+        admit_check(store, queue, request(user="U2"), TEXT, Limits(per_user=2)).incident is not None
     )
 
 
 def test_one_cluster_is_not_checked_by_everyone_at_once(store_and_queue):
     store, queue = store_and_queue
     limits = Limits(per_user=10, per_cluster=2)
-    admitted = [
-        jobs.admit_check(store, queue, request(user=f"U{i}"), TEXT, limits) for i in range(3)
-    ]
+    admitted = [admit_check(store, queue, request(user=f"U{i}"), TEXT, limits) for i in range(3)]
     assert [a.busy for a in admitted] == [None, None, "cluster"]
     assert len(queue.job_ids) == 2
 
@@ -96,9 +93,9 @@ def test_one_cluster_is_not_checked_by_everyone_at_once(store_and_queue):
 def test_a_full_queue_answers_busy_and_queues_nothing(store_and_queue):
     store, queue = store_and_queue
     limits = Limits(per_user=10, queue=2)  # the new job counts
-    first = jobs.admit_check(store, queue, request(user="U1"), TEXT, limits)
-    second = jobs.admit_check(store, queue, request(user="U2"), TEXT, limits)
-    third = jobs.admit_check(store, queue, request(user="U3"), TEXT, limits)
+    first = admit_check(store, queue, request(user="U1"), TEXT, limits)
+    second = admit_check(store, queue, request(user="U2"), TEXT, limits)
+    third = admit_check(store, queue, request(user="U3"), TEXT, limits)
     assert first.incident and second.incident and third.busy == "queue"
     assert len(queue.job_ids) == 2
 
@@ -107,15 +104,15 @@ def test_runs_of_an_incident_share_the_same_limits(store_and_queue):
     """Mentions, buttons, modals and `summary` go through the same admission."""
     store, queue = store_and_queue
     limits = Limits(per_user=4, runs_per_incident=2)
-    incident = jobs.admit_check(store, queue, request(), TEXT, limits).incident
+    incident = admit_check(store, queue, request(), TEXT, limits).incident
     assert incident is not None
     work = ("https://api.contoso.com", "all", False)
-    assert jobs.admit_run(store, queue, incident, "U1", limits, work) is None
+    assert admit_run(store, queue, incident, "U1", limits, work) is None
     # the admission's own run and this one wait: a third is one too many for the incident
-    assert jobs.admit_run(store, queue, incident, "U1", limits, work) == "incident"
+    assert admit_run(store, queue, incident, "U1", limits, work) == "incident"
     store.run_started(incident.id)
-    assert jobs.admit_run(store, queue, incident, "U1", limits, None) is None  # summary
-    assert jobs.admit_run(store, queue, incident, "U1", limits, work) == "rate_limited"
+    assert admit_run(store, queue, incident, "U1", limits, None) is None  # summary
+    assert admit_run(store, queue, incident, "U1", limits, work) == "rate_limited"
     assert len(queue.job_ids) == 2
 
 

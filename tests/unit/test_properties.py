@@ -36,7 +36,7 @@ from bot.sandbox import probes as emulator
 from bot.sandbox.world import WorldError, load_world, parse_world
 from bot.slack.commands import Check, Probe, UsageError, parse_mention, parse_slash
 from handlers.shellsafe import arg, is_safe
-from tests.conftest import WORLDS
+from tests.helpers import WORLDS
 
 QUICK = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -242,10 +242,10 @@ payload = st.fixed_dictionaries(
 @pytest.fixture(scope="module")
 def wsgi(tmp_path_factory):
     import redis
-    from rq import Queue
 
-    from bot import jobs
+    from bot.admission import queue_on
     from bot.directory import Directory
+    from bot.health import Probes
     from bot.redisserver import RedisServer
     from bot.sandbox.server import Sandbox
     from bot.slack.app import AppDeps, build_app
@@ -254,10 +254,11 @@ def wsgi(tmp_path_factory):
 
     with RedisServer() as server, Sandbox(WORLDS / "nsg-subnet-deny.yaml") as sandbox:
         store = Store.from_url(server.url)
-        queue = Queue(jobs.QUEUE, connection=redis.Redis.from_url(server.url))
+        queue = queue_on(redis.Redis.from_url(server.url))
         deps = AppDeps(Directory.open(sandbox.world.clusters), store, queue)
         client = WebClient(token="xoxb-prop", base_url=sandbox.slack_url)
-        yield wsgi_app(build_app(client, SECRET, deps), lambda: True, SECRET)
+        probes = Probes(redis=lambda: None, slack=None)
+        yield wsgi_app(build_app(client, SECRET, deps), probes, SECRET)
 
 
 def _call(app: Any, body: bytes, content_type: str, signed: bool = True) -> tuple[str, bytes]:
