@@ -11,13 +11,18 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+import requests
 from azure.core.credentials import TokenCredential
 from azure.core.pipeline.policies import SansIOHTTPPolicy
+from azure.core.pipeline.transport import RequestsTransport
 from azure.mgmt.advisor import AdvisorManagementClient
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.containerservice import ContainerServiceClient
 from azure.mgmt.monitor import MonitorManagementClient
 from azure.mgmt.network import NetworkManagementClient
+from urllib3.util.retry import Retry
+
+from bot.collect.throttle import SubscriptionPacer
 
 
 class CallCounter(SansIOHTTPPolicy):
@@ -45,18 +50,25 @@ class AzureClients:
         self.credential = credential
         self.endpoints = endpoints or Endpoints()
         self.counter = CallCounter()
+        self.pacer = SubscriptionPacer()
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, str], Any] = {}
+        self._session = _pooled_session()
 
     def _make(self, cls: type, subscription: str) -> Any:
         key = (cls.__name__, subscription.lower())
         with self._lock:
             if key not in self._cache:
-                kwargs: dict[str, Any] = {"per_retry_policies": [self.counter]}
+                kwargs: dict[str, Any] = {"per_retry_policies": [self.counter, self.pacer]}
                 if self.endpoints.base_url:
                     kwargs["base_url"] = self.endpoints.base_url
                 if self.endpoints.ca_path:
                     kwargs["connection_verify"] = self.endpoints.ca_path
+                kwargs["transport"] = RequestsTransport(
+                    session=self._session,
+                    session_owner=False,
+                    connection_verify=self.endpoints.ca_path or True,
+                )
                 self._cache[key] = cls(self.credential, subscription, **kwargs)
             return self._cache[key]
 
@@ -80,3 +92,24 @@ class AzureClients:
             for client in self._cache.values():
                 client.close()
             self._cache.clear()
+            self._session.close()
+
+
+# Connections kept open to ARM: a fleet summary has a few hundred reads in flight, and
+# requests' default pool of 10 would open (and TLS-handshake) a new connection for each
+# read past the tenth.
+POOL_SIZE = 256
+
+
+def _pooled_session() -> requests.Session:
+    """One session for every client (every subscription talks to the same ARM host), set up
+    as azure-core sets up its own: no retries in urllib3, the pipeline's RetryPolicy retries."""
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(
+        pool_connections=4,
+        pool_maxsize=POOL_SIZE,
+        max_retries=Retry(total=False, redirect=False, raise_on_status=False),
+    )
+    for scheme in ("https://", "http://"):
+        session.mount(scheme, adapter)
+    return session
