@@ -20,6 +20,7 @@ from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.containerservice import ContainerServiceClient
 from azure.mgmt.monitor import MonitorManagementClient
 from azure.mgmt.network import NetworkManagementClient
+from azure.mgmt.resourcegraph import ResourceGraphClient
 from urllib3.util.retry import Retry
 
 from bot.collect.throttle import SubscriptionPacer
@@ -55,8 +56,8 @@ class AzureClients:
         self._cache: dict[tuple[str, str], Any] = {}
         self._session = _pooled_session()
 
-    def _make(self, cls: type, subscription: str) -> Any:
-        key = (cls.__name__, subscription.lower())
+    def _make(self, cls: type, subscription: str | None) -> Any:
+        key = (cls.__name__, (subscription or "").lower())
         with self._lock:
             if key not in self._cache:
                 kwargs: dict[str, Any] = {"per_retry_policies": [self.counter, self.pacer]}
@@ -69,7 +70,8 @@ class AzureClients:
                     session_owner=False,
                     connection_verify=self.endpoints.ca_path or True,
                 )
-                self._cache[key] = cls(self.credential, subscription, **kwargs)
+                scope = () if subscription is None else (subscription,)
+                self._cache[key] = cls(self.credential, *scope, **kwargs)
             return self._cache[key]
 
     def containers(self, subscription: str) -> ContainerServiceClient:
@@ -86,6 +88,10 @@ class AzureClients:
 
     def advisor(self, subscription: str) -> AdvisorManagementClient:
         return self._make(AdvisorManagementClient, subscription)
+
+    def resource_graph(self) -> ResourceGraphClient:
+        """Tenant-wide: one query reads every subscription the identity can read."""
+        return self._make(ResourceGraphClient, None)
 
     def close(self) -> None:
         with self._lock:
