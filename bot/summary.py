@@ -30,7 +30,7 @@ from handlers import snat
 log = logging.getLogger(__name__)
 HIGH_PCT = 75
 # Clusters read at once, and reads in flight per cluster (see Fanout).
-CONCURRENCY = 64
+CONCURRENCY = 128
 READS_PER_CLUSTER = 3
 
 
