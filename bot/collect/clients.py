@@ -104,7 +104,7 @@ class AzureClients:
 # Connections kept open to ARM: a fleet summary has a few hundred reads in flight, and
 # requests' default pool of 10 would open (and TLS-handshake) a new connection for each
 # read past the tenth.
-POOL_SIZE = 256
+POOL_SIZE = 512
 
 
 def _pooled_session() -> requests.Session:
