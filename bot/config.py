@@ -17,6 +17,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot import armid
+from bot.bypass.policy import BypassPolicy, PolicyError
 from bot.collect.probe import ProbeSettings
 
 _PROBE = ProbeSettings()
@@ -72,6 +73,11 @@ class ClusterRef:
     user_groups: tuple[str, ...] = ()  # if any: only their members may use the cluster
     kubeconfig_context: str | None = None
     in_cluster: bool = False
+    # Probe inside --pod with an ephemeral container (cannot be removed afterwards, and needs
+    # the pods/ephemeralcontainers patch permission): off unless set; None when not set.
+    in_pod_probe: bool | None = None
+    # the appliance bypass (bot/bypass/policy.py)
+    bypass: BypassPolicy = field(default_factory=BypassPolicy)
 
     @property
     def id(self) -> str:
@@ -101,6 +107,10 @@ class ClusterConfig:
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(f"{path}: cannot read the configuration: {exc}") from None
         clusters = {}
+        try:
+            bypass = BypassPolicy.parse(f"{path}: bypass", data.get("bypass"))
+        except PolicyError as exc:
+            raise ConfigError(str(exc)) from None
         for alias, entry in (data.get("clusters") or {}).items():
             missing = [k for k in ("subscription", "resourceGroup", "name") if k not in entry]
             if missing:
@@ -112,6 +122,12 @@ class ClusterConfig:
                         f"{path}: clusters.{alias}.userGroups: {group!r} is not a user group "
                         "ID (S…); in Slack, open the group and choose Copy group ID"
                     )
+            try:
+                policy = BypassPolicy.parse(
+                    f"{path}: clusters.{alias}.bypass", entry.get("bypass"), bypass
+                )
+            except PolicyError as exc:
+                raise ConfigError(str(exc)) from None
             clusters[alias] = ClusterRef(
                 alias=alias,
                 subscription=str(entry["subscription"]),
@@ -121,6 +137,10 @@ class ClusterConfig:
                 user_groups=groups,
                 kubeconfig_context=entry.get("kubeconfigContext"),
                 in_cluster=bool(entry.get("inCluster", False)),
+                in_pod_probe=(
+                    None if entry.get("inPodProbe") is None else bool(entry["inPodProbe"])
+                ),
+                bypass=policy,
             )
         summaries = []
         for channel, entry in (data.get("summaries") or {}).items():

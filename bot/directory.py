@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bot.bypass.policy import BypassPolicy
 from bot.config import ClusterConfig
 
 
@@ -20,6 +21,7 @@ class Directory:
     channels: dict[str, tuple[str, ...]] = field(default_factory=dict)
     user_groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     open_to_all: bool = False
+    bypass: dict[str, BypassPolicy] = field(default_factory=dict)  # alias -> its policy
 
     @classmethod
     def from_config(cls, config: ClusterConfig) -> Directory:
@@ -27,6 +29,7 @@ class Directory:
             clusters={alias: ref.id for alias, ref in config.clusters.items()},
             channels={alias: ref.channels for alias, ref in config.clusters.items()},
             user_groups={alias: ref.user_groups for alias, ref in config.clusters.items()},
+            bypass={alias: ref.bypass for alias, ref in config.clusters.items()},
         )
 
     @classmethod

@@ -17,6 +17,7 @@ from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_sdk.errors import SlackApiError
 
 from bot import jobs, services
+from bot.bypass import jobs as bypass_jobs
 from bot.config import Settings
 from bot.runtime import open_runtime
 from bot.slack.app import AppDeps, build_app
@@ -96,7 +97,10 @@ def work(settings: Settings, world: Path | None, burst: bool = False) -> None:
     """Run a worker in this thread until stopped (or, with burst, until the queue is empty)."""
     with open_runtime(world, settings) as runtime:
         jobs.configure(services.worker_context(settings, runtime))
-        make_worker(settings).work(burst=burst, with_scheduler=False)
+        bypass_jobs.reconcile_safely()
+        # rq's scheduler (a child process) queues the bypass reverts (enqueue_in) when due;
+        # a burst run has no time to wait for them, and its start-up reconcile suffices.
+        make_worker(settings).work(burst=burst, with_scheduler=not burst)
 
 
 def cron(settings: Settings) -> None:
@@ -106,6 +110,7 @@ def cron(settings: Settings) -> None:
     queue = services.queue(settings)
     scheduler = CronScheduler(connection=queue.connection)
     scheduler.register(jobs.post_due_summaries, queue_name=queue.name, cron="*/5 * * * *")
+    scheduler.register(bypass_jobs.reconcile_bypasses, queue_name=queue.name, cron="* * * * *")
     scheduler.start()
 
 
@@ -118,4 +123,8 @@ def dev(settings: Settings, world: Path | None, http: bool, port: int | None) ->
         thread = threading.Thread(target=worker.work, kwargs={"with_scheduler": False}, daemon=True)
         thread.start()
         stack.callback(worker.stop)
+        # No rq scheduler (it forks) nor cron here: bypasses are reverted by the reconciler.
+        stop = threading.Event()
+        threading.Thread(target=bypass_jobs.reconcile_every, args=(stop,), daemon=True).start()
+        stack.callback(stop.set)
         serve(settings, world, http, port)

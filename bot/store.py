@@ -33,6 +33,11 @@ Every key this module writes, and why it exists:
                                            retried batch does not make the others read
                                            Azure again (1 day).
 
+The appliance bypass writes its own keys in bot/bypass/state.py, documented there:
+`aks-egress:bypass:{incident}` (the record), `aks-egress:bypass-lock:{route table}` (one
+bypass per route table), `aks-egress:bypasses-active` (expiries, for the reconciler) and
+the `aks-egress:audit` stream.
+
 RQ owns the `rq:*` keys of its queue. Calls use short socket timeouts so an unreachable
 Redis is reported to the user at once instead of after a long hang.
 """

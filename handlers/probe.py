@@ -120,6 +120,13 @@ def parse_log(log: str) -> tuple[str, Json | None]:
     return "\n".join(lines), write_out
 
 
+def tried_addresses(verbose: str) -> list[str]:
+    """The addresses curl tried to connect to (its `Trying a.b.c.d:port...` lines), in order:
+    the endpoint's resolution as seen from inside the cluster."""
+    found = (_TRYING.match(line) for line in verbose.splitlines())
+    return [m.group(1).strip("[]") for m in found if m]
+
+
 def classify(exit_code: int | None, write_out: Json | None) -> str:
     """The PROBE_* code for one curl run, from the exit code and `%{json}` fields only.
 
@@ -216,8 +223,9 @@ def telling_lines(verbose: str) -> list[str]:
     return picked
 
 
-def check(runs: list[ProbeRun]) -> list[Finding]:
-    """One finding per URL and outcome, naming every pool that saw it.
+def check(runs: list[ProbeRun], seen_from: str | None = None) -> list[Finding]:
+    """One finding per URL and outcome, naming every pool that saw it (or, for the probe
+    inside an application pod, `seen_from` that pod).
 
     Pools sit in their own subnets, so an outcome seen from some pools only points at
     what differs between those subnets; the detail says so. Probes that never ran are
@@ -257,10 +265,13 @@ def check(runs: list[ProbeRun]) -> list[Finding]:
             }
         if others:
             evidence["otherPools"] = others
+        where = f"Seen from inside {seen_from}." if seen_from else _where(pools, others, code)
+        if seen_from:
+            evidence["inside"] = seen_from
         findings.append(
             finding(
                 code,
-                f"{detail} {_where(pools, others, code)}",
+                f"{detail} {where}",
                 evidence=evidence,
                 fix=fix,
                 about_endpoint=True,

@@ -82,10 +82,17 @@ class ArmApi:
         self.kube_ca_pem = kube_ca_pem
 
     def __call__(self, request: Request) -> Response:
-        return self.handle(request.method, request.path, request.query, request.body)
+        return self.handle(
+            request.method, request.path, request.query, request.body, request.headers
+        )
 
     def handle(
-        self, method: str, path: str, query: Mapping[str, str], body: Any = None
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str],
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Response:
         method = method.upper()
         if "api-version" not in {k.lower() for k in query}:
@@ -114,7 +121,7 @@ class ArmApi:
             _ROUTE_TABLES,
             _ROUTES,
         ):
-            return self._write(method, parsed, body)
+            return self._write(method, parsed, body, headers or {})
         return forbidden(method, path)
 
     def error(self, status: int, request: Request) -> Response:
@@ -228,12 +235,47 @@ class ArmApi:
 
     # --- writes (route tables and routes only: the NVA-bypass action) -------------------
 
-    def _write(self, method: str, parsed: armid.ArmPath, body: Any) -> Response:
+    def _write(
+        self, method: str, parsed: armid.ArmPath, body: Any, headers: Mapping[str, str]
+    ) -> Response:
+        response = self._apply_write(method, parsed, body, headers)
+        self.world.writes.append(
+            {"method": method, "id": parsed.path, "status": response.status, "body": body}
+        )
+        return response
+
+    def _apply_write(
+        self, method: str, parsed: armid.ArmPath, body: Any, headers: Mapping[str, str]
+    ) -> Response:
+        """PUT/PATCH/DELETE of a route table or a route, as the Network provider answers.
+
+        Long-running operations complete synchronously (world-format.md allows it): PUT
+        answers 201 (created) or 200 (replaced) with the body, DELETE 200 when something was
+        deleted and 204 when there was nothing to delete (the Routes - Delete reference).
+        `If-Match` (an etag, or `*`: must exist) and `If-None-Match: *` (must not exist)
+        are honoured with 412 PreconditionFailed. A write to a route gives its route table
+        a new etag too, as the table's state changed.
+        """
         if parsed.is_collection:
             return forbidden(method, parsed.path)
         existing = self.world.resource(parsed.path)
+        refused = _precondition(existing, headers)
+        if refused is not None:
+            return refused
+        is_route = parsed.resource_type.lower() == _ROUTES
+        table = self.world.resource(parsed.parent.path) if is_route and parsed.parent else None
+        if is_route and table is None:
+            return not_found(parsed.parent.path if parsed.parent else parsed.path)
+        if method == "DELETE" and not is_route and existing and self._in_use(existing):
+            return error(
+                400,
+                "InUseRouteTableCannotBeDeleted",
+                f"Route table {existing['id']} is in use and cannot be deleted.",
+            )
         if method == "DELETE":
             existed = self.world.delete(parsed.path)
+            if existed and table is not None:
+                self._touch(table["id"])
             return Response(200 if existed else 204, {})
         if not isinstance(body, dict):
             return error(400, "InvalidRequestContent", "The request content was invalid.")
@@ -241,11 +283,7 @@ class ArmApi:
             if existing is None:
                 return not_found(parsed.path)
             body = _merge_patch(existing, body)
-        is_route = parsed.resource_type.lower() == _ROUTES
-        if is_route:
-            table = self.world.resource(parsed.parent.path) if parsed.parent else None
-            if table is None:
-                return not_found(parsed.parent.path if parsed.parent else parsed.path)
+        if table is not None:
             resource = _route(table["id"], parsed.names[-1], body)
         else:
             resource = _route_table(parsed, existing, body)
@@ -253,7 +291,29 @@ class ArmApi:
         if invalid:
             return error(400, "InvalidRequestFormat", invalid)
         created = self.world.put(resource)
+        if table is not None:
+            self._touch(table["id"])
         return Response(201 if created else 200, dict(_JSON), resource)
+
+    def _in_use(self, table: dict[str, Any]) -> bool:
+        """A route table still associated with a subnet (its `subnets`, or a subnet in the
+        world naming it) cannot be deleted, as on Azure."""
+        if (table.get("properties") or {}).get("subnets"):
+            return True
+        for body in self.world.data["arm"]:
+            for subnet in (body.get("properties") or {}).get("subnets") or []:
+                if not isinstance(subnet, dict):
+                    continue
+                ref = ((subnet.get("properties") or {}).get("routeTable") or {}).get("id")
+                if armid.same(ref, table["id"]):
+                    return True
+        return False
+
+    def _touch(self, table_id: str) -> None:
+        """A new etag on a route table whose routes changed."""
+        current = self.world.resource(table_id)
+        if current is not None:
+            self.world.put({**current, "etag": _etag()})
 
 
 def ok(body: Any) -> Response:
@@ -287,6 +347,35 @@ def forbidden(method: str, path: str) -> Response:
         "or the scope is invalid. If access was recently granted, please refresh your "
         "credentials.",
     )
+
+
+def _precondition(existing: dict[str, Any] | None, headers: Mapping[str, str]) -> Response | None:
+    """412 when `If-Match` / `If-None-Match` do not hold (RFC 9110 13.1, as ARM applies them)."""
+    if_match = _header(headers, "If-Match")
+    if_none_match = _header(headers, "If-None-Match")
+    etag = (existing or {}).get("etag")
+    failed = False
+    if if_match is not None:
+        wanted = {t.strip() for t in if_match.split(",")}
+        failed = existing is None or ("*" not in wanted and etag not in wanted)
+    if if_none_match is not None and existing is not None:
+        wanted = {t.strip() for t in if_none_match.split(",")}
+        failed = failed or "*" in wanted or etag in wanted
+    if not failed:
+        return None
+    return error(
+        412,
+        "PreconditionFailed",
+        "The condition specified using HTTP conditional header(s) is not met. "
+        f"Current etag: {etag or 'none (the resource does not exist)'}.",
+    )
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        value = next((v for k, v in headers.items() if k.lower() == name.lower()), None)
+    return value
 
 
 def _phrase_code(status: int) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from bot import armid
+from bot.sandbox import routing
 from bot.sandbox.world import World
 
 Json = dict[str, Any]
@@ -151,6 +152,7 @@ def choose(world: World, cluster_id: str, url: str, pool: str | None) -> tuple[O
         for e in world.data.get("probes") or []
         if normalize_url(str(e.get("url", ""))) == want
         and (e.get("cluster") is None or _same_cluster(e["cluster"], names))
+        and e.get("pod") is None  # inside a pod only (ephemeral.py)
     ]
     if pool is not None:
         entries = [e for e in entries if e.get("agentPool") is None or _same(e["agentPool"], pool)]
@@ -161,14 +163,31 @@ def choose(world: World, cluster_id: str, url: str, pool: str | None) -> tuple[O
             pool = first
             unpinned = [e for e in entries if _same(e.get("agentPool"), first)]
         entries = unpinned
+    entries = [e for e in entries if _route_applies(world, cluster_id, url, pool, e)]
     if not entries:
         default = world.data.get("probeDefault")
         return (Outcome.of(default) if default else Outcome()), pool
     # Most specific wins; among equals the first listed (max keeps the first maximum).
     best = max(
-        entries, key=lambda e: (e.get("cluster") is not None) + (e.get("agentPool") is not None)
+        entries,
+        key=lambda e: (
+            (e.get("cluster") is not None)
+            + (e.get("agentPool") is not None)
+            + (e.get("nextHopType") is not None)
+        ),
     )
     return Outcome.of(best), pool
+
+
+def _route_applies(world: World, cluster_id: str, url: str, pool: str | None, entry: Json) -> bool:
+    """An entry with `nextHopType` holds only while the pool's subnet routes the URL host's
+    address (`dns`) to that next hop type, in the route tables as now served."""
+    wanted = entry.get("nextHopType")
+    if wanted is None:
+        return True
+    address = target(url, world.data.get("dns") or {}).ip
+    subnet = routing.pool_subnet(world, cluster_id, pool)
+    return str(wanted).lower() == routing.next_hop_type(world, subnet, address).lower()
 
 
 def _same(a: str | None, b: str | None) -> bool:

@@ -72,6 +72,9 @@ class World:
     _collections: dict[str, list[dict[str, Any]]] = field(init=False, repr=False)
     _by_key: dict[str, dict[str, Any]] = field(init=False, repr=False)
     _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
+    # Every write served (world-format.md: writes are applied *and recorded*), in order:
+    # {"method", "id", "status", "body"}; the NVA-bypass tests assert on it.
+    writes: list[dict[str, Any]] = field(init=False, repr=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self.now = datetime.fromisoformat(self.data["now"]).astimezone(UTC)
@@ -202,6 +205,9 @@ def _embedded_children(parent: dict[str, Any]) -> Iterator[tuple[str, dict[str, 
             yield armid.key(child_id), body
 
 
+_VMSS_INSTANCE_NIC = ("virtualmachinescalesets", "virtualmachines", "networkinterfaces")
+
+
 def _collection_keys(resource_key: str) -> list[str]:
     """The list paths a resource shows up in: its parent collection, and for a top-level
     resource in a resource group also the subscription-wide list of its type."""
@@ -211,6 +217,10 @@ def _collection_keys(resource_key: str) -> list[str]:
         keys.append(
             f"/subscriptions/{path.subscription}/providers/{path.namespace}/{path.types[0]}"
         )
+    if path is not None and path.types == _VMSS_INSTANCE_NIC:
+        # A scale set instance's NIC is also listed under the scale set itself, as ARM's
+        # "List Virtual Machine Scale Set Network Interfaces" does.
+        keys.append(resource_key.split("/virtualmachines/", 1)[0] + "/networkinterfaces")
     return keys
 
 

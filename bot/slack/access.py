@@ -73,6 +73,10 @@ class Access:
             "usergroups:read scope, and the groups must exist)"
         )
 
+    def in_any(self, user: str, groups: tuple[str, ...]) -> bool:
+        """Whether `user` is in one of `groups` (Slack's errors propagate: never a yes)."""
+        return any(user in self._members_of(group) for group in groups)
+
     def _members_of(self, group: str) -> frozenset[str]:
         with self._lock:
             members = self._members.get(group)

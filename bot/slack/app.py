@@ -19,6 +19,7 @@ from bot import jobs
 from bot.directory import Directory
 from bot.model import Report
 from bot.slack import blocks
+from bot.slack import bypass as bypass_listeners
 from bot.slack.access import Access
 from bot.slack.commands import (
     Check,
@@ -66,6 +67,7 @@ def build_app(
     )
     store, queue, directory = deps.store, deps.queue, deps.directory
     access = Access(directory, client)
+    bypass = bypass_listeners.register(app, deps, access)
 
     @app.error
     def on_error(error: Exception, body: dict[str, Any]) -> None:
@@ -163,6 +165,9 @@ def build_app(
             )
             return
         try:
+            if (wanted := bypass_listeners.parse(event.get("text", ""))) is not None:
+                bypass.request(client, incident, wanted, user)
+                return
             parsed = parse_mention(event.get("text", ""))
         except UsageError as exc:
             _private(client, channel, user, blocks.usage_error(str(exc)), thread_ts)

@@ -31,6 +31,7 @@ from bot.render.marks import MARKS, RANK, worst
 from bot.slack import fleet
 from bot.slack.commands import USAGE
 from bot.steps import BY_NAME, STEP_ORDER
+from handlers.bypass import offers_bypass
 
 # -- Slack's limits ------------------------------------------------------------------------
 
@@ -55,6 +56,7 @@ ACTION_RERUN = "rerun"
 ACTION_PROBE_ENDPOINT = "probe_endpoint"
 ACTION_SHOW_EVIDENCE = "show_evidence"
 ACTION_MARK_RESOLVED = "mark_resolved"
+ACTION_BYPASS = "bypass_appliance"  # bot/slack/bypass.py answers it
 PROBE_MODAL_CALLBACK = "probe_endpoint_modal"
 PROBE_URL_BLOCK = "probe_url"
 PROBE_URL_ACTION = "probe_url_value"
@@ -723,7 +725,9 @@ def _finding_parts(
     f: Finding, incident_id: str, index: int | None
 ) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
     mark = MARKS[f.severity]
-    head = f"*{mark} `{escape(f.code)}`*  {clip(f.title, 300)}"
+    inside = f.evidence.get("inside")  # the probe inside the user's --pod
+    seen = f" · seen from inside {_inline_code(inside)}" if inside else ""
+    head = f"*{mark} `{escape(f.code)}`*  {clip(f.title, 300)}{seen}"
     body_text = head + (f"\n{clip(f.detail, MAX_DETAIL)}" if f.detail else "")
     blocks: list[dict[str, Any]] = _sections(body_text)
     step = CATALOG[f.code].step if f.code in CATALOG else None
@@ -845,6 +849,8 @@ def _summary_parts(
         buttons.append(_button("Show evidence", ACTION_SHOW_EVIDENCE, value))
     if not resolved:
         buttons.append(_button("Mark resolved", ACTION_MARK_RESOLVED, incident_id))
+        if offers_bypass(report.root_cause, report.cluster.outbound_type):
+            buttons.append(_button("Bypass appliance", ACTION_BYPASS, incident_id))
     tail = [_context(stats), _actions(*buttons)]
     state = " (resolved)" if resolved else ""
     counts = (
