@@ -15,7 +15,7 @@ from tests.fleet import world_of
 CLUSTERS = 12
 RETRY_AFTER_S = 1
 THROTTLED = 6  # cluster GETs answered 429 before ARM lets them through
-SLACK_S = 1.0  # scheduling noise allowed on a shared 2-core machine
+SLACK_S = 2.0  # scheduling noise allowed on a shared 2-core machine
 
 
 def test_throttled_fleet_waits_what_arm_asks_and_loses_nothing(tmp_path):
