@@ -5,9 +5,14 @@ balancer, SNAT metrics and nodes."""
 from __future__ import annotations
 
 import copy
+import threading
 from pathlib import Path
 
 import yaml
+from rq import Queue
+
+from bot.sandbox.server import Sandbox
+from bot.worker import CheckWorker
 
 BASE = Path(__file__).resolve().parent / "worlds" / "lb-snat-high-and-pressure.yaml"
 SUBSCRIPTIONS = 10
@@ -40,3 +45,33 @@ def world_of(clusters: int, latency_ms: int, folder: Path, rules: list[dict] | N
     path = folder / f"clusters-{latency_ms}.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def fleet_config(sandbox: Sandbox, path: Path, channel: str) -> Path:
+    """The sandbox's clusters, all for `channel`, whose summary is due at midnight UTC."""
+    lines = ["clusters:"]
+    for alias, cluster_id in sandbox.world.clusters.items():
+        parts = cluster_id.split("/")
+        lines += [
+            f"  {alias}:",
+            f"    subscription: {parts[2]}",
+            f"    resourceGroup: {parts[4]}",
+            f"    name: {parts[-1]}",
+            f"    channels: [{channel}]",
+        ]
+    lines += ["summaries:", f"  {channel}: {{time: '00:00', timezone: UTC}}"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run_workers(queue: Queue, count: int) -> None:
+    """`count` queue workers in burst mode, side by side, until the queue is empty."""
+    workers = [CheckWorker.for_queue(queue, queue.connection, 10) for _ in range(count)]
+    threads = [
+        threading.Thread(target=w.work, kwargs={"burst": True, "with_scheduler": False})
+        for w in workers
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)

@@ -3,9 +3,6 @@ same summary the single-process path would, once."""
 
 from __future__ import annotations
 
-import threading
-from pathlib import Path
-
 import pytest
 import redis
 from rq.job import Job
@@ -16,8 +13,7 @@ from bot.redisserver import RedisServer
 from bot.runtime import attach
 from bot.sandbox.server import Sandbox
 from bot.slack import blocks
-from bot.worker import CheckWorker
-from tests.fleet import world_of
+from tests.fleet import fleet_config, run_workers, world_of
 
 CHANNEL = "C0FLEET001"
 CLUSTERS, BATCH = 12, 4  # three batches over two workers
@@ -30,34 +26,6 @@ def redis_server():
         yield server
 
 
-def fleet_config(sandbox: Sandbox, path: Path) -> Path:
-    lines = ["clusters:"]
-    for alias, cluster_id in sandbox.world.clusters.items():
-        parts = cluster_id.split("/")
-        lines += [
-            f"  {alias}:",
-            f"    subscription: {parts[2]}",
-            f"    resourceGroup: {parts[4]}",
-            f"    name: {parts[-1]}",
-            f"    channels: [{CHANNEL}]",
-        ]
-    lines += ["summaries:", f"  {CHANNEL}: {{time: '00:00', timezone: UTC}}"]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def run_workers(queue, count: int) -> None:
-    workers = [CheckWorker.for_queue(queue, queue.connection, 10) for _ in range(count)]
-    threads = [
-        threading.Thread(target=w.work, kwargs={"burst": True, "with_scheduler": False})
-        for w in workers
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-
-
 def test_batches_over_two_workers_post_the_single_process_summary_once(tmp_path, redis_server):
     redis.Redis.from_url(redis_server.url).flushdb()
     world = world_of(CLUSTERS, 0, tmp_path)
@@ -66,7 +34,7 @@ def test_batches_over_two_workers_post_the_single_process_summary_once(tmp_path,
             SLACK_BOT_TOKEN="xoxb-fleet",
             SLACK_API_URL=sandbox.slack_url,
             REDIS_URL=redis_server.url,
-            config=fleet_config(sandbox, tmp_path / "aks-egress.yaml"),
+            config=fleet_config(sandbox, tmp_path / "aks-egress.yaml", CHANNEL),
             summary_batch=BATCH,
         )
         runtime = attach(sandbox, settings.probe_settings())
