@@ -10,14 +10,13 @@ after its worker was killed completes the thread without repeating it.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from redis.client import Pipeline
-from rq import Queue, Retry
-from rq.job import Job
 from slack_sdk import WebClient
 
+from bot import logs, metrics
 from bot.codes import CATALOG
 from bot.collect.azure import ClusterUnreadable
 from bot.config import ClusterConfig
@@ -26,13 +25,11 @@ from bot.engine import CheckRequest, Engine
 from bot.model import Finding, Severity
 from bot.runtime import Runtime
 from bot.slack import blocks
-from bot.slack.thread import Thread
+from bot.slack.thread import Thread, incident_view
 from bot.steps import steps_of
-from bot.store import Admission, Incident, Request, Store, guard_redis, new_incident_id
+from bot.store import Store
 
 log = logging.getLogger(__name__)
-QUEUE = "aks-egress"
-JOB_TIMEOUT_S = 600
 
 
 @dataclass
@@ -58,65 +55,6 @@ def context() -> WorkerContext:
     return _context
 
 
-def _queue_check(
-    queue: Queue, pipe: Pipeline, incident_id: str, run: int, endpoint: str | None, mode: str
-) -> Job:
-    return queue.enqueue(
-        run_check,
-        incident_id,
-        run,
-        endpoint,
-        mode,
-        job_id=f"{incident_id}-{run}",
-        job_timeout=JOB_TIMEOUT_S,
-        retry=Retry(max=2),  # immediate: a killed worker already cost a heartbeat
-        failure_ttl=86400,
-        pipeline=pipe,
-    )
-
-
-def admit_check(
-    store: Store, queue: Queue, request: Request, text: str, per_minute: int
-) -> Admission:
-    """Admit a new check and queue its job in one transaction and one round trip, which
-    is most of what a slash command costs before it can be acked.
-
-    A refused request's job is taken back; a worker that took it first finds no incident
-    and does nothing. A worker that dies mid-check gets the job retried.
-    """
-    incident_id = new_incident_id()
-    with guard_redis(), queue.connection.pipeline() as pipe:
-        job = _queue_check(queue, pipe, incident_id, 0, None, "all")
-        admission = store.admit(pipe, incident_id, request, text, per_minute)
-        if admission.incident is None:
-            job.delete(pipeline=pipe)
-            pipe.execute()
-    return admission
-
-
-def enqueue_check(
-    queue: Queue, incident_id: str, run: int, endpoint: str | None, mode: str
-) -> None:
-    """Queue another run of an incident's check (a recheck, a probe, the SNAT step)."""
-    with guard_redis(), queue.connection.pipeline() as pipe:
-        _queue_check(queue, pipe, incident_id, run, endpoint, mode)
-        pipe.execute()
-
-
-def incident_view(incident: Incident) -> blocks.IncidentView:
-    r = incident.request
-    return blocks.IncidentView(
-        id=incident.id,
-        alias=r.alias,
-        cluster_id=r.cluster_id,
-        endpoint=r.endpoint,
-        user_id=r.user,
-        channel_id=r.channel,
-        created=r.created_iso,
-        pod=r.pod,
-    )
-
-
 def _states(
     done: Mapping[str, list[Finding]], mode: str, pod: str | None = None
 ) -> dict[str, blocks.StepState]:
@@ -140,6 +78,7 @@ def run_check(
     if incident is None:
         log.info("no incident %s (refused at admission, or expired): nothing to do", incident_id)
         return
+    logs.bind(alias=incident.request.alias, user=incident.request.user)
     thread = Thread(ctx.slack, ctx.store, incident)
     if thread.root_ts is None:
         root = thread.upsert("root", blocks.root_message(incident_view(incident)), in_thread=False)
@@ -151,10 +90,19 @@ def run_check(
     name = f"{run}:checklist"
     thread.upsert(name, blocks.checklist(_states(done, mode, request.pod)))
 
+    notes: list[str] = []
+    lock = threading.Lock()  # the cluster side's note comes from another thread
+
     def on_steps(steps: tuple[str, ...], findings: list[Finding]) -> None:
-        for step in steps:
-            done[step] = [f for f in findings if CATALOG[f.code].step == step]
-        thread.upsert(name, blocks.checklist(_states(done, mode, request.pod)))
+        with lock:
+            for step in steps:
+                done[step] = [f for f in findings if CATALOG[f.code].step == step]
+            thread.upsert(name, blocks.checklist(_states(done, mode, request.pod), " ".join(notes)))
+
+    def on_note(note: str) -> None:
+        with lock:
+            notes.append(note)
+            thread.upsert(name, blocks.checklist(_states(done, mode, request.pod), " ".join(notes)))
 
     try:
         report = Engine(ctx.runtime).check(
@@ -166,6 +114,7 @@ def run_check(
                 mode=mode,
             ),
             on_steps=on_steps,
+            on_note=on_note,
         )
     except ClusterUnreadable as exc:
         f = exc.failure
@@ -179,6 +128,7 @@ def run_check(
             ),
         )
         ctx.store.set_status(incident_id, "failed")
+        metrics.check_failed("cluster_unreadable")
         return
     for index, finding in enumerate(report.findings):
         if finding.severity in (Severity.ERROR, Severity.WARNING):
@@ -187,6 +137,7 @@ def run_check(
     ctx.store.save_report(incident_id, run, report.to_json())
     thread.summary(run, report)
     ctx.store.set_status(incident_id, "done")
+    metrics.check_finished(report.cluster.outbound_type, report.root_cause)
 
 
 def post_due_summaries() -> list[str]:

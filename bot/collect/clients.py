@@ -24,6 +24,17 @@ from azure.mgmt.resourcegraph import ResourceGraphClient
 from urllib3.util.retry import Retry
 
 from bot.collect.throttle import SubscriptionPacer
+from bot.metrics import count_call
+
+
+class AzureCallMetrics(SansIOHTTPPolicy):  # type: ignore[type-arg]
+    """Counts every ARM attempt and its failures (a per-retry policy of each SDK client)."""
+
+    def on_response(self, request: Any, response: Any) -> None:
+        count_call("azure", response.http_response.status_code >= 400)
+
+    def on_exception(self, request: Any) -> None:
+        count_call("azure", True)
 
 
 class CallCounter(SansIOHTTPPolicy):
@@ -60,7 +71,9 @@ class AzureClients:
         key = (cls.__name__, (subscription or "").lower())
         with self._lock:
             if key not in self._cache:
-                kwargs: dict[str, Any] = {"per_retry_policies": [self.counter, self.pacer]}
+                kwargs: dict[str, Any] = {
+                    "per_retry_policies": [self.counter, AzureCallMetrics(), self.pacer]
+                }
                 if self.endpoints.base_url:
                     kwargs["base_url"] = self.endpoints.base_url
                 if self.endpoints.ca_path:

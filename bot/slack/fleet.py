@@ -2,8 +2,9 @@
 the post stays readable for a fleet of hundreds.
 
 Up to `FOLD_AFTER` clusters every cluster has its line, worst first. Past that only the
-clusters that need attention do (could not be read, over 75 %, failed connections, or a
-trend that exhausts the ports within `TREND_DAYS`), worst first; the healthy ones become
+clusters that need attention do (could not be read, over 75 %, a failing or warning
+finding, failed connections, or a trend that exhausts the ports within `TREND_DAYS`),
+worst first; the healthy ones become
 one count, and attention lines past what one Slack message holds are named in a line.
 """
 
@@ -28,10 +29,12 @@ class Arranged:
 def needs_attention(cluster: Mapping[str, Any]) -> bool:
     peak = cluster.get("peakUsedPct")
     days = cluster.get("daysToExhaustion")
+    judged = {f.get("severity") for f in cluster.get("findings") or [] if isinstance(f, dict)}
     return bool(
         cluster.get("error")
         or peak is None
         or peak >= HIGH_PERCENT
+        or judged & {"error", "warning"}
         or cluster.get("failedConnections")
         or (days is not None and days <= TREND_DAYS)
     )

@@ -21,7 +21,7 @@ from bot.config import ClusterConfig, Settings
 from bot.redisserver import RedisServer
 from bot.runtime import attach
 from bot.sandbox.server import Sandbox
-from bot.slack import blocks
+from bot.slack.snat_post import snat_summary
 from tests.fleet import SUBSCRIPTIONS, fleet_config, run_workers, world_of
 
 CHANNEL = "C0FLEETBEN"
@@ -60,7 +60,7 @@ def main() -> None:
         day = now.date().isoformat()
         clusters = ClusterConfig.load(settings.config).clusters_of(CHANNEL)
         single = summary.with_trend(summary.build(runtime, clusters, now), ctx.store, day)
-        same = [m["blocks"] for m in messages] == [blocks.snat_summary(single, day)["blocks"]]
+        same = [m["blocks"] for m in messages] == [snat_summary(single, day)["blocks"]]
         runtime.clients.close()
     print(
         f"{args.clusters} clusters in {SUBSCRIPTIONS} subscriptions, {args.workers} workers, "

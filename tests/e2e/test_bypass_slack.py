@@ -22,7 +22,6 @@ import yaml
 from bot.bypass.state import BypassState
 from bot.redisserver import RedisServer
 from bot.sandbox.world import load_world
-from tests.conftest import WORLDS
 from tests.e2e.harness import (
     CHANNEL,
     USER,
@@ -32,6 +31,7 @@ from tests.e2e.harness import (
     name,
     slash_payload,
 )
+from tests.helpers import WORLDS
 
 WORLD = WORLDS / "udr-firewall-bypass.yaml"
 GROUP, APPROVER = "S0APPROVE1", "U0APPROVER"

@@ -12,7 +12,7 @@ from bot.config import ClusterConfig, Settings
 from bot.redisserver import RedisServer
 from bot.runtime import attach
 from bot.sandbox.server import Sandbox
-from bot.slack import blocks
+from bot.slack.snat_post import snat_summary
 from tests.fleet import fleet_config, run_workers, world_of
 
 CHANNEL = "C0FLEET001"
@@ -60,7 +60,7 @@ def test_batches_over_two_workers_post_the_single_process_summary_once(tmp_path,
             ctx.store,
             day,
         )
-        assert message["blocks"] == blocks.snat_summary(single, day)["blocks"]
+        assert message["blocks"] == snat_summary(single, day)["blocks"]
         assert len(single["clusters"]) == CLUSTERS
 
         # A failed batch is retried alone: its retry reads its own clusters, no other's,

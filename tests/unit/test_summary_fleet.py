@@ -3,7 +3,8 @@ healthy ones one count; never more than one Slack message holds."""
 
 from __future__ import annotations
 
-from bot.slack import blocks
+from bot.slack import kit
+from bot.slack.snat_post import snat_summary
 
 
 def cluster(alias: str, peak: float | None, **extra: object) -> dict:
@@ -28,7 +29,7 @@ def fleet(healthy: int, hot: int) -> list[dict]:
 
 
 def test_a_fleet_shows_who_needs_attention_and_counts_the_rest():
-    message = blocks.snat_summary({"clusters": fleet(healthy=300, hot=5)}, "2026-12-06")
+    message = snat_summary({"clusters": fleet(healthy=300, hot=5)}, "2026-12-06")
     lines = texts(message)
     assert [line.split("*")[1] for line in lines[:5]] == [f"hot-{i:03d}" for i in (4, 3, 2, 1, 0)]
     named = " ".join(lines)
@@ -39,15 +40,15 @@ def test_a_fleet_shows_who_needs_attention_and_counts_the_rest():
 
 
 def test_more_attention_than_one_message_holds_names_the_rest():
-    message = blocks.snat_summary({"clusters": fleet(healthy=10, hot=120)}, "2026-12-06")
-    assert len(message["blocks"]) <= blocks.MAX_BLOCKS
+    message = snat_summary({"clusters": fleet(healthy=10, hot=120)}, "2026-12-06")
+    assert len(message["blocks"]) <= kit.MAX_BLOCKS
     lines = texts(message)
     rest = next(line for line in lines if "more need attention" in line)
-    assert rest.startswith(f"{123 - (blocks.MAX_BLOCKS - 5)} more need attention: ")
+    assert rest.startswith(f"{123 - (kit.MAX_BLOCKS - 5)} more need attention: ")
     assert lines[-1].startswith("✓ 10 healthy clusters")
 
 
 def test_a_few_clusters_each_keep_their_line():
     clusters = [cluster(f"calm-{i}", 10 + i) for i in range(4)]
-    lines = texts(blocks.snat_summary({"clusters": clusters}, "2026-12-06"))
+    lines = texts(snat_summary({"clusters": clusters}, "2026-12-06"))
     assert [line.split("*")[1] for line in lines] == ["calm-3", "calm-2", "calm-1", "calm-0"]
