@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     port: int = 3000  # Slack HTTP (serve --http) and every process's /healthz /readyz /metrics
     log_format: str = "json"  # or "text"
     worker_heartbeat_s: int = 10  # how soon a killed worker's check is retried
+    summary_batch: int = 50  # clusters per daily-summary job; more are split over workers
     # The probe's defaults live in ProbeSettings; these only let the environment override.
     probe_namespace: str = _PROBE.namespace
     probe_image: str = _PROBE.image

@@ -158,6 +158,7 @@ def worker_context(
         slack=slack_client(settings),
         store=store_ or store(settings, patient=True),
         config=ClusterConfig.load(settings.config),
+        summary_batch=settings.summary_batch,
     )
 
 
