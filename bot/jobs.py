@@ -18,11 +18,12 @@ from rq import Queue, Retry
 from rq.job import Job
 from slack_sdk import WebClient
 
+from bot import flight
 from bot.codes import CATALOG
 from bot.collect.azure import ClusterUnreadable
 from bot.config import ClusterConfig
 from bot.endpoint import parse_endpoint
-from bot.engine import CheckRequest, Engine
+from bot.engine import CheckRequest
 from bot.model import Finding, Severity
 from bot.runtime import Runtime
 from bot.slack import blocks
@@ -32,6 +33,8 @@ from bot.store import Admission, Incident, Request, Store, guard_redis, new_inci
 
 log = logging.getLogger(__name__)
 QUEUE = "aks-egress"
+# The daily summary and the bypass jobs: workers take these before any check (bot/pool.py).
+OPS_QUEUE = "aks-egress-ops"
 JOB_TIMEOUT_S = 600
 
 
@@ -153,7 +156,10 @@ def run_check(
         thread.upsert(name, blocks.checklist(_states(done, mode)))
 
     try:
-        report = Engine(ctx.runtime).check(
+        report, shared = flight.check(
+            ctx.runtime,
+            ctx.store.redis,
+            incident_id,
             CheckRequest(
                 alias=request.alias,
                 cluster_id=request.cluster_id,
@@ -161,7 +167,8 @@ def run_check(
                 pod=request.pod,
                 mode=mode,
             ),
-            on_steps=on_steps,
+            on_steps,
+            afresh=run > 0,
         )
     except ClusterUnreadable as exc:
         f = exc.failure
@@ -176,11 +183,14 @@ def run_check(
         )
         ctx.store.set_status(incident_id, "failed")
         return
+    if shared is not None:
+        thread.upsert(f"{run}:shared", blocks.shared_note(shared.incident, shared.age_s))
     for index, finding in enumerate(report.findings):
         if finding.severity in (Severity.ERROR, Severity.WARNING):
             for part, message in enumerate(blocks.finding_messages(finding, incident_id, index)):
                 thread.upsert(f"{run}:reply:{index}:{part}", message)
-    ctx.store.save_report(incident_id, run, report.to_json())
+    shared_json = {"shared": shared.to_json()} if shared else {}
+    ctx.store.save_report(incident_id, run, report.to_json() | shared_json)
     thread.summary(run, report)
     ctx.store.set_status(incident_id, "done")
 

@@ -1151,3 +1151,13 @@ def snat_summary(summary: Mapping[str, Any], day: str) -> dict[str, Any]:
     if worst.get("peakUsedPct") is not None:
         fallback += f", highest {worst['alias']} at {worst['peakUsedPct']:.0f} %"
     return _message(fallback, blocks[:MAX_BLOCKS])
+
+
+def shared_note(source_incident: str, age_s: float) -> dict[str, Any]:
+    """Says that this run's evidence was collected for another incident moments ago."""
+    text = (
+        f"Shared result: this evidence was collected {age_s:.0f} s ago for incident "
+        f"{_inline_code(source_incident)}, which asked about the same cluster and endpoint "
+        "at the same moment. Re-run collects it afresh."
+    )
+    return _message(f"Shared result, {age_s:.0f} s old", [_context(text)])
