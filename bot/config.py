@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     rate_per_minute: int = 10
     port: int = 3000
     worker_heartbeat_s: int = 10  # how soon a killed worker's check is retried
+    worker_concurrency: int = Field(default=16, ge=1, le=64)  # checks one worker runs at once
     # The probe's defaults live in ProbeSettings; these only let the environment override.
     probe_namespace: str = _PROBE.namespace
     probe_image: str = _PROBE.image

@@ -12,11 +12,12 @@ import threading
 from contextlib import ExitStack
 from pathlib import Path
 
+from rq import Queue
 from slack_bolt import App
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_sdk.errors import SlackApiError
 
-from bot import jobs, services
+from bot import jobs, pool, services
 from bot.bypass import jobs as bypass_jobs
 from bot.config import Settings
 from bot.runtime import open_runtime
@@ -89,8 +90,10 @@ def _settle() -> None:
 
 
 def make_worker(settings: Settings) -> CheckWorker:
+    """One worker for both queues, operations first (`dev`, tests)."""
     queue = services.queue(settings)
-    return CheckWorker.for_queue(queue, queue.connection, settings.worker_heartbeat_s)
+    ops = Queue(jobs.OPS_QUEUE, connection=queue.connection)
+    return CheckWorker.for_queues([ops, queue], settings.worker_heartbeat_s)
 
 
 def work(settings: Settings, world: Path | None, burst: bool = False) -> None:
@@ -98,9 +101,7 @@ def work(settings: Settings, world: Path | None, burst: bool = False) -> None:
     with open_runtime(world, settings) as runtime:
         jobs.configure(services.worker_context(settings, runtime))
         bypass_jobs.reconcile_safely()
-        # rq's scheduler (a child process) queues the bypass reverts (enqueue_in) when due;
-        # a burst run has no time to wait for them, and its start-up reconcile suffices.
-        make_worker(settings).work(burst=burst, with_scheduler=not burst)
+        pool.run(settings, burst=burst)
 
 
 def cron(settings: Settings) -> None:
@@ -109,8 +110,8 @@ def cron(settings: Settings) -> None:
 
     queue = services.queue(settings)
     scheduler = CronScheduler(connection=queue.connection)
-    scheduler.register(jobs.post_due_summaries, queue_name=queue.name, cron="*/5 * * * *")
-    scheduler.register(bypass_jobs.reconcile_bypasses, queue_name=queue.name, cron="* * * * *")
+    scheduler.register(jobs.post_due_summaries, queue_name=jobs.OPS_QUEUE, cron="*/5 * * * *")
+    scheduler.register(bypass_jobs.reconcile_bypasses, queue_name=jobs.OPS_QUEUE, cron="* * * * *")
     scheduler.start()
 
 

@@ -11,6 +11,7 @@ abandoned-job handling, which honours the job's `Retry`).
 from __future__ import annotations
 
 import threading
+from typing import Self
 
 from redis import Redis
 from rq import Queue, SimpleWorker
@@ -28,9 +29,14 @@ class CheckWorker(SimpleWorker):
 
     @classmethod
     def for_queue(cls, queue: Queue, connection: Redis, heartbeat_s: int) -> CheckWorker:
+        return cls.for_queues([queue], heartbeat_s)
+
+    @classmethod
+    def for_queues(cls, queues: list[Queue], heartbeat_s: int) -> Self:
+        """A worker taking jobs from `queues` in that order (the first has priority)."""
         worker = cls(
-            [queue],
-            connection=connection,
+            queues,
+            connection=queues[0].connection,
             # The idle loop wakes every heartbeat to run the sweep that retries the checks
             # of killed workers (RQ waits worker_ttl - 15 s on the queue between sweeps).
             worker_ttl=heartbeat_s + 15,

@@ -44,7 +44,9 @@ def _thread(incident_id: str) -> Thread | None:
 
 def enqueue(queue: Queue, fn: Callable[..., object], *args: object, job_id: str) -> None:
     with guard_redis():
-        queue.enqueue(fn, *args, job_id=job_id, job_timeout=JOB_TIMEOUT_S, failure_ttl=86400)
+        Queue(jobs.OPS_QUEUE, connection=queue.connection).enqueue(
+            fn, *args, job_id=job_id, job_timeout=JOB_TIMEOUT_S, failure_ttl=86400
+        )
 
 
 def plan_bypass(

@@ -1,0 +1,76 @@
+"""Many checks per worker process: several rq workers in one process, one per thread.
+
+A check is mostly waiting (ARM round trips, pod scheduling, curl), so one process can run
+many. rq has no thread-pool worker; its `WorkerPool` forks a process per worker, which
+costs a whole interpreter with every SDK per check. Here each thread is a complete
+`CheckWorker` (rq's SimpleWorker with our short lease), registered in Redis under its own
+name and with its own connection, so each running check keeps every guarantee the queue
+gives one worker: its own lease renewed while it runs (a SIGKILLed process stops renewing
+all of them, and any worker's sweep retries those checks within three heartbeats), the
+job's retry policy, and its thread's messages written by `Thread.upsert` (timestamps in
+Redis, Slack metadata), which never posts a message twice. Leftover probe pods of a killed
+check are swept by the next check of the cluster, as with one check per process.
+
+The main thread runs the operations worker: it listens to the operations queue only (the
+daily summary, the bypass jobs and reverts) so those never wait behind a burst of checks,
+runs rq's scheduler, and takes rq's signal handling, which stops the check threads too.
+"""
+
+from __future__ import annotations
+
+import threading
+from types import FrameType
+
+from rq import Queue
+
+from bot import services
+from bot.config import Settings
+from bot.jobs import OPS_QUEUE
+from bot.worker import CheckWorker
+
+
+class OpsWorker(CheckWorker):
+    """The main thread's worker: on SIGTERM/SIGINT it also stops the check threads."""
+
+    siblings: tuple[CheckWorker, ...] = ()
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        for sibling in self.siblings:
+            sibling.stop()
+        super().request_stop(signum, frame)
+
+
+def _queues(settings: Settings, names: tuple[str, ...]) -> list[Queue]:
+    connection = services.queue(settings).connection  # one connection per worker
+    return [Queue(name, connection=connection) for name in names]
+
+
+def run(settings: Settings, burst: bool = False) -> None:
+    """Run `settings.worker_concurrency` check workers in threads and the operations
+    worker here, until stopped (with `burst`, until the queues are empty)."""
+    check_queues = (OPS_QUEUE, services.queue(settings).name)
+    workers = [
+        CheckWorker.for_queues(_queues(settings, check_queues), settings.worker_heartbeat_s)
+        for _ in range(settings.worker_concurrency)
+    ]
+    ops = OpsWorker.for_queues(_queues(settings, (OPS_QUEUE,)), settings.worker_heartbeat_s)
+    ops.siblings = tuple(workers)
+    threads = [
+        threading.Thread(
+            target=worker.work,
+            kwargs={"burst": burst, "with_scheduler": False},
+            name=f"check-worker-{n}",
+        )
+        for n, worker in enumerate(workers)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        # rq's scheduler (a child process) queues the bypass reverts (enqueue_in) when due;
+        # a burst run has no time to wait for them.
+        ops.work(burst=burst, with_scheduler=not burst)
+    finally:
+        for worker in workers:
+            worker.stop()
+        for thread in threads:
+            thread.join()
