@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     probe_max_time_s: int = _PROBE.max_time_s
     probe_deadline_s: int = _PROBE.deadline_s
     probe_leftover_after_s: int = _PROBE.leftover_after_s
+    probe_pods_per_cluster: int = Field(default=20, ge=1)  # at once, over all workers
 
     def probe_settings(self) -> ProbeSettings:
         return ProbeSettings(

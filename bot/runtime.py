@@ -8,7 +8,7 @@ SDK clients talk to it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +46,8 @@ class Runtime:
     clock: Callable[[], datetime] = _wall_clock
     sandbox: Sandbox | None = None
     vm_sizes: VmSizeCache = field(default_factory=VmSizeCache)  # lives across checks
+    # Held around each probe pod, by cluster id: the workers' cap (bot/probe_slots.py).
+    probe_gate: Callable[[str], AbstractContextManager[None]] | None = None
 
     def access_plan(self, cluster_id: str) -> AccessPlan:
         """How to reach this cluster's API server, from its configuration entry if any."""

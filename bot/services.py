@@ -19,6 +19,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 from bot.config import ClusterConfig, ConfigError, Settings
 from bot.directory import Directory
 from bot.jobs import QUEUE, WorkerContext
+from bot.probe_slots import ProbeSlots
 from bot.runtime import Runtime
 from bot.sandbox.world import load_world
 from bot.store import Store
@@ -62,11 +63,16 @@ def queue(settings: Settings) -> Queue:
 def worker_context(
     settings: Settings, runtime: Runtime, store_: Store | None = None
 ) -> WorkerContext:
-    """What a worker's jobs use: the runtime, Slack, the store and the configuration."""
+    """What a worker's jobs use: the runtime, Slack, the store and the configuration.
+    Its probes hold the cluster's probe slots (the cap every worker shares)."""
+    store_ = store_ or store(settings)
+    runtime.probe_gate = ProbeSlots(
+        store_.redis, settings.probe_pods_per_cluster, settings.probe_deadline_s + 30
+    ).hold
     return WorkerContext(
         runtime=runtime,
         slack=slack_client(settings),
-        store=store_ or store(settings),
+        store=store_,
         config=ClusterConfig.load(settings.config),
     )
 

@@ -14,6 +14,7 @@ import redis
 import yaml
 
 from bot import flight
+from bot.probe_slots import ProbeSlots, slots_key
 from bot.redisserver import RedisServer
 from tests.conftest import WORLDS
 from tests.e2e.harness import CHANNEL, Bot, name
@@ -123,3 +124,29 @@ def test_a_follower_takes_over_when_the_leader_dies(redis_server):
     # The next asker within the freshness window reuses it, and says how old it is.
     report, shared = flight.Flight(client).run(key, "AKE-3", lambda: {"n": 3})
     assert report == {"n": 2} and shared is not None and shared.incident == "AKE-2"
+
+
+def test_probe_pods_per_cluster_never_exceed_the_cap(redis_server):
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    slots = ProbeSlots(client, cap=2, lapse_s=30)
+    cluster = "/subscriptions/x/resourceGroups/rg/providers/m/managedClusters/burst"
+    # A worker killed while holding a slot: it lapses, it is not held forever.
+    client.zadd(slots_key(cluster), {"killed-worker": time.time() + 0.5})
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def probe() -> None:
+        with slots.hold(cluster):
+            with lock:
+                running[0] += 1
+                peak[0] = max(peak[0], running[0], slots.in_use(cluster))
+            time.sleep(0.2)
+            with lock:
+                running[0] -= 1
+
+    probes = [threading.Thread(target=probe) for _ in range(6)]
+    for p in probes:
+        p.start()
+    for p in probes:
+        p.join(10)
+    assert peak[0] == 2
+    assert slots.in_use(cluster) == 0
