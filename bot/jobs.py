@@ -18,7 +18,7 @@ from rq import Queue, Retry
 from rq.job import Job
 from slack_sdk import WebClient
 
-from bot import flight
+from bot import flight, queued
 from bot.codes import CATALOG
 from bot.collect.azure import ClusterUnreadable
 from bot.config import ClusterConfig
@@ -89,7 +89,8 @@ def admit_check(
     incident_id = new_incident_id()
     with guard_redis(), queue.connection.pipeline() as pipe:
         job = _queue_check(queue, pipe, incident_id, 0, None, "all")
-        admission = store.admit(pipe, incident_id, request, text, per_minute)
+        workers = f"rq:workers:{queue.name}"  # rq's set of the workers listening to it
+        admission = store.admit(pipe, incident_id, request, text, per_minute, (queue.key, workers))
         if admission.incident is None:
             job.delete(pipeline=pipe)
             pipe.execute()
@@ -140,10 +141,7 @@ def run_check(
         log.info("no incident %s (refused at admission, or expired): nothing to do", incident_id)
         return
     thread = Thread(ctx.slack, ctx.store, incident)
-    if thread.root_ts is None:
-        root = thread.upsert("root", blocks.root_message(incident_view(incident)), in_thread=False)
-        ctx.store.link_thread(incident.request.channel, root, incident_id)
-    ctx.store.set_status(incident_id, "running")
+    queued.start(ctx, thread, incident)
     request = incident.request
     target = endpoint or request.endpoint
     done: dict[str, list[Finding]] = {}

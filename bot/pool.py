@@ -14,6 +14,7 @@ check are swept by the next check of the cluster, as with one check per process.
 The main thread runs the operations worker: it listens to the operations queue only (the
 daily summary, the bypass jobs and reverts) so those never wait behind a burst of checks,
 runs rq's scheduler, and takes rq's signal handling, which stops the check threads too.
+A last thread shows the waiting checks' places in the queue (bot/queued.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from types import FrameType
 
 from rq import Queue
 
-from bot import services
+from bot import jobs, queued, services
 from bot.config import Settings
 from bot.jobs import OPS_QUEUE
 from bot.worker import CheckWorker
@@ -63,6 +64,14 @@ def run(settings: Settings, burst: bool = False) -> None:
         )
         for n, worker in enumerate(workers)
     ]
+    announcing = threading.Event()  # set: stop announcing
+    threads.append(
+        threading.Thread(
+            target=queued.announce_every,
+            args=(jobs.context(), services.queue(settings), announcing),
+            name="queue-announcer",
+        )
+    )
     for thread in threads:
         thread.start()
     try:
@@ -70,6 +79,7 @@ def run(settings: Settings, burst: bool = False) -> None:
         # a burst run has no time to wait for them.
         ops.work(burst=burst, with_scheduler=not burst)
     finally:
+        announcing.set()
         for worker in workers:
             worker.stop()
         for thread in threads:

@@ -140,7 +140,8 @@ def build_app(
                 )
             )
             return
-        ack(**_ephemeral(blocks.started_text(admission.incident.id, parsed.alias)))
+        incident_id, place = admission.incident.id, admission.place
+        ack(**_ephemeral(blocks.started_text(incident_id, parsed.alias, place)))
 
     @app.event("app_mention")
     def on_mention(event: dict[str, Any], client: WebClient) -> None:

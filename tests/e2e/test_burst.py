@@ -13,9 +13,10 @@ import pytest
 import redis
 import yaml
 
-from bot import flight
+from bot import flight, jobs, queued, services
 from bot.probe_slots import ProbeSlots, slots_key
 from bot.redisserver import RedisServer
+from bot.runtime import attach
 from tests.conftest import WORLDS
 from tests.e2e.harness import CHANNEL, Bot, name
 
@@ -150,3 +151,35 @@ def test_probe_pods_per_cluster_never_exceed_the_cap(redis_server):
         p.join(10)
     assert peak[0] == 2
     assert slots.in_use(cluster) == 0
+
+
+def test_a_queued_check_shows_its_place_until_it_starts(redis_server):
+    redis.Redis.from_url(redis_server.url).flushdb()  # our private server only
+    bot = Bot(WORLDS / "lb-healthy.yaml", redis_server.url, worker=False)
+    try:
+        channels = [f"C0QUEUED{i}" for i in range(3)]
+        acks = [
+            bot.slash("check web-prod-weu https://api.github.com", channel=c)[1] for c in channels
+        ]
+        assert "next in line" in acks[0] and "2 checks ahead of it" in acks[2], acks
+
+        runtime = attach(bot.sandbox, bot.settings.probe_settings())
+        jobs.configure(services.worker_context(bot.settings, runtime, bot.store))
+        ctx = jobs.context()
+        assert queued.announce(ctx, bot.queue) == 3
+        assert queued.announce(ctx, bot.queue) == 0  # nothing changed: nothing rewritten
+        for place, channel in enumerate(channels, 1):
+            (root,) = bot.roots(channel)
+            expected = "next in line" if place == 1 else f"{place - 1} checks ahead"
+            assert "Queued" in json.dumps(root) and expected in json.dumps(root)
+
+        bot.start_worker()
+        for channel in channels:
+            bot.wait_for(":summary:", channel=channel)
+            (root,) = bot.roots(channel)  # the same message, now the plain one
+            assert "Queued" not in json.dumps(root)
+            names = [name(m) for m in bot.thread(channel)]
+            assert len(names) == len(set(names)), names
+        runtime.clients.close()
+    finally:
+        bot.close()
