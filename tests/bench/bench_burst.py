@@ -1,6 +1,6 @@
 """Benchmark: a burst of checks (budget: all answered within 2 × one check's time, ~25 s).
 
-Fires N signed `/aks-egress check` commands at once (each from its own channel and user)
+Fires N signed `/aks-egress check` commands at once (each from its own user, over C channels)
 at the real `aks-egress serve --http`, with W real `aks-egress worker` processes, against
 `lb-healthy.yaml` made slow as in issue 18 (`probeSeconds: 10`, `armLatencyMs: 100`), and
 times each incident from the command to its summary in the Slack emulator. Every thread
@@ -12,7 +12,10 @@ checks per worker buys); `--same` makes them all ask the same (what single fligh
 Each worker's peak RSS is printed. A private redis-server and the sandbox stand in.
 
     .venv/bin/python tests/bench/bench_burst.py [--commands 20] [--workers 2]
-        [--concurrency 16] [--same] [--kill-after S]
+        [--concurrency 16] [--same] [--kill-after S] [--channels 20]
+
+    # the crash run: 200 checks from 20 channels, 4 workers, one SIGKILLed 20 s in
+    .venv/bin/python tests/bench/bench_burst.py --commands 200 --workers 4 --kill-after 20
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ def names(thread: list[dict[str, Any]]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--commands", type=int, default=20)
+    parser.add_argument("--channels", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--same", action="store_true")
@@ -80,7 +84,10 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300)
     args = parser.parse_args()
 
+    import redis
+
     from bot.demo import signed_command
+    from bot.probe_slots import slots_key
     from bot.redisserver import RedisServer, free_port
     from bot.sandbox.server import Sandbox
 
@@ -119,47 +126,52 @@ def main() -> None:
                 target = "https://api.github.com" if args.same else f"https://svc{i}.example.net"
                 return f"check web-prod-weu {target}"
 
+            channels = [f"C{c:07d}X" for c in range(min(args.channels, args.commands))]
+            slots = redis.Redis.from_url(redis_server.url)
+            cluster = slots_key(yaml.safe_load(world.read_text())["clusters"]["web-prod-weu"])
+
+            def threads() -> dict[str, list[str]]:
+                """Every incident's thread (message names), over all channels."""
+                found = {}
+                for channel in channels:
+                    for root in sandbox.slack.messages(channel):
+                        incident = root["metadata"]["event_payload"]["incident"]
+                        found.setdefault(incident, [])
+                        found[incident] += names(sandbox.slack.thread(channel, root["ts"]))
+                return found
+
             started = time.monotonic()
             with ThreadPoolExecutor(min(args.commands, 50)) as pool:
                 statuses = list(
                     pool.map(
-                        lambda i: signed_command(url, SECRET, text(i), f"C{i:07d}X", f"U{i:07d}X"),
+                        lambda i: signed_command(
+                            url, SECRET, text(i), channels[i % len(channels)], f"U{i:07d}X"
+                        ),
                         range(args.commands),
                     )
                 )
             acked = time.monotonic() - started
             assert all(s == 200 for s in statuses), statuses
-            answered: dict[int, float] = {}
-            killed = None
+            answered: dict[str, float] = {}
+            killed, peak_pods = None, 0
             while len(answered) < args.commands and time.monotonic() - started < args.timeout:
-                if (
-                    args.kill_after
-                    and killed is None
-                    and time.monotonic() - started > args.kill_after
-                ):
+                elapsed = time.monotonic() - started
+                if args.kill_after and killed is None and elapsed > args.kill_after:
                     killed = workers[0]
                     os.killpg(killed.pid, signal.SIGKILL)
-                for i in range(args.commands):
-                    if i in answered:
-                        continue
-                    roots = sandbox.slack.messages(f"C{i:07d}X")
-                    if roots and any(
-                        ":summary:" in n
-                        for n in names(sandbox.slack.thread(f"C{i:07d}X", roots[0]["ts"]))
-                    ):
-                        answered[i] = time.monotonic() - started
-                time.sleep(0.2)
+                peak_pods = max(peak_pods, int(slots.zcard(cluster)))
+                for incident, thread in threads().items():
+                    if incident not in answered and any(":summary:" in n for n in thread):
+                        answered[incident] = time.monotonic() - started
+                time.sleep(0.5)
             rss = {w.pid: peak_rss_mb(w.pid) for w in workers if w.poll() is None}
             time.sleep(2)  # anything posted twice would show by now
-            problems = []
-            for i in range(args.commands):
-                roots = sandbox.slack.messages(f"C{i:07d}X")
-                if len(roots) != 1:
-                    problems.append(f"C{i:07d}X: {len(roots)} roots")
-                    continue
-                thread = names(sandbox.slack.thread(f"C{i:07d}X", roots[0]["ts"]))
+            final = threads()
+            problems = [f"{len(final)} threads for {args.commands} commands"]
+            problems = problems if len(final) != args.commands else []
+            for incident, thread in final.items():
                 if len(thread) != len(set(thread)) or thread.count("0:summary:0") != 1:
-                    problems.append(f"C{i:07d}X: {thread}")
+                    problems.append(f"{incident}: {thread}")
         finally:
             serve.kill()
             for worker in workers:
@@ -181,6 +193,7 @@ def main() -> None:
             f"median {statistics.median(times):.1f} s, last {times[-1]:.1f} s (budget 25 s)"
         )
     print(f"exactly once: {'yes' if not problems else 'NO'}")
+    print(f"probe pods on the cluster at once: at most {peak_pods} (cap 20)")
     for problem in problems[:10]:
         print("  ", problem)
     for pid, mb in rss.items():
