@@ -12,7 +12,8 @@ resources and start the same curl pods. Redis coordinates it across worker proce
 
 The first run takes the lease and computes; the others poll for the result. A follower
 whose leader's lease lapses without a result takes the lease itself (or, past its own wait,
-computes alone), so nobody is stranded. `digest` hashes the request, never user text.
+computes alone), so nobody is stranded; a killed leader's own retry takes its lease over
+at once. `digest` hashes the request, never user text.
 """
 
 from __future__ import annotations
@@ -41,6 +42,16 @@ POLL_S = 0.2
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+# KEYS: lease. ARGV: the incident's prefix, new token, seconds. Takes over a lease held by
+# an earlier attempt of the same incident's check: it was killed (a job runs once at a time).
+_TAKE_OVER = """
+local holder = redis.call('GET', KEYS[1])
+if holder and string.sub(holder, 1, string.len(ARGV[1])) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  return 1
 end
 return 0
 """
@@ -90,8 +101,10 @@ class Flight:
             shared = self._fresh(key)
             if shared is not None:
                 return shared
-            token = secrets.token_hex(8)
-            if self.client.set(key, token, nx=True, ex=self.lease_s):
+            token = f"{incident}:{secrets.token_hex(8)}"
+            if self.client.set(key, token, nx=True, ex=self.lease_s) or self.client.eval(
+                _TAKE_OVER, 1, key, f"{incident}:", token, self.lease_s
+            ):
                 return self._lead(key, token, incident, compute), None
             time.sleep(POLL_S)
         return self.publish(key, incident, compute()), None  # waited long enough: alone

@@ -183,3 +183,13 @@ def test_a_queued_check_shows_its_place_until_it_starts(redis_server):
         runtime.clients.close()
     finally:
         bot.close()
+
+
+def test_a_killed_leaders_retry_takes_its_lease_over_at_once(redis_server):
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    key = flight.flight_key("/subscriptions/x/c", "https://b.example", None, "all")
+    client.set(key, "AKE-4:killed-attempt", ex=60)
+    started = time.monotonic()
+    report, shared = flight.Flight(client).run(key, "AKE-4", lambda: {"n": 4})
+    assert report == {"n": 4} and shared is None and time.monotonic() - started < 1
+    assert client.get(key) is None  # released after publishing
