@@ -74,6 +74,9 @@ class ClusterRef:
     user_groups: tuple[str, ...] = ()  # if any: only their members may use the cluster
     kubeconfig_context: str | None = None
     in_cluster: bool = False
+    # Probe inside --pod with an ephemeral container (cannot be removed afterwards, and needs
+    # the pods/ephemeralcontainers patch permission): off unless set; None when not set.
+    in_pod_probe: bool | None = None
     # the appliance bypass (bot/bypass/policy.py)
     bypass: BypassPolicy = field(default_factory=BypassPolicy)
 
@@ -135,6 +138,9 @@ class ClusterConfig:
                 user_groups=groups,
                 kubeconfig_context=entry.get("kubeconfigContext"),
                 in_cluster=bool(entry.get("inCluster", False)),
+                in_pod_probe=(
+                    None if entry.get("inPodProbe") is None else bool(entry["inPodProbe"])
+                ),
                 bypass=policy,
             )
         summaries = []

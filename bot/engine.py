@@ -19,14 +19,16 @@ from typing import Any
 from bot.codes import CATALOG
 from bot.collect.azure import AzureCollector
 from bot.collect.kube import KubeAccess, KubeReader, KubeUnavailable, connect
+from bot.collect.podview import InPodProbe, PodViewReader
 from bot.collect.probe import ProbeRunner, probe_pools
 from bot.endpoint import Endpoint
-from bot.evidence import Evidence, KubeEvidence, KubeUnreached
+from bot.evidence import Evidence, Json, KubeEvidence, KubeUnreached, ProbeRun
 from bot.model import ClusterSummary, Finding, Report, Stats
 from bot.runtime import Runtime
 from bot.steps import KUBE_NEEDS, Need, Step, needs_of, steps_of
 from handlers import k8s
 from handlers.cluster import egress_ips
+from handlers.dnspath import explain_dns
 from handlers.rootcause import order, root_cause
 
 StepCallback = Callable[[tuple[str, ...], list[Finding]], None]
@@ -44,7 +46,7 @@ class CheckRequest:
 
     @property
     def steps(self) -> tuple[Step, ...]:
-        return steps_of(self.mode)
+        return steps_of(self.mode, self.pod)
 
     @property
     def needs(self) -> frozenset[Need]:
@@ -85,7 +87,8 @@ class Engine:
             findings = judge([s for s in steps if not s.needs_cluster], evidence)
             if kube_f is not None:
                 evidence.kube, evidence.unreached, k8s_calls = kube_f.result()
-        findings = order(findings + judge([s for s in steps if s.needs_cluster], evidence))
+        findings += judge([s for s in steps if s.needs_cluster], evidence)
+        findings = order(explain_dns(findings))
         network = ev.network_profile
         return Report(
             cluster=ClusterSummary(
@@ -142,7 +145,7 @@ class Engine:
         node_list = reader.nodes()
         namespace, name = k8s.split_key(request.pod or "")
         probe = request.endpoint is not None and Need.PROBE in needs
-        with ThreadPoolExecutor(6, thread_name_prefix="k8s") as pool:
+        with ThreadPoolExecutor(9, thread_name_prefix="k8s") as pool:
             pods_f = pool.submit(reader.pods) if Need.PODS in needs else None
             node_metrics_f = pod_metrics_f = None
             if Need.KUBE_METRICS in needs:
@@ -153,15 +156,26 @@ class Engine:
                 target_f = pool.submit(reader.pod, namespace, name)
             if Need.PROBE in needs:
                 pool.submit(runner.remove_leftovers)
-            probes_f = None
+            view_reader = PodViewReader(access)
+            coredns_f = pool.submit(view_reader.coredns_custom) if Need.COREDNS in needs else None
+            view_f = None
+            if request.pod and Need.POD_VIEW in needs:
+                view_f = pool.submit(view_reader.view, namespace)
+            probes_f = in_pod_f = None
             partial: list[str] = []
             target = _optional(target_f, partial)
             if probe and request.endpoint:
                 only = (target or {}).get("spec", {}).get("nodeName") if request.pod else None
                 pools = probe_pools(node_list, only) or ([None] if only is None else [])
                 probes_f = pool.submit(runner.run, request.endpoint.url, pools)
+                if target is not None:
+                    in_pod_f = pool.submit(self._in_pod, access, request, target, pools)
             node_metrics, refusal = node_metrics_f.result() if node_metrics_f else (None, None)
             pod_metrics, _ = pod_metrics_f.result() if pod_metrics_f else (None, None)
+            coredns, coredns_refusal = coredns_f.result() if coredns_f else (None, None)
+            view = view_f.result() if view_f else None
+            partial += [coredns_refusal] if coredns_refusal else []
+            partial += list(view.refused.values()) if view else []
             return KubeEvidence(
                 access=access.how,
                 nodes=node_list,
@@ -173,7 +187,27 @@ class Engine:
                 target_pod_body=target,
                 probes=probes_f.result() if probes_f else [],
                 partial=partial,
+                in_pod_probe=in_pod_f.result() if in_pod_f else None,
+                pod_view=view,
+                coredns_custom=coredns,
             )
+
+    def _in_pod(
+        self, access: KubeAccess, request: CheckRequest, target: Json, pools: list[str | None]
+    ) -> ProbeRun:
+        """The probe inside --pod, when the cluster's `inPodProbe` allows it and the pod runs."""
+        url = request.endpoint.url if request.endpoint else ""
+        pool = pools[0] if pools else None
+        base = {"url": url, "pool": pool, "image": self.runtime.probe.image}
+        key = request.pod or ""
+        if not self.runtime.in_pod_probe(request.cluster_id):
+            return ProbeRun(pod=key, inside=key, failure="Disabled", **base)
+        phase = (target.get("status") or {}).get("phase") or "Unknown"
+        if phase != "Running":
+            return ProbeRun(
+                pod=key, inside=key, failure="PodNotRunning", message=f"phase {phase}", **base
+            )
+        return InPodProbe(access, self.runtime.probe).run(url, target, pool)
 
 
 def _optional(future: Future | None, partial: list[str]) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -25,6 +26,19 @@ PROBE_NAME = "aks-egress-probe"
 POOL_LABEL = "kubernetes.azure.com/agentpool"
 # The outbound types whose egress a NAT gateway carries (AKS-managed or the user's).
 NAT_OUTBOUND_TYPES = ("managedNATGateway", "userAssignedNATGateway")
+
+
+# The tag AKS puts on a node pool's scale set naming the pool.
+POOL_TAG = "aks-managed-poolName"
+
+
+def pool_of(vmss: Json) -> str | None:
+    """The node pool a scale set belongs to: AKS's tag, else its `aks-<pool>-<n>-vmss` name."""
+    tags = {k.lower(): v for k, v in (vmss.get("tags") or {}).items()}
+    if tags.get(POOL_TAG.lower()):
+        return str(tags[POOL_TAG.lower()])
+    match = re.fullmatch(r"aks-(.+)-\d+-vmss", vmss.get("name") or "")
+    return match[1] if match else None
 
 
 def nic_configs(vmss: Json) -> list[Json]:
@@ -109,6 +123,17 @@ class NodePool:
     mode: str | None
     os_disk_type: str | None
     vm_size: str | None = None
+    # Azure CNI with dynamic IP allocation: the subnet pods take their addresses from, and
+    # keep as source address (None: pods share the node subnet, or an overlay).
+    pod_subnet_id: str | None = None
+    enable_node_public_ip: bool = False
+    # Application security groups the pool's NICs join (agentPoolProfiles[].networkProfile).
+    asg_ids: tuple[str, ...] = ()
+
+    @property
+    def pod_source_subnet_id(self) -> str | None:
+        """The subnet whose NSG, route table and NAT gateway pods' own traffic crosses."""
+        return self.pod_subnet_id or self.subnet_id
 
     @property
     def managed_os_disk(self) -> bool:
@@ -160,6 +185,10 @@ class AzureEvidence:
     route_tables: dict[str, Json] = field(default_factory=dict)
     nsgs: dict[str, Json] = field(default_factory=dict)
     vmss: list[Json] = field(default_factory=list)
+    # A scale set's instance NICs by the scale set's id key: read only when an NSG on the
+    # path names application security groups (membership is a NIC's, and an instance not
+    # yet upgraded to its scale set's model keeps the old one). Absent: not read.
+    instance_nics: dict[str, list[Json]] = field(default_factory=dict)
     firewalls: list[Json] = field(default_factory=list)
     # Policy id key -> its rule collection groups. A policy that is absent was not read
     # (failed: see `failures`): never "no rules".
@@ -214,6 +243,14 @@ class AzureEvidence:
 
     def pools_in(self, subnet_id: str) -> list[str]:
         return [p.name for p in self.pools if armid.same(p.subnet_id, subnet_id)]
+
+    def pod_subnet_ids(self) -> list[str]:
+        """Distinct pod subnets (Azure CNI with dynamic IP allocation), in pool order."""
+        seen: dict[str, str] = {}
+        for pool in self.pools:
+            if pool.pod_subnet_id:
+                seen.setdefault(armid.key(pool.pod_subnet_id), pool.pod_subnet_id)
+        return list(seen.values())
 
     def linked(self, table: dict[str, Json], ref: Json | None) -> Json | None:
         """Follow an ARM `{"id": ...}` reference into one of the evidence tables."""
@@ -276,6 +313,7 @@ class ProbeRun:
     failure: str | None = None
     message: str | None = None
     node: str | None = None
+    inside: str | None = None  # namespace/name of the application pod it ran in (ephemeral)
 
 
 @dataclass
@@ -292,6 +330,31 @@ class KubeEvidence:
     target_pod_body: Json | None = None  # None with target_pod set: no such pod
     probes: list[ProbeRun] = field(default_factory=list)
     partial: list[str] = field(default_factory=list)  # reads refused; their checks skipped
+    in_pod_probe: ProbeRun | None = None  # the probe inside --pod (an ephemeral container)
+    pod_view: PodView | None = None  # what the --pod's own policies and DNS depend on
+    coredns_custom: Json | None = None  # kube-system/coredns-custom; None: absent or unread
+
+
+@dataclass
+class PodView:
+    """The cluster objects that decide a pod's own egress: its policies and its DNS.
+
+    Cilium's lists are None where the CRDs are not installed (not Azure CNI powered by
+    Cilium); `refused` names the reads RBAC refused, whose checks are then skipped.
+    """
+
+    namespaces: list[Json] = field(default_factory=list)
+    dns_services: list[Json] = field(default_factory=list)  # kube-system's services
+    network_policies: list[Json] = field(default_factory=list)  # the pod's namespace
+    cilium_policies: list[Json] | None = None
+    cilium_clusterwide: list[Json] | None = None
+    refused: dict[str, str] = field(default_factory=dict)  # read (field name) -> why
+
+    @property
+    def policies_known(self) -> bool:
+        """Every policy list was read: only then can the pod's isolation be judged."""
+        keys = ("network_policies", "cilium_policies", "cilium_clusterwide")
+        return not any(k in self.refused for k in keys)
 
 
 @dataclass(frozen=True)
@@ -325,7 +388,11 @@ class Need(Enum):
     NODES = "nodes"  # the node list
     PODS = "pods"  # every pod, and the --pod
     KUBE_METRICS = "kube metrics"  # metrics.k8s.io
-    PROBE = "probe"  # probe pods running curl to the endpoint
+    PROBE = "probe"  # probe pods running curl to the endpoint (and inside the --pod)
+    POD_VIEW = "pod view"  # the --pod's policies, namespaces and kube-dns (bot/collect/podview.py)
+    COREDNS = "coredns"  # CoreDNS's coredns-custom ConfigMap (its forward targets)
 
 
-KUBE_NEEDS = frozenset({Need.NODES, Need.PODS, Need.KUBE_METRICS, Need.PROBE})
+KUBE_NEEDS = frozenset(
+    {Need.NODES, Need.PODS, Need.KUBE_METRICS, Need.PROBE, Need.POD_VIEW, Need.COREDNS}
+)

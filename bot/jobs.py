@@ -120,14 +120,17 @@ def incident_view(incident: Incident) -> blocks.IncidentView:
     )
 
 
-def _states(done: Mapping[str, list[Finding]], mode: str) -> dict[str, blocks.StepState]:
-    """The live checklist: the mode's listed steps, in the registry's order."""
+def _states(
+    done: Mapping[str, list[Finding]], mode: str, pod: str | None = None
+) -> dict[str, blocks.StepState]:
+    """The live checklist: the mode's listed steps (the pod's own only for a --pod), in
+    the registry's order."""
     return {
         step.name: blocks.StepState(
             status="done" if step.name in done else "running",
             findings=tuple(done.get(step.name, ())),
         )
-        for step in steps_of(mode)
+        for step in steps_of(mode, pod)
         if step.listed
     }
 
@@ -146,12 +149,12 @@ def run_check(
     target = endpoint or request.endpoint
     done: dict[str, list[Finding]] = {}
     name = f"{run}:checklist"
-    thread.upsert(name, blocks.checklist(_states(done, mode)))
+    thread.upsert(name, blocks.checklist(_states(done, mode, request.pod)))
 
     def on_steps(steps: tuple[str, ...], findings: list[Finding]) -> None:
         for step in steps:
             done[step] = [f for f in findings if CATALOG[f.code].step == step]
-        thread.upsert(name, blocks.checklist(_states(done, mode)))
+        thread.upsert(name, blocks.checklist(_states(done, mode, request.pod)))
 
     try:
         report, shared = flight.check(

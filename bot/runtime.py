@@ -48,6 +48,14 @@ class Runtime:
     vm_sizes: VmSizeCache = field(default_factory=VmSizeCache)  # lives across checks
     # Held around each probe pod, by cluster id: the workers' cap (bot/probe_slots.py).
     probe_gate: Callable[[str], AbstractContextManager[None]] | None = None
+    # inPodProbe where a cluster's configuration does not set it: off for real clusters, on
+    # for sandbox worlds; `in_pod_set` holds the configured values by armid.key(cluster id).
+    in_pod_default: bool = False
+    in_pod_set: dict[str, bool] = field(default_factory=dict)
+
+    def in_pod_probe(self, cluster_id: str) -> bool:
+        """May the probe run inside the --pod (an ephemeral container) on this cluster?"""
+        return self.in_pod_set.get(armid.key(cluster_id), self.in_pod_default)
 
     def access_plan(self, cluster_id: str) -> AccessPlan:
         """How to reach this cluster's API server, from its configuration entry if any."""
@@ -99,6 +107,7 @@ def sandbox_runtime(
         probe=probe,
         clock=clock,
         sandbox=sandbox,
+        in_pod_default=True,
     )
 
 
@@ -115,6 +124,10 @@ def open_runtime(world: Path | None, settings: Settings | None = None) -> Iterat
     if world is not None:
         with Sandbox(world) as sandbox:
             runtime = attach(sandbox, settings.probe_settings())
+            # A configuration beside a world may still turn the in-pod probe off per alias.
+            for alias, ref in ClusterConfig.load(settings.config).clusters.items():
+                if ref.in_pod_probe is not None and alias in runtime.aliases:
+                    runtime.in_pod_set[armid.key(runtime.aliases[alias])] = ref.in_pod_probe
             try:
                 yield runtime
             finally:
@@ -134,6 +147,11 @@ def open_runtime(world: Path | None, settings: Settings | None = None) -> Iterat
             subscription=settings.azure_subscription_id,
             probe=settings.probe_settings(),
             configured=config.clusters,
+            in_pod_set={
+                armid.key(ref.id): ref.in_pod_probe
+                for ref in config.clusters.values()
+                if ref.in_pod_probe is not None
+            },
         )
     finally:
         clients.close()

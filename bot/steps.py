@@ -33,12 +33,16 @@ from handlers import (
     access,
     advisor,
     cluster,
+    dnspath,
     firewall,
     loadbalancer,
     natgw,
+    netpol,
     nodes,
     nsg,
     osdisk,
+    outbound,
+    podprobe,
     pods,
     probe,
     routes,
@@ -55,6 +59,7 @@ class Step:
     judge: Judge
     needs: frozenset[Need]
     listed: bool = True  # shown as a line of the checklist even when it found nothing
+    pod_only: bool = False  # about the user's --pod: run (and listed) only with one
 
     @property
     def needs_cluster(self) -> bool:
@@ -67,6 +72,15 @@ def _on_cluster(judge: Callable[..., list[Finding]]) -> Judge:
     return lambda ev: judge(ev.kube) if ev.kube is not None else []
 
 
+def _probe(ev: Evidence) -> list[Finding]:
+    """Probe pods are ordinary pods: their findings say which subnet (node or pod subnet)
+    they sent from, so the outcome speaks for that path."""
+    if ev.kube is None:
+        return []
+    found = probe.check(ev.kube.probes) + pods.check(ev.kube) + podprobe.check(ev.kube)
+    return outbound.with_probe_sources(ev.azure, found)
+
+
 def _needs(*needs: Need) -> frozenset[Need]:
     return frozenset({Need.CLUSTER, *needs})
 
@@ -75,8 +89,23 @@ STEPS: tuple[Step, ...] = (
     Step(
         "cluster",
         "Cluster and outbound type",
-        lambda ev: cluster.check(ev.azure),
+        # The component that really carries egress is decided on the path (which subnet
+        # has what): read where a mode reads the path, else the outbound type's is assumed.
+        lambda ev: cluster.check(ev.azure) + outbound.check(ev.azure),
         _needs(Need.OUTBOUND),
+    ),
+    Step(
+        "netpol",
+        "The pod's NetworkPolicies",
+        lambda ev: netpol.check(ev.azure, ev.kube),
+        _needs(Need.PATH, Need.PODS, Need.POD_VIEW),
+        pod_only=True,
+    ),
+    Step(
+        "dns",
+        "Name resolution (DNS path)",
+        lambda ev: dnspath.check(ev.azure, ev.kube),
+        _needs(Need.PATH, Need.COREDNS),
     ),
     Step("route", "Route tables", lambda ev: routes.check(ev.azure), _needs(Need.PATH)),
     Step("nsg", "Network security groups", lambda ev: nsg.check(ev.azure), _needs(Need.PATH)),
@@ -95,7 +124,7 @@ STEPS: tuple[Step, ...] = (
     Step(
         "probe",
         "Probe from inside the cluster",
-        _on_cluster(lambda kube: probe.check(kube.probes) + pods.check(kube)),
+        _probe,
         _needs(Need.NODES, Need.PODS, Need.PROBE),
     ),
     Step(
@@ -131,16 +160,18 @@ STEP_ORDER: dict[str, int] = {step.name: index for index, step in enumerate(STEP
 # What each --mode runs: the persistent checklist (is the path open?), the intermittent one
 # (does it run out?), both, or only the SNAT step (`aks-egress snat`).
 MODES: dict[str, frozenset[str]] = {
-    "persistent": frozenset({"cluster", "route", "nsg", "firewall", "egress", "probe", "access"}),
+    "persistent": frozenset(
+        {"cluster", "netpol", "dns", "route", "nsg", "firewall", "egress", "probe", "access"}
+    ),
     "intermittent": frozenset({"cluster", "snat", "resources", "disk", "advisor", "access"}),
     "snat": frozenset({"cluster", "snat", "access"}),
 }
 MODES["all"] = MODES["persistent"] | MODES["intermittent"]
 
 
-def steps_of(mode: str) -> tuple[Step, ...]:
-    """A mode's steps, in the one order."""
-    return tuple(step for step in STEPS if step.name in MODES[mode])
+def steps_of(mode: str, pod: str | None = None) -> tuple[Step, ...]:
+    """A mode's steps, in the one order; those about the user's pod only for a --pod."""
+    return tuple(step for step in STEPS if step.name in MODES[mode] and (pod or not step.pod_only))
 
 
 def needs_of(steps: Iterable[Step]) -> frozenset[Need]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from bot.codes import finding
 from bot.evidence import AzureEvidence, Evidence
 from bot.model import Finding
+from handlers.nsg import undecided_groups
 
 
 def check(ev: Evidence) -> list[Finding]:
@@ -50,7 +51,14 @@ def _kube(ev: Evidence) -> list[Finding]:
 
 def _azure(ev: AzureEvidence) -> list[Finding]:
     findings = []
+    groups = undecided_groups(ev) if ev.failures else {}
     for failure in ev.failures:
+        cost = ""
+        if failure.what == "node scale sets" and groups:
+            cost = " NSG rules naming application security groups could not be decided " + (
+                "; ".join(f"({g}: pools {', '.join(p)})" for g, p in groups.items())
+            )
+            cost += ": the groups' members are the node NICs the scale sets describe."
         evidence = {
             "read": failure.what,
             "scope": failure.resource,
@@ -58,12 +66,14 @@ def _azure(ev: AzureEvidence) -> list[Finding]:
             "code": failure.code,
             "message": failure.message,
         }
+        if cost:
+            evidence["undecidedApplicationSecurityGroups"] = groups
         if failure.status == 403:
             findings.append(
                 finding(
                     "AZURE_ACCESS_DENIED",
                     f"The bot may not read the {failure.what} at {failure.resource} "
-                    f"(403 {failure.code}), so that part of the path was not checked. "
+                    f"(403 {failure.code}), so that part of the path was not checked.{cost} "
                     f"Grant {failure.permission or 'read access'} on that scope.",
                     resource=failure.resource,
                     evidence={**evidence, "permission": failure.permission},
@@ -80,8 +90,8 @@ def _azure(ev: AzureEvidence) -> list[Finding]:
                     "AZURE_READ_FAILED",
                     f"Reading the {failure.what} at {failure.resource} failed "
                     f"({failure.status} {failure.code}: {failure.message}), so that part of "
-                    "the path was not checked. Run the check again; if it persists, check "
-                    "that the resource still exists.",
+                    f"the path was not checked.{cost} Run the check again; if it persists, "
+                    "check that the resource still exists.",
                     resource=failure.resource,
                     evidence=evidence,
                 )

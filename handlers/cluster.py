@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from bot import armid
 from bot.codes import finding
-from bot.evidence import NAT_OUTBOUND_TYPES, AzureEvidence
+from bot.evidence import AzureEvidence
 from bot.model import Finding
-from handlers.path import firewall_with_ip, public_ip_texts, route_table
-from handlers.route_rules import default_route
+from handlers.outbound import DESCRIPTION, egress_ips, path_evidence, path_ips, paths, pod_paths
 
 OWNER = {
     "loadBalancer": "the cluster's Standard load balancer (outbound rule SNAT)",
@@ -65,42 +64,29 @@ def check(ev: AzureEvidence) -> list[Finding]:
             finding(
                 "EGRESS_IPS",
                 f"Traffic to the internet leaves from {', '.join(ips)}: allow-list these on "
-                "the far side.",
+                f"the far side.{_per_pool(ev)}",
                 resource=ev.cluster_id,
-                evidence={"egressIps": ips, "outboundType": ev.outbound_type},
+                evidence={
+                    "egressIps": ips,
+                    "outboundType": ev.outbound_type,
+                    "paths": [path_evidence(ev, p) for p in paths(ev)],
+                },
             )
         )
     return findings
 
 
-def egress_ips(ev: AzureEvidence) -> list[str]:
-    """The public IPs (or prefixes) that the far side sees, when they can be known."""
-    profile = ev.network_profile
-    if ev.outbound_type == "loadBalancer":
-        lb_profile = profile.get("loadBalancerProfile") or {}
-        refs = list(lb_profile.get("effectiveOutboundIPs") or [])
-        refs += (lb_profile.get("outboundIPPrefixes") or {}).get("publicIPPrefixes") or []
-        return _unique(public_ip_texts(ev, refs))
-    if ev.outbound_type in NAT_OUTBOUND_TYPES:
-        refs = []
-        for natgw in ev.nat_gateways.values():
-            props = natgw.get("properties") or {}
-            refs += (props.get("publicIpAddresses") or []) + (props.get("publicIpPrefixes") or [])
-        if not refs:
-            refs = (profile.get("natGatewayProfile") or {}).get("effectiveOutboundIPs") or []
-        return _unique(public_ip_texts(ev, refs))
-    if ev.outbound_type == "userDefinedRouting":
-        refs = []
-        for subnet_id in ev.node_subnet_ids():
-            route = default_route(route_table(ev, subnet_id))
-            hop = ((route or {}).get("properties") or {}).get("nextHopIpAddress")
-            fw = firewall_with_ip(ev, hop)
-            for config in ((fw or {}).get("properties") or {}).get("ipConfigurations") or []:
-                if ref := (config.get("properties") or {}).get("publicIPAddress"):
-                    refs.append(ref)
-        return _unique(public_ip_texts(ev, refs))
-    return []
-
-
-def _unique(items: list[str]) -> list[str]:
-    return list(dict.fromkeys(items))
+def _per_pool(ev: AzureEvidence) -> str:
+    """Which pools leave by which addresses, when the pools do not all share them."""
+    by_ips: dict[tuple[str, ...], list[str]] = {}
+    for path in pod_paths(ev):
+        ips = tuple(path_ips(ev, path))
+        if not ips and path.component:
+            ips = (DESCRIPTION[path.component],)
+        by_ips.setdefault(ips, []).append(path.pool.name)
+    if len(by_ips) < 2:
+        return ""
+    parts = [
+        f"pools {', '.join(pools)}: {', '.join(ips) or 'unknown'}" for ips, pools in by_ips.items()
+    ]
+    return f" By pool ({'; '.join(parts)})."

@@ -47,7 +47,7 @@ def check(ev: AzureEvidence) -> list[Finding]:
         if fw is None:
             unknown_hops.setdefault(hop.route.next_hop_ip or "?", []).append(hop)
             continue
-        decision = _evaluate(ev, fw, hop, fqdn_tags)
+        decision = evaluate_hop(ev, fw, hop, fqdn_tags)
         if decision is None:
             continue  # rules not read: the access step says which read failed
         key = (hop.destination.label, hop.subnet_id)
@@ -65,7 +65,7 @@ def check(ev: AzureEvidence) -> list[Finding]:
     return findings
 
 
-def _evaluate(
+def evaluate_hop(
     ev: AzureEvidence, fw: Json, hop: Hop, fqdn_tags: dict[str, list[str]]
 ) -> FirewallDecision | None:
     """The firewall's decision; None when a policy in its chain was not read, because

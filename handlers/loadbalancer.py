@@ -6,6 +6,7 @@ from bot import armid
 from bot.codes import finding
 from bot.evidence import AzureEvidence, Json, outbound_frontends
 from bot.model import Finding
+from handlers.outbound import bypassed, paths
 
 PORTS_PER_FRONTEND_IP = 64_000
 
@@ -23,6 +24,12 @@ def frontend_addresses(ev: AzureEvidence, frontend: Json) -> int:
 
 def check(ev: AzureEvidence) -> list[Finding]:
     if ev.outbound_type != "loadBalancer":
+        return []
+    # Pools whose egress a method of higher precedence carries (a NAT gateway on their
+    # subnet, a route to an appliance, instance-level IPs) never use its SNAT ports.
+    every = paths(ev)
+    bypassing = {p.pool.name for p in every} - {p.pool.name for p in every if not bypassed(ev, p)}
+    if every and bypassing == {p.pool.name for p in every}:
         return []
     cid = armid.ArmId.parse(ev.cluster_id)
     update = f"az aks update --resource-group {cid.resource_group} --name {cid.name}"
@@ -58,7 +65,8 @@ def check(ev: AzureEvidence) -> list[Finding]:
     ports = int(lb_profile.get("allocatedOutboundPorts") or 0)
     if ports <= 0:
         return []
-    nodes = sum(p.node_ceiling() for p in ev.pools)
+    pools = [p for p in ev.pools if p.name not in bypassing]
+    nodes = sum(p.node_ceiling() for p in pools)
     capacity = PORTS_PER_FRONTEND_IP * ip_count
     if ports * nodes <= capacity:
         return []
@@ -73,7 +81,7 @@ def check(ev: AzureEvidence) -> list[Finding]:
             resource=ev.cluster_id,
             evidence={
                 "allocatedOutboundPorts": ports,
-                "nodesWithSurge": {p.name: p.node_ceiling() for p in ev.pools},
+                "nodesWithSurge": {p.name: p.node_ceiling() for p in pools},
                 "outboundIps": ip_count,
                 "portsPerIp": PORTS_PER_FRONTEND_IP,
             },

@@ -13,9 +13,40 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from bot import armid
 from handlers.addressing import AddressContext, address_matches
 
 EPHEMERAL_PORTS = (1024, 65535)
+
+
+@dataclass(frozen=True)
+class Membership:
+    """The application security groups a flow's NIC belongs to, by ``armid.key`` of the
+    group's id. ``complete`` False means some of the NIC's memberships could not be read, so
+    only the listed groups are certain and any other is undecided.
+
+    Membership is a property of NICs (IP configurations), not of addresses: "Application
+    security groups enable you to configure network security as a natural extension of an
+    application's structure ... you can group virtual machines and define network security
+    policies based on those groups" (https://learn.microsoft.com/azure/virtual-network/
+    application-security-groups).
+    """
+
+    groups: frozenset[str] = frozenset()
+    complete: bool = False
+    # Groups some of the NICs are in and others not (instances on different models): the
+    # verdict differs per node, so it is undecided for the pool as a whole.
+    partial: frozenset[str] = frozenset()
+
+    def contains(self, asg_id: str) -> bool | None:
+        if armid.key(asg_id) in self.groups:
+            return True
+        if armid.key(asg_id) in self.partial:
+            return None
+        return False if self.complete else None
+
+
+UNREAD = Membership()  # nothing known about the NIC's groups
 
 
 @dataclass(frozen=True)
@@ -25,12 +56,18 @@ class Flow:
     ``destination`` is None for a public destination whose address is unknown, such as a
     required-egress FQDN we could not resolve; it then only matches wildcard and ``Internet``
     tokens (see ``handlers.addressing.address_matches``).
+
+    ``source_asgs`` / ``destination_asgs`` are the application security groups of the NICs
+    at either end. An address outside the virtual network (and its peerings) belongs to no
+    NIC there, so it is never a member of a destination group, whatever these say.
     """
 
     source: ipaddress.IPv4Address
     destination: ipaddress.IPv4Address | None
     port: int
     protocol: str
+    source_asgs: Membership = UNREAD
+    destination_asgs: Membership = UNREAD
 
 
 @dataclass(frozen=True)
@@ -132,13 +169,35 @@ _SIDES = (
 )
 
 
+def asg_member(
+    asg_id: str,
+    addr: ipaddress.IPv4Address | None,
+    membership: Membership,
+    ctx: AddressContext,
+) -> bool | None:
+    """Whether the NIC behind ``addr`` is in the group (None: its membership is unread).
+
+    Members are NICs of one virtual network ("all network interfaces assigned to an
+    application security group have to exist in the same virtual network", application
+    security groups, Allow RDP and SSH ... / Limitations), so an address outside the VNet
+    and its peerings, and an unknown internet address, is never one.
+    """
+    if addr is None or not ctx.in_vnet(addr):
+        return False
+    return membership.contains(asg_id)
+
+
 def _side_matches(
-    tokens: list[str], asgs: list[dict], addr: ipaddress.IPv4Address | None, ctx: AddressContext
+    tokens: list[str],
+    asgs: list[dict],
+    addr: ipaddress.IPv4Address | None,
+    membership: Membership,
+    ctx: AddressContext,
 ) -> tuple[bool, list[str]]:
     """Match one side of a rule: (True, []) on a match, else (False, what we could not check).
 
-    ASG membership is a property of NICs, not of addresses, so an ASG can never be shown to
-    match from here; it is reported like an unknown tag.
+    An application security group matches when the side's NIC is a member; a group whose
+    membership could not be read is reported like an unknown tag (``asg:<name>``).
     """
     undecided: list[str] = []
     for token in tokens:
@@ -147,7 +206,13 @@ def _side_matches(
             return True, []
         if result is None:
             undecided.append(token)
-    undecided += [f"asg:{asg.get('id', '').rsplit('/', 1)[-1]}" for asg in asgs]
+    for asg in asgs:
+        asg_id = str(asg.get("id", ""))
+        member = asg_member(asg_id, addr, membership, ctx)
+        if member:
+            return True, []
+        if member is None:
+            undecided.append(f"asg:{asg_id.rsplit('/', 1)[-1]}")
     return False, undecided
 
 
@@ -169,7 +234,11 @@ def _rule_matches(props: dict, flow: Flow, ctx: AddressContext) -> tuple[bool, l
     for attr, singular, plural, asg_key in _SIDES:
         tokens = _field_values(props, singular, plural)
         matched, undecided = _side_matches(
-            tokens, props.get(asg_key) or [], getattr(flow, attr), ctx
+            tokens,
+            props.get(asg_key) or [],
+            getattr(flow, attr),
+            getattr(flow, f"{attr}_asgs"),
+            ctx,
         )
         if not matched and not undecided:
             return False, []
@@ -200,9 +269,9 @@ def evaluate(
     """Return the rule that decides ``flow`` in ``nsg`` for ``direction``.
 
     Rules whose match depends on something we cannot evaluate (unknown service tags,
-    application security groups) are skipped as not matching and recorded in
-    ``unknown_tags``: skipping is the only choice that still yields a verdict, and the
-    recorded names let the caller qualify it.
+    application security groups whose membership was not read) are skipped as not matching
+    and recorded in ``unknown_tags``: skipping is the only choice that still yields a
+    verdict, and the recorded names let the caller qualify it.
 
     Raises ValueError if no rule matches, which only happens when the body carries default
     rules for the direction that lack Azure's catch-all deny.

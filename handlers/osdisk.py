@@ -34,12 +34,11 @@ from typing import Any
 
 from bot import armid
 from bot.codes import finding
-from bot.evidence import AzureEvidence, Json, KubeEvidence, Series
+from bot.evidence import AzureEvidence, Json, KubeEvidence, Series, pool_of
 from bot.model import Finding
 
 CONSUMED_HIGH = 95.0  # percent of the disk's IOPS or bandwidth cap
 QUEUE_DEPTH_HIGH = 10.0  # outstanding IOs, averaged over an interval
-POOL_TAG = "aks-managed-poolName"
 IOPS = "os disk iops consumed percentage"
 BANDWIDTH = "os disk bandwidth consumed percentage"
 QUEUE = "os disk queue depth"
@@ -96,14 +95,6 @@ def node_name(instance: str | None) -> str | None:
         if number == 0:
             break
     return f"{match[1]}{digits.rjust(6, '0')}"
-
-
-def pool_of(vmss: Json) -> str | None:
-    tags = {k.lower(): v for k, v in (vmss.get("tags") or {}).items()}
-    if tags.get(POOL_TAG.lower()):
-        return tags[POOL_TAG.lower()]
-    match = re.fullmatch(r"aks-(.+)-\d+-vmss", vmss.get("name") or "")
-    return match[1] if match else None
 
 
 def peaks(series: list[Series]) -> list[Peak]:

@@ -22,10 +22,22 @@ UNKNOWN_PUBLIC = ipaddress.IPv4Address("203.0.113.1")
 
 @dataclass(frozen=True)
 class Hop:
+    """One destination's first hop out of one subnet, for the pools that send from it.
+
+    `pods_only` marks a pod subnet (Azure CNI with dynamic IP allocation): pods keep their
+    pod-subnet address as source, so the endpoint is judged on that subnet's path, while
+    AKS's required egress leaves from the nodes' subnet."""
+
     destination: Destination
     subnet_id: str
     address: ipaddress.IPv4Address | None
     route: RouteDecision
+    pools: tuple[str, ...] = ()
+    pods_only: bool = False
+
+    @property
+    def role(self) -> str:
+        return "pod subnet" if self.pods_only else "node subnet"
 
 
 def address_context(ev: AzureEvidence, subnet_id: str) -> AddressContext:
@@ -43,20 +55,33 @@ def testable(dest: Destination) -> bool:
     return bool(dest.addresses) or dest.required or dest.fqdn is None
 
 
+def sources(ev: AzureEvidence, required: bool) -> list[tuple[str, bool, tuple[str, ...]]]:
+    """(subnet, pod subnet?, pools) a destination is sent from: AKS's required egress from
+    the node subnets, the endpoint from the subnet each pool's pods send from."""
+    groups: dict[tuple[str, bool], tuple[str, list[str]]] = {}
+    for pool in ev.pools:
+        pods_only = not required and pool.pod_subnet_id is not None
+        subnet_id = pool.pod_subnet_id if pods_only else pool.subnet_id
+        if subnet_id:
+            entry = groups.setdefault((armid.key(subnet_id), pods_only), (subnet_id, []))
+            entry[1].append(pool.name)
+    return [(sid, pods, tuple(names)) for (_, pods), (sid, names) in groups.items()]
+
+
 def hops(ev: AzureEvidence) -> list[Hop]:
-    """Every (destination, node subnet, address) with the route that wins for it."""
+    """Every (destination, source subnet, address) with the route that wins for it."""
     out = []
-    for subnet_id in ev.node_subnet_ids():
-        table = route_table(ev, subnet_id)
-        ctx = address_context(ev, subnet_id)
-        for dest in ev.destinations:
-            if not testable(dest):
-                continue
+    for dest in ev.destinations:
+        if not testable(dest):
+            continue
+        for subnet_id, pods_only, pools in sources(ev, dest.required):
+            table = route_table(ev, subnet_id)
+            ctx = address_context(ev, subnet_id)
             for address in dest.addresses or (None,):
                 route = select_route(
                     table, address or UNKNOWN_PUBLIC, ctx.vnet_prefixes, ctx.service_tags
                 )
-                out.append(Hop(dest, subnet_id, address, route))
+                out.append(Hop(dest, subnet_id, address, route, pools, pods_only))
     return out
 
 

@@ -223,8 +223,9 @@ def telling_lines(verbose: str) -> list[str]:
     return picked
 
 
-def check(runs: list[ProbeRun]) -> list[Finding]:
-    """One finding per URL and outcome, naming every pool that saw it.
+def check(runs: list[ProbeRun], seen_from: str | None = None) -> list[Finding]:
+    """One finding per URL and outcome, naming every pool that saw it (or, for the probe
+    inside an application pod, `seen_from` that pod).
 
     Pools sit in their own subnets, so an outcome seen from some pools only points at
     what differs between those subnets; the detail says so. Probes that never ran are
@@ -264,10 +265,13 @@ def check(runs: list[ProbeRun]) -> list[Finding]:
             }
         if others:
             evidence["otherPools"] = others
+        where = f"Seen from inside {seen_from}." if seen_from else _where(pools, others, code)
+        if seen_from:
+            evidence["inside"] = seen_from
         findings.append(
             finding(
                 code,
-                f"{detail} {_where(pools, others, code)}",
+                f"{detail} {where}",
                 evidence=evidence,
                 fix=fix,
                 about_endpoint=True,

@@ -1,8 +1,9 @@
 """The one place that decides the root cause, from the catalog's path order.
 
-The decisive error is the first along the path a packet takes (cluster → route → NSG →
-firewall → NAT gateway / load balancer → probe → SNAT → resources); within a step a
-finding about the user's endpoint beats one about AKS's own required egress.
+The decisive error is the first along the path a packet takes (cluster → the pod's own
+NetworkPolicies → name resolution (DNS path) → route → NSG → firewall → NAT gateway /
+load balancer → probe → SNAT → resources); within a step a finding about the user's
+endpoint beats one about AKS's own required egress.
 """
 
 from __future__ import annotations

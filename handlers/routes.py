@@ -20,38 +20,65 @@ APPLIANCE_IP = "<firewall-private-ip>"
 def check(ev: AzureEvidence) -> list[Finding]:
     findings: list[Finding] = []
     udr = ev.outbound_type == "userDefinedRouting"
-    for subnet_id in ev.node_subnet_ids():
-        subnet = armid.ArmId.parse(subnet_id)
-        vnet_rg, vnet, name = subnet.resource_group, subnet.parent_name, subnet.name
-        pools = ", ".join(ev.pools_in(subnet_id))
+    node_subnets = ev.node_subnet_ids()
+    # Pods with a pod subnet keep its address as source, so under userDefinedRouting that
+    # subnet needs the route to the appliance too, or their egress bypasses it.
+    pod_subnets = [
+        s for s in ev.pod_subnet_ids() if not any(armid.same(s, n) for n in node_subnets)
+    ]
+    subnets = [(s, False) for s in node_subnets] + [(s, True) for s in pod_subnets]
+    for subnet_id, pods_only in subnets:
+        pools = _pools_sending_from(ev, subnet_id, pods_only)
         ref = ((ev.subnet(subnet_id) or {}).get("properties") or {}).get("routeTable")
         table = route_table(ev, subnet_id)
         if udr and not ref:
-            findings.append(
-                finding(
-                    "ROUTE_TABLE_MISSING",
-                    f"Node subnet {name} (pools {pools}) has no route table, but outbound type "
-                    "userDefinedRouting sends egress only where a route table says.",
-                    resource=subnet_id,
-                    evidence={"subnet": subnet_id, "pools": ev.pools_in(subnet_id)},
-                    fix=[
-                        f"az network route-table create --resource-group {vnet_rg} "
-                        f"--name rt-{name}",
-                        f"az network route-table route create --resource-group {vnet_rg} "
-                        f"--route-table-name rt-{name} --name default-via-firewall "
-                        "--address-prefix 0.0.0.0/0 --next-hop-type VirtualAppliance "
-                        f"--next-hop-ip-address {APPLIANCE_IP}",
-                        f"az network vnet subnet update --resource-group {vnet_rg} "
-                        f"--vnet-name {vnet} --name {name} --route-table rt-{name}",
-                    ],
-                )
-            )
+            findings.append(_table_missing(ev, subnet_id, pools, pods_only))
             continue
         if table is None:
             continue
         findings += _default_route_findings(ev, subnet_id, table, udr)
     findings += _endpoint_route_findings(ev)
     return findings
+
+
+def _pools_sending_from(ev: AzureEvidence, subnet_id: str, pods_only: bool) -> list[str]:
+    if not pods_only:
+        return ev.pools_in(subnet_id)
+    return [p.name for p in ev.pools if armid.same(p.pod_subnet_id, subnet_id)]
+
+
+def _table_missing(ev: AzureEvidence, subnet_id: str, pools: list[str], pods_only: bool) -> Finding:
+    subnet = armid.ArmId.parse(subnet_id)
+    vnet_rg, vnet, name = subnet.resource_group, subnet.parent_name, subnet.name
+    attach = f"az network vnet subnet update --resource-group {vnet_rg} --vnet-name {vnet} "
+    attach += f"--name {name} --route-table "
+    node_tables = [
+        t["id"] for p in ev.pools if p.name in pools and (t := route_table(ev, p.subnet_id or ""))
+    ]
+    if pods_only and node_tables:  # the node subnet's table already leads to the appliance
+        fix = [attach + node_tables[0]]
+    else:
+        fix = [
+            f"az network route-table create --resource-group {vnet_rg} --name rt-{name}",
+            f"az network route-table route create --resource-group {vnet_rg} "
+            f"--route-table-name rt-{name} --name default-via-firewall "
+            "--address-prefix 0.0.0.0/0 --next-hop-type VirtualAppliance "
+            f"--next-hop-ip-address {APPLIANCE_IP}",
+            attach + f"rt-{name}",
+        ]
+    whose = "Pod subnet, whose addresses pods keep as their source," if pods_only else "Node subnet"
+    return finding(
+        "ROUTE_TABLE_MISSING",
+        f"{whose} {name} (pools {', '.join(pools)}) has no route table, but outbound type "
+        "userDefinedRouting sends egress only where a route table says.",
+        resource=subnet_id,
+        evidence={
+            "subnet": subnet_id,
+            "pools": pools,
+            "role": "pod subnet" if pods_only else "node subnet",
+        },
+        fix=fix,
+    )
 
 
 def _default_route_findings(
@@ -128,6 +155,8 @@ def _endpoint_route_findings(ev: AzureEvidence) -> list[Finding]:
         evidence = {
             "destination": str(hop.address),
             "subnet": hop.subnet_id,
+            "role": hop.role,
+            "pools": list(hop.pools),
             "prefix": str(route.prefix),
             "nextHopType": route.next_hop_type,
             "nextHopIpAddress": route.next_hop_ip,
@@ -139,6 +168,7 @@ def _endpoint_route_findings(ev: AzureEvidence) -> list[Finding]:
             if route.route_name
             else (f"the system route {route.prefix}")
         )
+        where += f" of {hop.role} {armid.ArmId.parse(hop.subnet_id).name}"
         if route.next_hop_type == "None":
             fix = _blackhole_fix(ev, hop)
             findings.append(

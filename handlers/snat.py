@@ -60,6 +60,7 @@ from bot.evidence import (
 from bot.model import Finding
 from handlers import k8s
 from handlers.loadbalancer import PORTS_PER_FRONTEND_IP, frontend_addresses
+from handlers.outbound import Egress, nat_gateways_in_use, uses
 
 NATGW_PORTS_PER_IP = 64_512
 NATGW_MAX_IPS = 16
@@ -330,16 +331,21 @@ def _lb_profile(ev: AzureEvidence) -> Json:
     return ev.network_profile.get("loadBalancerProfile") or {}
 
 
-def _analyze_lb(ev: AzureEvidence, kube: KubeEvidence | None) -> LbView:
+def _analyze_lb(
+    ev: AzureEvidence, kube: KubeEvidence | None, only: set[str] | None = None
+) -> LbView:
+    """The load balancer's SNAT view; with `only`, just the backends of those pools (the
+    others' egress takes a method of higher precedence, handlers.outbound)."""
     lb_id = (ev.load_balancer or {}).get("id")
-    nodes_now = sum(p.count for p in ev.pools)
+    pools = [p for p in ev.pools if only is None or p.name in only]
+    nodes_now = sum(p.count for p in pools)
     view = LbView(
         lb_id=lb_id,
         ips=outbound_ips(ev) if lb_id else 0,
         setting=int(_lb_profile(ev).get("allocatedOutboundPorts") or 0),
         nodes_now=nodes_now,
-        nodes_with_surge=sum(p.count + surge_nodes(p.max_surge, p.count) for p in ev.pools),
-        nodes_ceiling=sum(p.node_ceiling() for p in ev.pools),
+        nodes_with_surge=sum(p.count + surge_nodes(p.max_surge, p.count) for p in pools),
+        nodes_ceiling=sum(p.node_ceiling() for p in pools),
         series=(ev.metrics or {}).get(armid.key(lb_id)) if lb_id else None,
     )
     if not view.series:
@@ -368,6 +374,16 @@ def _analyze_lb(ev: AzureEvidence, kube: KubeEvidence | None) -> LbView:
     view.failed_total = sum(failed.values())
 
     names = node_index(kube)
+    if only is not None:  # backends known to be on a bypassing pool are not the LB's
+
+        def elsewhere(ip: str) -> bool:
+            pool = names.get(ip, (None, None))[1]
+            return pool is not None and pool not in only
+
+        used = defaultdict(dict, {k: v for k, v in used.items() if not elsewhere(k[0])})
+        allocated = defaultdict(dict, {k: v for k, v in allocated.items() if not elsewhere(k[0])})
+        failed = defaultdict(float, {ip: n for ip, n in failed.items() if not elsewhere(ip)})
+        view.failed_total = sum(failed.values())
     model = ports_per_node(view.setting, view.nodes_now or len({ip for ip, _ in used}), view.ips)
     backends: dict[str, Backend] = {}
     reached: set[str] = set()
@@ -746,8 +762,8 @@ def _natgw_fix(ev: AzureEvidence, view: NatView) -> tuple[list[str], Json]:
     return [*lines, why, advice], plan
 
 
-def _natgw_findings(ev: AzureEvidence) -> list[Finding]:
-    if not ev.nat_gateways:
+def _natgw_findings(ev: AzureEvidence, natgws: list[Json]) -> list[Finding]:
+    if not natgws:
         return [
             _no_data(
                 f"Outbound type {ev.outbound_type}, but no NAT gateway was found: there are no "
@@ -758,7 +774,7 @@ def _natgw_findings(ev: AzureEvidence) -> list[Finding]:
         ]
     findings: list[Finding] = []
     fine: list[NatView] = []
-    for natgw in ev.nat_gateways.values():
+    for natgw in natgws:
         view = _analyze_natgw(ev, natgw)
         if view.ips == 0:
             findings.append(
@@ -866,10 +882,18 @@ def check(ev: AzureEvidence, kube: KubeEvidence | None) -> list[Finding]:
     """SNAT findings; none at all when the metrics were not read (`ev.metrics is None`)."""
     if ev.metrics is None:
         return []
-    if ev.outbound_type == "loadBalancer":
-        return _lb_findings(ev, _analyze_lb(ev, kube))
-    if ev.outbound_type in NAT_OUTBOUND_TYPES:
-        return _natgw_findings(ev)
+    # The component that really carries egress (Azure's precedence), not the outbound type's:
+    # a NAT gateway on a loadBalancer cluster's subnet takes every new connection, so the
+    # load balancer's ports are not what runs out for those pools; its metrics are watched.
+    natgws = nat_gateways_in_use(ev)
+    lb_pools = {p.pool.name for p in uses(ev, Egress.LOAD_BALANCER)}
+    findings: list[Finding] = []
+    if ev.outbound_type == "loadBalancer" and (lb_pools or not natgws):
+        findings += _lb_findings(ev, _analyze_lb(ev, kube, lb_pools or None))
+    if natgws or (ev.outbound_type in NAT_OUTBOUND_TYPES and not ev.nat_gateways):
+        findings += _natgw_findings(ev, natgws)
+    if findings:
+        return findings
     return [
         _no_data(
             f"Outbound type {ev.outbound_type}: no load balancer or NAT gateway carries egress, "

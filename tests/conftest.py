@@ -20,6 +20,13 @@ def expected_worlds(path: Path) -> dict[str, dict]:
     return yaml.safe_load(path.read_text())
 
 
+def check_argv(spec: dict, world: Path) -> list[str]:
+    """The CLI arguments an expected.yaml entry runs its world with: the alias, the endpoint,
+    the entry's `args` (e.g. `--pod NS/NAME`) and the world."""
+    args = [*spec.get("args", []), "--world", str(world)]
+    return [spec["alias"], "--endpoint", spec["endpoint"], *args]
+
+
 def assert_expected(report: dict, spec: dict) -> set[str]:
     """A report meets an expected.yaml entry: root cause, required and excluded codes, and
     every finding has the contract's fields. Returns the codes reported."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import ipaddress
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -74,6 +74,9 @@ READS: dict[str, str] = {
     "firewall policy": "Microsoft.Network/firewallPolicies/read",
     "service tags": "Microsoft.Network/locations/serviceTags/read",
     "node scale sets": "Microsoft.Compute/virtualMachineScaleSets/read",
+    "scale set network interfaces": (
+        "Microsoft.Compute/virtualMachineScaleSets/networkInterfaces/read"
+    ),
     "VM sizes in region": "Microsoft.Compute/skus/read",
     "NAT gateways in subscription": "Microsoft.Network/natGateways/read",
     "metrics": "Microsoft.Insights/metrics/read",
@@ -81,6 +84,8 @@ READS: dict[str, str] = {
 }
 
 _PREFIX_OP = "public_ip_prefixes"
+# What a subnet references that the path's steps judge.
+_PATH = frozenset({"routeTable", "networkSecurityGroup", "natGateway"})
 # The needs the outbound resources alone serve (`go_outbound`), without the path.
 _OUTBOUND_ONLY = frozenset({Need.CLUSTER, Need.OUTBOUND, Need.METRICS})
 PROTOCOLS = {"https": "Https", "http": "Http", "udp": "Udp", "tcp": "Tcp"}
@@ -290,6 +295,9 @@ class _Run:
         ev.vmss, nic_nsgs = vmss_f.result()
         ev.subnets, ev.vnets, ev.route_tables, subnet_nsgs, ev.nat_gateways = paths_f.result()
         ev.nsgs = {**subnet_nsgs, **nic_nsgs}
+        nics_f = None
+        if _names_source_asgs(ev.nsgs.values()):
+            nics_f = self.steps.submit(self._instance_nics, ev.vmss)
         if firewalls_f is None and _routes_to_appliance(ev):
             firewalls_f = self.steps.submit(self._firewalls, cid.subscription, location)
         if firewalls_f is not None:
@@ -307,6 +315,8 @@ class _Run:
             requests += [(v["id"], VMSS_REQUESTS) for v in ev.vmss]
             ev.metrics = self._metrics(requests)
             ev.advisor = advisor_f.result() if advisor_f else None
+        if nics_f is not None:
+            ev.instance_nics = nics_f.result()
         required = required_f.result()
         endpoint_dest = endpoint_f.result()
         ev.destinations = ([endpoint_dest] if endpoint_dest else []) + required
@@ -318,7 +328,8 @@ class _Run:
     def go_outbound(self) -> AzureEvidence:
         """The cluster, its load balancer or NAT gateways, their public IPs and prefixes,
         and (with `metrics_until`) their SNAT metrics: what the cluster and SNAT steps
-        judge, without the path."""
+        judge; of the path only the subnets and their route tables, which decide the
+        component that really carries egress."""
         cid = ArmId.parse(self.cluster_id)
         cluster = self._cluster_body(self._cluster())
         ev = AzureEvidence(alias=self.alias, cluster_id=self.cluster_id, cluster=cluster)
@@ -326,13 +337,27 @@ class _Run:
         ev.pools = _pools(cluster)
         node_rg = ev.node_resource_group or ""
         lb_f = self.steps.submit(self._outbound_ips, ev, cid.subscription, node_rg)
-        self._managed_vnets(ev, cid.subscription, node_rg)
+        # The subnets and their route tables say which component really carries egress
+        # (a NAT gateway or an appliance route outranks the outbound type's, handlers.outbound).
+        paths_f = self.steps.submit(
+            self._subnet_paths, ev, cid.subscription, node_rg, frozenset({"routeTable"})
+        )
         natgws_f = self.steps.submit(self._cluster_nat_gateways, ev, cid.subscription)
+        ev.subnets, ev.vnets, ev.route_tables, _, _ = paths_f.result()
         lb, pips, prefixes = lb_f.result()
         ev.load_balancer = lb
         ev.public_ips.update(pips)
         ev.public_ip_prefixes.update(prefixes)
         ev.nat_gateways = {armid.key(n["id"]): n for n in natgws_f.result()}
+        # A NAT gateway on a subnet that the outbound type does not name (read only then).
+        extra = {
+            armid.key(ref): self.get_network("NAT gateway", ref, "nat_gateways")
+            for subnet in ev.subnets.values()
+            if (ref := ((subnet.get("properties") or {}).get("natGateway") or {}).get("id"))
+            and armid.key(ref) not in ev.nat_gateways
+            and any(armid.same(subnet["id"], s) for s in ev.node_subnet_ids() + ev.pod_subnet_ids())
+        }
+        ev.nat_gateways.update({k: f.result() for k, f in extra.items() if f.result()})
         requests = [(lb["id"], LB_REQUESTS)] if lb else []
         requests += [(n["id"], NATGW_REQUESTS) for n in ev.nat_gateways.values()]
         self._start_metrics(requests)
@@ -379,7 +404,7 @@ class _Run:
             return []
         found = self.subscription_list("NAT gateways in subscription", subscription, "nat_gateways")
         node_rg = (ev.node_resource_group or "").lower()
-        subnets = {armid.key(s) for s in ev.node_subnet_ids()}
+        subnets = {armid.key(s) for s in ev.node_subnet_ids() + ev.pod_subnet_ids()}
         return [
             n
             for n in found
@@ -455,6 +480,22 @@ class _Run:
         }
         return scale_sets, {k: f.result() for k, f in futures.items() if f.result()}
 
+    def _instance_nics(self, scale_sets: list[Json]) -> dict[str, list[Json]]:
+        """Every scale set's instance NICs at once (one list call per scale set)."""
+
+        def lister(vmss_id: str) -> Callable[[], Any]:
+            client, rid = self._network(vmss_id)
+            operations = client.network_interfaces
+            return lambda: operations.list_virtual_machine_scale_set_network_interfaces(
+                rid.resource_group, rid.name
+            )
+
+        futures = {
+            armid.key(v["id"]): self.read("scale set network interfaces", v["id"], lister(v["id"]))
+            for v in scale_sets
+        }
+        return {k: f.result() for k, f in futures.items() if f.result() is not None}
+
     def _managed_vnets(self, ev: AzureEvidence, subscription: str, node_rg: str) -> dict:
         """Pools without a subnet of their own are on the managed VNet in the node resource
         group: its subnet is theirs (set on `ev.pools`). Returns those VNets by id key."""
@@ -477,34 +518,58 @@ class _Run:
                 ]
         return vnets
 
-    def _subnet_paths(self, ev: AzureEvidence, subscription: str, node_rg: str) -> tuple:
+    def _subnet_paths(
+        self, ev: AzureEvidence, subscription: str, node_rg: str, follow: frozenset[str] = _PATH
+    ) -> tuple:
+        """The node and pod subnets' VNets and what the subnets reference (`follow`: route
+        table, NSG, NAT gateway), as (subnets, vnets, route tables, NSGs, NAT gateways)."""
         vnets = self._managed_vnets(ev, subscription, node_rg)
+        # Node subnets and pod subnets (Azure CNI dynamic IP allocation) alike: each VNet's
+        # subnets start their route table, NSG and NAT gateway reads the moment it arrives.
+        wanted = {armid.key(s) for s in ev.node_subnet_ids() + ev.pod_subnet_ids()}
         byo = {
             armid.key(ArmId.parse(s).parent_id()): ArmId.parse(s).parent_id()
-            for s in ev.node_subnet_ids()
+            for s in ev.node_subnet_ids() + ev.pod_subnet_ids()
         }
         futures = {
-            k: self.get_network("virtual network", vid, "virtual_networks")
+            self.get_network("virtual network", vid, "virtual_networks"): k
             for k, vid in byo.items()
             if k not in vnets
         }
-        vnets.update({k: f.result() for k, f in futures.items() if f.result()})
+        rts: dict[str, Future] = {}
+        nsgs: dict[str, Future] = {}
+        natgws: dict[str, Future] = {}
+
+        def start(vnet: Json) -> None:
+            for subnet in (vnet.get("properties") or {}).get("subnets") or []:
+                if armid.key(subnet.get("id", "")) not in wanted:
+                    continue
+                props = subnet.get("properties") or {}
+                for table, field_name, what, attr in (
+                    (rts, "routeTable", "route table", "route_tables"),
+                    (
+                        nsgs,
+                        "networkSecurityGroup",
+                        "network security group",
+                        "network_security_groups",
+                    ),
+                    (natgws, "natGateway", "NAT gateway", "nat_gateways"),
+                ):
+                    ref = (props.get(field_name) or {}).get("id")
+                    if ref and field_name in follow:
+                        table[armid.key(ref)] = self.get_network(what, ref, attr)
+
+        for vnet in vnets.values():
+            start(vnet)
+        for future in as_completed(futures):
+            if vnet := future.result():
+                vnets[futures[future]] = vnet
+                start(vnet)
         subnets = {
             armid.key(s["id"]): s
             for v in vnets.values()
             for s in (v.get("properties") or {}).get("subnets") or []
         }
-        wanted = [subnets[armid.key(s)] for s in ev.node_subnet_ids() if armid.key(s) in subnets]
-        rts, nsgs, natgws = {}, {}, {}
-        for subnet in wanted:
-            props = subnet.get("properties") or {}
-            for table, field_name, what, attr in (
-                (rts, "routeTable", "route table", "route_tables"),
-                (nsgs, "networkSecurityGroup", "network security group", "network_security_groups"),
-                (natgws, "natGateway", "NAT gateway", "nat_gateways"),
-            ):
-                if ref := (props.get(field_name) or {}).get("id"):
-                    table[armid.key(ref)] = self.get_network(what, ref, attr)
         found = [{k: f.result() for k, f in t.items() if f.result()} for t in (rts, nsgs, natgws)]
         self._start_metrics([(n["id"], NATGW_REQUESTS) for n in found[2].values()])
         return subnets, vnets, *found
@@ -744,6 +809,16 @@ def _pools(cluster: Json) -> list[NodePool]:
                 mode=profile.get("mode"),
                 os_disk_type=profile.get("osDiskType"),
                 vm_size=profile.get("vmSize"),
+                pod_subnet_id=profile.get("podSubnetID") or None,
+                enable_node_public_ip=bool(profile.get("enableNodePublicIP")),
+                asg_ids=tuple(
+                    str(ref.get("id") if isinstance(ref, dict) else ref)
+                    for ref in (profile.get("networkProfile") or {}).get(
+                        "applicationSecurityGroups"
+                    )
+                    or []
+                    if ref
+                ),
             )
         )
     return pools
@@ -804,6 +879,16 @@ def _in_prefixes(ip: str, prefixes: list[str]) -> bool:
     except ValueError:
         return False
     return any(address in net for net in v4_networks(prefixes))
+
+
+def _names_source_asgs(nsgs: Any) -> bool:
+    """Whether a rule matches on its source's application security groups, which makes the
+    node NICs' own memberships part of the verdict."""
+    return any(
+        (rule.get("properties") or {}).get("sourceApplicationSecurityGroups")
+        for nsg in nsgs
+        for rule in (nsg.get("properties") or {}).get("securityRules") or []
+    )
 
 
 def _routes_to_appliance(ev: AzureEvidence) -> bool:

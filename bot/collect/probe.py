@@ -60,9 +60,9 @@ def curl_args(url: str, settings: ProbeSettings) -> list[str]:
     ]
 
 
-def probe_pod(url: str, pool: str | None, run_id: str, settings: ProbeSettings) -> Json:
-    """The probe pod: non-root, read-only, no capabilities, no token, small and short-lived."""
-    container_security = {
+def container_security() -> Json:
+    """The probe container's security context, in a probe pod or inside an application pod."""
+    return {
         "allowPrivilegeEscalation": False,
         "privileged": False,
         "readOnlyRootFilesystem": True,
@@ -71,6 +71,10 @@ def probe_pod(url: str, pool: str | None, run_id: str, settings: ProbeSettings) 
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
     }
+
+
+def probe_pod(url: str, pool: str | None, run_id: str, settings: ProbeSettings) -> Json:
+    """The probe pod: non-root, read-only, no capabilities, no token, small and short-lived."""
     spec: Json = {
         "restartPolicy": "Never",
         "activeDeadlineSeconds": settings.deadline_s,
@@ -104,7 +108,7 @@ def probe_pod(url: str, pool: str | None, run_id: str, settings: ProbeSettings) 
                     "requests": {"cpu": "10m", "memory": "16Mi"},
                     "limits": {"cpu": "100m", "memory": "64Mi"},
                 },
-                "securityContext": container_security,
+                "securityContext": container_security(),
                 "terminationMessagePolicy": "FallbackToLogsOnError",
             }
         ],

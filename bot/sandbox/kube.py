@@ -41,8 +41,9 @@ from http import HTTPStatus
 from typing import Any
 
 from bot import armid
-from bot.sandbox import probes
+from bot.sandbox import ephemeral, probes
 from bot.sandbox.arm import SANDBOX_CLIENT
+from bot.sandbox.kube_objects import OBJECT_FIELDS, Kind, WorldObjects, runs_cilium
 from bot.sandbox.wire import Request, Response, Stream
 from bot.sandbox.world import World
 
@@ -442,6 +443,12 @@ class KubeApi:
         for pod in spec.get("pods") or []:
             stored = self._stored("Pod", pod)
             self._pods[(_meta(stored).get("namespace", "default"), _meta(stored)["name"])] = stored
+        self._namespaces_authored = {
+            _meta(ns)["name"]: self._stored("Namespace", ns) for ns in spec.get("namespaces") or []
+        }
+        self._world_objects = WorldObjects(
+            spec, runs_cilium(world.resource(cluster_id)), self._stored
+        )
         self._node_metrics = copy.deepcopy(spec.get("nodeMetrics") or [])
         self._pod_metrics = copy.deepcopy(spec.get("podMetrics") or [])
         self._events: list[_Event] = []
@@ -449,7 +456,8 @@ class KubeApi:
         self._expired_rv = 0  # events at or below this were dropped; older watches get 410
         self._timers: list[tuple[float, int, tuple[str, str], str, str]] = []
         self._seq = itertools.count()
-        self._runs: dict[str, _ProbeRun] = {}  # by pod uid
+        # by pod uid; an ephemeral container's by "uid/container"
+        self._runs: dict[str, _ProbeRun | ephemeral.EphemeralRun] = {}
         self._placed: Counter[str | None] = Counter()
         self._random = random.Random()
 
@@ -466,6 +474,9 @@ class KubeApi:
             return not_found_path()
         if where.group == _METRICS:
             return self._metrics(method, where, request.query)
+        kind = self._world_objects.kind(where.group, where.version or "", where.resource)
+        if kind is not None and where.subresource is None:
+            return self._world_object(method, where, request.query, kind)
         if where.group != "" or where.version != "v1":
             return not_found_path()
         return self._core(method, where, request)
@@ -699,7 +710,7 @@ class KubeApi:
             if method != "GET":
                 return method_not_allowed()
             if resource == "namespaces":
-                return self._namespace(name) if name else self._namespaces()
+                return self._namespace(name) if name else self._namespaces(query)
             return self._get("nodes", None, name) if name else self._list("nodes", None, query)
         if resource != "pods":
             return not_found_path()
@@ -723,6 +734,8 @@ class KubeApi:
             return self._get("pods", namespace, name) if method == "GET" else method_not_allowed()
         if sub == "log":
             return self._log(namespace, name, query) if method == "GET" else method_not_allowed()
+        if sub == "ephemeralcontainers":
+            return self._ephemeral(method, namespace, name, request)
         return not_found_path()  # exec, attach, portforward: upgrades the sandbox does not speak
 
     def _objects(self, resource: str) -> list[Json]:
@@ -773,21 +786,25 @@ class KubeApi:
             }
         )
 
-    def _namespaces(self) -> Response:
+    def _namespaces(self, query: Mapping[str, str]) -> Response:
         with self._cond:
-            names = {ns for ns, _ in self._pods} | {
-                "default",
-                "kube-system",
-                "kube-public",
-                "kube-node-lease",
-            }
+            names = (
+                {ns for ns, _ in self._pods}
+                | {"default", "kube-system", "kube-public", "kube-node-lease"}
+                | set(self._namespaces_authored)
+            )
             rv = self._rv
+        try:
+            match = matcher(query, OBJECT_FIELDS)
+        except SelectorError as exc:
+            return bad_request(str(exc))
+        items = [self._namespace_object(n) for n in sorted(names)]
         return ok(
             {
                 "kind": "NamespaceList",
                 "apiVersion": "v1",
                 "metadata": {"resourceVersion": str(rv)},
-                "items": [_item(self._namespace_object(n)) for n in sorted(names)],
+                "items": [_item(n) for n in items if match(n)],
             }
         )
 
@@ -796,6 +813,8 @@ class KubeApi:
         return ok(self._namespace_object(name))
 
     def _namespace_object(self, name: str) -> Json:
+        if name in self._namespaces_authored:
+            return copy.deepcopy(self._namespaces_authored[name])
         return {
             "kind": "Namespace",
             "apiVersion": "v1",
@@ -923,6 +942,102 @@ class KubeApi:
         self._runs.pop(meta.get("uid", ""), None)
         return gone
 
+    # --- services, config maps, policies (kube_objects.py) ---------------------------------
+
+    def _world_object(
+        self, method: str, where: Route, query: Mapping[str, str], kind: Kind
+    ) -> Response:
+        if method != "GET":
+            return method_not_allowed()
+        try:
+            match = matcher(query, OBJECT_FIELDS)
+        except SelectorError as exc:
+            return bad_request(str(exc))
+        with self._cond:
+            rv = self._rv
+        return self._world_objects.answer(
+            kind, where.namespace, where.name, match, rv, ok, not_found
+        )
+
+    # --- ephemeral containers (ephemeral.py) ----------------------------------------------
+
+    def _ephemeral(self, method: str, namespace: str, name: str, request: Request) -> Response:
+        """GET the pod; PATCH or PUT a grown `spec.ephemeralContainers`."""
+        if method == "GET":
+            return self._get("pods", namespace, name)
+        if method not in ("PATCH", "PUT"):
+            return method_not_allowed()
+        content_type = "application/json" if method == "PUT" else ""
+        content_type = request.headers.get("Content-Type") or content_type
+        with self._cond:
+            self._advance()
+            pod = self._pods.get((namespace, name))
+            if pod is None:
+                return not_found("pods", name)
+            try:
+                wanted = ephemeral.requested(pod, request.body, content_type)
+            except ephemeral.PatchRejected as exc:
+                if exc.status != 422:
+                    return status(
+                        exc.status, HTTPStatus(exc.status).phrase.replace(" ", ""), exc.message
+                    )
+                return invalid("Pod", name, exc.field, exc.message, "FieldValueForbidden")
+            before = len(ephemeral.names(pod))
+            new = copy.deepcopy(pod)
+            new["spec"]["ephemeralContainers"] = [
+                *pod["spec"].get("ephemeralContainers", []),
+                *(ephemeral.defaulted(c) for c in wanted[before:]),
+            ]
+            for container in wanted[before:]:
+                new = self._start_ephemeral(new, container)
+            if len(wanted) > before:
+                self._record("pods", "MODIFIED", pod, new)
+            stored = self._pods[(namespace, name)]
+        return ok(stored)
+
+    def _start_ephemeral(self, pod: Json, container: Json) -> Json:
+        """Caller holds the lock. Decide the outcome, schedule the container's states."""
+        meta = pod["metadata"]
+        url = ephemeral.target_url(container)
+        key = f"{meta['namespace']}/{meta['name']}"
+        outcome = (
+            ephemeral.choose(self.world, self.cluster_id, url, key)
+            if url
+            else probes.Outcome(exit_code=2, stderr="curl: no URL specified!\n", write_out={})
+        )
+        log = (
+            probes.probe_log(outcome, url, ephemeral.argv(container)[1:], self._dns)
+            if url
+            else outcome.stderr or ""
+        )
+        run = ephemeral.EphemeralRun(
+            container=str(container["name"]),
+            image=str(container.get("image", "")),
+            outcome=outcome,
+            log=log,
+            starts=(pod.get("status") or {}).get("phase") == "Running",
+        )
+        run_key = f"{meta['uid']}/{run.container}"
+        self._runs[run_key] = run
+        now = time.monotonic()
+        for fraction, state in run.steps():
+            due = now + fraction * self.probe_seconds
+            heapq.heappush(
+                self._timers,
+                (due, next(self._seq), (meta["namespace"], meta["name"]), run_key, state),
+            )
+        return run.apply("waiting", pod, self.clock.stamp(now))
+
+    def _ephemeral_log(self, pod: Json, container: str, query: Mapping[str, str]) -> Response:
+        with self._cond:
+            run = self._runs.get(f"{_meta(pod).get('uid')}/{container}")
+        if not isinstance(run, ephemeral.EphemeralRun):
+            return Response(200, dict(_TEXT), "")
+        problem = run.log_error(_meta(pod).get("name", ""), pod)
+        if problem:
+            return bad_request(problem)
+        return Response(200, dict(_TEXT), _tail(run.output(pod), query))
+
     # --- pods: log ------------------------------------------------------------------------
 
     def _log(self, namespace: str, name: str, query: Mapping[str, str]) -> Response:
@@ -933,6 +1048,8 @@ class KubeApi:
             return not_found("pods", name)
         containers = [c.get("name", "") for c in (pod.get("spec") or {}).get("containers") or []]
         container = query.get("container")
+        if container and container in ephemeral.names(pod):
+            return self._ephemeral_log(pod, container, query)
         if not container:
             if len(containers) != 1:
                 return bad_request(
@@ -1013,9 +1130,9 @@ class KubeApi:
         now = time.monotonic()
         changed = False
         while self._timers and self._timers[0][0] <= now:
-            due, _, key, uid, state = heapq.heappop(self._timers)
-            pod, run = self._pods.get(key), self._runs.get(uid)
-            if pod is None or run is None or _meta(pod).get("uid") != uid:
+            due, _, key, run_key, state = heapq.heappop(self._timers)
+            pod, run = self._pods.get(key), self._runs.get(run_key)
+            if pod is None or run is None or _meta(pod).get("uid") != run_key.split("/")[0]:
                 continue
             self._record("pods", "MODIFIED", pod, run.apply(state, pod, self.clock.stamp(due)))
             changed = True

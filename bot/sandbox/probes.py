@@ -152,6 +152,7 @@ def choose(world: World, cluster_id: str, url: str, pool: str | None) -> tuple[O
         for e in world.data.get("probes") or []
         if normalize_url(str(e.get("url", ""))) == want
         and (e.get("cluster") is None or _same_cluster(e["cluster"], names))
+        and e.get("pod") is None  # inside a pod only (ephemeral.py)
     ]
     if pool is not None:
         entries = [e for e in entries if e.get("agentPool") is None or _same(e["agentPool"], pool)]

@@ -205,6 +205,9 @@ def _embedded_children(parent: dict[str, Any]) -> Iterator[tuple[str, dict[str, 
             yield armid.key(child_id), body
 
 
+_VMSS_INSTANCE_NIC = ("virtualmachinescalesets", "virtualmachines", "networkinterfaces")
+
+
 def _collection_keys(resource_key: str) -> list[str]:
     """The list paths a resource shows up in: its parent collection, and for a top-level
     resource in a resource group also the subscription-wide list of its type."""
@@ -214,6 +217,10 @@ def _collection_keys(resource_key: str) -> list[str]:
         keys.append(
             f"/subscriptions/{path.subscription}/providers/{path.namespace}/{path.types[0]}"
         )
+    if path is not None and path.types == _VMSS_INSTANCE_NIC:
+        # A scale set instance's NIC is also listed under the scale set itself, as ARM's
+        # "List Virtual Machine Scale Set Network Interfaces" does.
+        keys.append(resource_key.split("/virtualmachines/", 1)[0] + "/networkinterfaces")
     return keys
 
 

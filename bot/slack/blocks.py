@@ -724,7 +724,9 @@ def _finding_parts(
     f: Finding, incident_id: str, index: int | None
 ) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
     mark = MARKS[f.severity]
-    head = f"*{mark} `{escape(f.code)}`*  {clip(f.title, 300)}"
+    inside = f.evidence.get("inside")  # the probe inside the user's --pod
+    seen = f" · seen from inside {_inline_code(inside)}" if inside else ""
+    head = f"*{mark} `{escape(f.code)}`*  {clip(f.title, 300)}{seen}"
     body_text = head + (f"\n{clip(f.detail, MAX_DETAIL)}" if f.detail else "")
     blocks: list[dict[str, Any]] = _sections(body_text)
     step = CATALOG[f.code].step if f.code in CATALOG else None

@@ -202,6 +202,11 @@ def test_namespaces_enforce_restricted_pod_security(name):
         assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     for o in objects:
         if o["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding"):
+            if o["metadata"]["name"].startswith("aks-egress-dns"):
+                # The one exception: reading kube-dns and coredns-custom where they live.
+                assert o["kind"] in ("Role", "RoleBinding")
+                assert o["metadata"]["namespace"] == "kube-system"
+                continue
             assert o["metadata"].get("namespace") in namespaces, f"{o['kind']} {o['metadata']}"
 
 
@@ -434,24 +439,42 @@ def test_rbac_covers_every_kubernetes_call_and_nothing_more():
         f"Kubernetes API calls with no entry in {API_CALLS.relative_to(ROOT)}: "
         + ", ".join(f"{m} ({calls[m][0]})" for m in missing)
     )
+    needed: dict[str, set] = {"cluster": set(), "probe": set(), "dns": set(), "inpod": set()}
+    for method in calls:
+        for req in table["calls"][method]:
+            needed[req["scope"]].add((req["group"], req["resource"], req["verb"]))
+    extra = {(e["group"], e["resource"], e["verb"]) for e in table.get("granted_unused", [])}
+    # The optional in-pod probe: its ClusterRole grants exactly what the inpod calls need.
+    in_pod = one(render("overlays/in-pod-probe"), "ClusterRole", "aks-egress-in-pod-probe")
+    granted = {
+        (g, r, v)
+        for rule in in_pod["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
+    assert granted == needed["inpod"]
     for name in ("base", "target-rbac"):
         objects = render(name)
         probe_ns = "aks-egress-probes"
         cluster_rules = one(objects, "ClusterRole", "aks-egress-reader")["rules"]
-        [role] = find(objects, "Role")
+        role = one(objects, "Role", "aks-egress-probe")
         assert role["metadata"]["namespace"] == probe_ns
-        needed: dict[str, set] = {"cluster": set(), "probe": set()}
-        for method in calls:
-            for req in table["calls"][method]:
-                needed[req["scope"]].add((req["group"], req["resource"], req["verb"]))
+        dns_role = one(objects, "Role", "aks-egress-dns")
+        assert dns_role["metadata"]["namespace"] == "kube-system"
+        assert not find(objects, "ClusterRole", "aks-egress-in-pod-probe"), "optional only"
         for group, resource, verb in needed["cluster"]:
             assert allows(cluster_rules, group, resource, verb), (name, group, resource, verb)
-        for group, resource, verb in needed["probe"]:
-            assert allows(role["rules"], group, resource, verb) or allows(
-                cluster_rules, group, resource, verb
-            ), (name, group, resource, verb)
-        extra = {(e["group"], e["resource"], e["verb"]) for e in table.get("granted_unused", [])}
-        for rules, scope in ((cluster_rules, "cluster"), (role["rules"], "probe")):
+        for scope, rules in (("probe", role["rules"]), ("dns", dns_role["rules"])):
+            for group, resource, verb in needed[scope]:
+                assert allows(rules, group, resource, verb) or allows(
+                    cluster_rules, group, resource, verb
+                ), (name, group, resource, verb)
+        for rules, scope in (
+            (cluster_rules, "cluster"),
+            (role["rules"], "probe"),
+            (dns_role["rules"], "dns"),
+        ):
             for r in rules:
                 for group in r["apiGroups"]:
                     for resource in r["resources"]:
@@ -467,6 +490,7 @@ def test_rbac_covers_every_kubernetes_call_and_nothing_more():
         assert {b["roleRef"]["name"] for b in bindings} == {
             "aks-egress-reader",
             role["metadata"]["name"],
+            dns_role["metadata"]["name"],
         }
     assert env_config(render("base"))["AKS_EGRESS_PROBE_NAMESPACE"] == probe_ns
 

@@ -67,7 +67,8 @@ def test_slash_command_runs_the_check_into_the_thread(world, make_bot):
     spec = EXPECTED[world]
     bot = make_bot(world)
     started = time.monotonic()
-    status, body = bot.slash(f"check {spec['alias']} {spec['endpoint']}")
+    args = " ".join(spec.get("args", []))  # --pod NS/NAME for the pod's own view
+    status, body = bot.slash(f"check {spec['alias']} {spec['endpoint']} {args}".strip())
     assert status == 200 and (time.monotonic() - started) < 3, body
     thread = bot.wait_for(":summary:")
     root, replies = thread[0], thread[1:]
@@ -81,6 +82,13 @@ def test_slash_command_runs_the_check_into_the_thread(world, make_bot):
         assert any(":reply:" in n for n in names)
     for message in thread:
         assert_valid_blocks(message)
+    checklist = json.dumps(next(m for m in replies if name(m) == "0:checklist"))
+    if "--pod" in spec.get("args", []):
+        pod = spec["args"][spec["args"].index("--pod") + 1]
+        assert f"seen from inside `{pod}`" in json.dumps(thread), "the in-pod probe is unnamed"
+        assert "The pod's NetworkPolicies" in checklist
+    else:
+        assert "The pod's NetworkPolicies" not in checklist
 
 
 def test_bad_signature_and_stale_timestamp_are_refused(make_bot):

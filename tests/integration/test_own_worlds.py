@@ -9,12 +9,14 @@ report as a healthy one).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
+from bot.cli import main
 from tests.conftest import WORLDS, assert_expected, expected_worlds
 
 OWN = WORLDS / "own"
@@ -115,7 +117,73 @@ def _check_names(code: str, text: str) -> Callable[[dict], None]:
     return check
 
 
+def _check_denied_pools(pools: set[str], role: str, nsg: str) -> Callable[[dict], None]:
+    def check(report: dict) -> None:
+        (finding,) = _only(report, "NSG_OUTBOUND_DENY")
+        rows = finding["evidence"]["denied"]
+        assert {r["pool"] for r in rows} == pools, rows
+        assert {r["role"] for r in rows} == {role}
+        assert finding["resource"].lower().endswith(f"/networksecuritygroups/{nsg}")
+
+    return check
+
+
+def _check_overridden(
+    ips: list[str], overridden: list[tuple[str, str, list[str]]]
+) -> Callable[[dict], None]:
+    """The egress IPs, and each OUTBOUND_TYPE_OVERRIDDEN as (actual component, role, pools)."""
+
+    def check(report: dict) -> None:
+        assert sorted(report["egressIps"]) == sorted(ips)
+        found = [
+            (f["evidence"]["actual"], f["evidence"]["role"], f["evidence"]["pools"])
+            for f in report["findings"]
+            if f["code"] == "OUTBOUND_TYPE_OVERRIDDEN"
+        ]
+        assert found == overridden
+
+    return check
+
+
+def _check_pod_subnet_deny(report: dict) -> None:
+    """The pod subnet's NSG denies pool apps; its probe pod sent from the pod subnet too."""
+    _check_denied_pools({"apps"}, "pod subnet", "nsg-snet-aks-pods-orders")(report)
+    (timeout,) = _only(report, "PROBE_TIMEOUT")
+    source = timeout["evidence"]["sourceSubnets"]["apps"]
+    assert source["role"] == "pod subnet" and source["subnet"].endswith("/snet-aks-pods")
+    assert "pod subnet snet-aks-pods" in timeout["detail"]
+    (ok,) = _only(report, "PROBE_OK")
+    assert ok["evidence"]["sourceSubnets"]["system"]["role"] == "node subnet"
+
+
+def _check_undecided_asg(report: dict) -> None:
+    _check_denied_pools({"pcibatch"}, "node subnet", "nsg-snet-aks-pay-weu")(report)
+    (denied,) = _only(report, "AZURE_ACCESS_DENIED")
+    assert denied["evidence"]["read"] == "node scale sets"
+    assert denied["evidence"]["undecidedApplicationSecurityGroups"] == {
+        "asg-pci-nodes": ["system", "pci"]
+    }
+    assert "could not be decided" in denied["detail"]
+
+
 EXTRA: dict[str, Callable[[dict], None]] = {
+    "asg-scale-sets-forbidden.yaml": _check_undecided_asg,
+    "asg-instances-not-upgraded.yaml": _check_denied_pools(
+        {"pcibatch"}, "node subnet", "nsg-snet-aks-pay-weu"
+    ),
+    "asg-source-deny-some-pools.yaml": _check_denied_pools(
+        {"pci", "pcibatch"}, "node subnet", "nsg-snet-aks-pay-weu"
+    ),
+    "cni-pod-subnet-nsg-deny.yaml": _check_pod_subnet_deny,
+    "lb-subnet-natgw-takes-over.yaml": _check_overridden(
+        ["20.76.200.17"], [("natGateway", "node subnet", ["system", "edge"])]
+    ),
+    "natgw-subnet-udr-to-appliance.yaml": _check_overridden(
+        [], [("appliance", "node subnet", ["system", "ledger"])]
+    ),
+    "cni-pod-subnet-natgw.yaml": _check_overridden(
+        ["20.105.61.8", "20.105.3.3"], [("natGateway", "pod subnet", ["transcode"])]
+    ),
     "nsg-read-forbidden.yaml": _check_access_denied,
     "nsg-nic-deny.yaml": _check_nsg_resources("NSG_OUTBOUND_DENY", None, "nsg-nic-deny.yaml"),
     "nsg-subnet-and-nic-both-deny.yaml": _check_nsg_resources(
@@ -184,3 +252,19 @@ def test_transient_faults_give_the_same_report(run_check, tmp_path):
     assert not {"AZURE_READ_FAILED", "AZURE_ACCESS_DENIED"} & set(_codes(faulty))
     # the retries happened: 2 extra route-table GETs and 1 extra VNet GET
     assert faulty["stats"]["armCalls"] == healthy["stats"]["armCalls"] + 3
+
+
+# ---------------------------------------------------------------------------- outbound precedence
+
+
+def test_snat_command_watches_the_nat_gateway_that_took_over(capsys):
+    """`aks-egress snat` reads no NSGs or firewalls, but the subnets and route tables that
+    decide which component carries egress: the NAT gateway on a loadBalancer cluster's
+    subnet, not the idle load balancer."""
+    world = OWN / "lb-subnet-natgw-takes-over.yaml"
+    assert main(["snat", "search-prod", "--world", str(world), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    codes = _codes(report)
+    assert "NATGW_SNAT_FAILED" in codes and "OUTBOUND_TYPE_OVERRIDDEN" in codes
+    assert not {"SNAT_OK", "SNAT_HIGH", "SNAT_EXHAUSTED"} & set(codes)
+    assert report["egressIps"] == ["20.76.200.17"]

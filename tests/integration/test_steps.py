@@ -57,7 +57,8 @@ def test_snat_makes_only_the_reads_its_steps_need(world, alias, run_cli):
 
 def test_azure_steps_are_judged_before_the_cluster_is_read():
     """Advisor and the OS disk need only Azure: they come with the path's steps, in the
-    first batch, while the probe still runs."""
+    first batch, while the probe still runs; the DNS path needs CoreDNS's config map, so it
+    waits for the cluster side."""
     batches: list[tuple[str, ...]] = []
     with Sandbox(WORLDS / "lb-snat-high-and-pressure.yaml") as sandbox:
         runtime = attach(sandbox, ProbeSettings())
@@ -68,5 +69,5 @@ def test_azure_steps_are_judged_before_the_cluster_is_read():
         runtime.clients.close()
     assert batches == [
         ("cluster", "route", "nsg", "firewall", "egress", "disk", "advisor"),
-        ("probe", "snat", "resources", "access"),
+        ("dns", "probe", "snat", "resources", "access"),
     ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import WORLDS, assert_expected, expected_worlds
+from tests.conftest import WORLDS, assert_expected, check_argv, expected_worlds
 
 EXPECTED = expected_worlds(WORLDS / "expected.yaml")
 
@@ -12,8 +12,6 @@ EXPECTED = expected_worlds(WORLDS / "expected.yaml")
 @pytest.mark.parametrize("world", sorted(EXPECTED))
 def test_world_gives_expected_findings(world, run_check):
     spec = EXPECTED[world]
-    code, report = run_check(
-        spec["alias"], "--endpoint", spec["endpoint"], "--world", str(WORLDS / world)
-    )
+    code, report = run_check(*check_argv(spec, WORLDS / world))
     assert code == 0, report
     assert_expected(report, spec)

@@ -8,8 +8,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot import armid
 from handlers.addressing import AddressContext
-from handlers.nsg_rules import Flow, RuleDecision, evaluate
+from handlers.nsg_rules import Flow, Membership, RuleDecision, evaluate
 
 WORLDS = Path(__file__).resolve().parents[1] / "worlds"
 NODE = IPv4Address("10.42.0.4")
@@ -391,31 +392,61 @@ def test_unknown_tags_deduplicated_in_precedence_order() -> None:
     assert decision.unknown_tags == ("AzureCloud", "Storage")
 
 
-def test_application_security_groups_cannot_match() -> None:
-    asg_id = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/"
-    asg_id += "applicationSecurityGroups/asg-web"
+ASG_WEB = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/"
+ASG_WEB += "applicationSecurityGroups/asg-web"
+ASG_NODES = "/x/applicationSecurityGroups/asg-nodes"
+
+
+def test_destination_asg_never_holds_an_internet_address() -> None:
+    """The decoy: a Deny to an ASG of some other VM's NIC must not deny the internet."""
     deny = rule(
         "deny-web",
         100,
         destinationAddressPrefix="",
-        destinationApplicationSecurityGroups=[{"id": asg_id}],
+        destinationApplicationSecurityGroups=[{"id": ASG_WEB}],
     )
-    decision = evaluate(nsg(deny), flow(PUBLIC), CTX)
-    assert decision.rule_name == "AllowInternetOutBound"
+    everyone = Membership(frozenset({armid.key(ASG_WEB)}), True)
+    for dest in (PUBLIC, None):
+        f = Flow(NODE, None if dest is None else IPv4Address(dest), 443, "Tcp", everyone, everyone)
+        decision = evaluate(nsg(deny), f, CTX)
+        assert (decision.rule_name, decision.unknown_tags) == ("AllowInternetOutBound", ())
+
+
+def test_destination_asg_in_the_vnet_is_undecided_without_its_nics() -> None:
+    deny = rule(
+        "deny-web",
+        100,
+        destinationAddressPrefix="",
+        destinationApplicationSecurityGroups=[{"id": ASG_WEB}],
+    )
+    decision = evaluate(nsg(deny), flow("10.42.7.9"), CTX)
+    assert decision.rule_name == "AllowVnetOutBound"
     assert decision.unknown_tags == ("asg:asg-web",)
 
 
-def test_source_application_security_group() -> None:
+@pytest.mark.parametrize(
+    ("membership", "expected", "unknown"),
+    [
+        (Membership(frozenset({armid.key(ASG_NODES)}), True), "deny-from-asg", ()),
+        (Membership(frozenset({armid.key(ASG_NODES.upper())}), False), "deny-from-asg", ()),
+        (Membership(frozenset({"/other"}), True), "AllowInternetOutBound", ()),
+        (Membership(), "AllowInternetOutBound", ("asg:asg-nodes",)),
+    ],
+    ids=["member", "member-case-insensitive", "outside-the-asg", "unread"],
+)
+def test_source_application_security_group(
+    membership: Membership, expected: str, unknown: tuple[str, ...]
+) -> None:
     deny = rule(
         "deny-from-asg",
         100,
         sourceAddressPrefix="",
-        sourceApplicationSecurityGroups=[{"id": "/x/applicationSecurityGroups/asg-nodes"}],
+        sourceApplicationSecurityGroups=[{"id": ASG_NODES}],
         destinationAddressPrefix="Internet",
     )
-    decision = evaluate(nsg(deny), flow(PUBLIC), CTX)
-    assert decision.rule_name == "AllowInternetOutBound"
-    assert decision.unknown_tags == ("asg:asg-nodes",)
+    f = Flow(NODE, IPv4Address(PUBLIC), 443, "Tcp", source_asgs=membership)
+    decision = evaluate(nsg(deny), f, CTX)
+    assert (decision.rule_name, decision.unknown_tags) == (expected, unknown)
 
 
 def test_default_rules_without_catch_all_raise() -> None:

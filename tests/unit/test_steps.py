@@ -19,9 +19,12 @@ def test_the_slack_checklist_lists_the_steps_in_the_registry_order():
         listed = [step.name for step in steps_of(mode) if step.listed]
         assert list(jobs._states({}, mode)) == listed
     assert list(jobs._states({}, "all")) == [
-        "cluster", "route", "nsg", "firewall", "egress", "probe", "snat", "resources", "disk",
-        "advisor",
+        "cluster", "dns", "route", "nsg", "firewall", "egress", "probe", "snat", "resources",
+        "disk", "advisor",
     ]  # fmt: skip
+    # The pod's own policies: a step of its own, before the DNS path, only for a --pod.
+    with_pod = list(jobs._states({}, "persistent", "web/api-0"))
+    assert with_pod[:4] == ["cluster", "netpol", "dns", "route"]
 
 
 def test_steps_needing_only_azure_are_the_path_advisor_and_disk():
