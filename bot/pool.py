@@ -30,10 +30,22 @@ from bot.jobs import OPS_QUEUE
 from bot.worker import CheckWorker
 
 
-class OpsWorker(CheckWorker):
+class ThreadWorker(CheckWorker):
+    """A worker of the pool, without rq's command channel (`rq.command`: shutdown, stop a
+    job over pub/sub), which the bot never uses: each subscription is a thread whose stop
+    waits out a 60 s read, and held a SIGTERMed worker process for up to a minute."""
+
+    def subscribe(self) -> None:
+        pass
+
+    def unsubscribe(self) -> None:
+        pass
+
+
+class OpsWorker(ThreadWorker):
     """The main thread's worker: on SIGTERM/SIGINT it also stops the check threads."""
 
-    siblings: tuple[CheckWorker, ...] = ()
+    siblings: tuple[ThreadWorker, ...] = ()
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         for sibling in self.siblings:
@@ -51,7 +63,7 @@ def run(settings: Settings, burst: bool = False) -> None:
     worker here, until stopped (with `burst`, until the queues are empty)."""
     check_queues = (OPS_QUEUE, services.queue(settings).name)
     workers = [
-        CheckWorker.for_queues(_queues(settings, check_queues), settings.worker_heartbeat_s)
+        ThreadWorker.for_queues(_queues(settings, check_queues), settings.worker_heartbeat_s)
         for _ in range(settings.worker_concurrency)
     ]
     ops = OpsWorker.for_queues(_queues(settings, (OPS_QUEUE,)), settings.worker_heartbeat_s)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -193,3 +197,36 @@ def test_a_killed_leaders_retry_takes_its_lease_over_at_once(redis_server):
     report, shared = flight.Flight(client).run(key, "AKE-4", lambda: {"n": 4})
     assert report == {"n": 4} and shared is None and time.monotonic() - started < 1
     assert client.get(key) is None  # released after publishing
+
+
+def test_a_worker_process_runs_its_checks_in_threads_and_stops_on_sigterm(redis_server):
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()  # our private server only
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_server.url,
+        "SLACK_BOT_TOKEN": "xoxb-e2e",
+        "AKS_EGRESS_CONFIG": "/nonexistent/aks-egress.yaml",
+        "AKS_EGRESS_WORKER_CONCURRENCY": "4",
+        "AKS_EGRESS_WORKER_HEARTBEAT_S": "1",
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "worker", "--world", str(WORLDS / "lb-healthy.yaml")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while client.scard(f"rq:workers:{jobs.QUEUE}") < 4 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # Four check workers, and one more for the operations queue alone.
+        assert client.scard(f"rq:workers:{jobs.QUEUE}") == 4
+        assert client.scard(f"rq:workers:{jobs.OPS_QUEUE}") == 5
+        time.sleep(0.5)  # its signal handlers are installed
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(15) == 0
+        assert client.scard("rq:workers") == 0  # every thread's worker left rq's registry
+    finally:
+        if worker.poll() is None:
+            worker.kill()
