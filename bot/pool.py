@@ -30,6 +30,19 @@ from bot.jobs import OPS_QUEUE
 from bot.worker import CheckWorker
 
 
+class PoolQueue(Queue):
+    """rq takes a queue's registry-cleaning lock for 15 minutes and frees it when done.
+    The sweep that retries a killed worker's checks runs under it, so a process killed
+    mid-sweep (likelier with many workers sweeping every heartbeat) would stop every
+    retry for 15 minutes; here the lock lapses after a few seconds (a sweep takes ms)."""
+
+    cleaning_lock_s = 5
+
+    def acquire_maintenance_lock(self) -> bool:
+        key = self.registry_cleaning_key
+        return bool(self.connection.set(key, 1, nx=True, ex=self.cleaning_lock_s))
+
+
 class ThreadWorker(CheckWorker):
     """A worker of the pool, without rq's command channel (`rq.command`: shutdown, stop a
     job over pub/sub), which the bot never uses: each subscription is a thread whose stop
@@ -55,7 +68,7 @@ class OpsWorker(ThreadWorker):
 
 def _queues(settings: Settings, names: tuple[str, ...]) -> list[Queue]:
     connection = services.queue(settings).connection  # one connection per worker
-    return [Queue(name, connection=connection) for name in names]
+    return [PoolQueue(name, connection=connection) for name in names]
 
 
 def run(settings: Settings, burst: bool = False) -> None:
