@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from bot.evidence import Json
+from bot.model import Json
 
 THRESHOLDS = (75.0, 100.0)
 MAX_PANELS = 8  # the worst clusters get a panel each; the rest one line under the figure

@@ -26,9 +26,10 @@ DEMO_WORLD = Path(__file__).resolve().parent / "sandbox" / "worlds" / "demo.yaml
 
 def _fail(message: str, code: int) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
-    console.print(f"[bold red]aks-egress:[/bold red] {message}", markup=True)
+    console.print(f"[bold red]aks-egress:[/bold red] {escape(message)}", markup=True)
     return code
 
 
@@ -133,7 +134,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from bot import processes
     from bot.config import Settings
 
-    return _run_process(lambda: processes.work(Settings(), args.world, burst=args.burst))
+    return _run_process(
+        lambda: processes.work(Settings(), args.world, burst=args.burst, port=args.port)
+    )
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -196,7 +199,25 @@ def cmd_cron(args: argparse.Namespace) -> int:
     from bot import processes
     from bot.config import Settings
 
-    return _run_process(lambda: processes.cron(Settings()))
+    return _run_process(lambda: processes.cron(Settings(), port=args.port))
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from bot import doctor, services
+    from bot.config import ConfigError, Settings
+    from bot.runtime import open_runtime
+    from bot.sandbox.world import WorldError
+
+    settings = Settings()
+    try:
+        slack = services.slack_client(settings) if settings.slack_bot_token else None
+        with open_runtime(args.world, settings) as runtime:
+            results = doctor.run(settings, runtime, slack)
+    except (WorldError, ConfigError) as exc:
+        return _fail(str(exc), BAD_INPUT)
+    for result in results:
+        print("\n".join(result.lines()))
+    return 0 if all(r.ok for r in results) else CANNOT_RUN
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -280,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # cron only enqueues; the workers that run its jobs read Azure (or their own --world).
     cron = sub.add_parser("cron", help="enqueue the scheduled jobs (the daily SNAT summary)")
+    cron.add_argument("--port", type=int, help="health and metrics port (AKS_EGRESS_PORT)")
     cron.set_defaults(func=cmd_cron)
 
     serve = sub.add_parser("serve", help="run the Slack app (Socket Mode if SLACK_APP_TOKEN)")
@@ -291,9 +313,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--http", action="store_true", help="serve HTTP even with SLACK_APP_TOKEN")
         p.add_argument("--port", type=int, help="HTTP port (default AKS_EGRESS_PORT or 3000)")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    worker.add_argument("--port", type=int, help="health and metrics port (AKS_EGRESS_PORT)")
     serve.set_defaults(func=cmd_serve)
     worker.set_defaults(func=cmd_worker)
     dev.set_defaults(func=cmd_dev)
+
+    doctor_cmd = sub.add_parser("doctor", help="check Redis, Slack scopes, Azure and K8s rights")
+    doctor_cmd.add_argument("--world", type=Path, help="a sandbox world instead of Azure")
+    doctor_cmd.set_defaults(func=cmd_doctor)
 
     demo_cmd = sub.add_parser("demo", help="the whole bot on a sandbox world, printed here")
     demo_cmd.add_argument("world", nargs="?", type=Path, default=DEMO_WORLD)
@@ -304,12 +331,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _setup_logs() -> None:
+    """JSON logs (AKS_EGRESS_LOG_FORMAT=text for a terminal), with this process's secrets
+    redacted wherever they would appear."""
+    from urllib.parse import urlsplit
+
+    from bot import logs, redact
+    from bot.config import Settings
+
+    settings = Settings()
+    password = urlsplit(settings.redis_url).password if settings.redis_url else None
+    redact.register(
+        settings.slack_bot_token, settings.slack_signing_secret, settings.slack_app_token, password
+    )
+    logs.setup(settings.log_format)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in ("serve", "worker", "dev", "cron"):
-        import logging
-
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        _setup_logs()
     try:
         code: int = args.func(args)
         return code

@@ -9,6 +9,7 @@ root-cause order.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from bot.model import Finding, Severity
 
@@ -93,12 +94,13 @@ CATALOG: dict[str, Code] = _catalog(
     Code("AZURE_ACCESS_DENIED", W, "access", "The bot may not read a resource it needs"),
     Code("AZURE_READ_FAILED", W, "access", "An Azure read failed after retries"),
     Code("KUBE_ACCESS", INFO, "access", "How the bot reached the cluster's API server"),
+    Code("CLUSTER_LOCAL_ACCOUNTS", W, "access", "Local accounts: the user credential may be admin"),
     Code("KUBE_UNREACHABLE", W, "access", "The cluster's API server cannot be used"),
     Code("KUBE_PARTIAL_ACCESS", W, "access", "The bot could not read part of the cluster"),
 )
 
 
-def finding(code: str, detail: str = "", **kwargs) -> Finding:
+def finding(code: str, detail: str = "", **kwargs: Any) -> Finding:
     """Build a finding whose severity and title come from the catalog, never retyped."""
     entry = CATALOG[code]
     title = kwargs.pop("title", entry.title)

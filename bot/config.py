@@ -18,7 +18,21 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot import armid
 from bot.bypass.policy import BypassPolicy, PolicyError
-from bot.collect.probe import ProbeSettings
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """Where and how probe pods run (bot/collect/probe.py builds them from these)."""
+
+    namespace: str = "aks-egress"
+    image: str = "mcr.microsoft.com/azurelinux/base/core:3.0"
+    connect_timeout_s: int = 5
+    max_time_s: int = 10
+    deadline_s: int = 60
+    leftover_after_s: int = 180
+    # How long to wait for one Azure run command (private clusters, runcommand.py).
+    run_command_timeout_s: int = 300
+
 
 _PROBE = ProbeSettings()
 
@@ -35,9 +49,11 @@ class Settings(BaseSettings):
     slack_app_token: str | None = Field(default=None, validation_alias="SLACK_APP_TOKEN")
     slack_api_url: str = Field(default="https://slack.com/api/", validation_alias="SLACK_API_URL")
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    redis_entra_id: bool = Field(default=False, validation_alias="REDIS_ENTRA_ID")
     retention_days: int = 30
     rate_per_minute: int = 10
-    port: int = 3000
+    port: int = 3000  # Slack HTTP (serve --http) and every process's /healthz /readyz /metrics
+    log_format: str = "json"  # or "text"
     worker_heartbeat_s: int = 10  # how soon a killed worker's check is retried
     worker_concurrency: int = Field(default=16, ge=1, le=64)  # checks one worker runs at once
     # The probe's defaults live in ProbeSettings; these only let the environment override.
@@ -48,6 +64,7 @@ class Settings(BaseSettings):
     probe_deadline_s: int = _PROBE.deadline_s
     probe_leftover_after_s: int = _PROBE.leftover_after_s
     probe_pods_per_cluster: int = Field(default=20, ge=1)  # at once, over all workers
+    run_command_timeout_s: int = _PROBE.run_command_timeout_s
 
     def probe_settings(self) -> ProbeSettings:
         return ProbeSettings(
@@ -57,6 +74,7 @@ class Settings(BaseSettings):
             max_time_s=self.probe_max_time_s,
             deadline_s=self.probe_deadline_s,
             leftover_after_s=self.probe_leftover_after_s,
+            run_command_timeout_s=self.run_command_timeout_s,
         )
 
 

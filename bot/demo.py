@@ -15,7 +15,7 @@ import urllib.parse
 import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.panel import Panel
@@ -27,8 +27,10 @@ from bot.processes import make_worker, start_http
 from bot.redisserver import RedisServer
 from bot.render import mrkdwn
 from bot.runtime import attach
-from bot.sandbox.server import Sandbox
 from bot.sandbox.world import load_world
+
+if TYPE_CHECKING:
+    from bot.sandbox.server import Sandbox
 
 DEMO_CHANNEL = "C0DEMO0001"
 DEMO_USER = "U0DEMO0001"
@@ -103,12 +105,14 @@ def print_thread(console: Console, messages: list[dict[str, Any]]) -> None:
 
 
 def run(world_path: Path, settings: Settings, console: Console, timeout_s: float = 90) -> int:
+    from bot.sandbox.server import Sandbox  # needs the [sandbox] extra: a clear error here
+
     secret = secrets.token_hex(16)
     with ExitStack() as stack:
         if not settings.redis_url:
             redis_server = stack.enter_context(RedisServer())
             settings.redis_url = redis_server.url
-            console.print(f"[dim]private redis-server on {redis_server.url}[/dim]")
+            console.print(f"[dim]private redis-server on {redis_server.address}[/dim]")
         sandbox = stack.enter_context(Sandbox(world_path))
         settings.slack_bot_token = "xoxb-demo-token"
         settings.slack_signing_secret = secret

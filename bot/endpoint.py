@@ -75,7 +75,7 @@ def parse_endpoint(text: str) -> Endpoint:
         return _build(scheme, host, port, "", raw)
     try:
         parts = urlsplit(raw)
-        port = parts.port
+        url_port = parts.port
     except ValueError as exc:
         raise EndpointError(f"{raw!r} is not a valid URL: {exc}") from None
     scheme = parts.scheme.lower()
@@ -86,13 +86,15 @@ def parse_endpoint(text: str) -> Endpoint:
         )
     if parts.username or parts.password:
         raise EndpointError(f"{raw!r}: leave credentials out of the URL")
-    if scheme == "telnet" and port is None:
+    if scheme == "telnet" and url_port is None:
         raise EndpointError(f"{raw!r}: telnet:// needs a port, e.g. telnet://db.contoso.com:5432")
     path = parts.path
     if parts.query:
         path += "?" + parts.query
     default = DEFAULT_PORTS.get(scheme, 0)
-    return _build(scheme, parts.hostname or "", default if port is None else port, path, raw)
+    return _build(
+        scheme, parts.hostname or "", default if url_port is None else url_port, path, raw
+    )
 
 
 def _port(text: str, raw: str) -> int:

@@ -18,20 +18,22 @@ from typing import Any
 
 from bot.codes import CATALOG
 from bot.collect.azure import AzureCollector
-from bot.collect.kube import KubeAccess, KubeReader, KubeUnavailable, connect
+from bot.collect.kube import KubeAccess, KubeNotConnected, KubeReader, KubeUnavailable, connect
 from bot.collect.podview import InPodProbe, PodViewReader
 from bot.collect.probe import ProbeRunner, probe_pools
+from bot.collect.runcommand import CommandFailed, RunCommand, read_cluster
 from bot.endpoint import Endpoint
-from bot.evidence import Evidence, Json, KubeEvidence, KubeUnreached, ProbeRun
-from bot.model import ClusterSummary, Finding, Report, Stats
+from bot.evidence import KUBE_NEEDS, Evidence, KubeEvidence, KubeUnreached, Need, ProbeRun
+from bot.model import ClusterSummary, Finding, Json, Report, Stats
 from bot.runtime import Runtime
-from bot.steps import KUBE_NEEDS, Need, Step, needs_of, steps_of
+from bot.steps import Step, needs_of, steps_of
 from handlers import k8s
 from handlers.cluster import egress_ips
 from handlers.dnspath import explain_dns
 from handlers.rootcause import order, root_cause
 
 StepCallback = Callable[[tuple[str, ...], list[Finding]], None]
+NoteCallback = Callable[[str], None]  # something a user waiting on the check should know
 # Reads that look back over Azure Monitor's last day (and what comes with them).
 _LOOKING_BACK = frozenset({Need.METRICS, Need.ADVISOR, Need.VM_SIZES})
 
@@ -60,10 +62,16 @@ class Engine:
             runtime.clients, runtime.resolver, vm_sizes=runtime.vm_sizes
         )
 
-    def check(self, request: CheckRequest, on_steps: StepCallback | None = None) -> Report:
+    def check(
+        self,
+        request: CheckRequest,
+        on_steps: StepCallback | None = None,
+        on_note: NoteCallback | None = None,
+    ) -> Report:
         """Run the mode's steps (bot/steps.py) on the reads they need; `on_steps` hears
         each batch of steps as it is decided: Azure's as soon as Azure is read, the
-        cluster's once the cluster side and the probe are in."""
+        cluster's once the cluster side and the probe are in; `on_note` why the cluster
+        side takes longer (it goes through Azure run command)."""
         started = time.monotonic()
         arm_before = self.runtime.clients.counter.count
         steps, needs = request.steps, request.needs
@@ -77,16 +85,18 @@ class Engine:
             return found
 
         metrics_until = self.runtime.clock() if needs & _LOOKING_BACK else None
-        k8s_calls = 0
+        k8s_calls = run_commands = 0
         with ThreadPoolExecutor(2, thread_name_prefix="check") as pool:
-            kube_f = pool.submit(self._cluster_side, request) if needs & KUBE_NEEDS else None
+            kube_f = None
+            if needs & KUBE_NEEDS:
+                kube_f = pool.submit(self._cluster_side, request, on_note)
             ev = self.collector.collect(
                 request.alias, request.cluster_id, request.endpoint, metrics_until, needs
             )
             evidence = Evidence(azure=ev)
             findings = judge([s for s in steps if not s.needs_cluster], evidence)
             if kube_f is not None:
-                evidence.kube, evidence.unreached, k8s_calls = kube_f.result()
+                evidence.kube, evidence.unreached, k8s_calls, run_commands = kube_f.result()
         findings += judge([s for s in steps if s.needs_cluster], evidence)
         findings = order(explain_dns(findings))
         network = ev.network_profile
@@ -106,26 +116,55 @@ class Engine:
             stats=Stats(
                 arm_calls=self.runtime.clients.counter.count - arm_before,
                 k8s_calls=k8s_calls,
+                run_commands=run_commands,
                 duration_ms=int((time.monotonic() - started) * 1000),
             ),
         )
 
     def _cluster_side(
-        self, request: CheckRequest
-    ) -> tuple[KubeEvidence | None, KubeUnreached | None, int]:
-        """Everything that needs the API server; its absence is evidence, not a failure."""
+        self, request: CheckRequest, on_note: NoteCallback | None
+    ) -> tuple[KubeEvidence | None, KubeUnreached | None, int, int]:
+        """Everything that needs the API server; its absence is evidence, not a failure.
+
+        An API server the bot cannot connect to (private, or authorized IP ranges) is
+        reached through Azure run command instead (bot/collect/runcommand.py)."""
         rt = self.runtime
         access: KubeAccess | None = None
+        command: RunCommand | None = None
         try:
-            access = connect(rt.access_plan(request.cluster_id), rt.clients, rt.credential)
-            kube = self._read(access, request)
+            try:
+                access = connect(rt.access_plan(request.cluster_id), rt.clients, rt.credential)
+                kube = self._read(access, request)
+            except KubeNotConnected as exc:
+                command = RunCommand.of(rt, request.cluster_id, str(exc))
+                if on_note:
+                    on_note(
+                        f"The cluster side goes through Azure run command ({command.why}): "
+                        "it takes a minute or two longer."
+                    )
+                kube = read_cluster(
+                    command, request.pod, self._probe_url(request), _parts(request), rt.probe
+                )
         except KubeUnavailable as exc:
             unreached = KubeUnreached(how=access.how if access else None, error=str(exc))
-            return None, unreached, access.api.calls if access else 0
+            if command:
+                unreached = KubeUnreached(
+                    how=command.how,
+                    error=f"The bot went through Azure run command ({command.why}): {exc}",
+                    reason=exc.reason if isinstance(exc, CommandFailed) else None,
+                    fix=exc.fix if isinstance(exc, CommandFailed) else [],
+                )
+            return None, unreached, _calls(access), command.count if command else 0
         finally:
             if access:
                 access.close()
-        return kube, None, access.api.calls
+        return kube, None, _calls(access), command.count if command else 0
+
+    @staticmethod
+    def _probe_url(request: CheckRequest) -> str | None:
+        if request.endpoint is None or Need.PROBE not in request.needs:
+            return None
+        return request.endpoint.url
 
     def _read(self, access: KubeAccess, request: CheckRequest) -> KubeEvidence:
         """Nodes first (they name the pools to probe), then what the steps need at once.
@@ -144,7 +183,7 @@ class Engine:
         )
         node_list = reader.nodes()
         namespace, name = k8s.split_key(request.pod or "")
-        probe = request.endpoint is not None and Need.PROBE in needs
+        probe = self._probe_url(request) is not None
         with ThreadPoolExecutor(9, thread_name_prefix="k8s") as pool:
             pods_f = pool.submit(reader.pods) if Need.PODS in needs else None
             node_metrics_f = pod_metrics_f = None
@@ -208,6 +247,26 @@ class Engine:
                 pod=key, inside=key, failure="PodNotRunning", message=f"phase {phase}", **base
             )
         return InPodProbe(access, self.runtime.probe).run(url, target, pool)
+
+
+def _parts(request: CheckRequest) -> frozenset[str]:
+    """The reads of the run command's script (scripts/read.sh) the mode's steps need."""
+    parts = {"nodes"}
+    if Need.PODS in request.needs:
+        parts.add("pods")
+    if Need.KUBE_METRICS in request.needs:
+        parts |= {"node-metrics", "pod-metrics"}
+    if request.pod and request.needs & {Need.PODS, Need.PROBE}:
+        parts.add("target")
+    if Need.COREDNS in request.needs:
+        parts.add("coredns")
+    if request.pod and Need.POD_VIEW in request.needs:
+        parts.add("pod-view")
+    return frozenset(parts)
+
+
+def _calls(access: KubeAccess | None) -> int:
+    return access.api.calls if access else 0
 
 
 def _optional(future: Future | None, partial: list[str]) -> Any:

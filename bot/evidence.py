@@ -12,12 +12,10 @@ import math
 import re
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
 
 from bot import armid
 from bot.endpoint import Endpoint
-
-Json = dict[str, Any]
+from bot.model import Json
 
 # The label that marks a probe pod: the runner sets it, the sweep and the handlers read it.
 PROBE_LABEL = "app.kubernetes.io/name"
@@ -333,6 +331,7 @@ class KubeEvidence:
     in_pod_probe: ProbeRun | None = None  # the probe inside --pod (an ephemeral container)
     pod_view: PodView | None = None  # what the --pod's own policies and DNS depend on
     coredns_custom: Json | None = None  # kube-system/coredns-custom; None: absent or unread
+    run_commands: int = 0  # Azure run commands the cluster side took (0: read directly)
 
 
 @dataclass
@@ -363,6 +362,8 @@ class KubeUnreached:
 
     how: str | None
     error: str
+    reason: str | None = None  # through Azure run command: what failed (runcommand.py)
+    fix: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -29,7 +29,7 @@ from typing import Any
 
 import redis
 
-from bot.engine import CheckRequest, Engine, StepCallback
+from bot.engine import CheckRequest, Engine, NoteCallback, StepCallback
 from bot.model import Report
 from bot.runtime import Runtime
 from bot.store import PREFIX
@@ -150,6 +150,7 @@ def check(
     incident: str,
     request: CheckRequest,
     on_steps: StepCallback,
+    on_note: NoteCallback,
     *,
     afresh: bool,
 ) -> tuple[Report, Shared | None]:
@@ -160,7 +161,7 @@ def check(
     flight = Flight(client)
 
     def compute() -> dict[str, Any]:
-        return Engine(runtime).check(request, on_steps=on_steps).to_json()
+        return Engine(runtime).check(request, on_steps=on_steps, on_note=on_note).to_json()
 
     if afresh:
         data, shared = flight.publish(key, incident, compute()), None

@@ -10,15 +10,13 @@ after its worker was killed completes the thread without repeating it.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from redis.client import Pipeline
-from rq import Queue, Retry
-from rq.job import Job
 from slack_sdk import WebClient
 
-from bot import flight, queued
+from bot import flight, logs, metrics, queued
 from bot.codes import CATALOG
 from bot.collect.azure import ClusterUnreadable
 from bot.config import ClusterConfig
@@ -29,13 +27,9 @@ from bot.runtime import Runtime
 from bot.slack import blocks
 from bot.slack.thread import Thread
 from bot.steps import steps_of
-from bot.store import Admission, Incident, Request, Store, guard_redis, new_incident_id
+from bot.store import Store
 
 log = logging.getLogger(__name__)
-QUEUE = "aks-egress"
-# The daily summary and the bypass jobs: workers take these before any check (bot/pool.py).
-OPS_QUEUE = "aks-egress-ops"
-JOB_TIMEOUT_S = 600
 
 
 @dataclass
@@ -58,66 +52,6 @@ def context() -> WorkerContext:
     if _context is None:
         raise RuntimeError("the worker context is not configured")
     return _context
-
-
-def _queue_check(
-    queue: Queue, pipe: Pipeline, incident_id: str, run: int, endpoint: str | None, mode: str
-) -> Job:
-    return queue.enqueue(
-        run_check,
-        incident_id,
-        run,
-        endpoint,
-        mode,
-        job_id=f"{incident_id}-{run}",
-        job_timeout=JOB_TIMEOUT_S,
-        retry=Retry(max=2),  # immediate: a killed worker already cost a heartbeat
-        failure_ttl=86400,
-        pipeline=pipe,
-    )
-
-
-def admit_check(
-    store: Store, queue: Queue, request: Request, text: str, per_minute: int
-) -> Admission:
-    """Admit a new check and queue its job in one transaction and one round trip, which
-    is most of what a slash command costs before it can be acked.
-
-    A refused request's job is taken back; a worker that took it first finds no incident
-    and does nothing. A worker that dies mid-check gets the job retried.
-    """
-    incident_id = new_incident_id()
-    with guard_redis(), queue.connection.pipeline() as pipe:
-        job = _queue_check(queue, pipe, incident_id, 0, None, "all")
-        workers = f"rq:workers:{queue.name}"  # rq's set of the workers listening to it
-        admission = store.admit(pipe, incident_id, request, text, per_minute, (queue.key, workers))
-        if admission.incident is None:
-            job.delete(pipeline=pipe)
-            pipe.execute()
-    return admission
-
-
-def enqueue_check(
-    queue: Queue, incident_id: str, run: int, endpoint: str | None, mode: str
-) -> None:
-    """Queue another run of an incident's check (a recheck, a probe, the SNAT step)."""
-    with guard_redis(), queue.connection.pipeline() as pipe:
-        _queue_check(queue, pipe, incident_id, run, endpoint, mode)
-        pipe.execute()
-
-
-def incident_view(incident: Incident) -> blocks.IncidentView:
-    r = incident.request
-    return blocks.IncidentView(
-        id=incident.id,
-        alias=r.alias,
-        cluster_id=r.cluster_id,
-        endpoint=r.endpoint,
-        user_id=r.user,
-        channel_id=r.channel,
-        created=r.created_iso,
-        pod=r.pod,
-    )
 
 
 def _states(
@@ -143,6 +77,7 @@ def run_check(
     if incident is None:
         log.info("no incident %s (refused at admission, or expired): nothing to do", incident_id)
         return
+    logs.bind(alias=incident.request.alias, user=incident.request.user)
     thread = Thread(ctx.slack, ctx.store, incident)
     queued.start(ctx, thread, incident)
     request = incident.request
@@ -151,10 +86,19 @@ def run_check(
     name = f"{run}:checklist"
     thread.upsert(name, blocks.checklist(_states(done, mode, request.pod)))
 
+    notes: list[str] = []
+    lock = threading.Lock()  # the cluster side's note comes from another thread
+
     def on_steps(steps: tuple[str, ...], findings: list[Finding]) -> None:
-        for step in steps:
-            done[step] = [f for f in findings if CATALOG[f.code].step == step]
-        thread.upsert(name, blocks.checklist(_states(done, mode, request.pod)))
+        with lock:
+            for step in steps:
+                done[step] = [f for f in findings if CATALOG[f.code].step == step]
+            thread.upsert(name, blocks.checklist(_states(done, mode, request.pod), " ".join(notes)))
+
+    def on_note(note: str) -> None:
+        with lock:
+            notes.append(note)
+            thread.upsert(name, blocks.checklist(_states(done, mode, request.pod), " ".join(notes)))
 
     try:
         report, shared = flight.check(
@@ -169,6 +113,7 @@ def run_check(
                 mode=mode,
             ),
             on_steps,
+            on_note,
             afresh=run > 0,
         )
     except ClusterUnreadable as exc:
@@ -183,6 +128,7 @@ def run_check(
             ),
         )
         ctx.store.set_status(incident_id, "failed")
+        metrics.check_failed("cluster_unreadable")
         return
     if shared is not None:
         thread.upsert(f"{run}:shared", blocks.shared_note(shared.incident, shared.age_s))
@@ -194,6 +140,7 @@ def run_check(
     ctx.store.save_report(incident_id, run, report.to_json() | shared_json)
     thread.summary(run, report)
     ctx.store.set_status(incident_id, "done")
+    metrics.check_finished(report.cluster.outbound_type, report.root_cause)
 
 
 def post_due_summaries() -> list[str]:

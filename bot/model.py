@@ -10,6 +10,10 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+# A JSON object as an API returns it (ARM, Kubernetes, Slack) or as we write it (reports,
+# evidence): the one spelling of that type.
+Json = dict[str, Any]
+
 
 class Severity(StrEnum):
     ERROR = "error"
@@ -31,18 +35,18 @@ class Finding:
     title: str
     detail: str = ""
     resource: str | None = None
-    evidence: dict[str, Any] = field(default_factory=dict)
+    evidence: Json = field(default_factory=dict)
     fix: list[str] = field(default_factory=list)
     about_endpoint: bool = False
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> Json:
         data = asdict(self)
         data["severity"] = str(self.severity)
         del data["about_endpoint"]
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Finding:
+    def from_json(cls, data: Json) -> Finding:
         return cls(
             code=data["code"],
             severity=Severity(data["severity"]),
@@ -59,6 +63,7 @@ class Stats:
     arm_calls: int = 0
     k8s_calls: int = 0
     duration_ms: int = 0
+    run_commands: int = 0  # Azure run commands the cluster side took (0: reached directly)
 
 
 @dataclass
@@ -83,7 +88,7 @@ class Report:
     steps: tuple[str, ...] = ()
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Report:
+    def from_json(cls, data: Json) -> Report:
         """A report read back from the `--json` contract (as Redis keeps it)."""
         cluster, stats = data["cluster"], data.get("stats") or {}
         return cls(
@@ -102,10 +107,11 @@ class Report:
                 arm_calls=stats.get("armCalls", 0),
                 k8s_calls=stats.get("k8sCalls", 0),
                 duration_ms=stats.get("durationMs", 0),
+                run_commands=stats.get("runCommands", 0),
             ),
         )
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> Json:
         """The `--json` contract of world-format.md, key for key."""
         return {
             "cluster": {
@@ -123,5 +129,6 @@ class Report:
                 "armCalls": self.stats.arm_calls,
                 "k8sCalls": self.stats.k8s_calls,
                 "durationMs": self.stats.duration_ms,
+                "runCommands": self.stats.run_commands,
             },
         }

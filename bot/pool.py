@@ -23,11 +23,12 @@ import threading
 from types import FrameType
 
 from rq import Queue
+from rq.serializers import JSONSerializer
 
 from bot import jobs, queued, services
+from bot.admission import OPS_QUEUE, QUEUE
 from bot.config import Settings
-from bot.jobs import OPS_QUEUE
-from bot.worker import CheckWorker
+from bot.worker import CheckWorker, WorkLoop
 
 
 class PoolQueue(Queue):
@@ -58,7 +59,7 @@ class ThreadWorker(CheckWorker):
 class OpsWorker(ThreadWorker):
     """The main thread's worker: on SIGTERM/SIGINT it also stops the check threads."""
 
-    siblings: tuple[ThreadWorker, ...] = ()
+    siblings: tuple[WorkLoop, ...] = ()
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         for sibling in self.siblings:
@@ -67,45 +68,56 @@ class OpsWorker(ThreadWorker):
 
 
 def _queues(settings: Settings, names: tuple[str, ...]) -> list[Queue]:
-    connection = services.queue(settings).connection  # one connection per worker
-    return [PoolQueue(name, connection=connection) for name in names]
+    connection = services.queue(settings, patient=True).connection  # one per worker
+    return [PoolQueue(name, connection=connection, serializer=JSONSerializer) for name in names]
 
 
-def run(settings: Settings, burst: bool = False) -> None:
-    """Run `settings.worker_concurrency` check workers in threads and the operations
-    worker here, until stopped (with `burst`, until the queues are empty)."""
-    check_queues = (OPS_QUEUE, services.queue(settings).name)
-    workers = [
-        ThreadWorker.for_queues(_queues(settings, check_queues), settings.worker_heartbeat_s)
-        for _ in range(settings.worker_concurrency)
-    ]
-    ops = OpsWorker.for_queues(_queues(settings, (OPS_QUEUE,)), settings.worker_heartbeat_s)
-    ops.siblings = tuple(workers)
-    threads = [
-        threading.Thread(
-            target=worker.work,
-            kwargs={"burst": burst, "with_scheduler": False},
-            name=f"check-worker-{n}",
-        )
-        for n, worker in enumerate(workers)
-    ]
-    announcing = threading.Event()  # set: stop announcing
-    threads.append(
-        threading.Thread(
-            target=queued.announce_every,
-            args=(jobs.context(), services.queue(settings), announcing),
-            name="queue-announcer",
-        )
-    )
-    for thread in threads:
-        thread.start()
-    try:
+class Pool:
+    """`settings.worker_concurrency` check workers in threads and the operations worker in
+    the caller's thread, each in a `WorkLoop` (a worker that Redis trouble ends is
+    replaced after a backoff), until stopped (with `burst`, until the queues are empty)."""
+
+    def __init__(self, settings: Settings, burst: bool = False):
+        self.settings, self.burst = settings, burst
+        beat = settings.worker_heartbeat_s
+        names = (OPS_QUEUE, QUEUE)
+        self.checks = [
+            WorkLoop(lambda: ThreadWorker.for_queues(_queues(settings, names), beat), burst)
+            for _ in range(settings.worker_concurrency)
+        ]
         # rq's scheduler (a child process) queues the bypass reverts (enqueue_in) when due;
         # a burst run has no time to wait for them.
-        ops.work(burst=burst, with_scheduler=not burst)
-    finally:
-        announcing.set()
-        for worker in workers:
-            worker.stop()
+        self.ops = WorkLoop(self._ops_worker, burst, with_scheduler=not burst)
+
+    def _ops_worker(self) -> OpsWorker:
+        beat = self.settings.worker_heartbeat_s
+        worker = OpsWorker.for_queues(_queues(self.settings, (OPS_QUEUE,)), beat)
+        worker.siblings = tuple(self.checks)
+        return worker
+
+    def running(self) -> bool:
+        return self.ops.running()
+
+    def run(self) -> None:
+        announcing = threading.Event()  # set: stop announcing
+        threads = [
+            threading.Thread(target=loop.run, name=f"check-worker-{n}")
+            for n, loop in enumerate(self.checks)
+        ]
+        threads.append(
+            threading.Thread(
+                target=queued.announce_every,
+                args=(jobs.context(), services.queue(self.settings), announcing),
+                name="queue-announcer",
+            )
+        )
         for thread in threads:
-            thread.join()
+            thread.start()
+        try:
+            self.ops.run()
+        finally:
+            announcing.set()
+            for loop in self.checks:
+                loop.stop()
+            for thread in threads:
+                thread.join()

@@ -26,7 +26,7 @@ from rq import Queue
 
 from bot import jobs
 from bot.slack import blocks
-from bot.slack.thread import Thread
+from bot.slack.thread import Thread, incident_view
 from bot.store import PREFIX, Incident, _text
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def start(ctx: jobs.WorkerContext, thread: Thread, incident: Incident) -> None:
         announced = ctx.store.queued_place(incident.id) is not None
         if thread.root_ts is None or announced:
             root = thread.upsert(
-                "root", blocks.root_message(jobs.incident_view(incident)), in_thread=False
+                "root", blocks.root_message(incident_view(incident)), in_thread=False
             )
             ctx.store.link_thread(incident.request.channel, root, incident.id)
         ctx.store.set_status(incident.id, "running")
@@ -71,7 +71,7 @@ def announce(ctx: jobs.WorkerContext, queue: Queue) -> int:
             if incident is None or incident.status != "queued":
                 continue
             thread = Thread(ctx.slack, ctx.store, incident)
-            message = blocks.queued_root_message(jobs.incident_view(incident), place)
+            message = blocks.queued_root_message(incident_view(incident), place)
             root = thread.upsert("root", message, in_thread=False)
             ctx.store.link_thread(incident.request.channel, root, incident_id)
             ctx.store.set_queued_place(incident_id, place)

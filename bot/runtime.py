@@ -12,6 +12,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from azure.core.credentials import TokenCredential
 
@@ -19,11 +20,12 @@ from bot import armid
 from bot.collect.azure import VmSizeCache
 from bot.collect.clients import AzureClients, Endpoints
 from bot.collect.kube import AccessPlan
-from bot.collect.probe import ProbeSettings
-from bot.config import ClusterConfig, ClusterRef, Settings
+from bot.config import ClusterConfig, ClusterRef, ProbeSettings, Settings
 from bot.endpoint import DnsResolver, MapResolver, Resolver
-from bot.sandbox.server import Sandbox
 from bot.sandbox.world import World
+
+if TYPE_CHECKING:
+    from bot.sandbox.server import Sandbox
 
 
 class UnknownCluster(LookupError):
@@ -122,6 +124,8 @@ def attach(sandbox: Sandbox, probe: ProbeSettings) -> Runtime:
 def open_runtime(world: Path | None, settings: Settings | None = None) -> Iterator[Runtime]:
     settings = settings or Settings()
     if world is not None:
+        from bot.sandbox.server import Sandbox  # needs the [sandbox] extra
+
         with Sandbox(world) as sandbox:
             runtime = attach(sandbox, settings.probe_settings())
             # A configuration beside a world may still turn the in-pod probe off per alias.

@@ -1,7 +1,8 @@
 """The daily SNAT summary: every cluster of a channel, read in parallel, posted once a day.
 
 Each cluster costs at most five ARM calls (the cluster, its load balancer or NAT
-gateways, two metrics requests, the cluster user credential for node names). A cluster
+gateways, two metrics requests, the cluster user credential for node names); a cluster
+whose API server the bot cannot connect to adds one Azure run command for its node list. A cluster
 that fails to load is reported in the message; the others still go out. Exactly once per
 channel per day: a Redis lease decides who posts, and the posted message's timestamp is
 kept so a restarted run neither posts twice nor gives up.
@@ -17,12 +18,14 @@ from zoneinfo import ZoneInfo
 
 from bot import chart
 from bot.collect.azure import AzureCollector, ClusterUnreadable
-from bot.collect.kube import KubeReader, KubeUnavailable, connect
+from bot.collect.kube import KubeNotConnected, KubeReader, KubeUnavailable, connect
+from bot.collect.runcommand import RunCommand, read_nodes
 from bot.config import SummarySchedule
-from bot.evidence import Json, KubeEvidence
+from bot.evidence import KubeEvidence
+from bot.model import Json
 from bot.runtime import Runtime
 from bot.store import Store
-from handlers import snat
+from handlers import snat_daily
 
 log = logging.getLogger(__name__)
 HIGH_PCT = 75
@@ -35,12 +38,19 @@ def due(schedule: SummarySchedule, now: datetime) -> tuple[bool, str]:
 
 
 def _nodes(runtime: Runtime, alias: str, cluster_id: str) -> KubeEvidence | None:
+    """The node list, for node names; through Azure run command (one, reading the nodes
+    only) when the bot cannot connect to the API server."""
     try:
-        access = connect(runtime.access_plan(cluster_id), runtime.clients, runtime.credential)
         try:
-            return KubeEvidence(access=access.how, nodes=KubeReader(access).nodes())
-        finally:
-            access.close()
+            access = connect(runtime.access_plan(cluster_id), runtime.clients, runtime.credential)
+            try:
+                return KubeEvidence(access=access.how, nodes=KubeReader(access).nodes())
+            finally:
+                access.close()
+        except KubeNotConnected as exc:
+            command = RunCommand.of(runtime, cluster_id, str(exc))
+            command.check_enabled()
+            return KubeEvidence(access=command.how, nodes=read_nodes(command))
     except KubeUnavailable as exc:
         log.warning("summary of %s without node names: %s", alias, exc)
         return None
@@ -58,7 +68,7 @@ def summarize_cluster(runtime: Runtime, alias: str, cluster_id: str, now: dateti
         except ClusterUnreadable as exc:
             f = exc.failure
             return {"alias": alias, "error": f"cannot read the cluster ({f.status} {f.code})"}
-        data = snat.summarize(ev, kube_f.result())
+        data = snat_daily.summarize(ev, kube_f.result())
     data["alias"] = alias
     return data
 
@@ -101,9 +111,9 @@ def post(
     process is posting it."""
     if store.summary_ts(channel, day) or not store.take_summary_lease(channel, day):
         return None
-    from bot.slack import blocks
+    from bot.slack.snat_post import snat_summary
 
-    message = blocks.snat_summary(summary, day)
+    message = snat_summary(summary, day)
     ts = client.chat_postMessage(channel=channel, **message)["ts"]
     store.remember_summary_ts(channel, day, ts)
     client.files_upload_v2(

@@ -7,10 +7,54 @@ reached, or why not, and which of its reads were refused.
 
 from __future__ import annotations
 
+import shlex
+
+from bot import armid
 from bot.codes import finding
 from bot.evidence import AzureEvidence, Evidence
-from bot.model import Finding
+from bot.model import Finding, Json
 from handlers.nsg import undecided_groups
+
+
+def local_accounts(ev: AzureEvidence) -> list[Finding]:
+    """A cluster that keeps local accounts hands out cluster-admin certificates as its
+    "user" credential when it has no Entra ID integration: whoever may call
+    listClusterUserCredential (the bot too) holds the cluster.
+    https://learn.microsoft.com/azure/aks/manage-local-accounts-managed-azure-ad"""
+    if ev.props.get("disableLocalAccounts") is True:
+        return []
+    cluster = armid.ArmId.parse(ev.cluster_id)
+    entra = bool(ev.props.get("aadProfile"))
+    where = (
+        f"--resource-group {shlex.quote(cluster.resource_group)} --name {shlex.quote(cluster.name)}"
+    )
+    fix = (
+        []
+        if entra
+        else [
+            f"az aks update {where} --enable-aad --aad-admin-group-object-ids ENTRA_ADMIN_GROUP_ID"
+        ]
+    )
+    return [
+        finding(
+            "CLUSTER_LOCAL_ACCOUNTS",
+            "Local accounts are enabled on this cluster"
+            + (
+                ": its user credential is still Entra ID, but the admin certificate exists."
+                if entra
+                else " and it has no Entra ID integration: its user kubeconfig, which the "
+                "bot reads, is a cluster-admin certificate."
+            )
+            + " Disable local accounts so every access is an Entra ID identity.",
+            resource=ev.cluster_id,
+            evidence={
+                "disableLocalAccounts": ev.props.get("disableLocalAccounts"),
+                "entraIdIntegration": entra,
+                "enableRBAC": ev.props.get("enableRBAC"),
+            },
+            fix=[*fix, f"az aks update {where} --disable-local-accounts"],
+        )
+    ]
 
 
 def check(ev: Evidence) -> list[Finding]:
@@ -23,9 +67,14 @@ def _kube(ev: Evidence) -> list[Finding]:
         return [
             finding(
                 "KUBE_UNREACHABLE",
-                f"{ev.unreached.error} The probe, pod and node checks did not run.",
+                f"{ev.unreached.error.rstrip('.')}. The probe, pod and node checks did not run.",
                 resource=cluster_id,
-                evidence={"how": ev.unreached.how, "error": ev.unreached.error},
+                evidence={
+                    "how": ev.unreached.how,
+                    "error": ev.unreached.error,
+                    **({"reason": ev.unreached.reason} if ev.unreached.reason else {}),
+                },
+                fix=list(ev.unreached.fix),
             )
         ]
     if ev.kube is None:
@@ -35,7 +84,10 @@ def _kube(ev: Evidence) -> list[Finding]:
             "KUBE_ACCESS",
             f"Reached the cluster's API server through {ev.kube.access}.",
             resource=cluster_id,
-            evidence={"how": ev.kube.access},
+            evidence={
+                "how": ev.kube.access,
+                **({"runCommands": ev.kube.run_commands} if ev.kube.run_commands else {}),
+            },
         )
     ]
     return found + [
@@ -50,7 +102,7 @@ def _kube(ev: Evidence) -> list[Finding]:
 
 
 def _azure(ev: AzureEvidence) -> list[Finding]:
-    findings = []
+    findings = local_accounts(ev)
     groups = undecided_groups(ev) if ev.failures else {}
     for failure in ev.failures:
         cost = ""
@@ -59,7 +111,7 @@ def _azure(ev: AzureEvidence) -> list[Finding]:
                 "; ".join(f"({g}: pools {', '.join(p)})" for g, p in groups.items())
             )
             cost += ": the groups' members are the node NICs the scale sets describe."
-        evidence = {
+        evidence: Json = {
             "read": failure.what,
             "scope": failure.resource,
             "status": failure.status,

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from bot.model import Json
+
 WILDCARDS = frozenset({"*", "any", "0.0.0.0/0"})
 AZURE_LOAD_BALANCER = ipaddress.IPv4Address("168.63.129.16")
 CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
@@ -49,7 +51,7 @@ class AddressContext:
     def from_service_tags(
         cls,
         vnet_prefixes: Iterable[ipaddress.IPv4Network | str],
-        service_tag_values: list[dict],
+        service_tag_values: list[Json],
     ) -> AddressContext:
         """Build a context from the ``values`` list of the Service Tags - List API.
 

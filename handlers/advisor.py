@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from bot import armid
 from bot.codes import finding
-from bot.evidence import AzureEvidence, Json, KubeEvidence
-from bot.model import Finding
+from bot.evidence import AzureEvidence, KubeEvidence
+from bot.model import Finding, Json
 
 IMPACT_ORDER = {"high": 0, "medium": 1, "low": 2}
 MARKER = "/providers/microsoft.advisor/recommendations/"
@@ -24,7 +24,7 @@ def resource_of(rec: Json) -> str | None:
     props = rec.get("properties") or {}
     resource = (props.get("resourceMetadata") or {}).get("resourceId")
     if resource:
-        return resource
+        return str(resource)
     rec_id = rec.get("id") or ""
     at = rec_id.lower().find(MARKER)
     return rec_id[:at] if at > 0 else None

@@ -23,8 +23,8 @@ from typing import Any
 
 from bot import armid
 from bot.codes import finding
-from bot.evidence import AzureEvidence, Json, ProbeRun, outbound_frontends
-from bot.model import Finding
+from bot.evidence import AzureEvidence, ProbeRun, outbound_frontends
+from bot.model import Finding, Json
 from handlers.path import address_context, route_table, subnet_prefix
 from handlers.probe import classify, parse_log, tried_addresses
 from handlers.route_rules import select_route

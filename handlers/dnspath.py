@@ -20,8 +20,8 @@ from dataclasses import dataclass, replace
 
 from bot import armid
 from bot.codes import finding
-from bot.evidence import AzureEvidence, Destination, Json, KubeEvidence
-from bot.model import Finding
+from bot.evidence import AzureEvidence, Destination, KubeEvidence
+from bot.model import Finding, Json
 from handlers import firewall
 from handlers.netpol import AZURE_DNS, vnet_dns_servers
 from handlers.nsg import Denial, allow_commands, nsgs_on_path

@@ -12,9 +12,9 @@ import re
 
 from bot import armid
 from bot.codes import finding
-from bot.evidence import AzureEvidence, Destination, Json
-from bot.model import Finding
-from handlers.firewall_rules import FirewallDecision, Request, evaluate_classic, evaluate_policy
+from bot.evidence import AzureEvidence, Destination
+from bot.model import Finding, Json
+from handlers.firewall_rules import Connection, FirewallDecision, evaluate_classic, evaluate_policy
 from handlers.narrow import nsg_destination
 from handlers.path import Hop, address_context, firewall_with_ip, hops, subnet_prefix
 
@@ -73,7 +73,7 @@ def evaluate_hop(
     dest = hop.destination
     # A wildcard requirement (*.hcp.<region>.azmk8s.io) stands for any host under it.
     fqdn = f"any.{dest.fqdn[2:]}" if dest.fqdn and dest.fqdn.startswith("*.") else dest.fqdn
-    request = Request(
+    request = Connection(
         source=ev.source_address(hop.subnet_id),
         fqdn=fqdn,
         addresses=(hop.address,) if hop.address else (),
@@ -106,7 +106,7 @@ def _parents(ev: AzureEvidence, policy_id: str) -> list[str]:
         current = base
 
 
-def _decision_evidence(fw: Json, hop: Hop, decision: FirewallDecision) -> dict:
+def _decision_evidence(fw: Json, hop: Hop, decision: FirewallDecision) -> Json:
     return {
         "firewall": fw["id"],
         "policy": ((fw.get("properties") or {}).get("firewallPolicy") or {}).get("id"),
@@ -324,10 +324,10 @@ def _placement(
         group, priority = _group_for(ev, policy_id, source)
         return policy_id, group, priority, []
     for candidate in [policy_id, *_parents(ev, policy_id)]:
-        for group in ev.rule_collection_groups.get(armid.key(candidate), []):
-            if group.get("name") != decision.collection_group:
+        for rcg in ev.rule_collection_groups.get(armid.key(candidate), []):
+            if rcg.get("name") != decision.collection_group:
                 continue
-            collections = (group.get("properties") or {}).get("ruleCollections") or []
+            collections = (rcg.get("properties") or {}).get("ruleCollections") or []
             used = {int(c.get("priority") or 0) for c in collections}
             deny = decision.priority_path[-1] if decision.priority_path else 65000
             priority = next((p for p in range(deny - 1, 99, -1) if p not in used), deny)
@@ -335,7 +335,7 @@ def _placement(
                 f"# just before {decision.collection_name} (priority {deny}) in "
                 f"{decision.collection_group}, which stays as it is"
             )
-            return candidate, str(group["name"]), priority, [note]
+            return candidate, str(rcg["name"]), priority, [note]
     group, priority = _group_for(ev, policy_id, source)
     return policy_id, group, priority, []
 

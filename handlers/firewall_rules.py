@@ -18,9 +18,9 @@ processing" (https://learn.microsoft.com/azure/firewall-manager/rule-processing)
    rule collections by ascending priority). Rules are terminating: the first matching rule decides
    with its collection's action, Allow or Deny.
 3. Application rules only if no network rule matched and the traffic is HTTP/HTTPS (the docs also
-   list MSSQL, which a ``Request`` cannot express), in the same order. The docs insist application
-   rules come after network rules whatever the group priorities, so a network rule in a group of
-   priority 65000 still beats an application rule in a group of priority 100.
+   list MSSQL, which a ``Connection`` cannot express), in the same order. The docs insist
+   application rules come after network rules whatever the group priorities, so a network rule
+   in a group of priority 65000 still beats an application rule in a group of priority 100.
 4. Then the built-in infrastructure rule collection (Azure platform FQDNs), which is not modelled,
    then the default deny. For plain HTTP the firewall answers the denied request itself with status
    470 and the body "Action: Deny. Reason: No rule matched. Proceeding with default action.";
@@ -46,6 +46,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from bot.model import Json
 from handlers.addressing import AddressContext, address_matches
 
 _PROTOCOLS = frozenset({"Http", "Https", "Tcp", "Udp"})
@@ -58,14 +59,14 @@ _HTTP_470 = (
 
 
 @dataclass(frozen=True)
-class Request:
+class Connection:
     """One outbound connection as the firewall sees it.
 
     ``source`` is a node address because kubenet and Azure CNI Overlay SNAT pod traffic to the
     node before it leaves for the firewall, and rules are written against the node subnet.
     """
 
-    source: IPv4Address
+    source: IPv4Address | None  # None: the node subnet was not read
     fqdn: str | None
     addresses: tuple[IPv4Address, ...]
     port: int
@@ -135,8 +136,8 @@ class _Collection:
     name: str
     action: str
     priority_path: tuple[int, ...]
-    network_rules: tuple[dict, ...]
-    application_rules: tuple[dict, ...]
+    network_rules: tuple[Json, ...]
+    application_rules: tuple[Json, ...]
     level: int = 0  # 0: inherited from the parent chain (processed first), 1: the policy's own
 
 
@@ -166,13 +167,13 @@ def _addresses(tokens: Iterable[str], addr: IPv4Address | None, ctx: AddressCont
     return _any(_address_token(token, addr, ctx) for token in tokens)
 
 
-def _ip_groups(rule: dict, key: str) -> _Outcome:
+def _ip_groups(rule: Json, key: str) -> _Outcome:
     if rule.get(key):
         return _Outcome(None, (f"{key} cannot be evaluated (IP group contents are not read)",))
     return _NO
 
 
-def _source(rule: dict, request: Request, ctx: AddressContext) -> _Outcome:
+def _source(rule: Json, request: Connection, ctx: AddressContext) -> _Outcome:
     return _any(
         (
             _addresses(rule.get("sourceAddresses") or (), request.source, ctx),
@@ -198,7 +199,7 @@ def _ip_protocol(tokens: Iterable[str], protocol: str) -> _Outcome:
     return _Outcome(any(token.upper() in ("ANY", wanted) for token in tokens))
 
 
-def _network_destination(rule: dict, request: Request, ctx: AddressContext) -> _Outcome:
+def _network_destination(rule: Json, request: Connection, ctx: AddressContext) -> _Outcome:
     tokens = rule.get("destinationAddresses") or ()
     # No resolved address: addressing treats None as "some public address", which only the
     # wildcards (and Internet) are sure to cover.
@@ -226,7 +227,7 @@ def _network_destination(rule: dict, request: Request, ctx: AddressContext) -> _
 
 
 def _network_rule(
-    rule: dict, request: Request, ctx: AddressContext, fqdn_tags: Mapping[str, Collection[str]]
+    rule: Json, request: Connection, ctx: AddressContext, fqdn_tags: Mapping[str, Collection[str]]
 ) -> _Outcome:
     protocols = rule.get("ipProtocols") or rule.get("protocols") or ()
     return _all(
@@ -239,7 +240,7 @@ def _network_rule(
     )
 
 
-def _app_protocol(protocols: Iterable[dict], request: Request) -> _Outcome:
+def _app_protocol(protocols: Iterable[Json], request: Connection) -> _Outcome:
     for entry in protocols:
         kind = str(entry.get("protocolType", "")).lower()
         port = entry.get("port") or _DEFAULT_APP_PORTS.get(kind)
@@ -258,7 +259,7 @@ def _fqdn_tag(tag: str, fqdn: str, fqdn_tags: Mapping[str, Collection[str]]) -> 
     return _NO
 
 
-def _app_target(rule: dict, fqdn: str, fqdn_tags: Mapping[str, Collection[str]]) -> _Outcome:
+def _app_target(rule: Json, fqdn: str, fqdn_tags: Mapping[str, Collection[str]]) -> _Outcome:
     outcomes = [_Outcome(any(fqdn_matches(p, fqdn) for p in rule.get("targetFqdns") or ()))]
     outcomes += [_fqdn_tag(tag, fqdn, fqdn_tags) for tag in rule.get("fqdnTags") or ()]
     if rule.get("targetUrls"):
@@ -271,7 +272,7 @@ def _app_target(rule: dict, fqdn: str, fqdn_tags: Mapping[str, Collection[str]])
 
 
 def _application_rule(
-    rule: dict, request: Request, ctx: AddressContext, fqdn_tags: Mapping[str, Collection[str]]
+    rule: Json, request: Connection, ctx: AddressContext, fqdn_tags: Mapping[str, Collection[str]]
 ) -> _Outcome:
     if request.fqdn is None:
         # Application rules match the Host header or SNI; a bare IP carries no name to match.
@@ -285,12 +286,12 @@ def _application_rule(
     )
 
 
-_Matcher = Callable[[dict, Request, AddressContext, Mapping[str, Collection[str]]], _Outcome]
+_Matcher = Callable[[Json, Connection, AddressContext, Mapping[str, Collection[str]]], _Outcome]
 
 
 def _decide(
     collections: Iterable[_Collection],
-    request: Request,
+    request: Connection,
     ctx: AddressContext,
     fqdn_tags: Mapping[str, Collection[str]],
     extra_notes: tuple[str, ...] = (),
@@ -349,12 +350,12 @@ def _unique(notes: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(notes))
 
 
-def _action(collection: Mapping) -> str:
+def _action(collection: Json) -> str:
     return str(collection["action"]["type"]).capitalize()
 
 
 def _policy_collections(
-    rule_collection_groups: Iterable[dict], level: int
+    rule_collection_groups: Iterable[Json], level: int
 ) -> Iterable[_Collection]:
     for group in rule_collection_groups:
         props = group["properties"]
@@ -374,11 +375,11 @@ def _policy_collections(
 
 
 def evaluate_policy(
-    rule_collection_groups: list[dict],
-    request: Request,
+    rule_collection_groups: list[Json],
+    request: Connection,
     ctx: AddressContext,
     fqdn_tags: Mapping[str, Collection[str]],
-    inherited: Iterable[dict] = (),
+    inherited: Iterable[Json] = (),
 ) -> FirewallDecision:
     """Evaluate a firewall policy given its rule collection groups as ARM returns them.
 
@@ -391,7 +392,7 @@ def evaluate_policy(
     return _decide(collections, request, ctx, fqdn_tags)
 
 
-def _classic_collections(props: Mapping, key: str) -> Iterable[_Collection]:
+def _classic_collections(props: Json, key: str) -> Iterable[_Collection]:
     for coll in props.get(key) or ():
         inner = coll["properties"]
         rules = tuple(inner.get("rules") or ())
@@ -407,8 +408,8 @@ def _classic_collections(props: Mapping, key: str) -> Iterable[_Collection]:
 
 
 def evaluate_classic(
-    firewall: dict,
-    request: Request,
+    firewall: Json,
+    request: Connection,
     ctx: AddressContext,
     fqdn_tags: Mapping[str, Collection[str]],
 ) -> FirewallDecision:

@@ -1,6 +1,8 @@
 """Kubernetes objects as the API's JSON: the views and arithmetic pods.py and nodes.py share.
 
-Quantities are parsed with the Kubernetes client's own `parse_quantity`. Percentages are
+Quantities are parsed as the Kubernetes Python client's `parse_quantity` parses them
+(`kubernetes/utils/quantity.py`, Apache-2.0; tests/unit/test_k8s.py holds the two equal): a
+handler imports no SDK, and importing the client costs the Slack app ~0.3 s. Percentages are
 computed the way `kubectl top node` computes them (kubectl `metricsutil/metrics_printer.go`):
 
     int64(float64(usage.MilliValue()) / float64(available.MilliValue()) * 100)
@@ -11,14 +13,11 @@ Doing the same float operations in the same order gives the very number kubectl 
 
 from __future__ import annotations
 
-from decimal import ROUND_CEILING, Decimal
+from decimal import ROUND_CEILING, Decimal, DecimalException, InvalidOperation
 from typing import Any
 
-from kubernetes.utils.quantity import parse_quantity
-
 from bot.evidence import POOL_LABEL, PROBE_LABEL, PROBE_NAME
-
-Json = dict[str, Any]
+from bot.model import Json
 
 HIGH_PERCENT = 90  # NODE_CPU_HIGH, NODE_MEMORY_HIGH, POD_NEAR_LIMIT: at or above
 LEGACY_POOL_LABEL = "agentpool"
@@ -28,6 +27,35 @@ MI = 1024 * 1024
 
 
 # -- quantities ------------------------------------------------------------------------
+
+_EXPONENTS = {"n": -3, "u": -2, "m": -1, "K": 1, "k": 1, "M": 2, "G": 3, "T": 4, "P": 5, "E": 6}
+_BINARY_PREFIXES = "KMGTPE"  # only these exist in base 1024 (Ki … Ei)
+
+
+def parse_quantity(value: int | float | Decimal | str) -> Decimal:
+    """A Kubernetes quantity as a Decimal; ValueError when it is not one."""
+    if isinstance(value, int | float | Decimal):
+        return Decimal(value)
+    text = str(value)
+    number, suffix = text, ""
+    if len(text) >= 2 and text[-1] == "i":
+        if text[-2] in _EXPONENTS:
+            number, suffix = text[:-2], text[-2:]
+    elif text and text[-1] in _EXPONENTS:
+        number, suffix = text[:-1], text[-1:]
+    try:
+        parsed = Decimal(number)
+    except InvalidOperation:
+        raise ValueError(f"Invalid number format: {number}") from None
+    if not suffix:
+        return parsed
+    if suffix.endswith("i") and suffix[0] not in _BINARY_PREFIXES:
+        raise ValueError(f"{text} has unknown suffix")  # "ki", "mi", "ni", "ui"
+    base = 1024 if suffix.endswith("i") else 1000
+    try:
+        return parsed * (base ** Decimal(_EXPONENTS[suffix[0]]))
+    except DecimalException as exc:
+        raise ValueError(f"Invalid quantity: {text}") from exc
 
 
 def quantity(value: Any) -> Decimal | None:
@@ -99,7 +127,8 @@ def is_probe_pod(pod: Json) -> bool:
 
 
 def condition(obj: Json | None, kind: str) -> Json | None:
-    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
+    conditions: list[Json] = ((obj or {}).get("status") or {}).get("conditions") or []
+    for cond in conditions:
         if cond.get("type") == kind:
             return cond
     return None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from bot import armid
 from bot.codes import finding
-from bot.evidence import AzureEvidence, Json, outbound_frontends
-from bot.model import Finding
+from bot.evidence import AzureEvidence, outbound_frontends
+from bot.model import Finding, Json
 from handlers.outbound import bypassed, paths
 
 PORTS_PER_FRONTEND_IP = 64_000
@@ -18,7 +18,7 @@ def frontend_addresses(ev: AzureEvidence, frontend: Json) -> int:
     if props.get("publicIPPrefix"):
         body = (prefix or {}).get("properties") or {}
         length = body.get("prefixLength") or int(str(body.get("ipPrefix", "/31")).split("/")[1])
-        return 2 ** (32 - int(length))
+        return int(2 ** (32 - int(length)))
     return 1
 
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 from bot import armid
 from bot.codes import finding
-from bot.evidence import AzureEvidence, Json, KubeEvidence, PodView
-from bot.model import Finding
+from bot.evidence import AzureEvidence, KubeEvidence, PodView
+from bot.model import Finding, Json
 from handlers import k8s
 from handlers.netpol_rules import CCNP, CNP, K8S_NP, Flow, Policy, Verdict, evaluate
 

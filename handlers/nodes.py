@@ -9,8 +9,8 @@ Usage percentages are the ones `kubectl top node` prints (see handlers/k8s.py).
 from __future__ import annotations
 
 from bot.codes import finding
-from bot.evidence import Json, KubeEvidence
-from bot.model import Finding
+from bot.evidence import KubeEvidence
+from bot.model import Finding, Json
 from handlers import k8s
 
 PRESSURES = ("MemoryPressure", "DiskPressure", "PIDPressure")
@@ -50,7 +50,8 @@ def _resource(objs: list[Json], kind: str) -> str | None:
 
 
 def _not_ready(nodes: list[Json]) -> list[Finding]:
-    bad, entries = [], []
+    bad: list[Json] = []
+    entries: list[Json] = []
     for node in nodes:
         ready = k8s.condition(node, "Ready")
         status = (ready or {}).get("status", "Unknown")
@@ -89,7 +90,7 @@ def _not_ready(nodes: list[Json]) -> list[Finding]:
 
 
 def _pressure(nodes: list[Json]) -> list[Finding]:
-    entries = []
+    entries: list[Json] = []
     for node in nodes:
         for kind in PRESSURES:
             cond = k8s.condition(node, kind)
@@ -158,7 +159,8 @@ def _node_usage(nodes: list[Json], metrics: list[Json]) -> list[Finding]:
     usage_by_node = {k8s.name_of(m): m.get("usage") or {} for m in metrics}
     findings = []
     for resource, code, label in RESOURCES:
-        high, entries = [], []
+        high: list[Json] = []
+        entries: list[Json] = []
         for node in nodes:
             used = k8s.quantity(usage_by_node.get(k8s.name_of(node), {}).get(resource))
             allocatable = k8s.quantity(
@@ -223,7 +225,7 @@ def _near_limit(
     pods: list[Json], metrics: list[Json], pools: dict[str, str | None]
 ) -> list[Finding]:
     by_key = {k8s.pod_key(p): p for p in pods}
-    entries = []
+    entries: list[Json] = []
     for item in metrics:
         pod = by_key.get(k8s.pod_key(item))
         if pod is None:
@@ -274,14 +276,16 @@ def _near_limit(
 
 
 def _oomkilled(pods: list[Json], pools: dict[str, str | None]) -> list[Finding]:
-    entries, fixes, hit = [], [], []
+    entries: list[Json] = []
+    fixes: list[str] = []
+    hit: list[Json] = []
     for pod in pods:
         node = (pod.get("spec") or {}).get("nodeName")
         for status in k8s.container_statuses(pod):
             terminated = k8s.oom_termination(status)
             if terminated is None:
                 continue
-            name = status.get("name")
+            name = status.get("name") or "?"  # as pods.py names a nameless container
             limit = k8s.container_limit(pod, name, "memory")
             current = ((status.get("state") or {}).get("terminated") or {}) is terminated
             entries.append(

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from bot import armid
 from bot.codes import finding
-from bot.evidence import AzureEvidence, Destination, Json, NodePool, nic_configs, pool_of
-from bot.model import Finding
+from bot.evidence import AzureEvidence, Destination, NodePool, nic_configs, pool_of
+from bot.model import Finding, Json
 from handlers.narrow import OPENS, nsg_destination
 from handlers.nsg_rules import Flow, Membership, RuleDecision, evaluate
 from handlers.path import Hop, address_context, hops
@@ -169,7 +169,7 @@ def _ip_configs(vmss: Json) -> list[Json]:
     ]
 
 
-def _rule_evidence(d: Denial) -> dict:
+def _rule_evidence(d: Denial) -> Json:
     evidence = {
         "nsg": d.decision.nsg_id,
         "rule": d.decision.rule_name,

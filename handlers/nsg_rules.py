@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bot import armid
+from bot.model import Json
 from handlers.addressing import AddressContext, address_matches
 
 EPHEMERAL_PORTS = (1024, 65535)
@@ -85,11 +86,11 @@ class RuleDecision:
     priority: int
     default_rule: bool
     nsg_id: str
-    rule: dict
+    rule: Json
     unknown_tags: tuple[str, ...] = ()
 
 
-def _default(name: str, priority: int, direction: str, src: str, dst: str, access: str) -> dict:
+def _default(name: str, priority: int, direction: str, src: str, dst: str, access: str) -> Json:
     return {
         "name": name,
         "properties": {
@@ -107,7 +108,7 @@ def _default(name: str, priority: int, direction: str, src: str, dst: str, acces
 
 # Azure creates these in every NSG; some API responses (and hand-written fixtures) leave
 # defaultSecurityRules out, yet Azure still applies them.
-STANDARD_DEFAULT_RULES: tuple[dict, ...] = (
+STANDARD_DEFAULT_RULES: tuple[Json, ...] = (
     _default("AllowVnetInBound", 65000, "Inbound", "VirtualNetwork", "VirtualNetwork", "Allow"),
     _default("AllowAzureLoadBalancerInBound", 65001, "Inbound", "AzureLoadBalancer", "*", "Allow"),
     _default("DenyAllInBound", 65500, "Inbound", "*", "*", "Deny"),
@@ -117,7 +118,7 @@ STANDARD_DEFAULT_RULES: tuple[dict, ...] = (
 )
 
 
-def _field_values(props: dict, singular: str, plural: str) -> list[str]:
+def _field_values(props: Json, singular: str, plural: str) -> list[str]:
     """Read a field Azure stores either as a single string or as a list.
 
     ARM returns both keys, with the unused one empty ("" or []), so emptiness rather than
@@ -189,7 +190,7 @@ def asg_member(
 
 def _side_matches(
     tokens: list[str],
-    asgs: list[dict],
+    asgs: list[Json],
     addr: ipaddress.IPv4Address | None,
     membership: Membership,
     ctx: AddressContext,
@@ -216,7 +217,7 @@ def _side_matches(
     return False, undecided
 
 
-def _rule_matches(props: dict, flow: Flow, ctx: AddressContext) -> tuple[bool, list[str]]:
+def _rule_matches(props: Json, flow: Flow, ctx: AddressContext) -> tuple[bool, list[str]]:
     """Match a whole rule: (True, []) on a match, else (False, unevaluable tokens).
 
     Unevaluable tokens are only returned when everything else in the rule matched, so the
@@ -246,11 +247,11 @@ def _rule_matches(props: dict, flow: Flow, ctx: AddressContext) -> tuple[bool, l
     return not pending, pending
 
 
-def _rules_for(nsg: dict, direction: str) -> list[tuple[dict, bool]]:
+def _rules_for(nsg: Json, direction: str) -> list[tuple[Json, bool]]:
     props = nsg.get("properties") or {}
     wanted = direction.lower()
 
-    def in_direction(rule: dict) -> bool:
+    def in_direction(rule: Json) -> bool:
         return str((rule.get("properties") or {}).get("direction", "")).lower() == wanted
 
     custom = [(r, False) for r in props.get("securityRules") or [] if in_direction(r)]
@@ -264,7 +265,7 @@ def _rules_for(nsg: dict, direction: str) -> list[tuple[dict, bool]]:
 
 
 def evaluate(
-    nsg: dict, flow: Flow, ctx: AddressContext, direction: str = "Outbound"
+    nsg: Json, flow: Flow, ctx: AddressContext, direction: str = "Outbound"
 ) -> RuleDecision:
     """Return the rule that decides ``flow`` in ``nsg`` for ``direction``.
 

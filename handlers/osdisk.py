@@ -34,8 +34,8 @@ from typing import Any
 
 from bot import armid
 from bot.codes import finding
-from bot.evidence import AzureEvidence, Json, KubeEvidence, Series, pool_of
-from bot.model import Finding
+from bot.evidence import AzureEvidence, KubeEvidence, Series, pool_of
+from bot.model import Finding, Json
 
 CONSUMED_HIGH = 95.0  # percent of the disk's IOPS or bandwidth cap
 QUEUE_DEPTH_HIGH = 10.0  # outstanding IOs, averaged over an interval
@@ -253,7 +253,7 @@ def ephemeral_placement(os_disk_gb: int, capabilities: Any) -> str | None:
     return None
 
 
-def _not_ephemeral(ev: AzureEvidence, vm_sizes: dict[str, Any]) -> list[Finding]:
+def _not_ephemeral(ev: AzureEvidence, vm_sizes: Json) -> list[Finding]:
     sizes = {k.lower(): v for k, v in vm_sizes.items()}
     cid = armid.ArmId.parse(ev.cluster_id)
     rows, fix = [], []

@@ -32,8 +32,8 @@ from enum import StrEnum
 
 from bot import armid
 from bot.codes import finding
-from bot.evidence import AzureEvidence, Json, NodePool, outbound_frontends
-from bot.model import Finding
+from bot.evidence import AzureEvidence, NodePool, outbound_frontends
+from bot.model import Finding, Json
 from handlers.path import firewall_with_ip, public_ip_texts, route_table
 from handlers.route_rules import default_route
 

@@ -11,7 +11,8 @@ import ipaddress
 from dataclasses import dataclass
 
 from bot import armid
-from bot.evidence import AzureEvidence, Destination, Json, firewall_private_ips
+from bot.evidence import AzureEvidence, Destination, firewall_private_ips
+from bot.model import Json
 from handlers.addressing import AddressContext
 from handlers.route_rules import RouteDecision, select_route
 

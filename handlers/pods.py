@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bot.codes import finding
-from bot.evidence import Json, KubeEvidence
-from bot.model import Finding
+from bot.evidence import KubeEvidence
+from bot.model import Finding, Json
 from handlers import k8s
 
 IMAGE_PULL = {
@@ -125,7 +125,11 @@ def diagnose(pod: Json) -> Diagnosis | None:
         message = status.get("message") or ""
         return Diagnosis(reason, [f"the pod failed ({reason})" + _colon(message)])
 
-    containers, problems, fixes, reasons, unready = [], [], [], [], []
+    containers: list[Json] = []
+    problems: list[str] = []
+    fixes: list[str] = []
+    reasons: list[str] = []
+    unready: list[str] = []
     for cstatus in k8s.container_statuses(pod):
         name = cstatus.get("name") or "?"
         if cstatus.get("ready") or _completed(cstatus):

@@ -16,10 +16,8 @@ from urllib.parse import urlsplit
 from bot.codes import finding
 from bot.endpoint import DEFAULT_PORTS
 from bot.evidence import ProbeRun
-from bot.model import Finding
+from bot.model import Finding, Json
 from handlers import k8s
-
-Json = dict[str, Any]
 
 # Linux retransmits an unanswered SYN after 1 s, then 2 s, 4 s…, and connect() fails with
 # ETIMEDOUT only after ≥ 3 s even with tcp_syn_retries=1 (the default 6 is ~127 s). A
@@ -383,12 +381,15 @@ def _describe(code: str, run: ProbeRun, verbose: str, out: Json) -> tuple[str, l
     if code == "PROBE_TLS_FAILURE":
         return _tls(exit_code, host, addr, out), []
     if code == "PROBE_CONNECTION_RESET":
-        lead = {
+        leads: dict[int | None, str] = {
             52: f"{addr} accepted the connection, then closed it without any reply (exit 52)",
             55: f"Sending to {addr} failed on an open connection (exit 55)",
             56: f"{addr} accepted the connection, then reset it while curl waited for the "
             "response (exit 56)",
-        }.get(exit_code, f"The transfer with {addr} broke on an open connection (exit {exit_code})")
+        }
+        lead = leads.get(
+            exit_code, f"The transfer with {addr} broke on an open connection (exit {exit_code})"
+        )
         return (
             f"{lead}: something lets the TCP handshake through and then kills the flow — a "
             "firewall or proxy on the path, or the endpoint itself.",

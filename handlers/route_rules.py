@@ -11,6 +11,8 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from bot.model import Json
+
 DEFAULT_PREFIX = ipaddress.IPv4Network("0.0.0.0/0")
 # RFC 1918 and RFC 6598 space: Azure drops traffic to it unless something routes it.
 RESERVED_DROP_PREFIXES = tuple(
@@ -31,7 +33,7 @@ class RouteDecision:
     route_id: str | None
 
 
-def _prefix(route: dict) -> ipaddress.IPv4Network | None:
+def _prefix(route: Json) -> ipaddress.IPv4Network | None:
     """The route's IPv4 prefix, or None when it cannot apply to an IPv4 destination here.
 
     Real route tables may use a service tag (``AzureCloud``) as addressPrefix, expanded by
@@ -46,7 +48,7 @@ def _prefix(route: dict) -> ipaddress.IPv4Network | None:
 
 
 def _user_routes(
-    route_table: dict | None, service_tags: Mapping[str, Sequence[ipaddress.IPv4Network]]
+    route_table: Json | None, service_tags: Mapping[str, Sequence[ipaddress.IPv4Network]]
 ) -> list[RouteDecision]:
     """Prefix routes first, then service-tag routes expanded to the tag's prefixes.
 
@@ -54,7 +56,8 @@ def _user_routes(
     prefix length; listing explicit routes first makes the longest-prefix pick do that.
     """
     routes = ((route_table or {}).get("properties") or {}).get("routes") or []
-    explicit, tagged = [], []
+    explicit: list[RouteDecision] = []
+    tagged: list[RouteDecision] = []
     for route in routes:
         props = route.get("properties") or {}
         prefix = _prefix(route)
@@ -100,7 +103,7 @@ def _system_routes(
 
 
 def select_route(
-    route_table: dict | None,
+    route_table: Json | None,
     destination: ipaddress.IPv4Address,
     vnet_prefixes: Sequence[ipaddress.IPv4Network],
     service_tags: Mapping[str, Sequence[ipaddress.IPv4Network]] | None = None,
@@ -123,7 +126,7 @@ def select_route(
     return max(matching, key=lambda r: r.prefix.prefixlen)
 
 
-def default_route(route_table: dict | None) -> dict | None:
+def default_route(route_table: Json | None) -> Json | None:
     """The user route for 0.0.0.0/0, or None.
 
     This is the route that decides whether egress goes to an appliance (outboundType

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from bot import armid
 from bot.codes import finding
-from bot.evidence import AzureEvidence, Json
-from bot.model import Finding
+from bot.evidence import AzureEvidence
+from bot.model import Finding, Json
 from handlers.path import Hop, address_context, hops, route_table
 from handlers.route_rules import default_route, select_route
 
@@ -104,7 +104,7 @@ def _default_route_findings(
                 ],
             )
         ]
-    if udr and props.get("nextHopType") != "VirtualAppliance":
+    if udr and default is not None and props.get("nextHopType") != "VirtualAppliance":
         return [
             finding(
                 "ROUTE_DEFAULT_NOT_APPLIANCE",

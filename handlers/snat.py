@@ -43,36 +43,39 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from fractions import Fraction
+from typing import Any
 
 from bot import armid
 from bot.codes import finding
 from bot.evidence import (
     NAT_OUTBOUND_TYPES,
     AzureEvidence,
-    Json,
     KubeEvidence,
     Series,
     outbound_frontends,
     surge_nodes,
 )
-from bot.model import Finding
+from bot.model import Finding, Json
 from handlers import k8s
 from handlers.loadbalancer import PORTS_PER_FRONTEND_IP, frontend_addresses
 from handlers.outbound import Egress, nat_gateways_in_use, uses
+from handlers.snat_capacity import (
+    HEADROOM_PERCENT,
+    MANAGED_OUTBOUND_IPS_MAX,
+    NATGW_MAX_IPS,
+    NATGW_PORTS_PER_IP,
+    Plan,
+    capacity,
+    fits,
+    ips_for,
+    natgw_ips_for,
+    ports_per_node,
+)
 
-NATGW_PORTS_PER_IP = 64_512
-NATGW_MAX_IPS = 16
 NATGW_PER_DESTINATION = 50_000  # concurrent connections per IP to one destination endpoint
-MANAGED_OUTBOUND_IPS_MAX = 100  # az aks update --load-balancer-managed-outbound-ip-count: 1–100
-MAX_PORTS_PER_NODE = 64_000  # allocatedOutboundPorts: 0–64,000, a multiple of 8
-PORT_STEP = 8
-DYNAMIC_MAX_PORTS = 1_024
-# Default allocation: (largest backend pool size of the band, ports per node per frontend IP).
-DYNAMIC_BANDS = ((50, 1_024), (100, 512), (200, 256), (400, 128), (800, 64), (1_000, 32))
 HIGH_PERCENT = 75  # SNAT_HIGH: peak used ≥ 75 % of allocated on some backend
-HEADROOM_PERCENT = 30  # the fix leaves at least this much free at today's peak
 TOP_NODES = 5
 CHART_LINES = 3  # the busiest nodes drawn as lines; the rest as a band
 
@@ -81,120 +84,6 @@ LB_ALLOCATED = "allocatedsnatports"
 SNAT_CONNECTIONS = "snatconnectioncount"  # LB SnatConnectionCount, NAT GW SNATConnectionCount
 NAT_TOTAL = "totalconnectioncount"
 NAT_DROPS = "packetdropcount"
-
-
-# -- the capacity model (pure) ---------------------------------------------------------
-
-
-def dynamic_ports(pool_size: int, frontend_ips: int = 1) -> int | None:
-    """Ports per node under default allocation; None above 1,000 nodes (no documented band)."""
-    size = max(1, pool_size)
-    for upper, ports in DYNAMIC_BANDS:
-        if size <= upper:
-            return min(ports * max(1, frontend_ips), DYNAMIC_MAX_PORTS)
-    return None
-
-
-def ports_per_node(allocated_outbound_ports: int, pool_size: int, frontend_ips: int) -> int | None:
-    """What each node gets: the fixed `allocatedOutboundPorts`, or the default allocation."""
-    if allocated_outbound_ports > 0:
-        return allocated_outbound_ports
-    return dynamic_ports(pool_size, frontend_ips)
-
-
-def fits(ports: int, nodes: int, ips: int) -> bool:
-    """Whether `ports` per node for `nodes` nodes fit in the IPs' 64,000 ports each."""
-    return ports * nodes <= PORTS_PER_FRONTEND_IP * ips
-
-
-def ips_for(ports: int, nodes: int) -> int:
-    """The fewest frontend IPs for which `ports` × `nodes` fits."""
-    return max(1, -(-ports * nodes // PORTS_PER_FRONTEND_IP))
-
-
-def ports_for_headroom(peak_used: float, headroom_percent: int = HEADROOM_PERCENT) -> int:
-    """The fewest ports, a multiple of 8, of which `peak_used` is at most (100 − headroom) %."""
-    exact = Fraction(peak_used).limit_denominator(10_000) * 100 / (100 - headroom_percent)
-    return max(PORT_STEP, -(-math.ceil(exact) // PORT_STEP) * PORT_STEP)
-
-
-def natgw_ips_for(total_peak: float, headroom_percent: int = HEADROOM_PERCENT) -> int:
-    """NAT gateway IPs whose 64,512 ports each leave the headroom at `total_peak` connections."""
-    demand = math.ceil(
-        Fraction(total_peak).limit_denominator(10_000) * 100 / (100 - headroom_percent)
-    )
-    return max(1, -(-demand // NATGW_PORTS_PER_IP))
-
-
-@dataclass(frozen=True)
-class Plan:
-    """The setting that leaves ≥ 30 % headroom at today's peak for `nodes` nodes.
-
-    kind: "none" (today's allocation already does), "ip-count" (more outbound IPs under
-    default allocation), "ports" (fixed ports per node, with `ips` so that they fit), or
-    "natgw" (no load-balancer setting suffices; `ips` is then the NAT gateway's IP count and
-    `enough` False when even 16 IPs leave less headroom).
-    """
-
-    kind: str
-    nodes: int
-    ips: int
-    ports: int | None
-    needed_ports: int
-    enough: bool = True
-
-    def to_json(self) -> Json:
-        data: Json = {
-            "kind": self.kind,
-            "nodes": self.nodes,
-            "ips": self.ips,
-            "portsPerNode": self.ports,
-            "neededPortsPerNode": self.needed_ports,
-            "headroomPercent": HEADROOM_PERCENT,
-        }
-        if self.kind in ("ip-count", "ports", "none") and self.ports:
-            data["fits"] = fits(self.ports, self.nodes, self.ips)
-            data["portsNeeded"] = self.ports * self.nodes
-            data["portsAvailable"] = PORTS_PER_FRONTEND_IP * self.ips
-        if self.kind == "natgw":
-            data["natGatewayPorts"] = NATGW_PORTS_PER_IP * self.ips
-            data["enough"] = self.enough
-        return data
-
-
-def capacity(
-    peak_used: float,
-    nodes: int,
-    ips: int,
-    allocated_outbound_ports: int,
-    total_peak: float | None = None,
-) -> Plan:
-    """The smallest load-balancer change that gives the headroom, or the NAT gateway move.
-
-    `peak_used`: the busiest node's peak used ports; `nodes`: current nodes plus upgrade
-    surge; `ips`: today's outbound IPs; `allocated_outbound_ports`: today's setting (0 =
-    default allocation); `total_peak`: the cluster's summed peak (for a NAT gateway's size;
-    defaults to `peak_used` × `nodes`).
-    """
-    nodes = max(1, nodes)
-    ips = max(1, ips)
-    need = ports_for_headroom(peak_used)
-    today = ports_per_node(allocated_outbound_ports, nodes, ips)
-    if today is not None and today >= need:
-        return Plan("none", nodes, ips, today, need)
-    if allocated_outbound_ports <= 0 and need <= DYNAMIC_MAX_PORTS:
-        per_ip = dynamic_ports(nodes, 1)
-        if per_ip:
-            wanted = max(ips, -(-need // per_ip))
-            if wanted <= MANAGED_OUTBOUND_IPS_MAX:
-                return Plan("ip-count", nodes, wanted, dynamic_ports(nodes, wanted), need)
-    if need <= MAX_PORTS_PER_NODE:
-        wanted = max(ips, ips_for(need, nodes))
-        if wanted <= MANAGED_OUTBOUND_IPS_MAX:
-            return Plan("ports", nodes, wanted, need, need)
-    total = total_peak if total_peak is not None else peak_used * nodes
-    nat_ips = natgw_ips_for(total)
-    return Plan("natgw", nodes, min(nat_ips, NATGW_MAX_IPS), None, need, nat_ips <= NATGW_MAX_IPS)
 
 
 # -- reading the series ----------------------------------------------------------------
@@ -232,7 +121,9 @@ def _state(s: Series) -> str:
     return (s.dim("ConnectionState") or "").lower()
 
 
-def _by_time(series: list[Series], value=_total) -> dict[str, float]:
+def _by_time(
+    series: list[Series], value: Callable[[Json], float | None] = _total
+) -> dict[str, float]:
     out: dict[str, float] = defaultdict(float)
     for s in series:
         for point in s.points:
@@ -297,7 +188,7 @@ class Backend:
             "allocatedFrom": self.allocated_from,
         }
 
-    def severity_key(self) -> tuple:
+    def severity_key(self) -> tuple[bool, float, float]:
         return (self.failed > 0 or self.reached, self.percent or 0.0, self.failed)
 
 
@@ -634,7 +525,7 @@ def _lb_findings(ev: AzureEvidence, view: LbView) -> list[Finding]:
     return [finding("SNAT_OK", detail, resource=view.lb_id, evidence=evidence)]
 
 
-def _no_data(detail: str, resource: str | None, why: str, **extra) -> Finding:
+def _no_data(detail: str, resource: str | None, why: str, **extra: Any) -> Finding:
     return finding("SNAT_NO_DATA", detail, resource=resource, evidence={"why": why, **extra})
 
 
@@ -652,7 +543,7 @@ class NatView:
 
     @property
     def id(self) -> str:
-        return self.natgw.get("id", "")
+        return str(self.natgw.get("id", ""))
 
     @property
     def name(self) -> str:
@@ -716,7 +607,7 @@ def _natgw_fix(ev: AzureEvidence, view: NatView) -> tuple[list[str], Json]:
     """More NAT gateway IPs: failures at today's count prove it short; scale for headroom."""
     today = max(1, view.ips)
     wanted = max(-(-today * 100 // (100 - HEADROOM_PERCENT)), natgw_ips_for(view.peak_connections))
-    plan = {
+    plan: Json = {
         "ips": today,
         "recommendedIps": min(wanted, NATGW_MAX_IPS),
         "portsPerIp": NATGW_PORTS_PER_IP,
@@ -904,101 +795,3 @@ def check(ev: AzureEvidence, kube: KubeEvidence | None) -> list[Finding]:
             outboundType=ev.outbound_type,
         )
     ]
-
-
-def node_series(backends: list[Backend], lines: int = CHART_LINES) -> tuple[list[Json], list[Json]]:
-    """The busiest nodes' day as a share of their own allocation (and every node with failed
-    connections, so each failure is drawn where it happened), and the band (lowest to
-    highest at each time) the other nodes stay in. SNAT ports are allocated and exhausted
-    per node, so a sum over nodes hides the one that fails."""
-    ranked = sorted(
-        backends, key=lambda b: (max(b.percents.values(), default=0.0), b.failed), reverse=True
-    )
-    drawn = ranked[:lines] + [b for b in ranked[lines:] if b.failed_at]
-    others = [b for b in ranked[lines:] if not b.failed_at]
-    top = [
-        {
-            "node": b.name,
-            "pool": b.pool,
-            "points": [
-                {"timeStamp": t, "percent": round(p, 1)} for t, p in sorted(b.percents.items())
-            ],
-            "failed": [{"timeStamp": t, "count": _num(c)} for t, c in sorted(b.failed_at.items())],
-        }
-        for b in drawn
-    ]
-    rest: dict[str, list[float]] = defaultdict(list)
-    for b in others:
-        for stamp, percent in b.percents.items():
-            rest[stamp].append(percent)
-    band = [
-        {"timeStamp": t, "low": round(min(v), 1), "high": round(max(v), 1), "nodes": len(v)}
-        for t, v in sorted(rest.items())
-    ]
-    return top, band
-
-
-def summarize(ev: AzureEvidence, kube: KubeEvidence | None) -> Json:
-    """The daily summary's numbers for one cluster (and a chart's series)."""
-    findings = [
-        {"code": f.code, "severity": str(f.severity), "title": f.title, "fix": f.fix}
-        for f in check(ev, kube)
-    ]
-    node_count = len(kube.nodes) if kube and kube.nodes else sum(p.count for p in ev.pools)
-    summary: Json = {
-        "alias": ev.alias,
-        "peakUsedPct": None,
-        "failedConnections": None,
-        "topNodes": [],
-        "allocatedPerNode": None,
-        "nodes": node_count,
-        "outboundIps": None,
-        "series": [],
-        "findings": findings,
-    }
-    if ev.outbound_type == "loadBalancer":
-        view = _analyze_lb(ev, kube)
-        summary["outboundIps"] = view.ips
-        summary["allocatedPerNode"] = ports_per_node(view.setting, view.nodes_now, view.ips) or None
-        if ev.metrics is None or not view.measured:
-            return summary
-        ordered = view.worst_first()
-        percents = [b.percent for b in ordered if b.percent is not None]
-        allocations = [b.allocated for b in ordered if b.allocated]
-        summary.update(
-            peakUsedPct=round(max(percents), 1) if percents else None,
-            failedConnections=_num(view.failed_total),
-            topNodes=[b.name for b in ordered if b.used or b.failed][:TOP_NODES],
-            allocatedPerNode=_num(max(allocations)) if allocations else summary["allocatedPerNode"],
-            series=view.timeline,
-        )
-        summary["nodeSeries"], summary["otherNodes"] = node_series(ordered)
-        return summary
-    if ev.outbound_type in NAT_OUTBOUND_TYPES:
-        views = [_analyze_natgw(ev, n) for n in ev.nat_gateways.values()]
-        summary["outboundIps"] = sum(v.ips for v in views)
-        measured = [v for v in views if v.measured]
-        if ev.metrics is None or not measured:
-            return summary
-        ports = sum(v.ips for v in measured) * NATGW_PORTS_PER_IP
-        timeline: dict[str, float] = defaultdict(float)
-        for v in measured:
-            for stamp, value in v.connections.items():
-                timeline[stamp] += value
-        failed_at: dict[str, float] = defaultdict(float)
-        for v in measured:
-            for stamp, value in v.state("failed").items():
-                failed_at[stamp] += value
-        peak = max(timeline.values(), default=0.0)
-        summary.update(
-            peakUsedPct=round(peak / ports * 100, 1) if ports else None,
-            failedConnections=_num(sum(v.failed for v in measured)),
-            series=[
-                {"timeStamp": t, "used": _num(v), "allocated": ports}
-                for t, v in sorted(timeline.items())
-            ],
-            failedAt=[
-                {"timeStamp": t, "count": _num(c)} for t, c in sorted(failed_at.items()) if c
-            ],
-        )
-    return summary

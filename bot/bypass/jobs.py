@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from datetime import timedelta
 
 from azure.core.exceptions import HttpResponseError
 from rq import Queue, get_current_job
 
 from bot import jobs
+from bot.admission import JOB_TIMEOUT_S
 from bot.bypass import run
 from bot.bypass.policy import BypassPolicy
 from bot.bypass.routes import WriteRefused
@@ -28,7 +28,6 @@ from bot.slack.thread import Thread
 from bot.store import guard_redis
 
 log = logging.getLogger(__name__)
-JOB_TIMEOUT_S = 600
 
 
 def _policy(alias: str) -> BypassPolicy:
@@ -40,13 +39,6 @@ def _thread(incident_id: str) -> Thread | None:
     ctx = jobs.context()
     incident = ctx.store.get(incident_id)
     return Thread(ctx.slack, ctx.store, incident) if incident else None
-
-
-def enqueue(queue: Queue, fn: Callable[..., object], *args: object, job_id: str) -> None:
-    with guard_redis():
-        Queue(jobs.OPS_QUEUE, connection=queue.connection).enqueue(
-            fn, *args, job_id=job_id, job_timeout=JOB_TIMEOUT_S, failure_ttl=86400
-        )
 
 
 def plan_bypass(
@@ -232,4 +224,4 @@ def _queue() -> Queue:
     job = get_current_job()
     if job is None:
         raise RuntimeError("apply_bypass runs as an rq job")
-    return Queue(job.origin, connection=job.connection)
+    return Queue(job.origin, connection=job.connection, serializer=job.serializer)

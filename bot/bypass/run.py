@@ -27,8 +27,9 @@ from bot.bypass.state import (
     Holder,
 )
 from bot.collect.azure import AzureCollector
-from bot.collect.kube import KubeReader, KubeUnavailable, connect
+from bot.collect.kube import KubeNotConnected, KubeReader, KubeUnavailable, connect
 from bot.collect.probe import ProbeRunner, probe_pools
+from bot.collect.runcommand import probe_through_run_command
 from bot.endpoint import Endpoint
 from bot.evidence import AzureEvidence, ProbeRun
 from bot.model import Finding, Severity
@@ -141,12 +142,17 @@ def _suspects(ev: AzureEvidence) -> list[str]:
 def _probe(
     runtime: Runtime, cluster_id: str, url: str, only: list[str | None] | None
 ) -> tuple[list[ProbeRun], list[str | None]]:
+    """Probe from the pools (all Linux pools with a node when `only` is None); through
+    Azure run command when the bot cannot connect to the API server (private clusters)."""
     access = connect(runtime.access_plan(cluster_id), runtime.clients, runtime.credential)
     try:
+        nodes = KubeReader(access).nodes()  # also: can the bot connect at all?
         if only is None:
-            only = list(probe_pools(KubeReader(access).nodes())) or [None]
+            only = list(probe_pools(nodes)) or [None]
         runner = ProbeRunner(access, runtime.probe, runtime.clock)
         return runner.run(url, only), only
+    except KubeNotConnected as exc:
+        return probe_through_run_command(runtime, cluster_id, url, only, str(exc))
     finally:
         access.close()
 

@@ -42,7 +42,6 @@ from bot.evidence import (
     NAT_OUTBOUND_TYPES,
     AzureEvidence,
     Destination,
-    Json,
     Need,
     NodePool,
     ReadFailure,
@@ -52,6 +51,7 @@ from bot.evidence import (
     outbound_frontends,
     v4_networks,
 )
+from bot.model import Json
 
 # operation name -> the Azure RBAC action it needs (the deploy role is built from this).
 READS: dict[str, str] = {

@@ -19,6 +19,18 @@ from azure.mgmt.containerservice import ContainerServiceClient
 from azure.mgmt.monitor import MonitorManagementClient
 from azure.mgmt.network import NetworkManagementClient
 
+from bot.metrics import count_call
+
+
+class AzureCallMetrics(SansIOHTTPPolicy):  # type: ignore[type-arg]
+    """Counts every ARM attempt and its failures (a per-retry policy of each SDK client)."""
+
+    def on_response(self, request: Any, response: Any) -> None:
+        count_call("azure", response.http_response.status_code >= 400)
+
+    def on_exception(self, request: Any) -> None:
+        count_call("azure", True)
+
 
 class CallCounter(SansIOHTTPPolicy):
     """Counts every request sent, retries included."""
@@ -52,7 +64,7 @@ class AzureClients:
         key = (cls.__name__, subscription.lower())
         with self._lock:
             if key not in self._cache:
-                kwargs: dict[str, Any] = {"per_retry_policies": [self.counter]}
+                kwargs: dict[str, Any] = {"per_retry_policies": [self.counter, AzureCallMetrics()]}
                 if self.endpoints.base_url:
                     kwargs["base_url"] = self.endpoints.base_url
                 if self.endpoints.ca_path:

@@ -23,9 +23,10 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
+from bot import metrics
 from bot.armid import ArmId
 from bot.collect.clients import AzureClients
-from bot.evidence import Json
+from bot.model import Json
 
 # The Entra ID application of the AKS API server (what kubelogin asks a token for).
 AKS_SERVER_SCOPE = "6dae42f8-4368-4678-94ff-3960e28e3630/.default"
@@ -36,10 +37,19 @@ class KubeUnavailable(Exception):
     """The API server cannot be reached or refuses the bot; the message says what to do."""
 
 
+class KubeNotConnected(KubeUnavailable):
+    """No connection to the API server at all (a private cluster's name does not resolve,
+    authorized IP ranges drop the packets): Azure's run command may still get in."""
+
+
 class CountingApiClient(k8s.ApiClient):
     """Counts every request, which is what the report's `stats.k8sCalls` shows."""
 
     def __init__(self, configuration: k8s.Configuration):
+        if configuration.retries is None:
+            # A failed connection is not retried: an API server the bot cannot connect to
+            # (private, or authorized IP ranges) must fail fast so run command can take over.
+            configuration.retries = urllib3.Retry(total=3, connect=0)
         super().__init__(configuration)
         self._lock = threading.Lock()
         self.calls = 0
@@ -47,7 +57,13 @@ class CountingApiClient(k8s.ApiClient):
     def call_api(self, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
             self.calls += 1
-        return super().call_api(*args, **kwargs)
+        try:
+            result = super().call_api(*args, **kwargs)
+        except Exception:
+            metrics.count_call("kubernetes", True)
+            raise
+        metrics.count_call("kubernetes", False)
+        return result
 
 
 @dataclass
@@ -129,28 +145,45 @@ class KubeReader:
         return _guard("list pods", lambda: _items(self.core.list_pod_for_all_namespaces(**_RAW)))
 
     def metrics(self, plural: str) -> tuple[list[Json] | None, str | None]:
-        """(items, None); (None, None) when metrics.k8s.io is not served (metrics-server
-        missing or down); (None, why) when RBAC refuses it. Metrics are optional evidence:
-        their absence never stops the rest of the check."""
-        try:
-            body = self.custom.list_cluster_custom_object(
+        return read_metrics(
+            lambda: self.custom.list_cluster_custom_object(
                 "metrics.k8s.io", "v1beta1", plural, _request_timeout=READ_TIMEOUT
-            )
-        except ApiException as exc:
-            if exc.status == 403:
-                return None, status_message(exc)
-            if exc.status in (404, 503):
-                return None, None
-            raise KubeUnavailable(explain(exc, f"read {plural} metrics")) from None
-        return body.get("items") or [], None
+            ),
+            plural,
+        )
 
     def pod(self, namespace: str, name: str) -> Json | None:
-        try:
-            return json.loads(self.core.read_namespaced_pod(name, namespace, **_RAW).data)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise KubeUnavailable(explain(exc, f"read pod {namespace}/{name}")) from None
+        return read_pod(
+            lambda: json.loads(self.core.read_namespaced_pod(name, namespace, **_RAW).data),
+            namespace,
+            name,
+        )
+
+
+def read_metrics(call: Callable[[], Json], plural: str) -> tuple[list[Json] | None, str | None]:
+    """(items, None); (None, None) when metrics.k8s.io is not served (metrics-server
+    missing or down); (None, why) when RBAC refuses it. Metrics are optional evidence:
+    their absence never stops the rest of the check. `call` reads them directly or from a
+    run command's output (runcommand.py) and raises ApiException."""
+    try:
+        body = call()
+    except ApiException as exc:
+        if exc.status == 403:
+            return None, status_message(exc)
+        if exc.status in (404, 503):
+            return None, None
+        raise KubeUnavailable(explain(exc, f"read {plural} metrics")) from None
+    return body.get("items") or [], None
+
+
+def read_pod(call: Callable[[], Json], namespace: str, name: str) -> Json | None:
+    """The user's pod (--pod); None when there is no such pod."""
+    try:
+        return call()
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise KubeUnavailable(explain(exc, f"read pod {namespace}/{name}")) from None
 
 
 _RAW = {"_preload_content": False, "_request_timeout": READ_TIMEOUT}
@@ -166,7 +199,7 @@ def _guard(doing: str, call: Callable[[], list[Json]]) -> list[Json]:
     except ApiException as exc:
         raise KubeUnavailable(explain(exc, doing)) from None
     except (urllib3.exceptions.HTTPError, OSError) as exc:
-        raise KubeUnavailable(
+        raise KubeNotConnected(
             f"the API server does not answer ({type(exc).__name__}): for a private cluster run "
             "the bot inside its network (or a peered one), or check authorized IP ranges"
         ) from None

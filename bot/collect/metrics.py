@@ -15,7 +15,8 @@ from typing import Any
 from azure.mgmt.advisor import AdvisorManagementClient
 from azure.mgmt.monitor import MonitorManagementClient
 
-from bot.evidence import Json, Series
+from bot.evidence import Series
+from bot.model import Json
 
 WINDOW = timedelta(hours=24)
 INTERVAL = "PT1H"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import urllib3
@@ -42,16 +42,13 @@ class PodViewReader:
 
     def coredns_custom(self) -> tuple[Json | None, str | None]:
         """CoreDNS's custom ConfigMap (AKS: forward zones, upstreams); (None, why) if refused."""
-        try:
-            raw = self.core.read_namespaced_config_map(COREDNS_CUSTOM, KUBE_SYSTEM, **_RAW)
-            return json.loads(raw.data), None
-        except ApiException as exc:
-            if exc.status == 404:
-                return None, None
-            return None, explain(exc, f"read configmap {KUBE_SYSTEM}/{COREDNS_CUSTOM}")
+        return coredns_result(
+            lambda: json.loads(
+                self.core.read_namespaced_config_map(COREDNS_CUSTOM, KUBE_SYSTEM, **_RAW).data
+            )
+        )
 
     def view(self, namespace: str) -> PodView:
-        view = PodView()
         reads: dict[str, Callable[[], Any]] = {
             "namespaces": lambda: self.core.list_namespace(**_RAW),
             "dns_services": lambda: self.core.list_namespaced_service(KUBE_SYSTEM, **_RAW),
@@ -65,16 +62,38 @@ class PodViewReader:
         }
         with ThreadPoolExecutor(len(reads), thread_name_prefix="podview") as pool:
             futures = {key: pool.submit(call) for key, call in reads.items()}
-            for key, future in futures.items():
-                try:
-                    items = json.loads(future.result().data).get("items") or []
-                except ApiException as exc:
-                    if exc.status == 404 and key.startswith("cilium"):
-                        continue  # the CRD is not installed: not Azure CNI powered by Cilium
-                    view.refused[key] = explain(exc, f"list {key.replace('_', ' ')}")
-                    continue
-                setattr(view, key, items)
-        return view
+            return pod_view({key: _json(future) for key, future in futures.items()})
+
+
+def _json(future: Future[Any]) -> Callable[[], Json]:
+    return lambda: json.loads(future.result().data)
+
+
+def coredns_result(call: Callable[[], Json]) -> tuple[Json | None, str | None]:
+    """coredns-custom from `call` (direct, or a run command's output, runcommand.py), which
+    raises ApiException: (None, None) when absent, (None, why) when refused."""
+    try:
+        return call(), None
+    except ApiException as exc:
+        if exc.status == 404:
+            return None, None
+        return None, explain(exc, f"read configmap {KUBE_SYSTEM}/{COREDNS_CUSTOM}")
+
+
+def pod_view(reads: dict[str, Callable[[], Json]]) -> PodView:
+    """The pod view from its lists (field name -> a call giving the list's JSON or raising
+    ApiException): a refusal is noted in `refused`, a missing Cilium CRD leaves None."""
+    view = PodView()
+    for key, call in reads.items():
+        try:
+            items = call().get("items") or []
+        except ApiException as exc:
+            if exc.status == 404 and key.startswith("cilium"):
+                continue  # the CRD is not installed: not Azure CNI powered by Cilium
+            view.refused[key] = explain(exc, f"list {key.replace('_', ' ')}")
+            continue
+        setattr(view, key, items)
+    return view
 
 
 def ephemeral_container(url: str, name: str, settings: ProbeSettings) -> Json:

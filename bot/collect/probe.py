@@ -14,7 +14,6 @@ import secrets
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -24,22 +23,15 @@ from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from bot.collect.kube import READ_TIMEOUT, KubeAccess, status_message
-from bot.evidence import POOL_LABEL, PROBE_LABEL, PROBE_NAME, Json, ProbeRun
+from bot.config import ProbeSettings
+from bot.evidence import POOL_LABEL, PROBE_LABEL, PROBE_NAME, ProbeRun
+from bot.model import Json
 
 RUN_LABEL = "aks-egress.io/run-id"
+PROBE_POOL_LABEL = "aks-egress.io/pool"  # the pool a probe pod was pinned to
 # A container waiting for one of these will not start without a change: stop waiting.
 STUCK = {"ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError", "InvalidImageName"}
 NONROOT_UID = 65532
-
-
-@dataclass(frozen=True)
-class ProbeSettings:
-    namespace: str = "aks-egress"
-    image: str = "mcr.microsoft.com/azurelinux/base/core:3.0"
-    connect_timeout_s: int = 5
-    max_time_s: int = 10
-    deadline_s: int = 60
-    leftover_after_s: int = 180
 
 
 def curl_args(url: str, settings: ProbeSettings) -> list[str]:
@@ -121,7 +113,7 @@ def probe_pod(url: str, pool: str | None, run_id: str, settings: ProbeSettings) 
         RUN_LABEL: run_id,
     }
     if pool:
-        labels["aks-egress.io/pool"] = pool
+        labels[PROBE_POOL_LABEL] = pool
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -160,6 +152,30 @@ def exit_code(pod: Json) -> int | None:
         if terminated is not None:
             return terminated.get("exitCode")
     return None
+
+
+def probe_result(
+    pod: Json, name: str, base: dict[str, Any], settings: ProbeSettings, log: Callable[[], str]
+) -> ProbeRun:
+    """What a probe pod came to once it finished, got stuck or ran out of time; `log`
+    reads its log (only for a pod that finished; raises ApiException when refused). `base`
+    holds url, pool and image."""
+    node = (pod.get("spec") or {}).get("nodeName")
+    stuck = stuck_reason(pod)
+    if stuck:
+        return ProbeRun(pod=name, failure=stuck[0], message=stuck[1], **base, node=node)
+    if not finished(pod):
+        return ProbeRun(
+            pod=name,
+            failure="Timeout",
+            message=f"the pod did not finish within {settings.deadline_s} s",
+            **base,
+        )
+    try:
+        text = log()
+    except ApiException as exc:  # curl ran, but what it printed cannot be read
+        return ProbeRun(pod=name, failure="ApiError", message=status_message(exc), **base)
+    return ProbeRun(pod=name, exit_code=exit_code(pod), log=text, node=node, **base)
 
 
 class ProbeRunner:
@@ -234,31 +250,15 @@ class ProbeRunner:
             return ProbeRun(pod=f"{ns}/-", failure=reason, message=status_message(exc), **base)
         name = created["metadata"]["name"]
         try:
-            pod, stuck = self._wait(name, created)
-            if stuck:
-                return ProbeRun(
-                    pod=f"{ns}/{name}",
-                    failure=stuck[0],
-                    message=stuck[1],
-                    **base,
-                    node=(pod.get("spec") or {}).get("nodeName"),
-                )
-            if not finished(pod):
-                return ProbeRun(
-                    pod=f"{ns}/{name}",
-                    failure="Timeout",
-                    message=f"the pod did not finish within {self.settings.deadline_s} s",
-                    **base,
-                )
-            log = self.core.read_namespaced_pod_log(
-                name, ns, container="probe", limit_bytes=65536, _request_timeout=READ_TIMEOUT
-            )
-            return ProbeRun(
-                pod=f"{ns}/{name}",
-                exit_code=exit_code(pod),
-                log=log,
-                node=(pod.get("spec") or {}).get("nodeName"),
-                **base,
+            pod, _ = self._wait(name, created)
+            return probe_result(
+                pod,
+                f"{ns}/{name}",
+                base,
+                self.settings,
+                lambda: self.core.read_namespaced_pod_log(
+                    name, ns, container="probe", limit_bytes=65536, _request_timeout=READ_TIMEOUT
+                ),
             )
         except ApiException as exc:
             return ProbeRun(

@@ -20,6 +20,7 @@ import yaml
 
 from bot import armid
 from bot.sandbox import metrics
+from bot.sandbox.runcommand import RunCommands
 from bot.sandbox.wire import Request, Response
 from bot.sandbox.world import World
 
@@ -31,6 +32,7 @@ _JSON = {"Content-Type": "application/json; charset=utf-8"}
 _CLUSTERS = "microsoft.containerservice/managedclusters"
 _ROUTE_TABLES = "microsoft.network/routetables"
 _ROUTES = "microsoft.network/routetables/routes"
+_COMMAND_RESULTS = f"{_CLUSTERS}/commandresults"
 _WRITE_VERBS = {"PUT": "write", "PATCH": "write", "DELETE": "delete", "POST": "action"}
 
 # ARM's code and message per status, for 401s and injected faults (faults.rules).
@@ -61,25 +63,34 @@ def error(status: int, code: str, message: str) -> Response:
     return Response(status, dict(_JSON), {"error": {"code": code, "message": message}})
 
 
+_PERMISSIONS = "/providers/microsoft.authorization/permissions"
+
+
 class ArmApi:
     """The ARM endpoint of one sandbox.
 
     `kube_url_for(cluster_id)` gives the API server URL that kubeconfigs point at (the
     Kubernetes emulator's); without it the cluster's real `fqdn` is used. `kube_ca_pem` is the
-    CA those kubeconfigs trust.
+    CA those kubeconfigs trust. `run_commands` runs `POST {cluster}/runCommand` (runcommand.py);
+    without it that operation is refused as any other unknown action.
     """
 
     api = "arm"
+    # What the caller may do, as the permissions API reports it for every scope (tests set
+    # this to play a principal missing actions).
+    granted: tuple[str, ...] = ("*",)
 
     def __init__(
         self,
         world: World,
         kube_url_for: Callable[[str], str] | None = None,
         kube_ca_pem: bytes | None = None,
+        run_commands: RunCommands | None = None,
     ) -> None:
         self.world = world
         self.kube_url_for = kube_url_for
         self.kube_ca_pem = kube_ca_pem
+        self.run_commands = run_commands
 
     def __call__(self, request: Request) -> Response:
         return self.handle(
@@ -103,6 +114,10 @@ class ArmApi:
             )
         if (target := metrics.split_path(path)) is not None:
             return self._metrics(method, path, *target, query)
+        if method == "GET" and path.lower().endswith(_PERMISSIONS):
+            # https://learn.microsoft.com/rest/api/authorization/permissions/list-for-resource
+            rules = {"actions": list(self.granted), "notActions": []}
+            return ok({"value": [{**rules, "dataActions": [], "notDataActions": []}]})
         parsed = armid.parse(path)
         if parsed is None:
             return self._unknown_path(method, path)
@@ -112,7 +127,9 @@ class ArmApi:
             return ok({"value": self._resource_skus(query.get("$filter"))})
         operation = self._operation(method, parsed)
         if operation is not None:
-            return operation()
+            return operation(body)
+        if method == "GET" and parsed.resource_type.lower() == _COMMAND_RESULTS:
+            return self._command_result(parsed)
         if method == "GET":
             return self._get(parsed)
         if method in ("PUT", "PATCH", "DELETE") and parsed.resource_type.lower() in (
@@ -133,14 +150,16 @@ class ArmApi:
 
     # --- routing ----------------------------------------------------------------------
 
-    def _operation(self, method: str, parsed: armid.ArmPath) -> Callable[[], Response] | None:
-        """`{owner}/{operation}` paths that are not resources, bound to their owner."""
+    def _operation(self, method: str, parsed: armid.ArmPath) -> Callable[[Any], Response] | None:
+        """`{owner}/{operation}` paths that are not resources, bound to their owner; called
+        with the request body."""
         owner = parsed.parent
         if not parsed.is_collection or owner is None:
             return None
         handler = {
             ("GET", _CLUSTERS, "outboundnetworkdependenciesendpoints"): self._egress_endpoints,
             ("POST", _CLUSTERS, "listclusterusercredential"): self._user_credential,
+            ("POST", _CLUSTERS, "runcommand"): self._run_command,
             ("GET", "microsoft.network/locations", "servicetags"): self._service_tags,
         }.get((method, owner.resource_type.lower(), parsed.types[-1].lower()))
         return functools.partial(handler, owner) if handler is not None else None
@@ -161,13 +180,13 @@ class ArmApi:
 
     # --- operations ---------------------------------------------------------------------
 
-    def _egress_endpoints(self, owner: armid.ArmPath) -> Response:
+    def _egress_endpoints(self, owner: armid.ArmPath, body: Any = None) -> Response:
         cluster = self.world.resource(owner.path)
         if cluster is None:
             return not_found(owner.path)
         return ok({"value": self.world.egress_endpoints_for(cluster["id"]) or []})
 
-    def _user_credential(self, owner: armid.ArmPath) -> Response:
+    def _user_credential(self, owner: armid.ArmPath, body: Any = None) -> Response:
         cluster = self.world.resource(owner.path)
         if cluster is None:
             return not_found(owner.path)
@@ -198,7 +217,24 @@ class ArmApi:
             "users": [{"name": user, "user": {"token": SANDBOX_TOKEN}}],
         }
 
-    def _service_tags(self, owner: armid.ArmPath) -> Response:
+    def _run_command(self, owner: armid.ArmPath, body: Any) -> Response:
+        cluster = self.world.resource(owner.path)
+        if cluster is None:
+            return not_found(owner.path)
+        if self.run_commands is None:
+            return forbidden("POST", f"{owner.path}/runCommand")
+        return self.run_commands.start(cluster, owner.path, body)
+
+    def _command_result(self, parsed: armid.ArmPath) -> Response:
+        owner = parsed.parent
+        result = None
+        if owner is not None and self.run_commands is not None:
+            if self.world.resource(owner.path) is None:
+                return not_found(owner.path)
+            result = self.run_commands.result(owner.path, parsed.names[-1])
+        return result if result is not None else not_found(parsed.path)
+
+    def _service_tags(self, owner: armid.ArmPath, body: Any = None) -> Response:
         return ok(
             {
                 "name": "Public",

@@ -41,13 +41,12 @@ from http import HTTPStatus
 from typing import Any
 
 from bot import armid
+from bot.model import Json
 from bot.sandbox import ephemeral, probes
 from bot.sandbox.arm import SANDBOX_CLIENT
 from bot.sandbox.kube_objects import OBJECT_FIELDS, Kind, WorldObjects, runs_cilium
 from bot.sandbox.wire import Request, Response, Stream
 from bot.sandbox.world import World
-
-Json = dict[str, Any]
 
 _JSON = {"Content-Type": "application/json"}
 _TEXT = {"Content-Type": "text/plain"}
@@ -63,6 +62,9 @@ _UNKNOWN_FORMAT = (
     "application/json, application/yaml, application/vnd.kubernetes.protobuf"
 )
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+_RULES_REVIEW = "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews"
 
 
 def served_clusters(world: World) -> list[str]:
@@ -463,11 +465,17 @@ class KubeApi:
 
     # --- entry points ---------------------------------------------------------------------
 
+    # What the caller may do, as SelfSubjectRulesReview reports it in every namespace (tests
+    # set this to play a bot missing rights).
+    rules: tuple[Json, ...] = ({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]},)
+
     def __call__(self, request: Request) -> Response:
         with self._cond:
             self._advance()
         where = route(request.path)
         method = request.method.upper()
+        if method == "POST" and request.path.rstrip("/") == _RULES_REVIEW:
+            return self._rules_review(request.body)
         if where.group is None:
             return self._non_resource(method, where)
         if where.too_deep:
@@ -480,6 +488,24 @@ class KubeApi:
         if where.group != "" or where.version != "v1":
             return not_found_path()
         return self._core(method, where, request)
+
+    def _rules_review(self, body: Any) -> Response:
+        """https://kubernetes.io/docs/reference/kubernetes-api/authorization-resources/self-subject-rules-review-v1/"""
+        spec = (body or {}).get("spec") or {} if isinstance(body, dict) else {}
+        return ok(
+            {
+                "kind": "SelfSubjectRulesReview",
+                "apiVersion": "authorization.k8s.io/v1",
+                "metadata": {"creationTimestamp": None},
+                "spec": spec,
+                "status": {
+                    "resourceRules": [dict(r) for r in self.rules],
+                    "nonResourceRules": [],
+                    "incomplete": False,
+                },
+            },
+            201,
+        )
 
     def error(self, code: int, request: Request) -> Response:
         """The apiserver's Status for a status code: 401s, bad bodies and injected faults."""

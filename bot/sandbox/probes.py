@@ -14,14 +14,12 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from bot import armid
+from bot.model import Json
 from bot.sandbox import routing
 from bot.sandbox.world import World
-
-Json = dict[str, Any]
 
 PROBE_LABEL = ("app.kubernetes.io/name", "aks-egress-probe")
 POOL_LABELS = ("kubernetes.azure.com/agentpool", "agentpool")

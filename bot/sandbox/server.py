@@ -10,6 +10,7 @@ the same for all of them.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
@@ -30,12 +31,24 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import trustme
-
 from bot import armid
+from bot.sandbox.extra import missing
+
+try:
+    import trustme
+except ModuleNotFoundError as exc:  # the [sandbox] extra
+    raise missing(exc) from None
+
 from bot.sandbox.arm import ArmApi
 from bot.sandbox.faults import Faults
 from bot.sandbox.kube import KubeApi, WorldClock, served_clusters
+from bot.sandbox.runcommand import (
+    RefusedPort,
+    RunCommands,
+    direct_access,
+    is_private,
+    private_server,
+)
 from bot.sandbox.slack import APP_ID, SlackApi
 from bot.sandbox.socket_mode import SocketModeHub
 from bot.sandbox.wire import Dispatch, ErrorBody, Request, Response, Stream
@@ -304,7 +317,10 @@ class Sandbox:
 
     The world is copied, so writes served by one sandbox never leak into another.
     `kube_url_for(cluster_id)` is where kubeconfigs from `listClusterUserCredential` point;
-    by default each cluster's own emulated API server (`kube_url`).
+    by default each cluster's own emulated API server (`kube_url`), unless the bot may not
+    connect to it (a private cluster: its private FQDN; authorized IP ranges: a refused
+    port; see runcommand.py). Run commands reach every cluster's API server over TLS, on
+    a listener started when a command first needs it.
     """
 
     def __init__(
@@ -320,7 +336,17 @@ class Sandbox:
         self._clock = WorldClock(self.world.now)
         self._tmp: Path | None = None
         self.ca_path = ""
-        self.arm = ArmApi(self.world, kube_url_for or self.kube_url, self._ca.cert_pem.bytes())
+        self._lock = threading.Lock()
+        self._refused: RefusedPort | None = None
+        self.run_commands = RunCommands(
+            self.world, self._command_kubeconfig, lambda: self.arm_url, self.clock
+        )
+        self.arm = ArmApi(
+            self.world,
+            kube_url_for or self._kubeconfig_server,
+            self._ca.cert_pem.bytes(),
+            self.run_commands,
+        )
         self.socket_mode = SocketModeHub(APP_ID)
         self.slack = SlackApi(
             self.world.now, lambda: self._requests.of("slack"), self.socket_mode.open_url
@@ -349,6 +375,46 @@ class Sandbox:
     def kube_url(self, cluster: str) -> str:
         """The emulated Kubernetes API server (plain HTTP) of a cluster, by alias or ARM id."""
         return self.url(_kube_listener(self._cluster_id(cluster)))
+
+    def _kubeconfig_server(self, cluster_id: str) -> str:
+        """Where a user kubeconfig points: the API server, or where the bot cannot connect."""
+        if direct_access(self.world, cluster_id):
+            return self.kube_url(cluster_id)
+        body = self.world.resource(cluster_id)
+        if body is not None and is_private(body):
+            return private_server(body)
+        with self._lock:
+            if self._refused is None:
+                self._refused = RefusedPort()
+            return self._refused.url
+
+    def _command_kubeconfig(self, cluster_id: str) -> dict[str, Any]:
+        """The kubeconfig a run command's kubectl gets: the cluster's API server over TLS
+        (kubectl sends a bearer token over HTTPS only), trusting the sandbox's CA."""
+        name = f"k8s-tls:{armid.key(cluster_id)}"
+        with self._lock:
+            if name not in self._servers:
+                api = self._kube[armid.key(self._cluster_id(cluster_id))]
+                endpoint = Endpoint("k8s", api, api.error, clock=lambda: self._clock.current())
+                self._listen(endpoint, name, tls=True)
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "cluster",
+                    "cluster": {
+                        "server": self.url(name),
+                        "certificate-authority-data": base64.b64encode(
+                            self._ca.cert_pem.bytes()
+                        ).decode(),
+                    },
+                }
+            ],
+            "contexts": [{"name": "cluster", "context": {"cluster": "cluster", "user": "cmd"}}],
+            "current-context": "cluster",
+            "users": [{"name": "cmd", "user": {"token": "run-command-token"}}],
+        }
 
     def _cluster_id(self, cluster: str) -> str:
         if cluster in self.world.clusters:
@@ -379,6 +445,10 @@ class Sandbox:
         return self
 
     def stop(self) -> None:
+        self.run_commands.close()
+        if self._refused is not None:
+            self._refused.close()
+            self._refused = None
         self.socket_mode.stop()
         for api in self._kube.values():
             api.close()  # ends watches in flight

@@ -42,9 +42,8 @@ from email.parser import BytesParser
 from typing import Any
 from urllib.parse import parse_qsl
 
+from bot.model import Json
 from bot.sandbox.wire import Request, Response
-
-Json = dict[str, Any]
 
 TEAM_ID = "T0AKSEGRS"
 TEAM_NAME = "aks-egress sandbox"
@@ -176,6 +175,8 @@ class SlackApi:
     """The emulated Slack Web API of one workspace (one per Sandbox)."""
 
     api = "slack"
+    # The bot token's scopes, sent as X-OAuth-Scopes; None sends no header (tests set it).
+    bot_scopes: tuple[str, ...] | None = None
 
     def __init__(
         self, now: datetime, log: Callable[[], list[Any]], socket_url: Callable[[], str]
@@ -267,7 +268,10 @@ class SlackApi:
         if warnings:
             body["warning"] = ",".join(warnings)
             body.setdefault("response_metadata", {})["warnings"] = warnings
-        return Response(200, dict(_JSON), body)
+        headers = dict(_JSON)
+        if self.bot_scopes is not None and (_identity_token(request) or "").startswith("xoxb-"):
+            headers["X-OAuth-Scopes"] = ",".join(self.bot_scopes)  # as Slack sends it
+        return Response(200, headers, body)
 
     # --- queries for tests and the demo --------------------------------------------------
 

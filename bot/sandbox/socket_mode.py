@@ -16,14 +16,19 @@ import queue
 import threading
 import time
 import uuid
-from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
-from websockets.sync.server import Server, ServerConnection, serve
+from bot.sandbox.extra import missing
 
-Json = dict[str, Any]
+try:
+    from websockets.exceptions import ConnectionClosed
+    from websockets.http11 import Request, Response
+    from websockets.sync.server import Server, ServerConnection, serve
+except ModuleNotFoundError as exc:  # the [sandbox] extra
+    raise missing(exc) from None
+
+from bot.model import Json
+
 KINDS = ("slash_commands", "events_api", "interactive")
 
 

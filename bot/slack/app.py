@@ -1,5 +1,8 @@
 """The Bolt app: listeners validate, authorize, record the incident, queue the work, ack.
 
+Listeners about an existing incident (a mention, the buttons, the probe modal) sit behind
+the middleware of bot/slack/guards.py, which finds the incident and authorizes the user.
+
 The web process never calls Azure or Kubernetes: everything slow runs in a worker. A
 listener answers Slack within milliseconds, with refusals and errors shown only to the
 user who asked, and never with a stack trace.
@@ -12,12 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from rq import Queue
-from slack_bolt import App, BoltResponse
+from slack_bolt import App, BoltContext, BoltResponse
 from slack_sdk import WebClient
 
-from bot import jobs
+from bot import metrics
+from bot.admission import admit_check, enqueue_check
 from bot.directory import Directory
-from bot.model import Report
+from bot.model import Json, Report
 from bot.slack import blocks
 from bot.slack import bypass as bypass_listeners
 from bot.slack.access import Access
@@ -28,20 +32,18 @@ from bot.slack.commands import (
     Probe,
     Recheck,
     Snat,
-    Summary,
+    Timeline,
     UsageError,
     parse_mention,
     parse_slash,
 )
-from bot.slack.thread import Thread
+from bot.slack.guards import STORE_DOWN, Guards, Next, private
+from bot.slack.thread import Thread, incident_view
+from bot.slack.timeline import timeline
 from bot.store import Incident, Request, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 COMMAND = "/aks-egress"
-STORE_DOWN = blocks.error_text(
-    "the bot's state store is unavailable",
-    "try again in a minute; if it persists, tell the bot's operators that Redis is down",
-)
 
 
 @dataclass
@@ -93,6 +95,7 @@ def build_app(
         try:
             parsed = parse_slash(text)
         except UsageError as exc:
+            metrics.REFUSALS.labels("usage").inc()
             ack(**_ephemeral(blocks.usage_error(str(exc))))
             return
         if isinstance(parsed, Help):
@@ -105,6 +108,7 @@ def build_app(
         assert isinstance(parsed, Check)
         refused = access.refusal(parsed.alias, channel, user)
         if refused:
+            metrics.REFUSALS.labels("not_allowed").inc()
             ack(**_ephemeral(blocks.refusal(refused)))
             return
         request = Request(
@@ -116,11 +120,13 @@ def build_app(
             user=user,
         )
         try:
-            admission = jobs.admit_check(store, queue, request, text, deps.rate_per_minute)
+            admission = admit_check(store, queue, request, text, deps.rate_per_minute)
         except StoreUnavailable:
+            metrics.REFUSALS.labels("store_unavailable").inc()
             ack(**_ephemeral(STORE_DOWN))
             return
         if admission.rate_limited:
+            metrics.REFUSALS.labels("rate_limited").inc()
             ack(
                 **_ephemeral(
                     blocks.refusal(
@@ -131,6 +137,7 @@ def build_app(
             )
             return
         if admission.incident is None:
+            metrics.REFUSALS.labels("duplicate").inc()
             ack(
                 **_ephemeral(
                     blocks.refusal(
@@ -142,74 +149,67 @@ def build_app(
             return
         incident_id, place = admission.incident.id, admission.place
         ack(**_ephemeral(blocks.started_text(incident_id, parsed.alias, place)))
+        log.info(
+            "check queued",
+            extra={"incident": incident_id, "alias": parsed.alias, "user": user, "place": place},
+        )
 
-    @app.event("app_mention")
-    def on_mention(event: dict[str, Any], client: WebClient) -> None:
-        channel, user = event["channel"], event.get("user", "")
-        thread_ts = event.get("thread_ts")
-        try:
-            incident_id = store.incident_for_thread(channel, thread_ts) if thread_ts else None
-            incident = store.get(incident_id) if incident_id else None
-        except StoreUnavailable:
-            _private(client, channel, user, STORE_DOWN, thread_ts)
-            return
-        if incident is None:
-            _private(
-                client,
-                channel,
-                user,
-                blocks.usage_error(
-                    "mention me in the thread of an incident I opened, or start one with "
-                    "`/aks-egress check CLUSTER URL`"
-                ),
-                thread_ts,
-            )
-            return
+    guards = Guards(store, access)
+
+    @app.event("app_mention", middleware=[guards.thread_incident])
+    def on_mention(event: Json, client: WebClient, context: BoltContext) -> None:
+        incident: Incident = context["incident"]
+        channel, user = incident.request.channel, event.get("user", "")
         try:
             if (wanted := bypass_listeners.parse(event.get("text", ""))) is not None:
                 bypass.request(client, incident, wanted, user)
                 return
             parsed = parse_mention(event.get("text", ""))
         except UsageError as exc:
-            _private(client, channel, user, blocks.usage_error(str(exc)), thread_ts)
+            usage = blocks.usage_error(str(exc))
+            private(client, event["channel"], user, usage, event["thread_ts"])
             return
-        _act(client, store, queue, access, incident, parsed, user)
+        if isinstance(parsed, Help):
+            private(client, channel, user, blocks.help_text(), incident.ts.get("root"))
+        elif isinstance(parsed, Timeline):
+            text = timeline(incident_view(incident), store.reports(incident.id))
+            client.chat_postMessage(
+                channel=channel, thread_ts=incident.ts.get("root"), text=text, mrkdwn=True
+            )
+        elif not guards.refused(client, incident, user):
+            _enqueue(client, store, queue, incident, parsed, user)
 
-    @app.action("rerun")
-    def on_rerun(ack: Any, body: dict[str, Any], client: WebClient) -> None:
-        ack()
-        incident = _incident_from_action(body, store)
-        if incident:
-            _act(client, store, queue, access, incident, Recheck(), body["user"]["id"])
+    @app.action(
+        blocks.ACTION_RERUN, middleware=[guards.ack, guards.button_incident, guards.authorized]
+    )
+    def on_rerun(body: Json, client: WebClient, context: BoltContext) -> None:
+        _enqueue(client, store, queue, context["incident"], Recheck(), body["user"]["id"])
 
-    @app.action("probe_endpoint")
-    def on_probe_button(ack: Any, body: dict[str, Any], client: WebClient) -> None:
-        ack()
+    @app.action(blocks.ACTION_PROBE_ENDPOINT, middleware=[guards.ack])
+    def on_probe_button(body: Json, client: WebClient) -> None:
         incident_id = body["actions"][0]["value"].split(":", 1)[0]
         client.views_open(trigger_id=body["trigger_id"], view=blocks.probe_modal(incident_id))
 
-    @app.view(blocks.PROBE_MODAL_CALLBACK)
-    def on_probe_submit(
-        ack: Any, body: dict[str, Any], view: dict[str, Any], client: WebClient
-    ) -> None:
+    def probe_url(ack: Any, view: Json, context: BoltContext, next: Next) -> BoltResponse:
+        """The modal's URL, checked before the modal closes: a bad one is said in the modal."""
         value = view["state"]["values"][blocks.PROBE_URL_BLOCK][blocks.PROBE_URL_ACTION]["value"]
         try:
-            probe = parse_mention(f"probe {value or ''}")
+            context["probe"] = parse_mention(f"probe {value or ''}")
         except UsageError as exc:
-            ack(response_action="errors", errors={blocks.PROBE_URL_BLOCK: str(exc)[:150]})
-            return
+            return ack(response_action="errors", errors={blocks.PROBE_URL_BLOCK: str(exc)[:150]})
         ack()
-        try:
-            incident = store.get(view["private_metadata"])
-        except StoreUnavailable:
-            return
-        if incident:
-            _act(client, store, queue, access, incident, probe, body["user"]["id"])
+        return next()
 
-    @app.action("show_evidence")
-    def on_show_evidence(ack: Any, body: dict[str, Any], client: WebClient) -> None:
-        ack()
-        incident_id, _, index = body["actions"][0]["value"].partition(":")
+    @app.view(
+        blocks.PROBE_MODAL_CALLBACK,
+        middleware=[probe_url, guards.modal_incident, guards.authorized],
+    )
+    def on_probe_submit(body: Json, client: WebClient, context: BoltContext) -> None:
+        _enqueue(client, store, queue, context["incident"], context["probe"], body["user"]["id"])
+
+    @app.action(blocks.ACTION_SHOW_EVIDENCE, middleware=[guards.ack])
+    def on_show_evidence(body: Json, client: WebClient) -> None:
+        incident_id, index = blocks.parse_evidence_value(body["actions"][0]["value"])
         try:
             reports = store.reports(incident_id)
         except StoreUnavailable:
@@ -218,21 +218,17 @@ def build_app(
         if finding is not None:
             client.views_open(trigger_id=body["trigger_id"], view=blocks.evidence_modal(finding))
 
-    @app.action("mark_resolved")
-    def on_resolved(ack: Any, body: dict[str, Any], client: WebClient) -> None:
-        ack()
-        incident = _incident_from_action(body, store)
-        if incident is None:
-            return
-        user, channel = body["user"]["id"], incident.request.channel
-        if refused := access.refusal(incident.request.alias, channel, user):
-            _private(client, channel, user, blocks.refusal(refused), incident.ts.get("root"))
-            return
+    @app.action(
+        blocks.ACTION_MARK_RESOLVED,
+        middleware=[guards.ack, guards.button_incident, guards.authorized],
+    )
+    def on_resolved(body: Json, client: WebClient, context: BoltContext) -> None:
+        incident: Incident = context["incident"]
         store.mark_resolved(incident.id)
         thread = Thread(client, store, incident)
         run = thread.summary_run(body.get("container", {}).get("message_ts", ""))
         report = store.report(incident.id, run) if run is not None else None
-        if report:
+        if run is not None and report:
             thread.summary(run, Report.from_json(report), resolved=True)
 
     return app
@@ -242,48 +238,19 @@ def _ephemeral(message: dict[str, Any]) -> dict[str, Any]:
     return {"text": message["text"], "blocks": message.get("blocks"), "response_type": "ephemeral"}
 
 
-def _private(
-    client: WebClient, channel: str, user: str, message: dict[str, Any], thread_ts: str | None
-) -> None:
-    client.chat_postEphemeral(
-        channel=channel,
-        user=user,
-        text=message["text"],
-        blocks=message.get("blocks"),
-        thread_ts=thread_ts,
-    )
-
-
-def _incident_from_action(body: dict[str, Any], store: Store) -> Incident | None:
-    incident_id = body["actions"][0]["value"].split(":", 1)[0]
-    try:
-        return store.get(incident_id)
-    except StoreUnavailable:
-        return None
-
-
-def _act(
+def _enqueue(
     client: WebClient,
     store: Store,
     queue: Queue,
-    access: Access,
     incident: Incident,
-    command: Recheck | Probe | Snat | Summary | Help,
+    command: Recheck | Probe | Snat,
     user: str,
 ) -> None:
-    channel, root = incident.request.channel, incident.ts.get("root")
-    if isinstance(command, Help):
-        _private(client, channel, user, blocks.help_text(), root)
-    elif isinstance(command, Summary):
-        text = blocks.timeline(jobs.incident_view(incident), store.reports(incident.id))
-        client.chat_postMessage(channel=channel, thread_ts=root, text=text, mrkdwn=True)
-    elif refused := access.refusal(incident.request.alias, channel, user):
-        _private(client, channel, user, blocks.refusal(refused), root)
-    else:
-        endpoint = command.endpoint.url if isinstance(command, Probe) else None
-        mode = "snat" if isinstance(command, Snat) else "all"
-        try:
-            run = store.next_run(incident.id)
-            jobs.enqueue_check(queue, incident.id, run, endpoint, mode)
-        except StoreUnavailable:
-            _private(client, channel, user, STORE_DOWN, root)
+    """Another run of an authorized incident: a recheck, a probe, the SNAT step."""
+    endpoint = command.endpoint.url if isinstance(command, Probe) else None
+    mode = "snat" if isinstance(command, Snat) else "all"
+    try:
+        run = store.next_run(incident.id)
+        enqueue_check(queue, incident.id, run, endpoint, mode)
+    except StoreUnavailable:
+        private(client, incident.request.channel, user, STORE_DOWN, incident.ts.get("root"))

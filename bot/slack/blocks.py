@@ -1,17 +1,11 @@
-"""Block Kit messages for the Slack surface: pure functions from findings to JSON dicts.
+"""The Slack messages: pure functions from findings to Block Kit JSON dicts.
 
 Every message is `{"text": fallback, "blocks": [...]}` built from the same `Finding`s and
 `Report` the terminal renders, with the same marks (`bot.render.marks`). Nothing here talks
 to Slack; the listeners and jobs post what these functions return.
 
-Slack rejects a whole message when one block breaks a limit, so every builder stays inside
-them: at most 50 blocks a message (100 a modal), 3,000 characters a section text, 2,000 a
-field or button value, 75 a button label, 40,000 the `text` fallback. Long text is split at
-line boundaries (closing and reopening ``` fences around the cut) or cut with "…", never in
-the middle of an `&amp;` entity or a `<link|label>`. Azure- and user-provided text is
-escaped (`&`, `<`, `>`) everywhere it lands in mrkdwn, code blocks included: Slack decodes
-the entities before it formats, so `<firewall-policy>` in a fix must travel as
-`&lt;firewall-policy&gt;` or Slack reads it as a link.
+The Block Kit toolkit they are built with (Slack's limits, escaping, splitting) is
+bot/slack/kit.py; evidence as text is bot/slack/evidence_text.py.
 """
 
 from __future__ import annotations
@@ -23,31 +17,46 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
-from urllib.parse import quote
 
 from bot.codes import CATALOG
 from bot.model import Finding, Report, Severity
 from bot.render.marks import MARKS, RANK, worst
 from bot.slack.commands import USAGE
+from bot.slack.evidence_text import _code_block, _more, evidence_lines
+from bot.slack.kit import (
+    ELLIPSIS,
+    MAX_DETAIL,
+    MAX_MODAL_BLOCKS,
+    MAX_MODAL_TITLE,
+    MAX_PRIVATE_METADATA,
+    PENDING,
+    RUNNING,
+    SKIPPED,
+    _actions,
+    _button,
+    _capital,
+    _context,
+    _duration,
+    _ephemeral,
+    _fields,
+    _fit_one,
+    _inline_code,
+    _message,
+    _plain,
+    _plural,
+    _section,
+    _sections,
+    _sentence,
+    _strip_period,
+    clip,
+    escape,
+    is_arm_id,
+    portal_url,
+    resource_link,
+    split_messages,
+)
 from bot.steps import BY_NAME, STEP_ORDER
 from handlers.bypass import offers_bypass
-
-# -- Slack's limits ------------------------------------------------------------------------
-
-MAX_BLOCKS = 50
-MAX_MODAL_BLOCKS = 100
-MAX_SECTION_TEXT = 3000
-MAX_CONTEXT_TEXT = 3000
-MAX_CONTEXT_ELEMENTS = 10
-MAX_FIELD_TEXT = 2000
-MAX_FIELDS = 10
-MAX_HEADER_TEXT = 150
-MAX_BUTTON_TEXT = 75  # Slack's button label limit (slack_sdk enforces it), not 150
-MAX_BUTTON_VALUE = 2000
-MAX_ACTION_ELEMENTS = 25
-MAX_TEXT = 40_000
-MAX_MODAL_TITLE = 24
-MAX_PRIVATE_METADATA = 3000
 
 # -- interaction ids (the listeners in bot/slack/app.py match on these) ---------------------
 
@@ -60,20 +69,6 @@ PROBE_MODAL_CALLBACK = "probe_endpoint_modal"
 PROBE_URL_BLOCK = "probe_url"
 PROBE_URL_ACTION = "probe_url_value"
 EVIDENCE_MODAL_CALLBACK = "evidence_modal"
-
-# -- how things look -----------------------------------------------------------------------
-
-RUNNING = "⏳"
-PENDING = "○"
-SKIPPED = MARKS[Severity.INFO]
-ELLIPSIS = "…"
-PORTAL = "https://portal.azure.com/#@/resource"
-MAX_EVIDENCE_LINES = 24
-MAX_EVIDENCE_LINE = 700
-MAX_LIST_ITEMS = 10
-MAX_DETAIL = 9000
-MAX_SUMMARY_FINDINGS = 40
-FENCE = "```"
 
 StepStatus = Literal["pending", "running", "done", "skipped"]
 
@@ -98,493 +93,6 @@ class StepState:
 
     status: StepStatus
     findings: tuple[Finding, ...] = field(default_factory=tuple)
-
-
-# -- text ------------------------------------------------------------------------------------
-
-_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
-
-
-def escape(text: object) -> str:
-    """`text` safe for mrkdwn: `&`, `<` and `>` as entities, nothing else touched."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def clip(raw: object, limit: int) -> str:
-    """`raw` escaped, at most `limit` characters, ending in … when cut; entities stay whole."""
-    raw = str(raw)
-    out = escape(raw)
-    if len(out) <= limit:
-        return out
-    pieces: list[str] = []
-    size = 0
-    for ch in raw:
-        piece = _ESCAPES.get(ch, ch)
-        if size + len(piece) > limit - 1:
-            break
-        pieces.append(piece)
-        size += len(piece)
-    return "".join(pieces) + ELLIPSIS
-
-
-def _backoff(cut: str) -> str:
-    """Drop a half entity or a half `<link|label>` from the end of cut mrkdwn."""
-    amp = cut.rfind("&")
-    if amp != -1 and ";" not in cut[amp:]:
-        cut = cut[:amp]
-    lt = cut.rfind("<")
-    if lt != -1 and ">" not in cut[lt:]:
-        cut = cut[:lt]
-    return cut
-
-
-def truncate(text: str, limit: int) -> str:
-    """Built mrkdwn cut to `limit` characters with …, closing a ``` block it cut open."""
-    if len(text) <= limit:
-        return text
-    cut = _backoff(text[: limit - 1])
-    if cut.count(FENCE) % 2:
-        cut = _backoff(text[: limit - 5])
-        if cut.count(FENCE) % 2:
-            return cut + ELLIPSIS + "\n" + FENCE
-    return cut + ELLIPSIS
-
-
-def split_mrkdwn(text: str, limit: int = MAX_SECTION_TEXT) -> list[str]:
-    """Mrkdwn in pieces of at most `limit`, cut between lines.
-
-    A cut inside a ``` block closes it at the end of one piece and reopens it at the start
-    of the next, so every piece renders (and copies) on its own. A single line longer than
-    a piece is cut with ….
-    """
-    if len(text) <= limit:
-        return [text] if text.strip() else []
-    room = limit - 2 * (len(FENCE) + 1)
-    pieces: list[str] = []
-    current: list[str] = []
-    size = -1  # length of "\n".join(current)
-    fence = False  # inside a ``` block at the end of `current`
-    for line in text.split("\n"):
-        if len(line) > room:
-            line = truncate(line, room)
-        opened = fence ^ (line.count(FENCE) % 2 == 1)
-        closing = len(FENCE) + 1 if opened else 0
-        if current and size + 1 + len(line) + closing > limit:
-            if fence:
-                current.append(FENCE)
-            pieces.append("\n".join(current))
-            current = [FENCE] if fence else []
-            size = len(FENCE) if fence else -1
-        current.append(line)
-        size += 1 + len(line)
-        fence = opened
-    if current:
-        pieces.append("\n".join(current))
-    return [p for p in pieces if p.strip() and p.strip() != FENCE + "\n" + FENCE]
-
-
-def _sentence(text: str) -> str:
-    """The first sentence (or line) of a finding's detail."""
-    first = text.strip().split("\n", 1)[0]
-    match = re.search(r"(?<=[.!?])\s", first)
-    return first[: match.start()] if match else first
-
-
-def _inline_code(raw: object, limit: int = 200) -> str:
-    text = str(raw).replace("`", "ˋ").replace("\n", " ")
-    return f"`{clip(text, limit)}`"
-
-
-def _plain(text: str, limit: int) -> dict[str, Any]:
-    text = text if len(text) <= limit else text[: limit - 1] + ELLIPSIS
-    return {"type": "plain_text", "text": text, "emoji": True}
-
-
-def _human(key: str) -> str:
-    """`peakConnections` → `peak connections`; a key that is data (a timestamp) as it is."""
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-        return key
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", key).replace("_", " ").lower()
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
-
-
-def _duration(ms: int) -> str:
-    if ms < 1000:
-        return f"{ms} ms"
-    if ms < 60_000:
-        return f"{ms / 1000:.1f} s"
-    minutes, seconds = divmod(round(ms / 1000), 60)
-    return f"{minutes} min {seconds} s"
-
-
-def _strip_period(text: str) -> str:
-    return text.strip().rstrip(".")
-
-
-def _capital(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
-
-# -- Azure resources -------------------------------------------------------------------------
-
-
-def is_arm_id(value: object) -> bool:
-    return isinstance(value, str) and value.lower().startswith("/subscriptions/")
-
-
-def portal_url(resource_id: str) -> str:
-    return PORTAL + quote(resource_id, safe="/()-_.~!*'$,;=+@:")
-
-
-def resource_link(resource_id: str, label: str | None = None) -> str:
-    """An ARM id as a portal link named after the resource; anything else as code."""
-    if not is_arm_id(resource_id):
-        return _inline_code(resource_id)
-    name = label or resource_id.rstrip("/").rsplit("/", 1)[-1]
-    return f"<{portal_url(resource_id)}|{clip(name.replace('|', '¦'), 200)}>"
-
-
-# -- blocks ----------------------------------------------------------------------------------
-
-
-def _mrkdwn(text: str, limit: int) -> dict[str, Any]:
-    return {"type": "mrkdwn", "text": truncate(text, limit) if text.strip() else "—"}
-
-
-def _section(text: str, **extra: Any) -> dict[str, Any]:
-    return {"type": "section", "text": _mrkdwn(text, MAX_SECTION_TEXT), **extra}
-
-
-def _sections(text: str) -> list[dict[str, Any]]:
-    return [_section(piece) for piece in split_mrkdwn(text)]
-
-
-def _fields(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
-    fields = [_mrkdwn(f"*{name}*\n{value}", MAX_FIELD_TEXT) for name, value in pairs]
-    return {"type": "section", "fields": fields[:MAX_FIELDS]}
-
-
-def _context(*texts: str) -> dict[str, Any]:
-    elements = [_mrkdwn(t, MAX_CONTEXT_TEXT) for t in texts if t][:MAX_CONTEXT_ELEMENTS]
-    return {"type": "context", "elements": elements}
-
-
-def _button(label: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:
-    if len(value) > MAX_BUTTON_VALUE:
-        raise ValueError(f"button value for {action_id} is {len(value)} characters (max 2000)")
-    button = {
-        "type": "button",
-        "text": _plain(label, MAX_BUTTON_TEXT),
-        "action_id": action_id,
-        "value": value,
-    }
-    if style:
-        button["style"] = style
-    return button
-
-
-def _actions(*buttons: dict[str, Any], block_id: str | None = None) -> dict[str, Any]:
-    block: dict[str, Any] = {"type": "actions", "elements": list(buttons)[:MAX_ACTION_ELEMENTS]}
-    if block_id:
-        block["block_id"] = block_id
-    return block
-
-
-def _message(text: str, blocks: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"text": truncate(text, MAX_TEXT), "blocks": blocks}
-
-
-def _ephemeral(text: str, blocks: list[dict[str, Any]]) -> dict[str, Any]:
-    return {**_message(text, blocks), "response_type": "ephemeral"}
-
-
-def _fit_block(block: dict[str, Any]) -> list[dict[str, Any]]:
-    """One block as one or more blocks that each respect Slack's limits."""
-    kind = block.get("type")
-    if kind == "section":
-        out: list[dict[str, Any]] = []
-        base = {k: v for k, v in block.items() if k not in ("text", "fields")}
-        text = block.get("text")
-        if text:
-            if text.get("type") == "mrkdwn":
-                pieces = split_mrkdwn(text["text"]) or ["—"]
-            else:
-                pieces = [_plain(text["text"], MAX_SECTION_TEXT)["text"]]
-            out = [
-                {**(base if i == 0 else {"type": "section"}), "text": {**text, "text": piece}}
-                for i, piece in enumerate(pieces)
-            ]
-        fields = [
-            {**f, "text": truncate(f["text"], MAX_FIELD_TEXT)} for f in block.get("fields") or []
-        ]
-        for start in range(0, len(fields), MAX_FIELDS):
-            chunk = fields[start : start + MAX_FIELDS]
-            if start == 0 and out:
-                out[0]["fields"] = chunk
-            else:
-                out.append({**(base if start == 0 else {"type": "section"}), "fields": chunk})
-        return out or [block]
-    if kind == "context":
-        elements = [
-            {**e, "text": truncate(e["text"], MAX_CONTEXT_TEXT)} if "text" in e else e
-            for e in block.get("elements") or []
-        ]
-        return [
-            {**block, "elements": elements[i : i + MAX_CONTEXT_ELEMENTS]}
-            if i == 0
-            else {"type": "context", "elements": elements[i : i + MAX_CONTEXT_ELEMENTS]}
-            for i in range(0, max(len(elements), 1), MAX_CONTEXT_ELEMENTS)
-        ]
-    if kind == "header":
-        return [{**block, "text": _plain(block["text"]["text"], MAX_HEADER_TEXT)}]
-    if kind == "actions":
-        elements = block.get("elements") or []
-        return [
-            {**block, "elements": elements[i : i + MAX_ACTION_ELEMENTS]}
-            if i == 0
-            else {"type": "actions", "elements": elements[i : i + MAX_ACTION_ELEMENTS]}
-            for i in range(0, max(len(elements), 1), MAX_ACTION_ELEMENTS)
-        ]
-    return [block]
-
-
-def split_message(
-    blocks: Sequence[dict[str, Any]], max_blocks: int = MAX_BLOCKS
-) -> list[list[dict[str, Any]]]:
-    """Blocks as one or more messages' worth: long sections split, ≤ `max_blocks` each.
-
-    Nothing is dropped. A message never starts with a divider nor ends with a header or
-    divider when moving it keeps both sides within the limit.
-    """
-    fitted = [piece for block in blocks for piece in _fit_block(block)]
-    messages: list[list[dict[str, Any]]] = []
-    current: list[dict[str, Any]] = []
-    for block in fitted:
-        if len(current) == max_blocks:
-            carry: list[dict[str, Any]] = []
-            while current and current[-1].get("type") in ("header", "divider") and len(carry) < 2:
-                carry.insert(0, current.pop())
-            if not current:
-                current, carry = carry, []
-            messages.append(current)
-            current = [b for b in carry if b.get("type") != "divider"]
-        if not current and block.get("type") == "divider":
-            continue
-        current.append(block)
-    if current:
-        messages.append(current)
-    return messages
-
-
-def _fit_one(
-    blocks: Sequence[dict[str, Any]], tail: Sequence[dict[str, Any]], cut_note: str
-) -> list[dict[str, Any]]:
-    """Blocks and a tail (the buttons) as one message, cutting the middle when too long."""
-    fitted = [piece for block in blocks for piece in _fit_block(block)]
-    tail = [piece for block in tail for piece in _fit_block(block)]
-    room = MAX_BLOCKS - len(tail)
-    if len(fitted) > room:
-        kept = fitted[: room - 1]
-        cut = len(fitted) - len(kept)
-        fitted = [*kept, _context(f"{ELLIPSIS} {_plural(cut, 'more block')} cut: {cut_note}")]
-    return [*fitted, *tail]
-
-
-def split_messages(text: str, blocks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Several messages from blocks too many for one; each has its own `text` fallback."""
-    parts = split_message(blocks)
-    if len(parts) <= 1:
-        return [_message(text, list(parts[0]) if parts else [])]
-    return [
-        _message(text if i == 0 else f"{text} (part {i + 1} of {len(parts)})", part)
-        for i, part in enumerate(parts)
-    ]
-
-
-# -- evidence, readable ----------------------------------------------------------------------
-
-_RESOURCE_KEYS = (
-    "priority",
-    "access",
-    "direction",
-    "protocol",
-    "sourceAddressPrefix",
-    "destinationAddressPrefix",
-    "destinationAddressPrefixes",
-    "destinationPortRange",
-    "destinationPortRanges",
-    "addressPrefix",
-    "nextHopType",
-    "nextHopIpAddress",
-    "provisioningState",
-)
-
-
-def _empty(value: Any) -> bool:
-    return value is None or value == "" or value == [] or value == {}
-
-
-def _more(total: int, shown: int) -> str:
-    return f" (+{total - shown} more)" if total > shown else ""
-
-
-def _value(value: Any, depth: int = 0) -> str:
-    """One evidence value as short mrkdwn."""
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int | float):
-        return _inline_code(value)
-    if isinstance(value, str):
-        if is_arm_id(value):
-            return resource_link(value)
-        if len(value) <= 120 and not re.search(r"\s", value):
-            return _inline_code(value)
-        return clip(value, 300)
-    if depth >= 2:
-        return _inline_code(json.dumps(value, default=str, ensure_ascii=False), 160)
-    if isinstance(value, list):
-        if any(isinstance(v, dict) for v in value):
-            shown, sep = value[:3], "; "
-        else:
-            shown = value[:MAX_LIST_ITEMS]
-            sep = "; " if any(re.search(r"\s", str(v)) for v in shown) else ", "
-        return sep.join(_value(v, depth + 1) for v in shown) + _more(len(value), len(shown))
-    if isinstance(value, dict):
-        return _inline(value, depth + 1)
-    return clip(value, 300)
-
-
-def _inline(d: Mapping[str, Any], depth: int = 0) -> str:
-    """A dict on one line: an ARM resource by name, link and key properties; else k v, …"""
-    if is_arm_id(d.get("id")) and ("properties" in d or "name" in d):
-        props = d.get("properties") or {}
-        parts = [
-            f"{_human(k)} {_value(props[k], depth + 1)}"
-            for k in _RESOURCE_KEYS
-            if not _empty(props.get(k))
-        ]
-        if props.get("description"):
-            parts.append(f"“{clip(props['description'], 200)}”")
-        link = resource_link(d["id"], d.get("name"))
-        return link + (f" ({', '.join(parts)})" if parts else "")
-    parts = [f"{_human(k)} {_value(v, depth + 1)}" for k, v in d.items() if not _empty(v)]
-    return ", ".join(parts[:12]) + _more(len(parts), 12)
-
-
-def _denied_lines(denied: list[dict[str, Any]]) -> list[str]:
-    """NSG denials grouped by the rule that denies them."""
-    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-    for item in denied:
-        key = (item.get("nsg"), item.get("rule"), item.get("priority"), item.get("defaultRule"))
-        groups.setdefault(key, []).append(item)
-    lines = []
-    for (nsg, rule, priority, default), items in groups.items():
-        where = f" in NSG {resource_link(nsg)}" if nsg else ""
-        kind = "default rule" if default else "rule"
-        flows = []
-        for item in items[:MAX_LIST_ITEMS]:
-            flow = _inline_code(item.get("destination") or item.get("address") or "?")
-            address = str(item.get("address") or "")
-            port, protocol = item.get("port"), item.get("protocol")
-            if address and " " not in address and address != item.get("destination"):
-                flow += f" at {_inline_code(f'{address}:{port}')}"
-            elif port is not None:
-                flow += f" port {port}"
-            if protocol:
-                flow += f" {clip(protocol, 20)}"
-            flows.append(flow)
-        lines.append(
-            f"• {kind} {_inline_code(rule)} (priority {escape(priority)}){where} denies "
-            + ", ".join(flows)
-            + _more(len(items), len(flows))
-        )
-    return lines
-
-
-def evidence_lines(evidence: Mapping[str, Any]) -> list[str]:
-    """A finding's evidence as readable mrkdwn bullet lines (never a JSON dump).
-
-    Rule names with priorities, route prefixes with next hops, resource ids as portal links;
-    curl's telling lines as a code block at the end. "Show evidence" has the raw JSON.
-    """
-    lines: list[str] = []
-    used: set[str] = set()
-    if "prefix" in evidence and "nextHopType" in evidence:
-        name = evidence.get("route")
-        hop = f"{_value(evidence['nextHopType'])}"
-        if evidence.get("nextHopIpAddress"):
-            hop += f" {_value(evidence['nextHopIpAddress'])}"
-        label = f"route {_inline_code(name)}" if name else "route"
-        lines.append(f"• {label}: {_value(evidence['prefix'])} → {hop}")
-        used |= {"route", "prefix", "nextHopType", "nextHopIpAddress"}
-    telling: list[str] = []
-    for key, value in evidence.items():
-        if key in used or _empty(value):
-            continue
-        if key == "tellingLines" and isinstance(value, list):
-            telling = [str(v) for v in value]
-        elif (
-            key == "denied" and isinstance(value, list) and all(isinstance(v, dict) for v in value)
-        ):
-            lines.extend(_denied_lines(value))
-        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            lines.append(f"• {_human(key)}:")
-            lines.extend(f"    ◦ {_inline(v)}" for v in value[:5])
-            if len(value) > 5:
-                lines.append(f"    ◦ {ELLIPSIS} {len(value) - 5} more")
-        elif isinstance(value, dict) and not (is_arm_id(value.get("id"))) and len(value) > 4:
-            lines.append(f"• {_human(key)}:")
-            lines.extend(
-                f"    ◦ {escape(k)}: {_value(v, 1)}" for k, v in value.items() if not _empty(v)
-            )
-        else:
-            lines.append(f"• {_human(key)}: {_value(value)}")
-    lines = [truncate(line, MAX_EVIDENCE_LINE) for line in lines]
-    if len(lines) > MAX_EVIDENCE_LINES:
-        cut = len(lines) - MAX_EVIDENCE_LINES + 1
-        lines = [*lines[: MAX_EVIDENCE_LINES - 1], f"{ELLIPSIS} {cut} more: press Show evidence"]
-    if telling:
-        shown = telling[:12]
-        body = [clip(t.replace(FENCE, "ˋˋˋ"), 300) for t in shown]
-        if len(telling) > len(shown):
-            body.append(f"{ELLIPSIS} {len(telling) - len(shown)} more lines")
-        lines.append("curl said:\n" + FENCE + "\n" + "\n".join(body) + "\n" + FENCE)
-    return lines
-
-
-def _code_block(raw_lines: Sequence[str], heading: str = "", *, wrap: bool = False) -> list[str]:
-    """Lines as ``` blocks (escaped) in section-sized pieces; `heading` before the first.
-
-    `wrap` breaks a line longer than a section into several lines (raw JSON); without it a
-    too-long line is cut with … (a fix command is useless broken over two lines anyway).
-    """
-    width = MAX_SECTION_TEXT - 20
-    body: list[str] = []
-    for raw in raw_lines:
-        raw = raw.replace(FENCE, "ˋˋˋ")
-        body.extend(_wrap(raw, width) if wrap else [clip(raw, width)])
-    text = (heading + "\n" if heading else "") + FENCE + "\n" + "\n".join(body) + "\n" + FENCE
-    return split_mrkdwn(text)
-
-
-def _wrap(raw: str, width: int) -> list[str]:
-    out: list[str] = []
-    current: list[str] = []
-    size = 0
-    for ch in raw:
-        piece = _ESCAPES.get(ch, ch)
-        if size + len(piece) > width:
-            out.append("".join(current))
-            current, size = [], 0
-        current.append(piece)
-        size += len(piece)
-    out.append("".join(current))
-    return out
 
 
 # -- the root message and the checklist ------------------------------------------------------
@@ -657,8 +165,9 @@ def _step_title(name: str) -> str:
     return BY_NAME[name].title if name in BY_NAME else name
 
 
-def checklist(steps: Mapping[str, StepState]) -> dict[str, Any]:
-    """The live checklist: one line per step the check runs, in the order given."""
+def checklist(steps: Mapping[str, StepState], note: str | None = None) -> dict[str, Any]:
+    """The live checklist: one line per step the check runs, in the order given; `note`
+    (the cluster side goes through Azure run command) under it while steps still run."""
     lines = [_step_line(_step_title(name), state) for name, state in steps.items()]
     done = sum(1 for s in steps.values() if s.status in ("done", "skipped"))
     finished = [f for s in steps.values() if s.status == "done" for f in s.findings]
@@ -671,6 +180,8 @@ def checklist(steps: Mapping[str, StepState]) -> dict[str, Any]:
         *_sections("\n".join(lines) or "—"),
     ]
     state = "finished" if done == len(steps) else "running"
+    if note and state == "running":
+        blocks.append(_context(f"{RUNNING} {escape(note)}"))
     text = (
         f"Checklist {state}: {progress}, {_plural(errors, 'error')}, {_plural(warnings, 'warning')}"
     )
@@ -837,9 +348,10 @@ def _summary_parts(
     ]
     listing = [f"{MARKS[f.severity]} `{escape(f.code)}` {clip(f.title, 200)}" for f in notable]
     s = report.stats
+    commands = f"{_plural(s.run_commands, 'Azure run command')} · " if s.run_commands else ""
     stats = (
         f"{_plural(s.arm_calls, 'ARM call')} · {_plural(s.k8s_calls, 'Kubernetes call')} · "
-        f"{_duration(s.duration_ms)} · incident {_inline_code(incident_id)}"
+        f"{commands}{_duration(s.duration_ms)} · incident {_inline_code(incident_id)}"
     )
     buttons = [_button("Re-run", ACTION_RERUN, incident_id, "primary")]
     buttons.append(_button("Probe another endpoint", ACTION_PROBE_ENDPOINT, incident_id))
@@ -862,18 +374,6 @@ def _summary_parts(
 
 def _index_of(report: Report, code: str) -> int | None:
     return next((i for i, f in enumerate(report.findings) if f.code == code), None)
-
-
-def summary(report: Report, incident_id: str, resolved: bool = False) -> dict[str, Any]:
-    """The last message of a run: root cause first, counts, egress IPs, stats, buttons."""
-    text, blocks, tail, listing = _summary_parts(report, incident_id, resolved)
-    if listing:
-        shown = listing[:MAX_SUMMARY_FINDINGS]
-        more = len(listing) - len(shown)
-        if more:
-            shown.append(f"{ELLIPSIS} and {more} more in the thread")
-        blocks.extend(_sections("\n".join(shown)))
-    return _message(text, _fit_one(blocks, tail, "every finding has its reply in the thread"))
 
 
 def summary_messages(
@@ -1063,116 +563,6 @@ def queued_root_message(incident: IncidentView, place: int) -> dict[str, Any]:
     message = root_message(incident)
     note = f"{RUNNING} *Queued:* {_queue_place(place)}; it starts when a worker is free."
     return _message(message["text"], [*message["blocks"], _context(note)])
-
-
-# -- the postmortem timeline -----------------------------------------------------------------
-
-
-def timeline(incident: IncidentView, reports: Sequence[Report | Mapping[str, Any]]) -> str:
-    """Markdown (that Slack's mrkdwn reads too) of every run in the thread, for the postmortem.
-
-    Each run: the endpoint, the root cause, each error and warning with its fix, what
-    changed since the run before, the egress IPs and the cost. Escaped for Slack.
-    """
-    loaded = [r if isinstance(r, Report) else Report.from_json(dict(r)) for r in reports]
-    lines = [
-        f"*Incident {escape(incident.id)}: egress from {escape(incident.alias)}*",
-        f"- Cluster: {escape(incident.alias)} (`{escape(incident.cluster_id)}`)",
-        f"- Endpoint: {escape(incident.endpoint) if incident.endpoint else 'none given'}",
-        f"- Asked by {_user(incident.user_id)} at {escape(incident.created)}",
-    ]
-    if incident.pod:
-        lines.append(f"- Pod: `{escape(incident.pod)}`")
-    if not loaded:
-        lines += ["", "No check has finished yet."]
-        return truncate("\n".join(lines), MAX_TEXT)
-    previous: set[str] | None = None
-    for number, report in enumerate(loaded, start=1):
-        notable = [
-            f for f in _ordered(report.findings) if f.severity in (Severity.ERROR, Severity.WARNING)
-        ]
-        codes = {f.code for f in notable}
-        target = escape(report.endpoint) if report.endpoint else "the cluster's own egress"
-        cause = (
-            f"root cause `{escape(report.root_cause)}`"
-            if report.root_cause
-            else "no root cause (nothing on the path blocks egress)"
-        )
-        lines += ["", f"*Run {number}* — {target}: {cause}"]
-        if previous is not None:
-            gone, new = sorted(previous - codes), sorted(codes - previous)
-            if gone or new:
-                changes = []
-                if gone:
-                    changes.append("gone: " + ", ".join(f"`{escape(c)}`" for c in gone))
-                if new:
-                    changes.append("new: " + ", ".join(f"`{escape(c)}`" for c in new))
-                lines.append(f"- Since run {number - 1}: " + "; ".join(changes))
-            else:
-                lines.append(f"- Since run {number - 1}: no change")
-        for f in notable:
-            detail = f" — {escape(_sentence(f.detail))}" if f.detail else ""
-            lines.append(f"- {MARKS[f.severity]} `{escape(f.code)}` {escape(f.title)}{detail}")
-            if f.fix:
-                fix = "\n".join(escape(c.replace(FENCE, "ˋˋˋ")) for c in f.fix)
-                lines.append(f"{FENCE}\n{fix}\n{FENCE}")
-        if not notable:
-            lines.append("- no errors or warnings")
-        ips = ", ".join(escape(ip) for ip in report.egress_ips) or "unknown"
-        s = report.stats
-        lines.append(
-            f"- Egress IPs: {ips}; {_plural(s.arm_calls, 'ARM call')}, "
-            f"{_plural(s.k8s_calls, 'Kubernetes call')}, {_duration(s.duration_ms)}"
-        )
-        previous = codes
-    last = loaded[-1]
-    outcome = (
-        f"the last run still finds `{escape(last.root_cause)}`"
-        if last.root_cause
-        else "the last run finds no error on the egress path"
-    )
-    lines += ["", f"*Outcome:* {outcome}."]
-    return truncate("\n".join(lines), MAX_TEXT)
-
-
-def snat_summary(summary: Mapping[str, Any], day: str) -> dict[str, Any]:
-    """The morning message: one line per cluster, worst first, and the fix where over 75 %."""
-    clusters = sorted(summary.get("clusters") or [], key=lambda c: -(c.get("peakUsedPct") or -1))
-    blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": _plain(f"SNAT ports, {day}", MAX_HEADER_TEXT)}
-    ]
-    for cluster in clusters:
-        alias = escape(cluster.get("alias", "?"))
-        if cluster.get("error"):
-            blocks.append(_section(f"*{alias}* ✗ could not be read: {escape(cluster['error'])}"))
-            continue
-        peak = cluster.get("peakUsedPct")
-        if peak is None:
-            blocks.append(_section(f"*{alias}* · no SNAT data"))
-            continue
-        mark = (
-            "✗" if peak >= 100 or cluster.get("failedConnections") else "!" if peak >= 75 else "✓"
-        )
-        parts = [f"*{alias}* {mark} peak {peak:.0f} % of allocated ports"]
-        if (change := cluster.get("changeSinceYesterday")) is not None:
-            parts.append(f"{change:+.1f} pts since yesterday")
-        if (days := cluster.get("daysToExhaustion")) is not None:
-            parts.append(f"exhausted in ~{days:.0f} days at this trend")
-        parts.append(f"{cluster.get('failedConnections', 0)} failed connections")
-        if top := cluster.get("topNodes"):
-            parts.append("top nodes: " + ", ".join(f"`{escape(n)}`" for n in top[:5]))
-        text = " · ".join(parts)
-        if peak >= 75:
-            fixes = [line for f in cluster.get("findings") or [] for line in f.get("fix") or []]
-            if fixes:
-                text += "\n```" + escape("\n".join(fixes[:4])) + "```"
-        blocks.append(_section(truncate(text, MAX_SECTION_TEXT)))
-    blocks.append(_context("Chart of used vs allocated ports in the thread · aks-egress"))
-    worst = clusters[0] if clusters else {}
-    fallback = f"SNAT summary {day}: {len(clusters)} clusters"
-    if worst.get("peakUsedPct") is not None:
-        fallback += f", highest {worst['alias']} at {worst['peakUsedPct']:.0f} %"
-    return _message(fallback, blocks[:MAX_BLOCKS])
 
 
 def shared_note(source_incident: str, age_s: float) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.bypass import jobs as bypass_jobs
+from bot.admission import enqueue_job
 from bot.bypass.policy import BypassPolicy
 from bot.bypass.state import APPLIED, APPROVED, PLANNED, BypassState
 from bot.endpoint import Endpoint, EndpointError, parse_endpoint
@@ -123,9 +123,9 @@ class BypassListeners:
                     root,
                 )
                 return
-            bypass_jobs.enqueue(
+            enqueue_job(
                 self.deps.queue,
-                bypass_jobs.plan_bypass,
+                "bot.bypass.jobs.plan_bypass",
                 incident.id,
                 endpoint,
                 policy.minutes(command.minutes),
@@ -187,8 +187,11 @@ class BypassListeners:
             thread_ts=root,
             **msg.step_message(f":white_check_mark: Bypass approved by <@{user}>."),
         )
-        bypass_jobs.enqueue(
-            self.deps.queue, bypass_jobs.apply_bypass, incident.id, job_id=f"{incident.id}-bypass"
+        enqueue_job(
+            self.deps.queue,
+            "bot.bypass.jobs.apply_bypass",
+            incident.id,
+            job_id=f"{incident.id}-bypass",
         )
 
     def revert_now(self, client: WebClient, incident: Incident, user: str) -> None:
@@ -201,9 +204,9 @@ class BypassListeners:
             _private(client, channel, user, "there is no applied bypass to revert", root)
             return
         self.state.audit("revert-requested", user, incident.id)
-        bypass_jobs.enqueue(
+        enqueue_job(
             self.deps.queue,
-            bypass_jobs.revert_bypass,
+            "bot.bypass.jobs.revert_bypass",
             incident.id,
             user,
             job_id=f"{incident.id}-bypass-revert-now",

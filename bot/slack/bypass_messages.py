@@ -9,7 +9,8 @@ from typing import Any
 
 from bot.bypass.state import BypassRecord
 from bot.model import Finding
-from bot.slack.blocks import ACTION_BYPASS, escape
+from bot.slack.blocks import ACTION_BYPASS
+from bot.slack.kit import escape
 
 __all__ = ["ACTION_BYPASS"]
 ACTION_APPROVE = "bypass_approve"

@@ -61,8 +61,9 @@ class Snat:
 
 
 @dataclass(frozen=True)
-class Summary:
-    pass
+class Timeline:
+    """`@aks-egress summary`: the incident's timeline for the postmortem (the word users
+    type; not a run's summary message, nor the daily SNAT summary)."""
 
 
 def _words(text: str) -> list[str]:
@@ -109,7 +110,7 @@ def parse_slash(text: str) -> Check | Help | Clusters:
     return Check(alias=args[0], endpoint=_endpoint(args[1]) if len(args) == 2 else None, pod=pod)
 
 
-def parse_mention(text: str) -> Recheck | Probe | Snat | Summary | Help:
+def parse_mention(text: str) -> Recheck | Probe | Snat | Timeline | Help:
     """The words after the bot's mention (`<@U123> probe https://x`)."""
     words = [w for w in _words(text) if not (w.startswith("<@") and w.endswith(">"))]
     if not words or words[0].lower() == "help":
@@ -124,5 +125,5 @@ def parse_mention(text: str) -> Recheck | Probe | Snat | Summary | Help:
     if verb == "snat":
         return Snat()
     if verb == "summary":
-        return Summary()
+        return Timeline()
     raise UsageError(f"unknown request {words[0]!r}")

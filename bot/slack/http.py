@@ -1,4 +1,5 @@
-"""Serving the Bolt app over HTTP: `/slack/events` plus `/healthz` for Kubernetes probes.
+"""Serving the Bolt app over HTTP: `/slack/events` plus the health and metrics paths
+(bot/health.py); with no app, only the latter (Socket Mode, worker, cron).
 
 A threading WSGI server from the standard library is enough: Bolt acks from the listener
 thread and each request is short. Slack's signature is verified by Bolt on every request.
@@ -15,6 +16,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
+from bot import health
+
 EVENTS_PATH = "/slack/events"
 
 
@@ -30,21 +33,14 @@ class _QuietHandler(WSGIRequestHandler):
         return
 
 
-def wsgi_app(app: App, healthy: Callable[[], bool]) -> Callable[..., Iterable[bytes]]:
+def wsgi_app(app: App, probes: health.Probes) -> Callable[..., Iterable[bytes]]:
     slack = SlackRequestHandler(app)
+    others = health.wsgi(probes)
 
     def route(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
-        if path == EVENTS_PATH:
+        if environ.get("PATH_INFO", "") == EVENTS_PATH:
             return slack(environ, start_response)
-        if path in ("/healthz", "/readyz"):
-            ok = healthy() if path == "/readyz" else True
-            start_response(
-                "200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")]
-            )
-            return [b"ok" if ok else b"unavailable"]
-        start_response("404 Not Found", [("Content-Type", "text/plain")])
-        return [b"not found"]
+        return others(environ, start_response)
 
     return route
 
@@ -52,16 +48,22 @@ def wsgi_app(app: App, healthy: Callable[[], bool]) -> Callable[..., Iterable[by
 class HttpServer:
     """The app on host:port (port 0 picks a free one), served from a background thread."""
 
-    def __init__(self, app: App, host: str, port: int, healthy: Callable[[], bool] = lambda: True):
-        self.server = make_server(
-            host, port, wsgi_app(app, healthy), _ThreadingWSGIServer, _QuietHandler
-        )
+    def __init__(
+        self,
+        app: App | None,
+        host: str,
+        port: int,
+        probes: health.Probes | None = None,
+    ):
+        probes = probes or health.Probes(redis=lambda: None, slack=None)
+        handler = health.wsgi(probes) if app is None else wsgi_app(app, probes)
+        self.server = make_server(host, port, handler, _ThreadingWSGIServer, _QuietHandler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}{EVENTS_PATH}"
+        return f"http://{host!s}:{port}{EVENTS_PATH}"
 
     def start(self) -> HttpServer:
         self.thread.start()

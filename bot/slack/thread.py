@@ -86,3 +86,18 @@ class Thread:
             if posted == ts and kind == "summary" and run.isdigit():
                 return int(run)
         return None
+
+
+def incident_view(incident: Incident) -> blocks.IncidentView:
+    """What the messages show of an incident: the message builders do not know the store."""
+    r = incident.request
+    return blocks.IncidentView(
+        id=incident.id,
+        alias=r.alias,
+        cluster_id=r.cluster_id,
+        endpoint=r.endpoint,
+        user_id=r.user,
+        channel_id=r.channel,
+        created=r.created_iso,
+        pod=r.pod,
+    )

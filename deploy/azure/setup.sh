@@ -2,8 +2,10 @@
 # Azure side of an aks-egress deployment, with the az CLI (Cloud Shell has all it needs):
 #   1. workload identity on the AKS cluster the bot runs in (OIDC issuer + webhook),
 #   2. a user-assigned managed identity for the bot,
-#   3. the custom roles (aks-egress-reader.json; aks-egress-route-writer.json only if asked),
-#   4. role assignments: the reader role at every scope in READ_SCOPES,
+#   3. the custom roles (aks-egress-reader.json, aks-egress-cluster-user.json;
+#      aks-egress-route-writer.json only if asked),
+#   4. role assignments: the reader role at every scope in READ_SCOPES, the cluster-user
+#      role (the cluster's kubeconfig) on each cluster of CLUSTER_IDS and nowhere else,
 #   5. the federated credential that lets system:serviceaccount:aks-egress:aks-egress
 #      sign in as the identity.
 # It is safe to run again (each step checks what exists). Set the variables below, or pass
@@ -28,12 +30,16 @@ SERVICE_ACCOUNT=${SERVICE_ACCOUNT:-aks-egress}
 # subscription), lists the subscription's firewalls and NAT gateways and reads its service
 # tags: so give every subscription that holds a cluster of the cluster map or its network.
 READ_SCOPES=${READ_SCOPES:-/subscriptions/$SUBSCRIPTION}
+# Space-separated ARM ids of the clusters the bot checks (its aks-egress.yaml): only these
+# hand the bot a kubeconfig (listClusterUserCredential). Default: the cluster it runs in.
+CLUSTER_IDS=${CLUSTER_IDS:-/subscriptions/$SUBSCRIPTION/resourceGroups/$RESOURCE_GROUP/providers/Microsoft.ContainerService/managedClusters/$CLUSTER_NAME}
 # Route writes for the later appliance-bypass action: empty (the default) keeps the bot
 # read-only. Otherwise the route tables' resource groups (or the route tables) to allow.
 ROUTE_WRITE_SCOPES=${ROUTE_WRITE_SCOPES:-}
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 READER_ROLE="aks-egress reader"
+CLUSTER_USER_ROLE="aks-egress cluster user"
 WRITER_ROLE="aks-egress route writer"
 
 az account set --subscription "$SUBSCRIPTION"
@@ -104,6 +110,8 @@ assign() {  # assign ROLE SCOPE (retries while a new role definition propagates)
 echo "== 3. custom roles"
 read -r -a read_scopes <<<"$READ_SCOPES"
 define_role "$READER_ROLE" "$HERE/aks-egress-reader.json" "${read_scopes[@]}"
+read -r -a cluster_ids <<<"$CLUSTER_IDS"
+define_role "$CLUSTER_USER_ROLE" "$HERE/aks-egress-cluster-user.json" "${cluster_ids[@]}"
 write_scopes=()
 if [[ -n "$ROUTE_WRITE_SCOPES" ]]; then
     read -r -a write_scopes <<<"$ROUTE_WRITE_SCOPES"
@@ -114,6 +122,10 @@ echo "== 4. role assignments"
 for scope in "${read_scopes[@]}"; do
     echo "   $READER_ROLE at $scope"
     assign "$READER_ROLE" "$scope"
+done
+for scope in "${cluster_ids[@]}"; do
+    echo "   $CLUSTER_USER_ROLE at $scope"
+    assign "$CLUSTER_USER_ROLE" "$scope"
 done
 for scope in "${write_scopes[@]}"; do
     echo "   $WRITER_ROLE at $scope"

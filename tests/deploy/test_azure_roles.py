@@ -28,9 +28,14 @@ ROOT = Path(__file__).resolve().parents[2]
 AZURE = ROOT / "deploy" / "azure"
 READER = json.loads((AZURE / "aks-egress-reader.json").read_text())
 WRITER = json.loads((AZURE / "aks-egress-route-writer.json").read_text())
+CLUSTER_USER = json.loads((AZURE / "aks-egress-cluster-user.json").read_text())
+LIST_USER_CREDENTIAL = "Microsoft.ContainerService/managedClusters/listClusterUserCredential/action"
 OPERATIONS = yaml.safe_load((AZURE / "operations.yaml").read_text())["operations"]
 # POST actions that only read; anything else in the read role must end in /read.
 READ_ONLY_POSTS = {"Microsoft.ContainerService/managedClusters/listClusterUserCredential/action"}
+# Azure run command: no Azure write, but it runs kubectl in the cluster with the bot's
+# Kubernetes rights; granted for private clusters only (deploy/README.md says so).
+PRIVATE_CLUSTER_POSTS = {"Microsoft.ContainerService/managedClusters/runCommand/action"}
 PLACEHOLDER = "/subscriptions/00000000-0000-0000-0000-000000000000"
 
 
@@ -148,15 +153,30 @@ def test_the_scan_sees_the_code():
     assert ("managed_clusters", "list_cluster_user_credentials") in calls
     assert ("route_tables", "get") in calls, "groups reached through getattr by name"
     assert "azure.READS: managed cluster" in reads_tables()
+    assert ("managed_clusters", "begin_run_command") in calls
 
 
-def test_read_role_grants_exactly_what_the_code_needs():
+def test_run_command_is_granted_and_documented_as_for_private_clusters_only():
+    assert set(READER["Actions"]) >= PRIVATE_CLUSTER_POSTS
+    assert "Microsoft.ContainerService/managedClusters/commandResults/read" in READER["Actions"]
+    assert "private clusters" in READER["Description"]
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    assert "runCommand/action" in readme and "private" in readme
+
+
+def test_read_and_cluster_user_roles_grant_exactly_what_the_code_needs():
     needed = needed_actions() - set(WRITER["Actions"])  # the bypass's writes: its own role
-    granted = set(READER["Actions"])
-    assert len(READER["Actions"]) == len(granted)
+    granted = set(READER["Actions"]) | set(CLUSTER_USER["Actions"])
+    assert len(READER["Actions"]) == len(set(READER["Actions"]))
     assert granted == needed, (
         f"missing {sorted(needed - granted)}, not needed {sorted(granted - needed)}"
     )
+
+
+def test_the_cluster_credential_is_its_own_role_never_in_the_subscription_wide_one():
+    assert LIST_USER_CREDENTIAL not in READER["Actions"]
+    assert CLUSTER_USER["Actions"] == [LIST_USER_CREDENTIAL]
+    assert CLUSTER_USER["IsCustom"] is True and CLUSTER_USER["DataActions"] == []
 
 
 def test_read_role_grants_no_write():
@@ -165,7 +185,7 @@ def test_read_role_grants_no_write():
     assert READER["DataActions"] == [], "no data-plane access"
     for action in READER["Actions"]:
         assert "*" not in action, action
-        assert action.endswith("/read") or action in READ_ONLY_POSTS, action
+        assert action.endswith("/read") or action in READ_ONLY_POSTS | PRIVATE_CLUSTER_POSTS, action
         assert not re.search(r"/(write|delete)$", action, re.I), action
     assert "listClusterAdminCredential" not in json.dumps(READER)
 
@@ -187,7 +207,7 @@ def test_route_writer_role_holds_only_route_writes():
 
 
 def test_role_files_use_the_placeholder_scope_that_setup_replaces():
-    for role in (READER, WRITER):
+    for role in (READER, WRITER, CLUSTER_USER):
         assert role["AssignableScopes"] == [PLACEHOLDER]
     assert PLACEHOLDER in (AZURE / "setup.sh").read_text()
 
@@ -248,14 +268,22 @@ def run_setup(tmp_path: Path, **env: str) -> tuple[list[str], list[dict]]:
 
 def test_setup_is_read_only_by_default_and_federates_the_manifests_service_account(tmp_path):
     calls, defined = run_setup(tmp_path)
-    assert [d["Name"] for d in defined] == [READER["Name"]]
+    assert [d["Name"] for d in defined] == [READER["Name"], CLUSTER_USER["Name"]]
     assert defined[0]["AssignableScopes"] == ["/subscriptions/aaaaaaaa-0000-0000-0000-000000000000"]
     assert defined[0]["Actions"] == READER["Actions"]
     assignments = [c for c in calls if c.startswith("role assignment create")]
-    assert len(assignments) == 1
+    assert len(assignments) == 2, "reader at the subscription, cluster user on the cluster"
     assert f"--role {READER['Name']}" in assignments[0]
-    assert "--scope /subscriptions/aaaaaaaa-0000-0000-0000-000000000000" in assignments[0]
-    assert "--assignee-object-id 22222222-2222-2222-2222-222222222222" in assignments[0]
+    assert "--scope /subscriptions/aaaaaaaa-0000-0000-0000-000000000000 " in assignments[0]
+    assert f"--role {CLUSTER_USER['Name']}" in assignments[1]
+    cluster = (
+        "/subscriptions/aaaaaaaa-0000-0000-0000-000000000000/resourceGroups/rg-aks"
+        "/providers/Microsoft.ContainerService/managedClusters/aks-prod"
+    )
+    assert f"--scope {cluster} " in assignments[1]
+    for assignment in assignments:
+        assert "--assignee-object-id 22222222-2222-2222-2222-222222222222" in assignment
+    assert not any("route writer" in c for c in calls), "route writes stay unassigned"
     [federated] = [c for c in calls if c.startswith("identity federated-credential create")]
     # The subject is the ServiceAccount that deploy/kubernetes/base gives worker and cron.
     accounts = yaml.safe_load_all(
@@ -270,6 +298,27 @@ def test_setup_is_read_only_by_default_and_federates_the_manifests_service_accou
     assert f"--subject {subject}" in federated
     assert "--issuer https://oidc.example/issuer/" in federated
     assert "--audience api://AzureADTokenExchange" in federated
+
+
+def test_setup_grants_cluster_credentials_per_configured_cluster(tmp_path):
+    clusters = [
+        "/subscriptions/aaaaaaaa-0000-0000-0000-000000000000/resourceGroups/rg-a"
+        "/providers/Microsoft.ContainerService/managedClusters/prod-weu",
+        "/subscriptions/bbbbbbbb-0000-0000-0000-000000000000/resourceGroups/rg-b"
+        "/providers/Microsoft.ContainerService/managedClusters/prod-neu",
+    ]
+    calls, defined = run_setup(tmp_path, CLUSTER_IDS=" ".join(clusters))
+    by_name = {d["Name"]: d for d in defined}
+    assert by_name[CLUSTER_USER["Name"]]["AssignableScopes"] == [
+        "/subscriptions/aaaaaaaa-0000-0000-0000-000000000000",
+        "/subscriptions/bbbbbbbb-0000-0000-0000-000000000000",
+    ]
+    scoped = [
+        c.split("--scope ")[1].split()[0]
+        for c in calls
+        if CLUSTER_USER["Name"] in c and c.startswith("role assignment create")
+    ]
+    assert scoped == clusters
 
 
 def test_setup_assigns_route_writes_only_where_asked(tmp_path):

@@ -101,6 +101,7 @@ def test_dependencies_come_pinned_from_the_lock():
     runs = [rest for word, rest in instructions() if word == "RUN"]
     [install] = [r for r in runs if "requirements.lock" in r]
     assert "--only-binary=:all:" in install and "--no-deps" in install
+    assert "--require-hashes" in install
     [project] = [r for r in runs if re.search(r"pip install .*--no-deps \.(\s|$)", r)]
     assert "pip check" in project
 
@@ -124,14 +125,22 @@ def test_dockerignore_lets_in_everything_the_build_copies():
 
 
 def locked() -> dict[str, str]:
+    """name -> version of every requirement, each of which must carry a sha256."""
     pins = {}
-    for line in LOCK.read_text().splitlines():
-        if line and not line.startswith("#"):
-            name, sep, version = line.partition("==")
+    text = re.sub(r"\\\n\s*", " ", LOCK.read_text())  # join continuation lines
+    for line in text.splitlines():
+        if line and not line.startswith(("#", " ")):
+            requirement, *hashes = line.split(" --hash=")
+            name, sep, version = requirement.strip().partition("==")
             assert sep and version, f"not pinned: {line}"
+            assert hashes and all(h.startswith("sha256:") for h in hashes), f"no hash: {name}"
             assert canonicalize_name(name) not in pins, f"twice: {name}"
             pins[canonicalize_name(name)] = version
     return pins
+
+
+def test_the_base_image_is_pinned_by_digest():
+    assert re.search(r"@sha256:[0-9a-f]{64}$", args()["PYTHON_IMAGE"])
 
 
 def test_lock_pins_every_runtime_dependency_within_pyprojects_ranges():

@@ -17,7 +17,7 @@ import pytest
 import redis
 import yaml
 
-from bot import flight, jobs, queued, services
+from bot import admission, flight, jobs, queued, services
 from bot.probe_slots import ProbeSlots, slots_key
 from bot.redisserver import RedisServer
 from bot.runtime import attach
@@ -218,11 +218,11 @@ def test_a_worker_process_runs_its_checks_in_threads_and_stops_on_sigterm(redis_
     )
     try:
         deadline = time.monotonic() + 30
-        while client.scard(f"rq:workers:{jobs.QUEUE}") < 4 and time.monotonic() < deadline:
+        while client.scard(f"rq:workers:{admission.QUEUE}") < 4 and time.monotonic() < deadline:
             time.sleep(0.1)
         # Four check workers, and one more for the operations queue alone.
-        assert client.scard(f"rq:workers:{jobs.QUEUE}") == 4
-        assert client.scard(f"rq:workers:{jobs.OPS_QUEUE}") == 5
+        assert client.scard(f"rq:workers:{admission.QUEUE}") == 4
+        assert client.scard(f"rq:workers:{admission.OPS_QUEUE}") == 5
         time.sleep(0.5)  # its signal handlers are installed
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(15) == 0

@@ -18,13 +18,11 @@ from typing import Any
 import pytest
 import redis
 import yaml
-from rq import Queue
 
-from bot import jobs
+from bot.admission import ops_queue_on
 from bot.bypass.state import BypassState
 from bot.redisserver import RedisServer
 from bot.sandbox.world import load_world
-from tests.conftest import WORLDS
 from tests.e2e.harness import (
     CHANNEL,
     USER,
@@ -34,6 +32,7 @@ from tests.e2e.harness import (
     name,
     slash_payload,
 )
+from tests.helpers import WORLDS
 
 WORLD = WORLDS / "udr-firewall-bypass.yaml"
 GROUP, APPROVER = "S0APPROVE1", "U0APPROVER"
@@ -143,7 +142,7 @@ def test_plan_approve_apply_probe_and_revert_at_expiry(bot: Bot) -> None:
     assert [m for m, _ in arm_writes(bot)] == ["PUT"]
 
     # The revert at expiry is an rq job scheduled for then; run it now instead of waiting.
-    ops = Queue(jobs.OPS_QUEUE, connection=bot.queue.connection)  # never behind checks
+    ops = ops_queue_on(bot.queue.connection)  # never behind a burst of checks
     registry = ops.scheduled_job_registry
     [job_id] = registry.get_job_ids()
     when = registry.get_scheduled_time(job_id).timestamp()

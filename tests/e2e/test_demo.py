@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import ROOT, WORLDS
+from tests.helpers import ROOT, WORLDS
 
 BUILD_PY = ("-q", "build_py", "--build-lib")  # the package files a wheel would hold
 

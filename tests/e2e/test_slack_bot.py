@@ -20,8 +20,8 @@ from bot.model import Report, Severity
 from bot.redisserver import RedisServer, free_port
 from bot.slack import blocks
 from bot.slack.thread import Thread
-from tests.conftest import WORLDS, expected_worlds
 from tests.e2e.harness import CHANNEL, USER, Bot, click, interaction, name, send, slash_body
+from tests.helpers import WORLDS, expected_worlds
 
 EXPECTED = expected_worlds(WORLDS / "expected.yaml")
 
@@ -420,3 +420,35 @@ def test_mark_resolved_rewrites_a_split_summary_part_by_part(make_bot):
     assert all("mark_resolved" not in json.dumps(m) for m in after)
     lines = [json.dumps(m).count("refused ") for m in after]
     assert sum(lines) == len(extra)
+
+
+PRIVATE_SPEC = expected_worlds(WORLDS / "expected.yaml")["private-cluster-udr.yaml"]
+
+
+def test_a_private_cluster_is_checked_through_run_command(make_bot):
+    """The cluster side goes through Azure run command, and the live checklist says so
+    while it runs (it takes longer)."""
+    bot = make_bot("private-cluster-udr.yaml")
+    status, body = bot.slash(f"check {PRIVATE_SPEC['alias']} {PRIVATE_SPEC['endpoint']}")
+    assert status == 200, body
+    thread = bot.wait_for(":summary:")
+    checklist_texts = [
+        json.dumps(c.body)
+        for c in bot.sandbox.calls("slack")
+        if c.path.endswith(("chat.update", "chat.postMessage"))
+        and "Checklist" in json.dumps(c.body)
+    ]
+    noted = [t for t in checklist_texts if "goes through Azure run command" in t]
+    assert noted, "the live checklist never said the cluster side goes through run command"
+    assert "the API server is private" in noted[0] and "longer" in noted[0]
+    assert "goes through Azure run command" not in json.dumps(
+        next(m for m in thread if name(m) == "0:checklist")
+    ), "the note goes once the checklist is finished"
+    summary = next(m for m in thread if ":summary:" in name(m))
+    assert "2 Azure run commands" in json.dumps(summary)
+    incident = thread[-1]["metadata"]["event_payload"]["incident"]
+    reports = bot.store.reports(incident)
+    assert reports and 1 <= reports[-1]["stats"]["runCommands"] <= 2
+    codes = {f["code"]: f for f in reports[-1]["findings"]}
+    assert "Azure run command" in codes["KUBE_ACCESS"]["detail"]
+    assert "PROBE_OK" in codes and reports[-1]["rootCause"] is None

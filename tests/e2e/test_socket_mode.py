@@ -3,19 +3,21 @@ the sandbox's Socket Mode server with its app-level token and answers envelopes.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from bot.redisserver import RedisServer
-from tests.conftest import WORLDS
+from bot.redisserver import RedisServer, free_port
 from tests.e2e.harness import CHANNEL, USER, Bot, click_payload, name, slash_payload
+from tests.helpers import WORLDS
 
 APP_TOKEN = "xapp-1-A0AKSAPP01-1-e2e"
 
@@ -26,9 +28,12 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
 
 
-def serve(bot: Bot, tmp_path: Path, app_token: str = APP_TOKEN) -> subprocess.Popen[bytes]:
+def serve(
+    bot: Bot, tmp_path: Path, app_token: str = APP_TOKEN, port: int = 0
+) -> subprocess.Popen[bytes]:
     """The real `aks-egress serve`; what it logs goes to tmp_path/serve.log."""
     env = {
+        "AKS_EGRESS_PORT": str(port or free_port()),  # its /healthz, /readyz, /metrics
         **os.environ,
         "SLACK_APP_TOKEN": app_token,
         "SLACK_BOT_TOKEN": "xoxb-e2e",
@@ -49,10 +54,14 @@ def serve(bot: Bot, tmp_path: Path, app_token: str = APP_TOKEN) -> subprocess.Po
 def test_slash_command_mention_and_retry_over_socket_mode(redis_server, tmp_path):
     redis.Redis.from_url(redis_server.url).flushdb()  # our private server only
     bot = Bot(WORLDS / "nsg-subnet-deny.yaml", redis_server.url)
-    process = serve(bot, tmp_path)
+    port = free_port()
+    process = serve(bot, tmp_path, port=port)
     hub = bot.sandbox.socket_mode
     try:
         hub.wait_connected(timeout_s=30)
+        # Socket Mode serves no Slack HTTP, but its readiness names both dependencies.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as ready:
+            assert json.loads(ready.read()) == {"redis": "ok", "slack": "ok"}
         ack = hub.deliver(
             "slash_commands",
             slash_payload("check payments-prod https://api.contoso.com"),

@@ -17,7 +17,7 @@ from bot.config import SummarySchedule
 from bot.redisserver import RedisServer
 from bot.sandbox.server import Sandbox
 from bot.summary import due
-from tests.conftest import ROOT, WORLDS
+from tests.helpers import ROOT, WORLDS
 
 CHANNEL = "C0SUMMARY1"
 PNG = b"\x89PNG\r\n\x1a\n"

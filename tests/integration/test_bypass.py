@@ -26,7 +26,7 @@ from bot.sandbox.server import Sandbox
 from bot.sandbox.world import World, load_world, parse_world
 from bot.slack.bypass_messages import plan_message
 from bot.store import Store
-from tests.conftest import WORLDS
+from tests.helpers import WORLDS
 
 WORLD = WORLDS / "udr-firewall-bypass.yaml"
 ALIAS, URL = "batch-prod", "http://files.example.org"

@@ -12,7 +12,7 @@ import pytest
 
 from bot import chart
 from bot.cli import main
-from tests.conftest import WORLDS
+from tests.helpers import WORLDS
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

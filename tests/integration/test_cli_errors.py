@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import WORLDS
+from tests.helpers import WORLDS
 
 WORLD = str(WORLDS / "udr-firewall-allowed.yaml")
 

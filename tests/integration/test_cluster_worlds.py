@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import WORLDS, assert_expected, expected_worlds
+from tests.helpers import WORLDS, assert_expected, expected_worlds
 
 CLUSTER = WORLDS / "cluster"
 EXPECTED = expected_worlds(CLUSTER / "expected.yaml")

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from tests.conftest import WORLDS
 from tests.fix_policy import broad_rules
+from tests.helpers import WORLDS
 
 
 def _fix(report: dict, code: str) -> list[str]:

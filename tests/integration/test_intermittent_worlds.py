@@ -26,8 +26,8 @@ from bot.engine import CheckRequest, Engine
 from bot.evidence import surge_nodes
 from bot.runtime import attach
 from bot.sandbox.server import Sandbox
-from handlers import snat
-from tests.conftest import WORLDS, assert_expected, expected_worlds
+from handlers import snat_capacity
+from tests.helpers import WORLDS, assert_expected, expected_worlds
 
 INTERMITTENT = WORLDS / "intermittent"
 EXPECTED = expected_worlds(INTERMITTENT / "expected.yaml")
@@ -186,7 +186,9 @@ def _lb_numbers(world: str) -> dict:
 @pytest.mark.parametrize("world", [_param(w) for w in FIX_WORLDS])
 def test_lb_fix_is_the_computed_command(world, report):
     n = _lb_numbers(world)
-    plan = snat.capacity(n["peak"], n["nodes_with_surge"], n["ips"], n["setting"], n["total_peak"])
+    plan = snat_capacity.capacity(
+        n["peak"], n["nodes_with_surge"], n["ips"], n["setting"], n["total_peak"]
+    )
     assert plan.kind in ("ip-count", "ports"), plan
     if plan.kind == "ip-count":
         command = f"{n['update']} --load-balancer-managed-outbound-ip-count {plan.ips}"
@@ -196,7 +198,7 @@ def test_lb_fix_is_the_computed_command(world, report):
             f" --load-balancer-managed-outbound-ip-count {plan.ips}" if more else ""
         )
         command += f" --load-balancer-outbound-ports {plan.ports}"
-    assert snat.fits(plan.ports or 0, n["nodes_with_surge"], plan.ips)
+    assert snat_capacity.fits(plan.ports or 0, n["nodes_with_surge"], plan.ips)
     result = report(world)
     [found] = [f for f in result["findings"] if f["code"] in ("SNAT_HIGH", "SNAT_EXHAUSTED")]
     assert command in found["fix"], found["fix"]
@@ -228,13 +230,13 @@ def test_natgw_fix_is_the_computed_ip_count(report):
             per_time[p["timeStamp"]] = per_time.get(p["timeStamp"], 0) + p["total"]
     today = len(natgw["properties"]["publicIpAddresses"])
     wanted = max(
-        math.ceil(today * 100 / (100 - snat.HEADROOM_PERCENT)),
-        snat.natgw_ips_for(max(per_time.values())),
+        math.ceil(today * 100 / (100 - snat_capacity.HEADROOM_PERCENT)),
+        snat_capacity.natgw_ips_for(max(per_time.values())),
     )
     rid = armid.ArmId.parse(cluster["id"])
     command = (
         f"az aks update --resource-group {rid.resource_group} --name {rid.name} "
-        f"--nat-gateway-managed-outbound-ip-count {min(wanted, snat.NATGW_MAX_IPS)}"
+        f"--nat-gateway-managed-outbound-ip-count {min(wanted, snat_capacity.NATGW_MAX_IPS)}"
     )
     assert command in _finding(report(world), "NATGW_SNAT_FAILED")["fix"]
 

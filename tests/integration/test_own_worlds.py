@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from bot.cli import main
-from tests.conftest import WORLDS, assert_expected, expected_worlds
+from tests.helpers import WORLDS, assert_expected, expected_worlds
 
 OWN = WORLDS / "own"
 EXPECTED = expected_worlds(OWN / "expected.yaml")

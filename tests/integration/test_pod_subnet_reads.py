@@ -14,7 +14,7 @@ from bot.collect.probe import ProbeSettings
 from bot.engine import CheckRequest, Engine
 from bot.runtime import attach
 from bot.sandbox.server import RequestRecord, Sandbox
-from tests.conftest import WORLDS
+from tests.helpers import WORLDS
 
 WORLD = WORLDS / "own" / "cni-pod-subnet-nsg-deny.yaml"
 LATENCY_MS = 100

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import pytest
 import yaml
 
-from tests.conftest import WORLDS, assert_expected, check_argv, expected_worlds
+from tests.helpers import WORLDS, assert_expected, check_argv, expected_worlds
 
 POD_WORLDS = WORLDS / "pod"
 EXPECTED = expected_worlds(POD_WORLDS / "expected.yaml")

@@ -23,7 +23,7 @@ from bot.engine import CheckRequest, Engine
 from bot.evidence import PROBE_LABEL, PROBE_NAME
 from bot.runtime import sandbox_runtime
 from bot.sandbox.server import Sandbox
-from tests.conftest import ROOT, WORLDS
+from tests.helpers import ROOT, WORLDS
 
 URL = "https://api.contoso.com/health?x=1"
 

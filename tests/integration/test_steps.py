@@ -14,7 +14,7 @@ from bot.engine import CheckRequest, Engine
 from bot.runtime import attach
 from bot.sandbox.server import Sandbox
 from bot.steps import MODES
-from tests.conftest import WORLDS
+from tests.helpers import WORLDS
 
 SNAT_WORLDS = [
     ("lb-snat-high-and-pressure.yaml", "shop-prod"),

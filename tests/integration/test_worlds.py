@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import WORLDS, assert_expected, check_argv, expected_worlds
+from tests.helpers import WORLDS, assert_expected, check_argv, expected_worlds
 
 EXPECTED = expected_worlds(WORLDS / "expected.yaml")
 

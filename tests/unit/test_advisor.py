@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from handlers import advisor
-from tests.unit.test_snat import EXPECTED, codes, world_evidence
+from tests.helpers import EXPECTED, codes, world_evidence
 
 EXAMPLE = Path(__file__).resolve().parents[1] / (
     "fixtures/azure-rest-examples/advisor/ListRecommendations.json"

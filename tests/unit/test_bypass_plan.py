@@ -279,7 +279,7 @@ def test_the_slack_plan_shows_who_approves_and_no_button_while_the_table_is_held
 
 
 def test_bypass_and_audit_help_import_nothing_heavy() -> None:
-    from tests.unit.test_cli_startup import run
+    from tests.helpers import run_cli_in_fresh_process as run
 
     for argv in (("bypass", "-h"), ("audit", "-h")):
         assert "HEAVY [] EXIT 0" in run(*argv).stderr, argv

@@ -2,29 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-from tests.conftest import ROOT
-
-HEAVY = ("azure", "kubernetes", "slack_sdk", "slack_bolt", "pydantic", "redis", "rq", "bot.sandbox")
-PROBE = f"""
-import sys
-from bot import cli
-try:
-    cli.main(sys.argv[1:])
-except SystemExit as exc:
-    code = exc.code
-heavy = sorted({{m.split('.')[0] if not m.startswith('bot.') else m for m in sys.modules
-               if m.startswith({HEAVY!r})}})
-print('HEAVY', heavy, 'EXIT', code, file=sys.stderr)
-"""
-
-
-def run(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", PROBE, *argv], cwd=ROOT, capture_output=True, text=True, timeout=30
-    )
+from tests.helpers import run_cli_in_fresh_process as run
 
 
 def test_help_version_and_usage_errors_import_nothing_heavy():

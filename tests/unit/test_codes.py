@@ -4,7 +4,7 @@ import re
 
 from bot.codes import CATALOG
 from bot.steps import STEP_ORDER
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def test_docs_and_catalog_agree():

@@ -11,8 +11,8 @@ import yaml
 
 from handlers.addressing import AddressContext
 from handlers.firewall_rules import (
+    Connection,
     FirewallDecision,
-    Request,
     evaluate_classic,
     evaluate_policy,
     fqdn_matches,
@@ -35,8 +35,8 @@ def _request(
     protocol: str,
     addresses: tuple[str, ...] = (),
     source: IPv4Address = NODE,
-) -> Request:
-    return Request(
+) -> Connection:
+    return Connection(
         source=source,
         fqdn=fqdn,
         addresses=tuple(IPv4Address(a) for a in addresses),
@@ -150,7 +150,7 @@ APP_POLICY = [
         (_request("files.example.org", 443, "Tcp"), False, None),
     ],
 )
-def test_application_rules(request_: Request, allowed: bool, rule: str | None) -> None:
+def test_application_rules(request_: Connection, allowed: bool, rule: str | None) -> None:
     decision = evaluate_policy(APP_POLICY, request_, CTX, AKS_TAG)
     assert (decision.allowed, decision.rule_name) == (allowed, rule)
     if rule is None:
@@ -278,7 +278,7 @@ def test_nat_collections_are_ignored_for_outbound() -> None:
         (_request(None, 9000, "Tcp", ("20.101.5.5",), IPv4Address("10.250.0.4")), False, None),
     ],
 )
-def test_network_rules_from_world(request_: Request, allowed: bool, rule: str | None) -> None:
+def test_network_rules_from_world(request_: Connection, allowed: bool, rule: str | None) -> None:
     world = _world("udr-firewall-allowed.yaml")
     ctx = _world_ctx(world, "10.240.0.0/16")
     decision = evaluate_policy(_rule_collection_groups(world), request_, ctx, {})
@@ -445,7 +445,7 @@ def test_world_blocked_http_files_example() -> None:
     assert any("470" in n for n in decision.notes)
 
 
-def _egress_requests(world: dict) -> list[tuple[str, Request]]:
+def _egress_requests(world: dict) -> list[tuple[str, Connection]]:
     (groups,) = world["egressEndpoints"].values()
     requests = []
     for group in groups:

@@ -9,7 +9,7 @@ import pytest
 from bot import armid
 from bot.evidence import Series
 from handlers import osdisk
-from tests.unit.test_snat import EXPECTED, codes, load_world, world_evidence
+from tests.helpers import EXPECTED, codes, load_world, world_evidence
 
 SHOP = "lb-snat-high-and-pressure.yaml"
 OWN_CODES = ("OSDISK_",)

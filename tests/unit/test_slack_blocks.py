@@ -19,6 +19,8 @@ from slack_sdk.models.views import View
 from bot.codes import CATALOG
 from bot.model import ClusterSummary, Finding, Report, Severity, Stats
 from bot.slack import blocks as B
+from bot.slack import kit as K
+from bot.slack import timeline as T
 from bot.steps import STEPS
 
 REPORTS = Path(__file__).resolve().parent.parent / "fixtures" / "reports"
@@ -34,6 +36,12 @@ CLUSTER_ID = (
 )
 HOSTILE = "<!channel> & <@U0BADBAD> <https://evil.example|click me> a>b"
 LINKS = re.compile(r"<(https://[^<>|\s]+(\|[^<>]+)?|@[UW][A-Z0-9]+|!date\^[^<>]+)>")
+
+
+def one_summary(report: Report, incident: str, resolved: bool = False) -> dict[str, Any]:
+    """A run's summary, which for these reports fits one message."""
+    (message,) = B.summary_messages(report, incident, resolved=resolved)
+    return message
 
 
 def load(world: str) -> Report:
@@ -148,10 +156,10 @@ def test_every_message_of_a_real_report_is_valid(world: str) -> None:
             check_message(message)
         check_view(B.evidence_modal(f))
     for resolved in (False, True):
-        check_message(B.summary(report, INCIDENT, resolved=resolved))
+        check_message(one_summary(report, INCIDENT, resolved=resolved))
         for message in B.summary_messages(report, INCIDENT, resolved=resolved):
             check_message(message)
-    timeline = B.timeline(view(), [report, report.to_json()])
+    timeline = T.timeline(view(), [report, report.to_json()])
     assert 0 < len(timeline) <= 40_000
 
 
@@ -163,7 +171,7 @@ def test_finding_reply_reads_like_the_evidence() -> None:
     assert message["blocks"][0]["text"]["text"].startswith("*✗ `NSG_OUTBOUND_DENY`*")
     assert "An NSG denies traffic to the endpoint" in text
     assert "rule `DenyInternetHttpsOutbound` (priority 100)" in text
-    assert f"<{B.PORTAL}{f.resource}|nsg-snet-aks-nodes-weu>" in text
+    assert f"<{K.PORTAL}{f.resource}|nsg-snet-aks-nodes-weu>" in text
     fix = next(t for t in _texts_of(message) if t.startswith("*Fix*"))
     assert fix.startswith("*Fix*\n```\n") and fix.endswith("\n```")
     assert f.fix[0] in fix and f.fix[1] in fix
@@ -265,7 +273,7 @@ def test_huge_finding_messages_keep_every_fix_command() -> None:
         t for m in messages for t in _texts_of(m) if t.startswith(("*Fix*\n```", "```"))
     )
     for command in f.fix[:-1]:
-        assert B.escape(command) in code
+        assert K.escape(command) in code
     assert "echo yyy" in code and "…" in code, "a command too long for a section is cut"
     assert messages[1]["text"].endswith(f"(part 2 of {len(messages)})")
 
@@ -275,7 +283,7 @@ def test_forty_findings_split_over_messages_without_losing_a_block() -> None:
     replies = [B.finding_reply(f, INCIDENT, i) for i, f in enumerate(report.findings)]
     everything = [b for r in replies for b in r["blocks"]]
     assert len(everything) > 50 * 20
-    parts = B.split_message(everything)
+    parts = K.split_message(everything)
     assert all(1 <= len(p) <= 50 for p in parts)
     assert sum(len(p) for p in parts) == len(everything)
     for part in parts:
@@ -286,7 +294,7 @@ def test_forty_findings_split_over_messages_without_losing_a_block() -> None:
 def test_split_message_splits_an_oversized_section_and_closes_its_code_block() -> None:
     lines = [f"line {n} " + "z" * 90 for n in range(200)]
     text = "*Fix*\n```\n" + "\n".join(lines) + "\n```\nafter"
-    parts = B.split_message([{"type": "section", "text": {"type": "mrkdwn", "text": text}}])
+    parts = K.split_message([{"type": "section", "text": {"type": "mrkdwn", "text": text}}])
     assert len(parts) == 1
     sections = parts[0]
     assert len(sections) > 5
@@ -301,14 +309,14 @@ def test_split_message_splits_an_oversized_section_and_closes_its_code_block() -
 
 def test_split_message_puts_at_most_fifty_blocks_in_a_message() -> None:
     blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": f"b{n}"}} for n in range(120)]
-    parts = B.split_message(blocks)
+    parts = K.split_message(blocks)
     assert [len(p) for p in parts] == [50, 50, 20]
     assert [b["text"]["text"] for p in parts for b in p] == [f"b{n}" for n in range(120)]
 
 
 def test_huge_summary_names_the_root_cause_first_and_fits() -> None:
     report = huge_report(40)
-    message = B.summary(report, INCIDENT)
+    message = one_summary(report, INCIDENT)
     blocks = check_message(message)
     root = report.findings[1]
     assert blocks[0]["text"]["text"].startswith(f"*Root cause: ✗ `{root.code}`*")
@@ -387,20 +395,20 @@ def test_azure_and_user_text_is_escaped_everywhere() -> None:
 
 
 def test_cutting_never_splits_an_entity_or_a_link() -> None:
-    cut = B.clip("&" * 5000, 3000)
+    cut = K.clip("&" * 5000, 3000)
     assert len(cut) <= 3000 and cut.endswith("&amp;…")
-    link = B.resource_link(NSG_ID)
+    link = K.resource_link(NSG_ID)
     text = "x" * 2990 + link
-    cut = B.truncate(text, 3000)
+    cut = K.truncate(text, 3000)
     assert cut == "x" * 2990 + "…"
     check_mrkdwn(cut)
     for limit in range(2985, 3001):
-        check_mrkdwn(B.truncate("a" * 2980 + "&lt;&amp;&gt;" * 10, limit))
+        check_mrkdwn(K.truncate("a" * 2980 + "&lt;&amp;&gt;" * 10, limit))
 
 
 def test_non_arm_resources_are_not_linked() -> None:
-    assert B.resource_link("/api/v1/nodes/aks-1") == "`/api/v1/nodes/aks-1`"
-    assert B.resource_link(NSG_ID) == f"<{B.PORTAL}{NSG_ID}|nsg-nodes>"
+    assert K.resource_link("/api/v1/nodes/aks-1") == "`/api/v1/nodes/aks-1`"
+    assert K.resource_link(NSG_ID) == f"<{K.PORTAL}{NSG_ID}|nsg-nodes>"
 
 
 # -- buttons ----------------------------------------------------------------------------------
@@ -428,7 +436,7 @@ def test_finding_button_value_finds_the_finding_again() -> None:
 
 def test_summary_buttons_carry_the_incident() -> None:
     report = load("nsg-subnet-deny")
-    found = {b["action_id"]: b["value"] for b in buttons(B.summary(report, INCIDENT))}
+    found = {b["action_id"]: b["value"] for b in buttons(one_summary(report, INCIDENT))}
     assert found == {
         "rerun": INCIDENT,
         "probe_endpoint": INCIDENT,
@@ -439,14 +447,14 @@ def test_summary_buttons_carry_the_incident() -> None:
 
 def test_a_button_value_over_the_limit_is_refused() -> None:
     with pytest.raises(ValueError, match="2000"):
-        B.summary(load("nsg-subnet-deny"), "A" * 2001)
+        one_summary(load("nsg-subnet-deny"), "A" * 2001)
 
 
 # -- summary ----------------------------------------------------------------------------------
 
 
 def test_summary_names_the_root_cause_first() -> None:
-    message = B.summary(load("udr-firewall-blocked-http"), INCIDENT)
+    message = one_summary(load("udr-firewall-blocked-http"), INCIDENT)
     first = message["blocks"][0]["text"]["text"]
     assert first.startswith("*Root cause: ✗ `FIREWALL_ENDPOINT_BLOCKED`* — The firewall does not")
     assert "Firewall afw-hub-weu blocks http://files.example.org" in first
@@ -458,17 +466,17 @@ def test_summary_names_the_root_cause_first() -> None:
 
 
 def test_summary_without_root_cause_says_so() -> None:
-    message = B.summary(load("lb-snat-high-and-pressure"), INCIDENT)
+    message = one_summary(load("lb-snat-high-and-pressure"), INCIDENT)
     first = message["blocks"][0]["text"]["text"]
     assert first.startswith("*No root cause found:* nothing on the path blocks egress")
     assert "2 warnings below may still matter" in first
     assert "show_evidence" not in [b["action_id"] for b in buttons(message)]
-    healthy = B.summary(load("lb-healthy"), INCIDENT)
+    healthy = one_summary(load("lb-healthy"), INCIDENT)
     assert "warning" not in healthy["blocks"][0]["text"]["text"]
 
 
 def test_resolved_summary_shows_it() -> None:
-    message = B.summary(load("nsg-subnet-deny"), INCIDENT, resolved=True)
+    message = one_summary(load("nsg-subnet-deny"), INCIDENT, resolved=True)
     check_message(message)
     assert message["blocks"][0]["text"]["text"].startswith("*Root cause:")
     assert "✓ *Resolved.*" in message["blocks"][1]["text"]["text"]
@@ -504,6 +512,17 @@ def test_checklist_marks_each_step() -> None:
     assert message["text"].startswith("Checklist running: 4 of 6 steps done, 2 errors, 1 warning")
 
 
+def test_checklist_says_while_running_that_run_command_takes_longer() -> None:
+    note = "The cluster side goes through Azure run command (the API server is private)."
+    running = B.checklist({"probe": B.StepState("running")}, note)
+    check_message(running)
+    assert note in all_text(running)
+    finished = B.checklist({"probe": B.StepState("done")}, note)
+    assert "run command" not in all_text(finished), "gone once every step is done"
+    escaped = B.checklist({"probe": B.StepState("running")}, "<@U1> & co")
+    assert "&lt;@U1&gt; &amp; co" in all_text(escaped)
+
+
 def test_root_message_says_who_what_and_when() -> None:
     message = B.root_message(view(pod="payments/api-7d9c"))
     check_message(message)
@@ -511,7 +530,7 @@ def test_root_message_says_who_what_and_when() -> None:
     assert "payments-prod" in text and "`https://api.contoso.com`" in text
     assert "<@U123ABC>" in text and f"`{INCIDENT}`" in text and "`payments/api-7d9c`" in text
     assert "<!date^1795770843^{date_short_pretty} {time}|2026-11-27T09:14:03+00:00>" in text
-    assert f"<{B.PORTAL}{CLUSTER_ID}|payments-prod>" in text
+    assert f"<{K.PORTAL}{CLUSTER_ID}|payments-prod>" in text
     no_endpoint = B.root_message(view(endpoint=None, created="not a date"))
     check_message(no_endpoint)
     assert "none given" in all_text(no_endpoint) and "not a date" in all_text(no_endpoint)
@@ -562,7 +581,7 @@ def test_timeline_tells_the_story_of_the_thread() -> None:
     fixed = Report.from_json(broken.to_json())
     fixed.findings = [f for f in fixed.findings if f.severity == Severity.INFO]
     fixed.root_cause = None
-    text = B.timeline(view(), [broken.to_json(), fixed])
+    text = T.timeline(view(), [broken.to_json(), fixed])
     assert text.startswith(f"*Incident {INCIDENT}: egress from payments-prod*")
     assert "*Run 1* — https://api.contoso.com: root cause `NSG_OUTBOUND_DENY`" in text
     assert "- ✗ `NSG_OUTBOUND_DENY` An NSG denies traffic to the endpoint" in text
@@ -570,6 +589,6 @@ def test_timeline_tells_the_story_of_the_thread() -> None:
     assert "*Run 2*" in text and "gone: `NSG_OUTBOUND_DENY`, `NSG_REQUIRED_EGRESS_DENY`" in text
     assert text.endswith("*Outcome:* the last run finds no error on the egress path.")
     assert text.count("```") % 2 == 0
-    assert "No check has finished yet." in B.timeline(view(), [])
-    big = B.timeline(view(), [huge_report(40)] * 3)
+    assert "No check has finished yet." in T.timeline(view(), [])
+    big = T.timeline(view(), [huge_report(40)] * 3)
     assert len(big) <= 40_000 and big.count("```") % 2 == 0

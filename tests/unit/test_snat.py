@@ -8,93 +8,21 @@ hand-built series for the capacity model's bands and the computed fixes.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
-import yaml
 
 from bot import armid
 from bot.evidence import AzureEvidence, KubeEvidence, NodePool, Series
-from handlers import snat
+from handlers import snat, snat_capacity, snat_daily
+from tests.helpers import (
+    EXPECTED,
+    by_code,
+    codes,
+    load_world,
+    world_evidence,
+)
 
-TESTS = Path(__file__).resolve().parents[1]
-WORLDS = TESTS / "worlds"
-EXPECTED = yaml.safe_load((WORLDS / "expected.yaml").read_text())
 OWN_CODES = ("SNAT_", "NATGW_SNAT_FAILED", "NATGW_PACKET_DROPS")
-
-
-# -- evidence from a world file ---------------------------------------------------------
-
-
-def load_world(name: str) -> dict:
-    return yaml.safe_load((WORLDS / name).read_text())
-
-
-def node_pools(cluster: dict) -> list[NodePool]:
-    return [
-        NodePool(
-            name=p["name"],
-            subnet_id=p.get("vnetSubnetID"),
-            count=int(p.get("count") or 0),
-            max_count=p.get("maxCount") if p.get("enableAutoScaling") else None,
-            max_surge=(p.get("upgradeSettings") or {}).get("maxSurge"),
-            mode=p.get("mode"),
-            os_disk_type=p.get("osDiskType"),
-        )
-        for p in (cluster.get("properties") or {}).get("agentPoolProfiles") or []
-    ]
-
-
-def to_series(metrics: dict | None) -> dict[str, list[Series]]:
-    """A world's `metrics` as the collector hands them over: Series by resource id key."""
-    return {
-        armid.key(resource_id): [
-            Series(
-                metric=metric["name"],
-                dimensions={k.lower(): str(v) for k, v in (ts.get("dimensions") or {}).items()},
-                points=tuple(ts.get("data") or ()),
-            )
-            for metric in metrics_list
-            for ts in metric.get("timeseries") or []
-        ]
-        for resource_id, metrics_list in (metrics or {}).items()
-    }
-
-
-def world_evidence(world: dict | str) -> tuple[AzureEvidence, KubeEvidence | None]:
-    if isinstance(world, str):
-        world = load_world(world)
-    alias, cluster_id = next(iter(world["clusters"].items()))
-    arm = world["arm"]
-
-    def of(kind: str) -> list[dict]:
-        return [r for r in arm if r["type"].lower() == kind.lower()]
-
-    cluster = next(r for r in arm if armid.same(r["id"], cluster_id))
-    ev = AzureEvidence(alias=alias, cluster_id=cluster_id, cluster=cluster)
-    ev.pools = node_pools(cluster)
-    if ev.outbound_type == "loadBalancer":
-        ev.load_balancer = next(iter(of("Microsoft.Network/loadBalancers")), None)
-    ev.public_ips = {armid.key(r["id"]): r for r in of("Microsoft.Network/publicIPAddresses")}
-    ev.public_ip_prefixes = {
-        armid.key(r["id"]): r for r in of("Microsoft.Network/publicIPPrefixes")
-    }
-    ev.nat_gateways = {armid.key(r["id"]): r for r in of("Microsoft.Network/natGateways")}
-    ev.vmss = of("Microsoft.Compute/virtualMachineScaleSets")
-    ev.metrics = to_series(world.get("metrics"))
-    ev.advisor = world.get("advisor") or []
-    part = next(iter((world.get("kubernetes") or {}).values()), None)
-    kube = KubeEvidence(access="world", nodes=part.get("nodes") or []) if part else None
-    return ev, kube
-
-
-def codes(findings) -> list[str]:
-    return [f.code for f in findings]
-
-
-def by_code(findings, code: str):
-    [found] = [f for f in findings if f.code == code]
-    return found
 
 
 # -- the public worlds --------------------------------------------------------------------
@@ -257,7 +185,7 @@ def test_metrics_not_read_gives_nothing():
         ev, kube = world_evidence(name)
         ev.metrics = None
         assert snat.check(ev, kube) == []
-        summary = snat.summarize(ev, kube)
+        summary = snat_daily.summarize(ev, kube)
         assert summary["findings"] == []
         assert summary["peakUsedPct"] is None
         assert summary["series"] == []
@@ -287,7 +215,7 @@ def test_lb_without_outbound_ips_is_no_data():
 
 def test_summary_of_the_shop_world():
     ev, kube = world_evidence("lb-snat-high-and-pressure.yaml")
-    summary = snat.summarize(ev, kube)
+    summary = snat_daily.summarize(ev, kube)
     assert summary["alias"] == "shop-prod"
     assert summary["peakUsedPct"] == 80.3
     assert summary["failedConnections"] == 0
@@ -316,7 +244,7 @@ def test_summary_of_the_shop_world():
 
 def test_summary_of_the_natgw_world():
     ev, kube = world_evidence("natgw-managed-snat-failed.yaml")
-    summary = snat.summarize(ev, kube)
+    summary = snat_daily.summarize(ev, kube)
     assert summary["failedConnections"] == 2137
     assert summary["outboundIps"] == 2
     assert summary["topNodes"] == []
@@ -417,7 +345,7 @@ def cluster(
         )
     ]
     ev.load_balancer = lb_body(ips)
-    allocation = snat.ports_per_node(ports, nodes, ips)
+    allocation = snat_capacity.ports_per_node(ports, nodes, ips)
     series = []
     for i, (used, failed) in (rows or {}).items():
         dims = {"backendipaddress": node_ip(i), "frontendipaddress": "20.0.0.1"}
@@ -457,8 +385,8 @@ BANDS += [(201, 128), (400, 128), (401, 64), (800, 64), (801, 32), (1000, 32)]
 
 @pytest.mark.parametrize(("nodes", "ports"), BANDS)
 def test_dynamic_allocation_bands(nodes, ports):
-    assert snat.dynamic_ports(nodes) == ports
-    assert snat.ports_per_node(0, nodes, 1) == ports
+    assert snat_capacity.dynamic_ports(nodes) == ports
+    assert snat_capacity.ports_per_node(0, nodes, 1) == ports
 
 
 @pytest.mark.parametrize(("nodes", "ports"), BANDS)
@@ -477,14 +405,14 @@ def test_dynamic_band_judges_use_without_an_allocation_metric(nodes, ports):
 
 
 def test_dynamic_allocation_grows_with_frontend_ips_up_to_1024():
-    assert snat.dynamic_ports(100, 2) == 1024  # 512 × 2
-    assert snat.dynamic_ports(100, 3) == 1024  # never more than 1,024
-    assert snat.dynamic_ports(300, 3) == 384
-    assert snat.dynamic_ports(1001) is None
+    assert snat_capacity.dynamic_ports(100, 2) == 1024  # 512 × 2
+    assert snat_capacity.dynamic_ports(100, 3) == 1024  # never more than 1,024
+    assert snat_capacity.dynamic_ports(300, 3) == 384
+    assert snat_capacity.dynamic_ports(1001) is None
 
 
 def test_fixed_allocation_is_the_setting_whatever_the_pool_size():
-    assert snat.ports_per_node(4000, 900, 1) == 4000
+    assert snat_capacity.ports_per_node(4000, 900, 1) == 4000
     ev, kube = cluster(10, ports=4000, rows={0: (3500, 0)}, with_allocated=False)
     high = by_code(snat.check(ev, kube), "SNAT_HIGH")
     assert high.evidence["nodes"][0]["allocated"] == 4000
@@ -492,50 +420,50 @@ def test_fixed_allocation_is_the_setting_whatever_the_pool_size():
 
 
 def test_fits():
-    assert snat.fits(1176, 14, 1)
-    assert snat.fits(6400, 10, 1)
-    assert not snat.fits(6408, 10, 1)
-    assert snat.ips_for(6408, 10) == 2
+    assert snat_capacity.fits(1176, 14, 1)
+    assert snat_capacity.fits(6400, 10, 1)
+    assert not snat_capacity.fits(6408, 10, 1)
+    assert snat_capacity.ips_for(6408, 10) == 2
 
 
 def test_ports_for_headroom_is_a_multiple_of_8_with_30_percent_free():
     for peak in (1, 7, 100, 700, 822, 1000, 44_800):
-        ports = snat.ports_for_headroom(peak)
+        ports = snat_capacity.ports_for_headroom(peak)
         assert ports % 8 == 0
         assert peak <= 0.7 * ports
         assert not peak <= 0.7 * (ports - 8) or ports == 8
 
 
 def test_capacity_none_when_today_already_has_headroom():
-    plan = snat.capacity(100, 3, 1, 0)
+    plan = snat_capacity.capacity(100, 3, 1, 0)
     assert plan.kind == "none"
     assert plan.ports == 1024
 
 
 def test_capacity_more_ips_under_default_allocation():
     # 60 nodes: 512 ports per IP; 450 peak needs 648 → 2 IPs give min(1024, 1024)
-    plan = snat.capacity(450, 60, 1, 0)
+    plan = snat_capacity.capacity(450, 60, 1, 0)
     assert (plan.kind, plan.ips, plan.ports, plan.needed_ports) == ("ip-count", 2, 1024, 648)
 
 
 def test_capacity_ports_and_ips_so_they_fit():
     # fixed 1,024 on 110 nodes; 1,000 peak needs 1,432; 1,432 × 110 = 157,520 → 3 IPs
-    plan = snat.capacity(1000, 110, 1, 1024)
+    plan = snat_capacity.capacity(1000, 110, 1, 1024)
     assert (plan.kind, plan.ports, plan.ips) == ("ports", 1432, 3)
-    assert snat.fits(plan.ports, plan.nodes, plan.ips)
-    assert not snat.fits(plan.ports, plan.nodes, plan.ips - 1)
+    assert snat_capacity.fits(plan.ports, plan.nodes, plan.ips)
+    assert not snat_capacity.fits(plan.ports, plan.nodes, plan.ips - 1)
 
 
 def test_capacity_nat_gateway_when_no_load_balancer_setting_suffices():
     # 12,864 ports × 500 nodes need 101 IPs: more than the 100 managed outbound IPs
-    plan = snat.capacity(9000, 500, 1, 10_000, total_peak=300_000)
+    plan = snat_capacity.capacity(9000, 500, 1, 10_000, total_peak=300_000)
     assert plan.kind == "natgw"
     assert plan.ips == 7  # 300,000 / 0.7 = 428,572 connections / 64,512
     assert plan.enough
     # beyond 64,000 ports per node
-    assert snat.capacity(50_000, 2, 2, 64_000).kind == "natgw"
+    assert snat_capacity.capacity(50_000, 2, 2, 64_000).kind == "natgw"
     # even 16 NAT gateway IPs are not enough
-    huge = snat.capacity(9000, 500, 1, 10_000, total_peak=1_000_000)
+    huge = snat_capacity.capacity(9000, 500, 1, 10_000, total_peak=1_000_000)
     assert (huge.kind, huge.ips, huge.enough) == ("natgw", 16, False)
 
 

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from bot.model import Report
 from bot.render import terminal
-from tests.conftest import FIXTURES
+from tests.helpers import FIXTURES
 
 REPORTS = sorted((FIXTURES / "reports").glob("*.json"))
 ARM_ID = re.compile(r"/subscriptions/[^\s'\"]+", re.IGNORECASE)

@@ -1,0 +1,89 @@
+"""What the web process does with a check request: admit it and queue its job.
+
+The job is queued by its dotted name, so the Slack app never imports the worker's module
+(and with it the engine, the collectors and the sandbox): the web process stays light and
+starts in well under a second. `bot.jobs.run_check` is what an rq worker imports and runs.
+"""
+
+from __future__ import annotations
+
+from redis import Redis
+from redis.client import Pipeline
+from rq import Queue, Retry
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from bot.store import Admission, Request, Store, guard_redis, new_incident_id
+
+QUEUE = "aks-egress"
+# The daily summary and the bypass jobs: workers take these before any check (bot/pool.py).
+OPS_QUEUE = "aks-egress-ops"
+RUN_CHECK = "bot.jobs.run_check"
+JOB_TIMEOUT_S = 600
+
+
+def queue_on(connection: Redis) -> Queue:
+    """The check queue. Jobs are JSON, never pickle: a pickled job runs code when it is
+    read, so anyone who could write to Redis could run anything in a worker."""
+    return Queue(QUEUE, connection=connection, serializer=JSONSerializer)
+
+
+def ops_queue_on(connection: Redis) -> Queue:
+    """The operations queue (JSON too), which never waits behind a burst of checks."""
+    return Queue(OPS_QUEUE, connection=connection, serializer=JSONSerializer)
+
+
+def enqueue_job(queue: Queue, name: str, *args: object, job_id: str) -> None:
+    """Queue the job function `name` (a dotted path a worker imports), e.g. a bypass step,
+    on the operations queue."""
+    with guard_redis():
+        ops_queue_on(queue.connection).enqueue(
+            name, *args, job_id=job_id, job_timeout=JOB_TIMEOUT_S, failure_ttl=86400
+        )
+
+
+def _queue_check(
+    queue: Queue, pipe: Pipeline, incident_id: str, run: int, endpoint: str | None, mode: str
+) -> Job:
+    return queue.enqueue(
+        RUN_CHECK,
+        incident_id,
+        run,
+        endpoint,
+        mode,
+        job_id=f"{incident_id}-{run}",
+        job_timeout=JOB_TIMEOUT_S,
+        retry=Retry(max=2),  # immediate: a killed worker already cost a heartbeat
+        failure_ttl=86400,
+        pipeline=pipe,
+    )
+
+
+def admit_check(
+    store: Store, queue: Queue, request: Request, text: str, per_minute: int
+) -> Admission:
+    """Admit a new check and queue its job in one transaction and one round trip, which
+    is most of what a slash command costs before it can be acked.
+
+    A refused request's job is taken back; a worker that took it first finds no incident
+    and does nothing. A worker that dies mid-check gets the job retried.
+    """
+    incident_id = new_incident_id()
+    with guard_redis(), queue.connection.pipeline() as pipe:
+        job = _queue_check(queue, pipe, incident_id, 0, None, "all")
+        workers = f"rq:workers:{queue.name}"  # rq's set of the workers listening to it
+        keys = (queue.key, workers)
+        admission = store.admit(pipe, incident_id, request, text, per_minute, keys)
+        if admission.incident is None:
+            job.delete(pipeline=pipe)
+            pipe.execute()
+    return admission
+
+
+def enqueue_check(
+    queue: Queue, incident_id: str, run: int, endpoint: str | None, mode: str
+) -> None:
+    """Queue another run of an incident's check (a recheck, a probe, the SNAT step)."""
+    with guard_redis(), queue.connection.pipeline() as pipe:
+        _queue_check(queue, pipe, incident_id, run, endpoint, mode)
+        pipe.execute()
