@@ -21,7 +21,7 @@ from bot import admission, flight, jobs, queued, services
 from bot.probe_slots import ProbeSlots, slots_key
 from bot.redisserver import RedisServer
 from bot.runtime import attach
-from tests.conftest import WORLDS
+from tests.helpers import WORLDS
 from tests.e2e.harness import CHANNEL, Bot, name
 
 OTHER_USER = "U0ONCALL02"
