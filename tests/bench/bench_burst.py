@@ -113,7 +113,10 @@ def main() -> None:
         )
         workers = [
             subprocess.Popen(
-                [*cli, "worker", "--world", str(world)], env=env, start_new_session=True, **quiet
+                [*cli, "worker", "--world", str(world), "--port", str(free_port())],
+                env=env,
+                start_new_session=True,
+                **quiet,
             )
             for _ in range(args.workers)
         ]

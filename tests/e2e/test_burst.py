@@ -19,10 +19,10 @@ import yaml
 
 from bot import admission, flight, jobs, queued, services
 from bot.probe_slots import ProbeSlots, slots_key
-from bot.redisserver import RedisServer
+from bot.redisserver import RedisServer, free_port
 from bot.runtime import attach
-from tests.helpers import WORLDS
 from tests.e2e.harness import CHANNEL, Bot, name
+from tests.helpers import WORLDS
 
 OTHER_USER = "U0ONCALL02"
 
@@ -210,8 +210,9 @@ def test_a_worker_process_runs_its_checks_in_threads_and_stops_on_sigterm(redis_
         "AKS_EGRESS_WORKER_CONCURRENCY": "4",
         "AKS_EGRESS_WORKER_HEARTBEAT_S": "1",
     }
+    world, port = WORLDS / "lb-healthy.yaml", free_port()  # its own health port
     worker = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "worker", "--world", str(WORLDS / "lb-healthy.yaml")],
+        [sys.executable, "-m", "bot.cli", "worker", "--world", str(world), "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
