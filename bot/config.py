@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     log_format: str = "json"  # or "text"
     worker_heartbeat_s: int = 10  # how soon a killed worker's check is retried
     worker_concurrency: int = Field(default=16, ge=1, le=64)  # checks one worker runs at once
+    summary_batch: int = 50  # clusters per daily-summary job; more are split over workers
     # The probe's defaults live in ProbeSettings; these only let the environment override.
     probe_namespace: str = _PROBE.namespace
     probe_image: str = _PROBE.image

@@ -38,6 +38,7 @@ class WorkerContext:
     slack: WebClient
     store: Store
     config: ClusterConfig = field(default_factory=ClusterConfig)
+    summary_batch: int = 50  # clusters per summary job (AKS_EGRESS_SUMMARY_BATCH)
 
 
 _context: WorkerContext | None = None
@@ -147,9 +148,11 @@ def post_due_summaries() -> list[str]:
     """The cron job: post each channel's SNAT summary once its local time has come today.
 
     Run every few minutes by `aks-egress cron` (by every cron process, if there are
-    several): the day's Redis lease and stored timestamp make the post happen once.
+    several): the day's Redis lease and stored timestamp make the post happen once. A
+    channel with more clusters than one batch is split into jobs that workers share
+    (bot/summary_shards.py); its post comes from the last of them.
     """
-    from bot import summary
+    from bot import summary, summary_shards
 
     ctx = context()
     now = ctx.runtime.clock()
@@ -160,6 +163,9 @@ def post_due_summaries() -> list[str]:
             continue
         clusters = ctx.config.clusters_of(schedule.channel)
         if not clusters:
+            continue
+        if len(clusters) > ctx.summary_batch:
+            summary_shards.enqueue(schedule, day, now, clusters)
             continue
         data = summary.with_trend(summary.build(ctx.runtime, clusters, now), ctx.store, day)
         if summary.post(ctx.slack, ctx.store, schedule.channel, day, data, schedule.timezone):

@@ -164,6 +164,7 @@ def worker_context(
         slack=slack_client(settings),
         store=store_,
         config=ClusterConfig.load(settings.config),
+        summary_batch=settings.summary_batch,
     )
 
 

@@ -24,6 +24,16 @@ Every key this module writes, and why it exists:
                                            who is posting it now; expires so a run that died
                                            mid-post is taken over (5 minutes).
     aks-egress:snat-peak:{alias}:{day}     a cluster's peak SNAT use that day, for the trend.
+    aks-egress:summary-plan:{channel}:{day}
+                                           set by the cron run that split a large fleet's
+                                           summary into batch jobs, so later runs do not
+                                           split it again; expires (1 hour) so a run that
+                                           died is split again, reusing stored batches.
+    aks-egress:summary-batch:{channel}:{day}:{index}
+                                           one batch's cluster summaries (JSON list): the
+                                           final job assembles the post from them, and a
+                                           retried batch does not make the others read
+                                           Azure again (1 day).
 
 The appliance bypass writes its own keys in bot/bypass/state.py, documented there:
 `aks-egress:bypass:{incident}` (the record), `aks-egress:bypass-lock:{route table}` (one
@@ -53,6 +63,8 @@ PREFIX = "aks-egress"
 EVENT_TTL_S = 3600
 DOUBLE_SUBMIT_S = 10
 SUMMARY_LEASE_S = 300
+SUMMARY_PLAN_S = 3600
+SUMMARY_BATCH_S = 86400
 
 # KEYS: rate counter, double-submit claim, incident, the rq queue, the set of rq workers
 # listening to it. ARGV: per-minute limit, incident id, claim TTL, request JSON, retention.
@@ -273,6 +285,24 @@ class Store:
     def remember_summary_ts(self, channel: str, day: str, ts: str) -> None:
         with guard_redis():
             self.redis.set(f"{PREFIX}:summary:{channel}:{day}", ts, ex=40 * 86400)
+
+    def take_summary_plan(self, channel: str, day: str) -> bool:
+        """True for the one cron run that splits the day's summary into batches."""
+        with guard_redis():
+            key = f"{PREFIX}:summary-plan:{channel}:{day}"
+            return bool(self.redis.set(key, "1", nx=True, ex=SUMMARY_PLAN_S))
+
+    def summary_batch(self, channel: str, day: str, index: int) -> list[Any] | None:
+        with guard_redis():
+            value = self.redis.get(f"{PREFIX}:summary-batch:{channel}:{day}:{index}")
+        return json.loads(value) if value is not None else None
+
+    def remember_summary_batch(
+        self, channel: str, day: str, index: int, clusters: list[Any]
+    ) -> None:
+        with guard_redis():
+            key = f"{PREFIX}:summary-batch:{channel}:{day}:{index}"
+            self.redis.set(key, json.dumps(clusters), ex=SUMMARY_BATCH_S)
 
     def snat_peak(self, alias: str, day: str) -> float | None:
         with guard_redis():

@@ -15,7 +15,7 @@ from bot.redisserver import RedisServer
 from bot.runtime import attach
 from bot.sandbox.server import Sandbox
 
-from ..conftest import WORLDS
+from ..helpers import WORLDS
 
 NSG_READ = "Microsoft.Network/networkSecurityGroups/read"
 

@@ -13,7 +13,7 @@ import pytest
 
 from tests.e2e.fleet import BOT_TOKEN, SECRET, Fleet, thread_problems, world_with
 
-from ..conftest import WORLDS
+from ..helpers import WORLDS
 from .harness import name
 
 CHANNELS = ["C0OUTAGE01", "C0OUTAGE02"]

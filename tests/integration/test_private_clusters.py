@@ -30,7 +30,7 @@ from bot.evidence import PROBE_LABEL, PROBE_NAME
 from bot.runtime import attach
 from bot.sandbox.server import Sandbox
 from bot.sandbox.world import parse_world
-from tests.conftest import WORLDS, assert_expected, expected_worlds
+from tests.helpers import WORLDS, assert_expected, expected_worlds
 from tests.integration.test_cluster_worlds import EXPECTED as CLUSTER_EXPECTED
 from tests.integration.test_cluster_worlds import REQUIRED_CODES
 

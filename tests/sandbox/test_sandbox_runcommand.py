@@ -23,7 +23,7 @@ from bot.armid import ArmId
 from bot.sandbox.credential import StaticTokenCredential
 from bot.sandbox.server import Sandbox
 from bot.sandbox.world import parse_world
-from tests.conftest import WORLDS
+from tests.helpers import WORLDS
 
 WORLD = yaml.safe_load((WORLDS / "private-cluster-udr.yaml").read_text())
 
