@@ -16,16 +16,16 @@ from dataclasses import dataclass, field
 
 from slack_sdk import WebClient
 
-from bot import logs, metrics
+from bot import flight, logs, metrics, queued
 from bot.codes import CATALOG
 from bot.collect.azure import ClusterUnreadable
 from bot.config import ClusterConfig
 from bot.endpoint import parse_endpoint
-from bot.engine import CheckRequest, Engine
+from bot.engine import CheckRequest
 from bot.model import Finding, Severity
 from bot.runtime import Runtime
 from bot.slack import blocks
-from bot.slack.thread import Thread, incident_view
+from bot.slack.thread import Thread
 from bot.steps import steps_of
 from bot.store import Store
 
@@ -80,10 +80,7 @@ def run_check(
         return
     logs.bind(alias=incident.request.alias, user=incident.request.user)
     thread = Thread(ctx.slack, ctx.store, incident)
-    if thread.root_ts is None:
-        root = thread.upsert("root", blocks.root_message(incident_view(incident)), in_thread=False)
-        ctx.store.link_thread(incident.request.channel, root, incident_id)
-    ctx.store.set_status(incident_id, "running")
+    queued.start(ctx, thread, incident)
     request = incident.request
     target = endpoint or request.endpoint
     done: dict[str, list[Finding]] = {}
@@ -105,7 +102,10 @@ def run_check(
             thread.upsert(name, blocks.checklist(_states(done, mode, request.pod), " ".join(notes)))
 
     try:
-        report = Engine(ctx.runtime).check(
+        report, shared = flight.check(
+            ctx.runtime,
+            ctx.store.redis,
+            incident_id,
             CheckRequest(
                 alias=request.alias,
                 cluster_id=request.cluster_id,
@@ -113,8 +113,9 @@ def run_check(
                 pod=request.pod,
                 mode=mode,
             ),
-            on_steps=on_steps,
-            on_note=on_note,
+            on_steps,
+            on_note,
+            afresh=run > 0,
         )
     except ClusterUnreadable as exc:
         f = exc.failure
@@ -130,11 +131,14 @@ def run_check(
         ctx.store.set_status(incident_id, "failed")
         metrics.check_failed("cluster_unreadable")
         return
+    if shared is not None:
+        thread.upsert(f"{run}:shared", blocks.shared_note(shared.incident, shared.age_s))
     for index, finding in enumerate(report.findings):
         if finding.severity in (Severity.ERROR, Severity.WARNING):
             for part, message in enumerate(blocks.finding_messages(finding, incident_id, index)):
                 thread.upsert(f"{run}:reply:{index}:{part}", message)
-    ctx.store.save_report(incident_id, run, report.to_json())
+    shared_json = {"shared": shared.to_json()} if shared else {}
+    ctx.store.save_report(incident_id, run, report.to_json() | shared_json)
     thread.summary(run, report)
     ctx.store.set_status(incident_id, "done")
     metrics.check_finished(report.cluster.outbound_type, report.root_cause)

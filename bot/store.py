@@ -7,7 +7,9 @@ Every key this module writes, and why it exists:
                                            (`ts:root`, `ts:{run}:checklist`, `ts:{run}:summary`,
                                            `ts:{run}:reply:{key}`). Timestamps live here so a
                                            retried job updates messages instead of repeating
-                                           them. Expires after the retention period.
+                                           them. `queued_place`: the place in the queue its
+                                           root message shows while it waits (bot/queued.py).
+                                           Expires after the retention period.
     aks-egress:incident:{id}:reports       hash: run number -> report JSON (the timeline).
     aks-egress:thread:{channel}:{ts}       incident id of a thread, so mentions and buttons
                                            in it act on that incident.
@@ -64,8 +66,11 @@ SUMMARY_LEASE_S = 300
 SUMMARY_PLAN_S = 3600
 SUMMARY_BATCH_S = 86400
 
-# KEYS: rate counter, double-submit claim, incident. ARGV: per-minute limit, incident id,
-# claim TTL, request JSON, retention. Returns {verdict, the running incident's id}.
+# KEYS: rate counter, double-submit claim, incident, the rq queue, the set of rq workers
+# listening to it. ARGV: per-minute limit, incident id, claim TTL, request JSON, retention.
+# Returns {verdict, the running incident's id, its place in the queue}: the waiting jobs
+# (the new one pushed just before, in the same transaction) less the idle workers; 0 or
+# less means it starts at once. The workers' own hashes are read by name (one Redis).
 _ADMIT = """
 local count = redis.call('INCR', KEYS[1])
 redis.call('EXPIRE', KEYS[1], 120)
@@ -77,7 +82,11 @@ if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'EX', ARGV[3]) then
 end
 redis.call('HSET', KEYS[3], 'request', ARGV[4], 'status', 'queued', 'runs', 0)
 redis.call('EXPIRE', KEYS[3], ARGV[5])
-return {'admitted', ARGV[2]}
+local idle = 0
+for _, worker in ipairs(redis.call('SMEMBERS', KEYS[5])) do
+  if redis.call('HGET', worker, 'state') == 'idle' then idle = idle + 1 end
+end
+return {'admitted', ARGV[2], redis.call('LLEN', KEYS[4]) - idle}
 """
 
 
@@ -119,6 +128,7 @@ class Admission:
     incident: Incident | None = None
     rate_limited: bool = False
     running: str | None = None  # the incident an identical request just started
+    place: int = 0  # its place in the queue when it cannot start at once (1: next)
 
 
 def new_incident_id() -> str:
@@ -163,6 +173,15 @@ class Store:
     def mark_resolved(self, incident_id: str) -> None:
         with guard_redis():
             self.redis.hset(self._key(incident_id), mapping={"resolved": "1", "status": "resolved"})
+
+    def queued_place(self, incident_id: str) -> int | None:
+        with guard_redis():
+            place = self.redis.hget(self._key(incident_id), "queued_place")
+        return int(place) if place else None
+
+    def set_queued_place(self, incident_id: str, place: int) -> None:
+        with guard_redis():
+            self.redis.hset(self._key(incident_id), "queued_place", place)
 
     def next_run(self, incident_id: str) -> int:
         """A new run number for a re-check or probe in the same thread."""
@@ -213,7 +232,13 @@ class Store:
             return bool(self.redis.set(f"{PREFIX}:event:{event_id}", "1", nx=True, ex=EVENT_TTL_S))
 
     def admit(
-        self, pipe: Pipeline, incident_id: str, request: Request, text: str, per_minute: int
+        self,
+        pipe: Pipeline,
+        incident_id: str,
+        request: Request,
+        text: str,
+        per_minute: int,
+        queue_keys: tuple[str, str],
     ) -> Admission:
         """Rate limit, double-submit check and the new incident, atomically: a refused
         request leaves no incident behind, so nothing can start work for it.
@@ -228,22 +253,23 @@ class Store:
         with guard_redis():
             pipe.eval(
                 _ADMIT,
-                3,
+                5,
                 rate,
                 claim,
                 self._key(incident_id),
+                *queue_keys,
                 per_minute,
                 incident_id,
                 DOUBLE_SUBMIT_S,
                 json.dumps(asdict(request)),
                 self.retention_s,
             )
-            verdict, detail = (_text(part) for part in pipe.execute()[-1])
-        if verdict == "rate_limited":
+            verdict, detail, *place = pipe.execute()[-1]
+        if _text(verdict) == "rate_limited":
             return Admission(rate_limited=True)
-        if verdict == "running":
-            return Admission(running=detail)
-        return Admission(incident=Incident(id=incident_id, request=request))
+        if _text(verdict) == "running":
+            return Admission(running=_text(detail))
+        return Admission(incident=Incident(id=incident_id, request=request), place=max(0, *place))
 
     # -- the daily summary ------------------------------------------------------------
 

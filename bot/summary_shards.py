@@ -18,7 +18,7 @@ from datetime import datetime
 from rq import Retry, get_current_job
 
 from bot import jobs, summary
-from bot.admission import queue_on
+from bot.admission import ops_queue_on
 from bot.config import SummarySchedule
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def enqueue(schedule: SummarySchedule, day: str, now: datetime, clusters: dict[s
     current = get_current_job()
     if current is None:
         raise RuntimeError("a sharded summary is enqueued from the cron job, in a worker")
-    queue = queue_on(current.connection)
+    queue = ops_queue_on(current.connection)  # never behind a burst of checks
     prefix = f"aks-egress-summary-{schedule.channel}-{day}"
     plan = batches(clusters, ctx.summary_batch)
     parts = [
