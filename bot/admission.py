@@ -26,6 +26,8 @@ from bot.store import (
 )
 
 QUEUE = "aks-egress"
+# The daily summary and the bypass jobs: workers take these before any check (bot/pool.py).
+OPS_QUEUE = "aks-egress-ops"
 RUN_CHECK = "bot.jobs.run_check"
 JOB_TIMEOUT_S = 600
 
@@ -36,10 +38,18 @@ def queue_on(connection: Redis) -> Queue:
     return Queue(QUEUE, connection=connection, serializer=JSONSerializer)
 
 
+def ops_queue_on(connection: Redis) -> Queue:
+    """The operations queue (JSON too), which never waits behind a burst of checks."""
+    return Queue(OPS_QUEUE, connection=connection, serializer=JSONSerializer)
+
+
 def enqueue_job(queue: Queue, name: str, *args: object, job_id: str) -> None:
-    """Queue the job function `name` (a dotted path a worker imports), e.g. a bypass step."""
+    """Queue the job function `name` (a dotted path a worker imports), e.g. a bypass step,
+    on the operations queue."""
     with guard_redis():
-        queue.enqueue(name, *args, job_id=job_id, job_timeout=JOB_TIMEOUT_S, failure_ttl=86400)
+        ops_queue_on(queue.connection).enqueue(
+            name, *args, job_id=job_id, job_timeout=JOB_TIMEOUT_S, failure_ttl=86400
+        )
 
 
 def _queue_check(
@@ -88,7 +98,8 @@ def admit_check(
     with guard_redis(), queue.connection.pipeline() as pipe:
         url = endpoint.url if endpoint else None  # whole: the request keeps it redacted
         job = _queue_check(queue, pipe, incident_id, 0, url, "all", private_ok)
-        admission = store.admit(pipe, incident_id, request, text, limits, queue.key)
+        workers = f"rq:workers:{queue.name}"  # rq's set of the workers listening to it
+        admission = store.admit(pipe, incident_id, request, text, limits, (queue.key, workers))
         if admission.incident is None:
             job.delete(pipeline=pipe)
             pipe.execute()

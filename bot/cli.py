@@ -169,7 +169,11 @@ def cmd_snat_summary(args: argparse.Namespace) -> int:
     try:
         config = ClusterConfig.load(settings.config)
         with open_runtime(args.world, settings) as runtime:
-            if args.channel and config.clusters:
+            if args.all:
+                from bot.collect.discover import discover
+
+                clusters = {c.alias: c.id for c in discover(runtime.clients)}
+            elif args.channel and config.clusters:
                 clusters = config.clusters_of(args.channel)
             else:
                 clusters = dict(runtime.aliases)
@@ -199,6 +203,58 @@ def cmd_snat_summary(args: argparse.Namespace) -> int:
         return _fail(f"Redis is unreachable ({exc}); check REDIS_URL", CANNOT_RUN)
     if args.json or not args.post:
         print(json.dumps(data, indent=2))
+    return 0
+
+
+def cmd_clusters(args: argparse.Namespace) -> int:
+    import json
+
+    from azure.core.exceptions import HttpResponseError
+    from rich.console import Console
+    from rich.table import Table
+
+    from bot.config import Settings
+    from bot.runtime import open_runtime
+    from bot.sandbox.world import WorldError
+
+    try:
+        with open_runtime(args.world, Settings()) as runtime:
+            if not args.discover:
+                rows = [{"alias": a, "id": i} for a, i in sorted(runtime.aliases.items())]
+            else:
+                from dataclasses import asdict
+
+                from bot.collect.discover import discover
+
+                rows = [asdict(c) for c in discover(runtime.clients)]
+    except WorldError as exc:
+        return _fail(str(exc), BAD_INPUT)
+    except HttpResponseError as exc:
+        return _fail(f"Azure Resource Graph refused the query ({exc.status_code})", CANNOT_RUN)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = Table(
+        "alias",
+        *(
+            ["subscription", "resource group", "name", "location", "outbound"]
+            if args.discover
+            else ["id"]
+        ),
+    )
+    for row in rows:
+        if args.discover:
+            table.add_row(
+                row["alias"],
+                row["subscription"],
+                row["resource_group"],
+                row["name"],
+                row["location"],
+                row["outbound_type"] or "",
+            )
+        else:
+            table.add_row(row["alias"], row["id"])
+    Console().print(table)
     return 0
 
 
@@ -304,7 +360,20 @@ def build_parser() -> argparse.ArgumentParser:
     summary_cmd.add_argument("--world", type=Path, help="serve this sandbox world instead of Azure")
     summary_cmd.add_argument("--json", action="store_true", help="print the summary as JSON")
     summary_cmd.add_argument("--post", action="store_true", help="post it to the channel(s)")
+    summary_cmd.add_argument(
+        "--all", action="store_true", help="every cluster Azure Resource Graph finds"
+    )
     summary_cmd.set_defaults(func=cmd_snat_summary)
+
+    clusters_cmd = sub.add_parser("clusters", help="the configured clusters, or --discover all")
+    clusters_cmd.add_argument(
+        "--discover", action="store_true", help="every AKS cluster Azure Resource Graph finds"
+    )
+    clusters_cmd.add_argument(
+        "--world", type=Path, help="serve this sandbox world instead of Azure"
+    )
+    clusters_cmd.add_argument("--json", action="store_true", help="print JSON")
+    clusters_cmd.set_defaults(func=cmd_clusters)
 
     # cron only enqueues; the workers that run its jobs read Azure (or their own --world).
     cron = sub.add_parser("cron", help="enqueue the scheduled jobs (the daily SNAT summary)")

@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     port: int = 3000  # Slack HTTP (serve --http) and every process's /healthz /readyz /metrics
     log_format: str = "json"  # or "text"
     worker_heartbeat_s: int = 10  # how soon a killed worker's check is retried
+    worker_concurrency: int = Field(default=16, ge=1, le=64)  # checks one worker runs at once
+    summary_batch: int = 50  # clusters per daily-summary job; more are split over workers
     # The probe's defaults live in ProbeSettings; these only let the environment override.
     probe_namespace: str = _PROBE.namespace
     probe_image: str = _PROBE.image
@@ -71,6 +73,7 @@ class Settings(BaseSettings):
     probe_max_time_s: int = _PROBE.max_time_s
     probe_deadline_s: int = _PROBE.deadline_s
     probe_leftover_after_s: int = _PROBE.leftover_after_s
+    probe_pods_per_cluster: int = Field(default=20, ge=1)  # at once, over all workers
     run_command_timeout_s: int = _PROBE.run_command_timeout_s
 
     def limits(self) -> Limits:

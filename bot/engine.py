@@ -8,9 +8,11 @@ the collectors nothing of verdicts.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -211,7 +213,13 @@ class Engine:
         """
         needs = request.needs
         reader = KubeReader(access)
-        runner = ProbeRunner(access, self.runtime.probe, self.runtime.clock)
+        gate = self.runtime.probe_gate
+        runner = ProbeRunner(
+            access,
+            self.runtime.probe,
+            self.runtime.clock,
+            gate=functools.partial(gate, request.cluster_id) if gate else nullcontext,
+        )
         node_list = reader.nodes()
         namespace, name = k8s.split_key(request.pod or "")
         probe = self._probe_url(request) is not None

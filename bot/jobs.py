@@ -17,18 +17,18 @@ from dataclasses import dataclass, field
 
 from slack_sdk import WebClient
 
-from bot import logs, metrics
+from bot import flight, logs, metrics, queued
 from bot.codes import CATALOG
 from bot.collect.azure import ClusterUnreadable
 from bot.config import ClusterConfig
 from bot.destination import PolicyConfig, judge
 from bot.endpoint import parse_endpoint
-from bot.engine import CheckRequest, Engine
+from bot.engine import CheckRequest
 from bot.model import Finding, Severity
 from bot.redact import redact
 from bot.runtime import Runtime
 from bot.slack import blocks
-from bot.slack.thread import Thread, incident_view
+from bot.slack.thread import Thread
 from bot.steps import steps_of
 from bot.store import Limits, Store
 
@@ -42,6 +42,7 @@ class WorkerContext:
     store: Store
     config: ClusterConfig = field(default_factory=ClusterConfig)
     limits: Limits = field(default_factory=Limits)
+    summary_batch: int = 50  # clusters per summary job (AKS_EGRESS_SUMMARY_BATCH)
 
 
 _context: WorkerContext | None = None
@@ -87,11 +88,8 @@ def run_check(
         return
     logs.bind(alias=incident.request.alias, user=incident.request.user)
     thread = Thread(ctx.slack, ctx.store, incident)
-    if thread.root_ts is None:
-        root = thread.upsert("root", blocks.root_message(incident_view(incident)), in_thread=False)
-        ctx.store.link_thread(incident.request.channel, root, incident_id)
+    queued.start(ctx, thread, incident)
     ctx.store.run_started(incident_id)
-    ctx.store.set_status(incident_id, "running")
     request = incident.request
     target = endpoint or request.endpoint
     done: dict[str, list[Finding]] = {}
@@ -124,7 +122,10 @@ def run_check(
         ctx.store.set_status(incident_id, "failed")
         return
     try:
-        report = Engine(ctx.runtime).check(
+        report, shared = flight.check(
+            ctx.runtime,
+            ctx.store.redis,
+            incident_id,
             CheckRequest(
                 alias=request.alias,
                 cluster_id=request.cluster_id,
@@ -133,8 +134,9 @@ def run_check(
                 mode=mode,
                 policy=policy,
             ),
-            on_steps=on_steps,
-            on_note=on_note,
+            on_steps,
+            on_note,
+            afresh=run > 0,
         )
     except ClusterUnreadable as exc:
         f = exc.failure
@@ -152,12 +154,15 @@ def run_check(
         ctx.store.set_status(incident_id, "failed")
         metrics.check_failed("cluster_unreadable")
         return
+    if shared is not None:
+        thread.upsert(f"{run}:shared", blocks.shared_note(shared.incident, shared.age_s))
     for index, finding in enumerate(report.findings):
         if finding.severity in (Severity.ERROR, Severity.WARNING):
             for part, message in enumerate(blocks.finding_messages(finding, incident_id, index)):
                 thread.upsert(f"{run}:reply:{index}:{part}", message)
+    shared_json = {"shared": shared.to_json()} if shared else {}
     # Redis keeps the report as Slack shows it: without URL secrets or principal ids.
-    saved = json.loads(redact(json.dumps(report.to_json())))
+    saved = json.loads(redact(json.dumps(report.to_json() | shared_json)))
     ctx.store.save_report(incident_id, run, saved, ctx.limits.reports_per_incident)
     thread.summary(run, report)
     ctx.store.set_status(incident_id, "done")
@@ -175,9 +180,11 @@ def post_due_summaries() -> list[str]:
     """The cron job: post each channel's SNAT summary once its local time has come today.
 
     Run every few minutes by `aks-egress cron` (by every cron process, if there are
-    several): the day's Redis lease and stored timestamp make the post happen once.
+    several): the day's Redis lease and stored timestamp make the post happen once. A
+    channel with more clusters than one batch is split into jobs that workers share
+    (bot/summary_shards.py); its post comes from the last of them.
     """
-    from bot import summary
+    from bot import summary, summary_shards
 
     ctx = context()
     now = ctx.runtime.clock()
@@ -188,6 +195,9 @@ def post_due_summaries() -> list[str]:
             continue
         clusters = ctx.config.clusters_of(schedule.channel)
         if not clusters:
+            continue
+        if len(clusters) > ctx.summary_batch:
+            summary_shards.enqueue(schedule, day, now, clusters)
             continue
         data = summary.with_trend(summary.build(ctx.runtime, clusters, now), ctx.store, day)
         if summary.post(ctx.slack, ctx.store, schedule.channel, day, data, schedule.timezone):

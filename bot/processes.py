@@ -105,10 +105,13 @@ def _settle() -> None:
 
 
 def make_worker(settings: Settings) -> CheckWorker:
+    """One worker for both queues, operations first (`dev`, tests)."""
+    from bot.admission import ops_queue_on
     from bot.worker import CheckWorker
 
     queue = services.queue(settings, patient=True)
-    return CheckWorker.for_queue(queue, queue.connection, settings.worker_heartbeat_s)
+    ops = ops_queue_on(queue.connection)
+    return CheckWorker.for_queues([ops, queue], settings.worker_heartbeat_s)
 
 
 def work(
@@ -125,22 +128,20 @@ def run_workers(
     settings: Settings, runtime: Runtime, burst: bool = False, port: int | None = None
 ) -> None:
     """Workers on this runtime, one after another, with the health port while they run."""
-    from bot import jobs
+    from bot import jobs, pool
     from bot.bypass import jobs as bypass_jobs
-    from bot.worker import WorkLoop
 
     context = services.worker_context(settings, runtime)
     jobs.configure(context)
     bypass_jobs.reconcile_safely()
-    # rq's scheduler (a child process) queues the bypass reverts (enqueue_in) when due;
-    # a burst run has no time to wait for them, and its start-up reconcile suffices.
-    loop = WorkLoop(lambda: make_worker(settings), burst, with_scheduler=not burst)
+    # Many checks at once (bot/pool.py); a burst run's start-up reconcile suffices.
+    workers = pool.Pool(settings, burst)
     server = None
     if not burst:
-        probes = Probes(redis=redis_probe(services.redis_ping(settings)), alive=loop.running)
+        probes = Probes(redis=redis_probe(services.redis_ping(settings)), alive=workers.running)
         server = health_server(settings, probes, port)
     try:
-        loop.run()
+        workers.run()
     finally:
         if server:
             server.stop()
@@ -149,6 +150,7 @@ def run_workers(
 def cron(settings: Settings, port: int | None = None) -> None:
     """Queue the summary job every five minutes; workers post what is due (once a day)."""
     from bot import schedule
+    from bot.admission import ops_queue_on
 
     queue = services.queue(settings, patient=True)
     stop = threading.Event()
@@ -157,7 +159,7 @@ def cron(settings: Settings, port: int | None = None) -> None:
     probes = Probes(redis=redis_probe(services.redis_ping(settings)), slack=None)
     server = health_server(settings, probes, port)
     try:
-        schedule.run(queue, stop)
+        schedule.run(ops_queue_on(queue.connection), stop)  # never behind a burst
     finally:
         server.stop()
 

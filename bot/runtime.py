@@ -8,7 +8,7 @@ SDK clients talk to it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,6 +49,8 @@ class Runtime:
     clock: Callable[[], datetime] = _wall_clock
     sandbox: Sandbox | None = None
     vm_sizes: VmSizeCache = field(default_factory=VmSizeCache)  # lives across checks
+    # Held around each probe pod, by cluster id: the workers' cap (bot/probe_slots.py).
+    probe_gate: Callable[[str], AbstractContextManager[None]] | None = None
     # inPodProbe where a cluster's configuration does not set it: off for real clusters, on
     # for sandbox worlds; `in_pod_set` holds the configured values by armid.key(cluster id).
     in_pod_default: bool = False

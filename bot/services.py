@@ -28,6 +28,7 @@ from bot import metrics
 from bot.admission import queue_on
 from bot.config import ClusterConfig, ConfigError, Settings
 from bot.directory import Directory
+from bot.probe_slots import ProbeSlots
 from bot.store import Store
 
 if TYPE_CHECKING:  # the worker's side: the web process does not load it
@@ -150,15 +151,21 @@ def queue(settings: Settings, *, patient: bool = False) -> Queue:
 def worker_context(
     settings: Settings, runtime: Runtime, store_: Store | None = None
 ) -> WorkerContext:
-    """What a worker's jobs use: the runtime, Slack, the store and the configuration."""
+    """What a worker's jobs use: the runtime, Slack, the store and the configuration.
+    Its probes hold the cluster's probe slots (the cap every worker shares)."""
     from bot.jobs import WorkerContext
 
+    store_ = store_ or store(settings, patient=True)
+    runtime.probe_gate = ProbeSlots(
+        store_.redis, settings.probe_pods_per_cluster, settings.probe_deadline_s + 30
+    ).hold
     return WorkerContext(
         runtime=runtime,
         slack=slack_client(settings),
-        store=store_ or store(settings, patient=True),
+        store=store_,
         config=ClusterConfig.load(settings.config),
         limits=settings.limits(),
+        summary_batch=settings.summary_batch,
     )
 
 

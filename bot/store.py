@@ -8,7 +8,9 @@ Every key this module writes, and why it exists:
                                            (`ts:root`, `ts:{run}:checklist`, `ts:{run}:summary`,
                                            `ts:{run}:reply:{key}`). Timestamps live here so a
                                            retried job updates messages instead of repeating
-                                           them. Expires after the retention period.
+                                           them. `queued_place`: the place in the queue its
+                                           root message shows while it waits (bot/queued.py).
+                                           Expires after the retention period.
     aks-egress:incident:{id}:reports       hash: run number -> report JSON (the timeline);
                                            the oldest are dropped past the reports cap.
     aks-egress:thread:{channel}:{ts}       incident id of a thread, so mentions and buttons
@@ -30,6 +32,16 @@ Every key this module writes, and why it exists:
                                            who is posting it now; expires so a run that died
                                            mid-post is taken over (5 minutes).
     aks-egress:snat-peak:{alias}:{day}     a cluster's peak SNAT use that day, for the trend.
+    aks-egress:summary-plan:{channel}:{day}
+                                           set by the cron run that split a large fleet's
+                                           summary into batch jobs, so later runs do not
+                                           split it again; expires (1 hour) so a run that
+                                           died is split again, reusing stored batches.
+    aks-egress:summary-batch:{channel}:{day}:{index}
+                                           one batch's cluster summaries (JSON list): the
+                                           final job assembles the post from them, and a
+                                           retried batch does not make the others read
+                                           Azure again (1 day).
 
 The appliance bypass writes its own keys in bot/bypass/state.py, documented there:
 `aks-egress:bypass:{incident}` (the record), `aks-egress:bypass-lock:{route table}` (one
@@ -59,6 +71,8 @@ PREFIX = "aks-egress"
 EVENT_TTL_S = 3600
 DOUBLE_SUBMIT_S = 10
 SUMMARY_LEASE_S = 300
+SUMMARY_PLAN_S = 3600
+SUMMARY_BATCH_S = 86400
 
 INTERACTION_TTL_S = 360  # Slack accepts a signature for 5 minutes; a minute's margin
 
@@ -81,8 +95,11 @@ if KEYS[3] ~= '' and redis.call('LLEN', KEYS[3]) > tonumber(ARGV[3]) then
 end
 return nil
 """
-# KEYS: the limits' three, double-submit claim, incident. ARGV: the limits' three,
-# incident id, claim TTL, request JSON, retention. Returns {verdict, detail}.
+# KEYS: the limits' three, double-submit claim, incident, the set of rq workers listening
+# to the queue. ARGV: the limits' three, incident id, claim TTL, request JSON, retention.
+# Returns {verdict, detail, place}: the place is the waiting jobs (the new one pushed just
+# before, in the same transaction) less the idle workers; 0 or less means it starts at
+# once. The workers' own hashes are read by name (one Redis).
 _ADMIT = (
     """
 local function limits()
@@ -99,7 +116,15 @@ if not redis.call('SET', KEYS[4], ARGV[4], 'NX', 'EX', ARGV[5]) then
 end
 redis.call('HSET', KEYS[5], 'request', ARGV[6], 'status', 'queued', 'runs', 0, 'queued', 1)
 redis.call('EXPIRE', KEYS[5], ARGV[7])
-return {'admitted', ARGV[4]}
+local idle = 0
+if KEYS[6] ~= '' then
+  for _, worker in ipairs(redis.call('SMEMBERS', KEYS[6])) do
+    if redis.call('HGET', worker, 'state') == 'idle' then idle = idle + 1 end
+  end
+end
+local waiting = 0
+if KEYS[3] ~= '' then waiting = redis.call('LLEN', KEYS[3]) end
+return {'admitted', ARGV[4], waiting - idle}
 """
 )
 # Another run of an incident. KEYS: the limits' three, incident. ARGV: the limits' three,
@@ -195,6 +220,7 @@ class Admission:
     rate_limited: bool = False
     running: str | None = None  # the incident an identical request just started
     busy: str | None = None  # "cluster", "queue" or "incident": which limit was reached
+    place: int = 0  # its place in the queue when it cannot start at once (1: next)
 
 
 def new_incident_id() -> str:
@@ -239,6 +265,15 @@ class Store:
     def mark_resolved(self, incident_id: str) -> None:
         with guard_redis():
             self.redis.hset(self._key(incident_id), mapping={"resolved": "1", "status": "resolved"})
+
+    def queued_place(self, incident_id: str) -> int | None:
+        with guard_redis():
+            place = self.redis.hget(self._key(incident_id), "queued_place")
+        return int(place) if place else None
+
+    def set_queued_place(self, incident_id: str, place: int) -> None:
+        with guard_redis():
+            self.redis.hset(self._key(incident_id), "queued_place", place)
 
     def next_run(self, incident_id: str) -> int:
         """A new run number for a re-check or probe in the same thread."""
@@ -341,7 +376,7 @@ class Store:
         request: Request,
         text: str,
         limits: Limits,
-        queue_key: str = "",
+        queue_keys: tuple[str, str] = ("", ""),
     ) -> Admission:
         """Rate limit, double-submit check and the new incident, atomically: a refused
         request leaves no incident behind, so nothing can start work for it.
@@ -358,12 +393,13 @@ class Store:
         with guard_redis():
             pipe.eval(
                 _ADMIT,
-                5,
+                6,
                 rate,
                 cluster_rate,
-                queue_key,
+                queue_keys[0],
                 claim,
                 self._key(incident_id),
+                queue_keys[1],
                 limits.per_user,
                 limits.per_cluster,
                 limits.queue,
@@ -372,14 +408,14 @@ class Store:
                 json.dumps(asdict(request)),
                 self.retention_s,
             )
-            verdict, detail = (_text(part) for part in pipe.execute()[-1])
-        if verdict == "rate_limited":
+            verdict, detail, *place = pipe.execute()[-1]
+        if _text(verdict) == "rate_limited":
             return Admission(rate_limited=True)
-        if verdict in ("cluster", "queue"):
-            return Admission(busy=verdict)
-        if verdict == "running":
-            return Admission(running=detail)
-        return Admission(incident=Incident(id=incident_id, request=request))
+        if _text(verdict) in ("cluster", "queue"):
+            return Admission(busy=_text(verdict))
+        if _text(verdict) == "running":
+            return Admission(running=_text(detail))
+        return Admission(incident=Incident(id=incident_id, request=request), place=max(0, *place))
 
     # -- the daily summary ------------------------------------------------------------
 
@@ -395,6 +431,24 @@ class Store:
     def remember_summary_ts(self, channel: str, day: str, ts: str) -> None:
         with guard_redis():
             self.redis.set(f"{PREFIX}:summary:{channel}:{day}", ts, ex=40 * 86400)
+
+    def take_summary_plan(self, channel: str, day: str) -> bool:
+        """True for the one cron run that splits the day's summary into batches."""
+        with guard_redis():
+            key = f"{PREFIX}:summary-plan:{channel}:{day}"
+            return bool(self.redis.set(key, "1", nx=True, ex=SUMMARY_PLAN_S))
+
+    def summary_batch(self, channel: str, day: str, index: int) -> list[Any] | None:
+        with guard_redis():
+            value = self.redis.get(f"{PREFIX}:summary-batch:{channel}:{day}:{index}")
+        return json.loads(value) if value is not None else None
+
+    def remember_summary_batch(
+        self, channel: str, day: str, index: int, clusters: list[Any]
+    ) -> None:
+        with guard_redis():
+            key = f"{PREFIX}:summary-batch:{channel}:{day}:{index}"
+            self.redis.set(key, json.dumps(clusters), ex=SUMMARY_BATCH_S)
 
     def snat_peak(self, alias: str, day: str) -> float | None:
         with guard_redis():

@@ -11,7 +11,10 @@ kept so a restarted run neither posts twice nor gives up.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,6 +32,9 @@ from handlers import snat_daily
 
 log = logging.getLogger(__name__)
 HIGH_PCT = 75
+# Clusters read at once, and reads in flight per cluster (see Fanout).
+CONCURRENCY = 128
+READS_PER_CLUSTER = 3
 
 
 def due(schedule: SummarySchedule, now: datetime) -> tuple[bool, str]:
@@ -56,29 +62,88 @@ def _nodes(runtime: Runtime, alias: str, cluster_id: str) -> KubeEvidence | None
         return None
 
 
-def summarize_cluster(runtime: Runtime, alias: str, cluster_id: str, now: datetime) -> Json:
+@dataclass(frozen=True)
+class Fanout:
+    """The thread pools every cluster of one summary shares.
+
+    Each cluster has two ARM round trips on its critical path (the cluster; then its load
+    balancer beside its metrics) and the cluster user credential with the node list beside
+    them, so a cluster in flight needs about three reads at once. `clusters` in flight hide
+    ARM's latency once they cover the run's CPU time; more only adds threads."""
+
+    reads: ThreadPoolExecutor
+    steps: ThreadPoolExecutor
+    clusters: ThreadPoolExecutor
+    size: int
+
+    @classmethod
+    @contextmanager
+    def open(cls, size: int) -> Iterator[Fanout]:
+        with (
+            ThreadPoolExecutor(READS_PER_CLUSTER * size, thread_name_prefix="arm") as reads,
+            ThreadPoolExecutor(size, thread_name_prefix="step") as steps,
+            ThreadPoolExecutor(size, thread_name_prefix="summary") as clusters,
+        ):
+            yield cls(reads, steps, clusters, size)
+
+
+def summarize_cluster(
+    runtime: Runtime, alias: str, cluster_id: str, now: datetime, fanout: Fanout
+) -> Json:
     """One cluster's SNAT numbers, or `{"alias", "error"}` saying why it could not load.
 
     Azure and the node list (for node names) are read side by side."""
-    collector = AzureCollector(runtime.clients, runtime.resolver, workers=4)
-    with ThreadPoolExecutor(1, thread_name_prefix="nodes") as pool:
-        kube_f = pool.submit(_nodes, runtime, alias, cluster_id)
-        try:
-            ev = collector.collect_snat(alias, cluster_id, now)
-        except ClusterUnreadable as exc:
-            f = exc.failure
-            return {"alias": alias, "error": f"cannot read the cluster ({f.status} {f.code})"}
-        data = snat_daily.summarize(ev, kube_f.result())
+    collector = AzureCollector(
+        runtime.clients, runtime.resolver, pools=(fanout.reads, fanout.steps)
+    )
+    kube_f = fanout.reads.submit(_nodes, runtime, alias, cluster_id)
+    try:
+        ev = collector.collect_snat(alias, cluster_id, now)
+    except ClusterUnreadable as exc:
+        kube_f.cancel()
+        f = exc.failure
+        return {"alias": alias, "error": f"cannot read the cluster ({f.status} {f.code})"}
+    data = snat_daily.summarize(ev, kube_f.result())
     data["alias"] = alias
     return data
 
 
-def build(runtime: Runtime, clusters: dict[str, str], now: datetime) -> Json:
-    """Every cluster at once; the JSON the `snat-summary` command prints."""
-    with ThreadPoolExecutor(max(1, min(64, len(clusters))), thread_name_prefix="summary") as pool:
-        results = list(
-            pool.map(lambda item: summarize_cluster(runtime, *item, now), clusters.items())
-        )
+def stream(
+    runtime: Runtime, clusters: dict[str, str], now: datetime, concurrency: int = CONCURRENCY
+) -> Iterator[tuple[int, Json]]:
+    """(position, summary) of each cluster the moment its reads are done.
+
+    At most `concurrency` clusters are in flight; the next starts as one finishes, so the
+    work pending, and the evidence held, stay bounded by it, not by the fleet."""
+    items = iter(enumerate(clusters.items()))
+    with Fanout.open(max(1, min(concurrency, len(clusters)))) as fanout:
+        pending: dict[Future[Json], int] = {}
+
+        def start_next() -> None:
+            for index, (alias, cluster_id) in items:
+                future = fanout.clusters.submit(
+                    summarize_cluster, runtime, alias, cluster_id, now, fanout
+                )
+                pending[future] = index
+                return
+
+        for _ in range(fanout.size):
+            start_next()
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                index = pending.pop(future)
+                start_next()
+                yield index, future.result()
+
+
+def build(
+    runtime: Runtime, clusters: dict[str, str], now: datetime, concurrency: int = CONCURRENCY
+) -> Json:
+    """Every cluster, in the order given; the JSON the `snat-summary` command prints."""
+    results: list[Json] = [{} for _ in clusters]
+    for index, data in stream(runtime, clusters, now, concurrency):
+        results[index] = data
     return {"generated": now.isoformat(), "clusters": results}
 
 

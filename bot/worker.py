@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType
+from typing import Self
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -56,7 +57,11 @@ JOB_FUNCTIONS = frozenset(
         bypass_jobs.revert_bypass,
         bypass_jobs.reconcile_bypasses,
     )
-)
+) | {
+    # the sharded daily summary's jobs, by name: importing them here would load the chart
+    "bot.summary_shards.run_batch",
+    "bot.summary_shards.assemble",
+}
 
 
 class UnlistedJob(Exception):
@@ -87,9 +92,14 @@ class CheckWorker(SimpleWorker):
 
     @classmethod
     def for_queue(cls, queue: Queue, connection: Redis, heartbeat_s: int) -> CheckWorker:
+        return cls.for_queues([queue], heartbeat_s)
+
+    @classmethod
+    def for_queues(cls, queues: list[Queue], heartbeat_s: int) -> Self:
+        """A worker taking jobs from `queues` in that order (the first has priority)."""
         worker = cls(
-            [queue],
-            connection=connection,
+            queues,
+            connection=queues[0].connection,
             serializer=JSONSerializer,
             # The idle loop wakes every heartbeat to run the sweep that retries the checks
             # of killed workers (RQ waits worker_ttl - 15 s on the queue between sweeps).

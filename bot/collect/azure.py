@@ -116,11 +116,15 @@ class AzureCollector:
         resolver: Resolver,
         workers: int = 16,
         vm_sizes: VmSizeCache | None = None,
+        pools: tuple[ThreadPoolExecutor, ThreadPoolExecutor] | None = None,
     ):
+        """`pools` (reads, steps) shared by many collectors, as the fleet summary does, so
+        a cluster costs no threads of its own; else each collection makes its own."""
         self.clients = clients
         self.resolver = resolver
         self.workers = workers
         self.vm_sizes = vm_sizes if vm_sizes is not None else VmSizeCache()
+        self.pools = pools
 
     def collect(
         self,
@@ -152,6 +156,9 @@ class AzureCollector:
         return self._execute(run.go_snat, run)
 
     def _execute(self, graph: Callable[[], AzureEvidence], run: _Run) -> AzureEvidence:
+        if self.pools is not None:  # reads never wait and steps wait only on reads: no deadlock
+            run.reads, run.steps = self.pools
+            return graph()
         with (
             ThreadPoolExecutor(self.workers, thread_name_prefix="arm") as reads,
             ThreadPoolExecutor(self.workers, thread_name_prefix="step") as steps,

@@ -11,14 +11,19 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+import requests
 from azure.core.credentials import TokenCredential
 from azure.core.pipeline.policies import SansIOHTTPPolicy
+from azure.core.pipeline.transport import RequestsTransport
 from azure.mgmt.advisor import AdvisorManagementClient
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.containerservice import ContainerServiceClient
 from azure.mgmt.monitor import MonitorManagementClient
 from azure.mgmt.network import NetworkManagementClient
+from azure.mgmt.resourcegraph import ResourceGraphClient
+from urllib3.util.retry import Retry
 
+from bot.collect.throttle import SubscriptionPacer
 from bot.metrics import count_call
 
 
@@ -57,19 +62,29 @@ class AzureClients:
         self.credential = credential
         self.endpoints = endpoints or Endpoints()
         self.counter = CallCounter()
+        self.pacer = SubscriptionPacer()
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, str], Any] = {}
+        self._session = _pooled_session()
 
-    def _make(self, cls: type, subscription: str) -> Any:
-        key = (cls.__name__, subscription.lower())
+    def _make(self, cls: type, subscription: str | None) -> Any:
+        key = (cls.__name__, (subscription or "").lower())
         with self._lock:
             if key not in self._cache:
-                kwargs: dict[str, Any] = {"per_retry_policies": [self.counter, AzureCallMetrics()]}
+                kwargs: dict[str, Any] = {
+                    "per_retry_policies": [self.counter, AzureCallMetrics(), self.pacer]
+                }
                 if self.endpoints.base_url:
                     kwargs["base_url"] = self.endpoints.base_url
                 if self.endpoints.ca_path:
                     kwargs["connection_verify"] = self.endpoints.ca_path
-                self._cache[key] = cls(self.credential, subscription, **kwargs)
+                kwargs["transport"] = RequestsTransport(
+                    session=self._session,
+                    session_owner=False,
+                    connection_verify=self.endpoints.ca_path or True,
+                )
+                scope = () if subscription is None else (subscription,)
+                self._cache[key] = cls(self.credential, *scope, **kwargs)
             return self._cache[key]
 
     def containers(self, subscription: str) -> ContainerServiceClient:
@@ -87,8 +102,33 @@ class AzureClients:
     def advisor(self, subscription: str) -> AdvisorManagementClient:
         return self._make(AdvisorManagementClient, subscription)
 
+    def resource_graph(self) -> ResourceGraphClient:
+        """Tenant-wide: one query reads every subscription the identity can read."""
+        return self._make(ResourceGraphClient, None)
+
     def close(self) -> None:
         with self._lock:
             for client in self._cache.values():
                 client.close()
             self._cache.clear()
+            self._session.close()
+
+
+# Connections kept open to ARM: a fleet summary has a few hundred reads in flight, and
+# requests' default pool of 10 would open (and TLS-handshake) a new connection for each
+# read past the tenth.
+POOL_SIZE = 512
+
+
+def _pooled_session() -> requests.Session:
+    """One session for every client (every subscription talks to the same ARM host), set up
+    as azure-core sets up its own: no retries in urllib3, the pipeline's RetryPolicy retries."""
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(
+        pool_connections=4,
+        pool_maxsize=POOL_SIZE,
+        max_retries=Retry(total=False, redirect=False, raise_on_status=False),
+    )
+    for scheme in ("https://", "http://"):
+        session.mount(scheme, adapter)
+    return session

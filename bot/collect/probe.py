@@ -13,6 +13,7 @@ import json
 import secrets
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -266,10 +267,12 @@ class ProbeRunner:
         access: KubeAccess,
         settings: ProbeSettings,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        gate: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
     ):
         self.core = k8s.CoreV1Api(access.api)
         self.settings = settings
         self.clock = clock
+        self.gate = gate
 
     def remove_leftovers(self) -> int:
         """Delete probe pods a killed run left behind (older than `leftover_after_s`).
@@ -316,6 +319,10 @@ class ProbeRunner:
         return refused_run(url, reason, self.settings)
 
     def probe(self, url: str, pool: str | None, run_id: str, rules: list[str]) -> ProbeRun:
+        with self.gate():  # the cluster's cap on probe pods, when a worker runs it
+            return self._probe(url, pool, run_id, rules)
+
+    def _probe(self, url: str, pool: str | None, run_id: str, rules: list[str]) -> ProbeRun:
         body = probe_pod(url, pool, run_id, self.settings, rules)
         base = {"url": redact_url(url), "pool": pool, "image": self.settings.image}
         ns = self.settings.namespace

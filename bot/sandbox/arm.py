@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from bot import armid
-from bot.sandbox import metrics
+from bot.sandbox import metrics, resourcegraph
 from bot.sandbox.runcommand import RunCommands
 from bot.sandbox.wire import Request, Response
 from bot.sandbox.world import World
@@ -114,6 +114,8 @@ class ArmApi:
             )
         if (target := metrics.split_path(path)) is not None:
             return self._metrics(method, path, *target, query)
+        if method == "POST" and path.lower() == resourcegraph.PATH:
+            return resourcegraph.query(self.world, body)
         if method == "GET" and path.lower().endswith(_PERMISSIONS):
             # https://learn.microsoft.com/rest/api/authorization/permissions/list-for-resource
             rules = {"actions": list(self.granted), "notActions": []}

@@ -332,6 +332,7 @@ class Sandbox:
         self._requests = RequestLog()
         self._faults = Faults(self.world.data.get("faults"))
         self._servers: dict[str, _Server] = {}
+        self._poll_s = _POLL_S
         self._kube: dict[str, KubeApi] = {}  # by armid.key(cluster id)
         self._clock = WorldClock(self.world.now)
         self._tmp: Path | None = None
@@ -431,9 +432,13 @@ class Sandbox:
         self._tmp = Path(tempfile.mkdtemp(prefix="aks-egress-sandbox-"))
         self.ca_path = str(self._tmp / "ca.pem")
         self._ca.cert_pem.write_to_path(self.ca_path)
+        clusters = list(served_clusters(self.world))
+        # Each listener's accept loop wakes every poll interval; hundreds of clusters (a fleet
+        # benchmark) at 50 ms would spend the GIL on wake-ups, so the interval grows with them.
+        self._poll_s = _POLL_S * max(1, len(clusters) // 10)
         self._listen(Endpoint("arm", self.arm, self.arm.error))
         self._clock = WorldClock(self.world.now)
-        for cluster_id in served_clusters(self.world):
+        for cluster_id in clusters:
             api = KubeApi(self.world, cluster_id, self._clock)
             self._kube[armid.key(cluster_id)] = api
             endpoint = Endpoint("k8s", api, api.error, clock=lambda: self._clock.current())
@@ -453,6 +458,8 @@ class Sandbox:
         for api in self._kube.values():
             api.close()  # ends watches in flight
         self._kube.clear()
+        for server in self._servers.values():  # every loop told at once: one poll to stop all
+            server._BaseServer__shutdown_request = True  # type: ignore[attr-defined]
         for server in self._servers.values():
             server.shutdown()
             server.server_close()
@@ -501,11 +508,14 @@ class Sandbox:
         name = name or endpoint.api
         threading.Thread(
             target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            kwargs={"poll_interval": self._poll_s},
             name=f"sandbox-{name}",
             daemon=True,
         ).start()
         self._servers[name] = server
+
+
+_POLL_S = 0.05
 
 
 def _kube_listener(cluster_id: str) -> str:

@@ -175,10 +175,11 @@ def build_app(
                 )
             )
             return
-        ack(**_ephemeral(blocks.started_text(admission.incident.id, parsed.alias)))
+        incident_id, place = admission.incident.id, admission.place
+        ack(**_ephemeral(blocks.started_text(incident_id, parsed.alias, place)))
         log.info(
             "check queued",
-            extra={"incident": admission.incident.id, "alias": parsed.alias, "user": user},
+            extra={"incident": incident_id, "alias": parsed.alias, "user": user, "place": place},
         )
 
     guards = Guards(store, access)

@@ -540,9 +540,39 @@ def error_text(what: str, next_step: str) -> dict[str, Any]:
     return _ephemeral(escape(text), blocks)
 
 
-def started_text(incident_id: str, alias: str) -> dict[str, Any]:
+def started_text(incident_id: str, alias: str, place: int = 0) -> dict[str, Any]:
+    """The ack; `place` > 0: every worker is busy and the check waits its turn."""
+    if place > 0:
+        text = (
+            f"{RUNNING} Queued: {_queue_place(place)}. Checking {_inline_code(alias)} as "
+            f"incident {_inline_code(incident_id)} as soon as a worker is free; its message "
+            "shows the place in the queue, and the checklist follows in its thread."
+        )
+        plain = f"Queued ({_queue_place(place)}): {alias} as incident {incident_id}"
+        return _ephemeral(escape(plain), [_section(text)])
     text = (
         f"{RUNNING} Checking {_inline_code(alias)} as incident {_inline_code(incident_id)}: "
         "the checklist and the findings follow in the thread of the message I just posted."
     )
     return _ephemeral(escape(f"Checking {alias} as incident {incident_id}"), [_section(text)])
+
+
+def _queue_place(place: int) -> str:
+    return "next in line" if place <= 1 else f"{place - 1} checks ahead of it"
+
+
+def queued_root_message(incident: IncidentView, place: int) -> dict[str, Any]:
+    """The root message while its check waits for a worker (replaced when it starts)."""
+    message = root_message(incident)
+    note = f"{RUNNING} *Queued:* {_queue_place(place)}; it starts when a worker is free."
+    return _message(message["text"], [*message["blocks"], _context(note)])
+
+
+def shared_note(source_incident: str, age_s: float) -> dict[str, Any]:
+    """Says that this run's evidence was collected for another incident moments ago."""
+    text = (
+        f"Shared result: this evidence was collected {age_s:.0f} s ago for incident "
+        f"{_inline_code(source_incident)}, which asked about the same cluster and endpoint "
+        "at the same moment. Re-run collects it afresh."
+    )
+    return _message(f"Shared result, {age_s:.0f} s old", [_context(text)])

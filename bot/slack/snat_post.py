@@ -7,6 +7,7 @@ from typing import Any
 
 from bot.model import Severity
 from bot.render import marks
+from bot.slack import fleet
 from bot.slack.kit import (
     MAX_BLOCKS,
     MAX_HEADER_TEXT,
@@ -22,8 +23,11 @@ from bot.slack.kit import (
 
 def snat_summary(summary: Mapping[str, Any], day: str) -> dict[str, Any]:
     """The morning message: one line per cluster, worst first, each marked as its findings
-    are (✗ error, ! warning, ✓ fine), with the fix of a cluster that has one."""
-    clusters = sorted(summary.get("clusters") or [], key=lambda c: -(c.get("peakUsedPct") or -1))
+    are (✗ error, ! warning, ✓ fine), with the fix of a cluster that has one; past a
+    handful of clusters only those that need attention (bot/slack/fleet.py)."""
+    every = summary.get("clusters") or []
+    arranged = fleet.arrange(every, room=MAX_BLOCKS - 4)  # header, folds, context
+    clusters = arranged.lines
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": _plain(f"SNAT ports, {day}", MAX_HEADER_TEXT)}
     ]
@@ -53,9 +57,10 @@ def snat_summary(summary: Mapping[str, Any], day: str) -> dict[str, Any]:
             if fixes:
                 text += "\n```" + escape("\n".join(fixes[:4])) + "```"
         blocks.append(_section(truncate(text, MAX_SECTION_TEXT)))
+    blocks += [_section(truncate(escape(line), MAX_SECTION_TEXT)) for line in arranged.folded]
     blocks.append(_context("Chart of used vs allocated ports in the thread · aks-egress"))
     worst = clusters[0] if clusters else {}
-    fallback = f"SNAT summary {day}: {len(clusters)} clusters"
+    fallback = f"SNAT summary {day}: {len(every)} clusters"
     if worst.get("peakUsedPct") is not None:
         fallback += f", highest {worst['alias']} at {worst['peakUsedPct']:.0f} %"
     return _message(fallback, blocks[:MAX_BLOCKS])

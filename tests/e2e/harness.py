@@ -112,14 +112,12 @@ class Bot:
         runtime = attach(self.sandbox, self.settings.probe_settings())
         self.stack.callback(runtime.clients.close)
         jobs.configure(services.worker_context(self.settings, runtime, self.store))
-        self.worker = make_worker(self.settings)
-        thread = threading.Thread(
-            target=self.worker.work, kwargs={"with_scheduler": False}, daemon=True
-        )
+        worker = self.worker = make_worker(self.settings)
+        thread = threading.Thread(target=worker.work, kwargs={"with_scheduler": False}, daemon=True)
         thread.start()
 
-        def stop() -> None:
-            self.worker.stop()
+        def stop() -> None:  # this worker, not the last one started
+            worker.stop()
             thread.join(10)
 
         self.stack.callback(stop)

@@ -83,7 +83,8 @@ def test_a_nat_gateway_is_one_line_of_its_shared_ports_with_its_failures():
 
 
 def test_a_quiet_node_that_failed_is_drawn_so_its_failure_shows():
-    from handlers.snat import Backend, node_series
+    from handlers.snat import Backend
+    from handlers.snat_daily import node_series
 
     def node(name: str, percent: float, failed: float = 0) -> Backend:
         backend = Backend(

@@ -14,7 +14,7 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from bot import jobs
+from bot import admission, jobs
 from bot.redisserver import RedisServer
 from bot.store import Store
 from bot.worker import CheckWorker
@@ -36,7 +36,7 @@ def connection(redis_url):
 
 def work(connection: redis.Redis) -> None:
     """A burst of work in a thread, as `dev` runs it (the test process keeps its signals)."""
-    worker = CheckWorker.for_queue(jobs.queue_on(connection), connection, 1)
+    worker = CheckWorker.for_queue(admission.queue_on(connection), connection, 1)
     thread = threading.Thread(target=worker.work, kwargs={"burst": True})
     thread.start()
     thread.join(30)
@@ -51,15 +51,15 @@ def victim(tmp_path: Path) -> Path:
 
 
 def test_queue_writes_json_jobs(connection):
-    job = jobs.queue_on(connection).enqueue(jobs.run_check, "AKE-000000", 0, None, "all")
+    job = admission.queue_on(connection).enqueue(jobs.run_check, "AKE-000000", 0, None, "all")
     raw = zlib.decompress(connection.hget(f"rq:job:{job.id}", "data"))  # rq compresses
     assert json.loads(raw)[0] == "bot.jobs.run_check", raw
 
 
 def test_forged_json_job_naming_another_function_fails_without_running(connection, tmp_path):
     target = victim(tmp_path)
-    forged = jobs.queue_on(connection).enqueue("shutil.rmtree", str(target))
-    own = jobs.queue_on(connection).enqueue(jobs.run_check, "AKE-NOSUCH", 0, None, "all")
+    forged = admission.queue_on(connection).enqueue("shutil.rmtree", str(target))
+    own = admission.queue_on(connection).enqueue(jobs.run_check, "AKE-NOSUCH", 0, None, "all")
     work(connection)
     assert (target / "data").read_text() == "keep me"
     forged = Job.fetch(forged.id, connection=connection, serializer=JSONSerializer)
@@ -72,7 +72,7 @@ def test_forged_callback_on_an_allowed_function_is_refused(connection, tmp_path)
     from rq import Callback
 
     target = victim(tmp_path)
-    queue = jobs.queue_on(connection)
+    queue = admission.queue_on(connection)
     job = queue.enqueue(
         jobs.run_check,
         "AKE-NOSUCH",
@@ -86,7 +86,7 @@ def test_forged_callback_on_an_allowed_function_is_refused(connection, tmp_path)
 
 def test_pickled_job_is_never_unpickled(connection, tmp_path):
     target = victim(tmp_path)
-    pickled = Queue(jobs.QUEUE, connection=connection)  # rq's default serializer: pickle
+    pickled = Queue(admission.QUEUE, connection=connection)  # rq's default serializer: pickle
     pickled.enqueue("shutil.rmtree", str(target))
     work(connection)  # must not exit with an error either
     assert target.exists()

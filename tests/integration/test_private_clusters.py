@@ -314,7 +314,10 @@ def test_the_daily_summary_names_nodes_through_one_run_command():
         rt = attach(sandbox, ProbeSettings())
         try:
             cluster_id = sandbox.world.clusters["shop-prod"]
-            data = summary.summarize_cluster(rt, "shop-prod", cluster_id, sandbox.clock())
+            with summary.Fanout.open(1) as fanout:
+                data = summary.summarize_cluster(
+                    rt, "shop-prod", cluster_id, sandbox.clock(), fanout
+                )
         finally:
             rt.clients.close()
         posts = [c for c in sandbox.calls("arm") if c.path.endswith("/runCommand")]

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from bot import jobs, schedule
+from bot import admission, jobs, schedule
 from bot.redisserver import RedisServer
-from bot.store import Request, Store
+from bot.store import Limits, Request, Store
 from bot.worker import CheckWorker
 
 ACL = Path(__file__).resolve().parents[2] / "deploy" / "redis" / "users.acl"
@@ -55,12 +55,15 @@ def test_the_file_defines_the_three_users():
 
 def test_app_admits_and_queues_but_nothing_more(server):
     url = server["aks-egress-app"]
-    store, queue = Store.from_url(url), jobs.queue_on(redis.Redis.from_url(url))
+    store, queue = Store.from_url(url), admission.queue_on(redis.Redis.from_url(url))
     request = Request("prod", "/subscriptions/s/x", None, None, "C1", "U1", time.time())
-    admission = jobs.admit_check(store, queue, request, "check prod", 10)
-    assert admission.incident is not None
-    incident = admission.incident.id
-    jobs.enqueue_check(queue, incident, store.next_run(incident), None, "snat")
+    admitted = admission.admit_check(store, queue, request, "check prod", Limits())
+    assert admitted.incident is not None
+    incident = admitted.incident.id
+    assert (
+        admission.admit_run(store, queue, admitted.incident, "U1", Limits(), (None, "snat", False))
+        is None
+    )
     store.link_thread("C1", "1.2", incident)
     assert store.incident_for_thread("C1", "1.2") == incident
     assert store.first_delivery("Ev1") and store.get(incident) is not None
@@ -75,7 +78,7 @@ def test_app_admits_and_queues_but_nothing_more(server):
 
 def test_cron_only_queues_its_job(server):
     url = server["aks-egress-cron"]
-    queue = jobs.queue_on(redis.Redis.from_url(url))
+    queue = admission.queue_on(redis.Redis.from_url(url))
     for name in schedule.PERIODIC:
         schedule.enqueue_slot(queue, name, 42)
     client = redis.Redis.from_url(url)
@@ -88,7 +91,7 @@ def test_worker_runs_jobs_but_nothing_dangerous(server):
     url = server["aks-egress-worker"]
     connection = redis.Redis.from_url(url)
     jobs.configure(jobs.WorkerContext(runtime=None, slack=None, store=Store.from_url(url)))
-    queue = jobs.queue_on(connection)
+    queue = admission.queue_on(connection)
     job = queue.enqueue(jobs.run_check, "AKE-NOSUCH", 0, None, "all")
     CheckWorker.for_queue(queue, connection, 1).work(burst=True)
     assert job.get_status(refresh=True) == "finished"

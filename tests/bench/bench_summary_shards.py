@@ -1,0 +1,75 @@
+"""Benchmark: the sharded daily summary of 500 clusters in 10 subscriptions over 4 queue
+workers (budget: one summary, posted once, the same message the single-process path
+builds). Real Redis, real rq workers (burst, side by side in this process), the sandbox.
+Usage:
+
+    .venv/bin/python tests/bench/bench_summary_shards.py [--clusters 500] [--workers 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests.fleet, run as a script
+
+from bot import jobs, services, summary
+from bot.config import ClusterConfig, Settings
+from bot.redisserver import RedisServer
+from bot.runtime import attach
+from bot.sandbox.server import Sandbox
+from bot.slack.snat_post import snat_summary
+from tests.fleet import SUBSCRIPTIONS, fleet_config, run_workers, world_of
+
+CHANNEL = "C0FLEETBEN"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clusters", type=int, default=500)
+    parser.add_argument("--workers", type=int, default=4)
+    args = parser.parse_args()
+    batch = -(-args.clusters // args.workers)  # one batch per worker
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        RedisServer() as redis_server,
+        Sandbox(world_of(args.clusters, 0, Path(folder))) as sandbox,
+    ):
+        settings = Settings(
+            SLACK_BOT_TOKEN="xoxb-bench",
+            SLACK_API_URL=sandbox.slack_url,
+            REDIS_URL=redis_server.url,
+            config=fleet_config(sandbox, Path(folder) / "aks-egress.yaml", CHANNEL),
+            summary_batch=batch,
+        )
+        runtime = attach(sandbox, settings.probe_settings())
+        ctx = services.worker_context(settings, runtime)
+        jobs.configure(ctx)
+        queue = services.queue(settings)
+        started = time.perf_counter()
+        for _ in range(2):  # two cron ticks
+            queue.enqueue(jobs.post_due_summaries)
+        run_workers(queue, args.workers)
+        sharded = time.perf_counter() - started
+        messages = sandbox.slack.messages(CHANNEL)
+        calls = runtime.clients.counter.count
+        now = runtime.clock()
+        day = now.date().isoformat()
+        clusters = ClusterConfig.load(settings.config).clusters_of(CHANNEL)
+        single = summary.with_trend(summary.build(runtime, clusters, now), ctx.store, day)
+        same = [m["blocks"] for m in messages] == [snat_summary(single, day)["blocks"]]
+        runtime.clients.close()
+    print(
+        f"{args.clusters} clusters in {SUBSCRIPTIONS} subscriptions, {args.workers} workers, "
+        f"batches of {batch}"
+    )
+    per_cluster = calls / args.clusters
+    print(f"  sharded run to the post: {sharded:.1f} s, ARM calls per cluster {per_cluster:.1f}")
+    print(f"  summaries posted: {len(messages)} (budget 1); same as single-process: {same}")
+
+
+if __name__ == "__main__":
+    main()
