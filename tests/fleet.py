@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 from rq import Queue
 
+from bot.admission import ops_queue_on
 from bot.sandbox.server import Sandbox
 from bot.worker import CheckWorker
 
@@ -65,8 +66,10 @@ def fleet_config(sandbox: Sandbox, path: Path, channel: str) -> Path:
 
 
 def run_workers(queue: Queue, count: int) -> None:
-    """`count` queue workers in burst mode, side by side, until the queue is empty."""
-    workers = [CheckWorker.for_queue(queue, queue.connection, 10) for _ in range(count)]
+    """`count` queue workers in burst mode, side by side, until the queues are empty: the
+    operations queue (where the summary's batches go) first, as bot/pool.py's workers do."""
+    queues = [ops_queue_on(queue.connection), queue]
+    workers = [CheckWorker.for_queues(queues, 10) for _ in range(count)]
     threads = [
         threading.Thread(target=w.work, kwargs={"burst": True, "with_scheduler": False})
         for w in workers

@@ -71,7 +71,9 @@ def test_app_admits_and_queues_but_nothing_more(server):
     client = redis.Redis.from_url(url)
     for command in (("FLUSHALL",), ("CONFIG", "GET", "*"), ("KEYS", "*"), ("SHUTDOWN",)):
         assert refused(client, *command), command
-    assert refused(client, "HGETALL", "rq:worker:someone"), "worker registrations"
+    # It reads the workers' states (a queued check's place) but cannot change them.
+    assert not refused(client, "HGET", "rq:worker:someone", "state"), "reading worker states"
+    assert refused(client, "HSET", "rq:worker:someone", "state", "idle"), "worker registrations"
     assert refused(client, "SET", "other-app:key", "x"), "keys of other applications"
     assert refused(client, "HSET", "rq:job:forged", "data", "x"), "jobs that are not checks"
 
