@@ -95,8 +95,9 @@ if KEYS[3] ~= '' and redis.call('LLEN', KEYS[3]) > tonumber(ARGV[3]) then
 end
 return nil
 """
-# KEYS: the limits' three, double-submit claim, incident, the set of rq workers listening
-# to the queue. ARGV: the limits' three, incident id, claim TTL, request JSON, retention.
+# KEYS: the limits' three, double-submit claim, incident. ARGV: the limits' three, incident
+# id, claim TTL, request JSON, retention, the set of rq workers listening to the queue (read
+# only, and so not a declared key: the app's Redis user may read it, not write it).
 # Returns {verdict, detail, place}: the place is the waiting jobs (the new one pushed just
 # before, in the same transaction) less the idle workers; 0 or less means it starts at
 # once. The workers' own hashes are read by name (one Redis).
@@ -117,8 +118,8 @@ end
 redis.call('HSET', KEYS[5], 'request', ARGV[6], 'status', 'queued', 'runs', 0, 'queued', 1)
 redis.call('EXPIRE', KEYS[5], ARGV[7])
 local idle = 0
-if KEYS[6] ~= '' then
-  for _, worker in ipairs(redis.call('SMEMBERS', KEYS[6])) do
+if ARGV[8] ~= '' then
+  for _, worker in ipairs(redis.call('SMEMBERS', ARGV[8])) do
     if redis.call('HGET', worker, 'state') == 'idle' then idle = idle + 1 end
   end
 end
@@ -393,13 +394,12 @@ class Store:
         with guard_redis():
             pipe.eval(
                 _ADMIT,
-                6,
+                5,
                 rate,
                 cluster_rate,
                 queue_keys[0],
                 claim,
                 self._key(incident_id),
-                queue_keys[1],
                 limits.per_user,
                 limits.per_cluster,
                 limits.queue,
@@ -407,6 +407,7 @@ class Store:
                 DOUBLE_SUBMIT_S,
                 json.dumps(asdict(request)),
                 self.retention_s,
+                queue_keys[1],
             )
             verdict, detail, *place = pipe.execute()[-1]
         if _text(verdict) == "rate_limited":
