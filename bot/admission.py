@@ -30,6 +30,7 @@ QUEUE = "aks-egress"
 OPS_QUEUE = "aks-egress-ops"
 RUN_CHECK = "bot.jobs.run_check"
 JOB_TIMEOUT_S = 600
+TAKEN_BACK_TTL_S = 60  # a refused request's job hash, kept for a worker that took it
 
 
 def queue_on(connection: Redis) -> Queue:
@@ -101,8 +102,7 @@ def admit_check(
         workers = f"rq:workers:{queue.name}"  # rq's set of the workers listening to it
         admission = store.admit(pipe, incident_id, request, text, limits, (queue.key, workers))
         if admission.incident is None:
-            job.delete(pipeline=pipe)
-            pipe.execute()
+            _take_back(queue, job, pipe)
     return admission
 
 
@@ -122,6 +122,15 @@ def admit_run(
         job = _queue_check(queue, pipe, incident.id, run, *work) if work else None
         refused = store.admit_run(pipe, incident, user, limits, queue.key, work is not None)
         if refused and job is not None:
-            job.delete(pipeline=pipe)
-            pipe.execute()
+            _take_back(queue, job, pipe)
     return refused
+
+
+def _take_back(queue: Queue, job: Job, pipe: Pipeline) -> None:
+    """Withdraw a refused request's job. A worker may have taken it in the moment between
+    the two round trips (it then finds no incident and does nothing): rq's `Job.delete`
+    would look for that run in the worker's registries and fail when it has just ended,
+    so the job leaves the queue if it is still there and its hash expires either way."""
+    pipe.lrem(queue.key, 0, job.id)
+    pipe.expire(job.key, TAKEN_BACK_TTL_S)
+    pipe.execute()
