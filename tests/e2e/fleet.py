@@ -84,7 +84,10 @@ class Fleet:
             "REDIS_URL": self.redis.url,
             "AKS_EGRESS_CONFIG": "/nonexistent/aks-egress.yaml",
             "AKS_EGRESS_WORKER_HEARTBEAT_S": str(heartbeat_s),
+            # A fleet under load measures throughput, not the admission limits.
             "AKS_EGRESS_RATE_PER_MINUTE": "1000",
+            "AKS_EGRESS_CLUSTER_RATE_PER_MINUTE": "100000",
+            "AKS_EGRESS_QUEUE_MAX": "100000",
             "PYTHONPATH": str(ROOT),
         }
         self.processes: list[Process] = []
