@@ -17,6 +17,7 @@ from bot.config import SummarySchedule
 from bot.redisserver import RedisServer
 from bot.sandbox.server import Sandbox
 from bot.summary import due
+from tests.fleet import fleet_config
 from tests.helpers import ROOT, WORLDS
 
 CHANNEL = "C0SUMMARY1"
@@ -151,18 +152,7 @@ def test_cron_jobs_racing_in_two_workers_post_once(tmp_path, redis_server):
     world = two_cluster_world(tmp_path, broken=False)
     config = tmp_path / "aks-egress.yaml"
     with Sandbox(world) as sandbox:
-        lines = ["clusters:"]
-        for alias, cluster_id in sandbox.world.clusters.items():
-            parts = cluster_id.split("/")
-            lines += [
-                f"  {alias}:",
-                f"    subscription: {parts[2]}",
-                f"    resourceGroup: {parts[4]}",
-                f"    name: {parts[-1]}",
-                f"    channels: [{CHANNEL}]",
-            ]
-        lines += ["summaries:", f"  {CHANNEL}: {{time: '00:00', timezone: UTC}}"]
-        config.write_text("\n".join(lines) + "\n")
+        fleet_config(sandbox, config, CHANNEL)
         settings = Settings(
             SLACK_BOT_TOKEN="xoxb-cron", SLACK_API_URL=sandbox.slack_url, REDIS_URL=redis_server.url
         )
