@@ -101,14 +101,20 @@ def sandbox_runtime(
     probe: ProbeSettings,
     clock: Callable[[], datetime] = _wall_clock,
     sandbox: Sandbox | None = None,
+    metrics_url: str | None = None,
 ) -> Runtime:
-    """A runtime that talks to a sandbox serving `world`, possibly in another process."""
+    """A runtime that talks to a sandbox serving `world`, possibly in another process;
+    `metrics_url` is its Azure Monitor metrics endpoint (`Sandbox.metrics_url`), without
+    which the summary's batched metrics reads fall back to one read per resource."""
     from bot.sandbox.credential import StaticTokenCredential
 
     credential = StaticTokenCredential()
+    endpoints = Endpoints(arm_url, ca_path)
+    if metrics_url is not None:
+        endpoints = Endpoints(arm_url, ca_path, metrics_url)
     return Runtime(
         configured=world_cluster_config(world),
-        clients=AzureClients(credential, Endpoints(arm_url, ca_path)),
+        clients=AzureClients(credential, endpoints),
         credential=credential,
         resolver=MapResolver(world.data.get("dns") or {}),
         aliases=dict(world.clusters),
@@ -146,7 +152,13 @@ def world_cluster_config(world: World) -> dict[str, ClusterRef]:
 def attach(sandbox: Sandbox, probe: ProbeSettings) -> Runtime:
     """A runtime on a sandbox this process is serving (its clock, its world)."""
     return sandbox_runtime(
-        sandbox.world, sandbox.arm_url, sandbox.ca_path, probe, sandbox.clock, sandbox
+        sandbox.world,
+        sandbox.arm_url,
+        sandbox.ca_path,
+        probe,
+        sandbox.clock,
+        sandbox,
+        metrics_url=sandbox.metrics_url,
     )
 
 

@@ -1,7 +1,9 @@
 """The daily SNAT summary: every cluster of a channel, read in parallel, posted once a day.
 
 Each cluster costs at most five ARM calls (the cluster, its load balancer or NAT
-gateways, two metrics requests, the cluster user credential for node names); a cluster
+gateways, two metrics requests, the cluster user credential for node names), and three
+when its metrics are read in batches with other clusters' (one metrics:getBatch call per
+request for up to 50 load balancers of a subscription and region); a cluster
 whose API server the bot cannot connect to adds one Azure run command for its node list. A cluster
 that fails to load is reported in the message; the others still go out. Exactly once per
 channel per day: a Redis lease decides who posts, and the posted message's timestamp is
@@ -21,7 +23,9 @@ from zoneinfo import ZoneInfo
 
 from bot import chart
 from bot.collect.azure import AzureCollector, ClusterUnreadable
+from bot.collect.clients import AzureClients
 from bot.collect.kube import KubeNotConnected, KubeReader, KubeUnavailable, connect
+from bot.collect.metrics_batch import MetricsBatcher
 from bot.collect.runcommand import RunCommand, read_nodes
 from bot.config import SummarySchedule
 from bot.evidence import KubeEvidence
@@ -64,7 +68,8 @@ def _nodes(runtime: Runtime, alias: str, cluster_id: str) -> KubeEvidence | None
 
 @dataclass(frozen=True)
 class Fanout:
-    """The thread pools every cluster of one summary shares.
+    """The thread pools every cluster of one summary shares, and the batcher that gathers
+    their metrics reads into batch calls (bot/collect/metrics_batch.py).
 
     Each cluster has two ARM round trips on its critical path (the cluster; then its load
     balancer beside its metrics) and the cluster user credential with the node list beside
@@ -74,17 +79,22 @@ class Fanout:
     reads: ThreadPoolExecutor
     steps: ThreadPoolExecutor
     clusters: ThreadPoolExecutor
+    batcher: MetricsBatcher
     size: int
 
     @classmethod
     @contextmanager
-    def open(cls, size: int) -> Iterator[Fanout]:
+    def open(cls, size: int, clients: AzureClients) -> Iterator[Fanout]:
         with (
             ThreadPoolExecutor(READS_PER_CLUSTER * size, thread_name_prefix="arm") as reads,
             ThreadPoolExecutor(size, thread_name_prefix="step") as steps,
             ThreadPoolExecutor(size, thread_name_prefix="summary") as clusters,
         ):
-            yield cls(reads, steps, clusters, size)
+            batcher = MetricsBatcher(clients, reads)  # batch calls only send: never wait
+            try:
+                yield cls(reads, steps, clusters, batcher, size)
+            finally:
+                batcher.close()
 
 
 def summarize_cluster(
@@ -94,7 +104,10 @@ def summarize_cluster(
 
     Azure and the node list (for node names) are read side by side."""
     collector = AzureCollector(
-        runtime.clients, runtime.resolver, pools=(fanout.reads, fanout.steps)
+        runtime.clients,
+        runtime.resolver,
+        pools=(fanout.reads, fanout.steps),
+        batcher=fanout.batcher,
     )
     kube_f = fanout.reads.submit(_nodes, runtime, alias, cluster_id)
     try:
@@ -116,7 +129,7 @@ def stream(
     At most `concurrency` clusters are in flight; the next starts as one finishes, so the
     work pending, and the evidence held, stay bounded by it, not by the fleet."""
     items = iter(enumerate(clusters.items()))
-    with Fanout.open(max(1, min(concurrency, len(clusters)))) as fanout:
+    with Fanout.open(max(1, min(concurrency, len(clusters))), runtime.clients) as fanout:
         pending: dict[Future[Json], int] = {}
 
         def start_next() -> None:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from azure.core.exceptions import HttpResponseError
@@ -36,6 +37,7 @@ from bot.collect.metrics import (
     read_advisor,
     read_series,
 )
+from bot.collect.metrics_batch import MetricsBatcher, Spec
 from bot.endpoint import Endpoint, Resolver
 from bot.evidence import (
     KUBE_NEEDS,
@@ -117,14 +119,17 @@ class AzureCollector:
         workers: int = 16,
         vm_sizes: VmSizeCache | None = None,
         pools: tuple[ThreadPoolExecutor, ThreadPoolExecutor] | None = None,
+        batcher: MetricsBatcher | None = None,
     ):
         """`pools` (reads, steps) shared by many collectors, as the fleet summary does, so
-        a cluster costs no threads of its own; else each collection makes its own."""
+        a cluster costs no threads of its own; else each collection makes its own.
+        `batcher` gathers the SNAT metrics of many collectors into batch calls."""
         self.clients = clients
         self.resolver = resolver
         self.workers = workers
         self.vm_sizes = vm_sizes if vm_sizes is not None else VmSizeCache()
         self.pools = pools
+        self.batcher = batcher
 
     def collect(
         self,
@@ -153,6 +158,7 @@ class AzureCollector:
         four ARM calls, for a summary that covers every cluster every morning."""
         run = _Run(self, alias, cluster_id, None)
         run.metrics_until = until
+        run.batcher = self.batcher
         return self._execute(run.go_snat, run)
 
     def _execute(self, graph: Callable[[], AzureEvidence], run: _Run) -> AzureEvidence:
@@ -186,6 +192,9 @@ class _Run:
         self.on_network: Callable[[Json, list[Json]], None] | None = None
         self.needs: frozenset[Need] = frozenset(Need)
         self.failures: list[ReadFailure] = []
+        self.batcher: MetricsBatcher | None = None
+        # resource (armid.key) -> its region, for the metrics a batcher may gather
+        self.regions: dict[str, str] = {}
         self._memo: dict[tuple[str, str], Future] = {}
         self._memo_lock = threading.Lock()
 
@@ -389,6 +398,8 @@ class _Run:
         requests: list[tuple[str, tuple]] = []
         if ev.outbound_type == "loadBalancer":
             lb_id = armid.load_balancer_id(cid.subscription, node_rg)
+            if location := cluster.get("location"):
+                self.regions[armid.key(lb_id)] = location  # a node resource group's LB
             requests.append((lb_id, LB_REQUESTS))
             metrics_f = self.steps.submit(self._metrics, requests)
             ev.load_balancer = self.get_network("load balancer", lb_id, "load_balancers").result()
@@ -404,6 +415,9 @@ class _Run:
         else:
             natgws = self._cluster_nat_gateways(ev, cid.subscription)
             ev.nat_gateways = {armid.key(n["id"]): n for n in natgws}
+            self.regions.update(
+                {armid.key(n["id"]): n["location"] for n in natgws if n.get("location")}
+            )
             metrics_f = self.steps.submit(
                 self._metrics, [(n["id"], NATGW_REQUESTS) for n in natgws]
             )
@@ -650,19 +664,41 @@ class _Run:
         futures: dict[str, list[Future]] = {}
         if self.metrics_until is None:
             return futures
+        until = self.metrics_until
         for resource_id, specs in requests:
             monitor = self.clients.monitor(ArmId.parse(resource_id).subscription)
+            region = self.regions.get(armid.key(resource_id))
             for names, aggregation, split in specs:
-                futures.setdefault(armid.key(resource_id), []).append(
-                    self.read(
-                        "metrics",
-                        f"{resource_id}#{','.join(names)}",
-                        lambda m=monitor, r=resource_id, n=names, a=aggregation, d=split: (
-                            read_series(m, r, n, a, d, self.metrics_until)
-                        ),
-                    )
-                )
+                what = f"{resource_id}#{','.join(names)}"
+                call = partial(read_series, monitor, resource_id, names, aggregation, split, until)
+                if self.batcher is not None and region:
+                    spec = (names, aggregation, split)
+                    future = self._batched(self.batcher, what, resource_id, region, spec, call)
+                else:
+                    future = self.read("metrics", what, call)
+                futures.setdefault(armid.key(resource_id), []).append(future)
         return futures
+
+    def _batched(
+        self,
+        batcher: MetricsBatcher,
+        what: str,
+        resource_id: str,
+        region: str,
+        spec: Spec,
+        call: Callable[[], Any],
+    ) -> Future:
+        """A metrics read the batcher gathers with other clusters' (memoised as `read` is);
+        `call`, the per-resource read, is its fallback."""
+        until = self.metrics_until
+        assert until is not None  # only metrics reads are batched
+        return self._once(
+            "metrics",
+            what,
+            lambda: batcher.read(
+                resource_id, region, spec, until, lambda: self._guarded("metrics", what, call)
+            ),
+        )
 
     def _metrics(self, requests: list[tuple[str, tuple]]) -> dict[str, list[Series]]:
         """Every metrics request at once; a resource whose reads all failed is left out."""

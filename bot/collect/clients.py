@@ -21,6 +21,7 @@ from azure.mgmt.containerservice import ContainerServiceClient
 from azure.mgmt.monitor import MonitorManagementClient
 from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.resourcegraph import ResourceGraphClient
+from azure.monitor.querymetrics import MetricsClient
 from urllib3.util.retry import Retry
 
 from bot.collect.throttle import SubscriptionPacer
@@ -49,12 +50,19 @@ class CallCounter(SansIOHTTPPolicy):
             self.count += 1
 
 
+# Azure Monitor's regional metrics data plane, where the metrics batch API lives
+# (https://learn.microsoft.com/azure/azure-monitor/metrics/migrate-to-batch-api).
+METRICS_URL = "https://{region}.metrics.monitor.azure.com"
+
+
 @dataclass(frozen=True)
 class Endpoints:
-    """Where ARM is: Azure's public cloud by default, the sandbox in tests and demos."""
+    """Where ARM and Azure Monitor's regional metrics endpoints are: Azure's public cloud
+    by default, the sandbox in tests and demos. `metrics_url` has a `{region}` field."""
 
     base_url: str | None = None
     ca_path: str | None = None
+    metrics_url: str = METRICS_URL
 
 
 class AzureClients:
@@ -78,14 +86,18 @@ class AzureClients:
                     kwargs["base_url"] = self.endpoints.base_url
                 if self.endpoints.ca_path:
                     kwargs["connection_verify"] = self.endpoints.ca_path
-                kwargs["transport"] = RequestsTransport(
-                    session=self._session,
-                    session_owner=False,
-                    connection_verify=self.endpoints.ca_path or True,
-                )
+                kwargs["transport"] = self._transport()
                 scope = () if subscription is None else (subscription,)
                 self._cache[key] = cls(self.credential, *scope, **kwargs)
             return self._cache[key]
+
+    def _transport(self) -> RequestsTransport:
+        """Every client's requests go through the one pooled session."""
+        return RequestsTransport(
+            session=self._session,
+            session_owner=False,
+            connection_verify=self.endpoints.ca_path or True,
+        )
 
     def containers(self, subscription: str) -> ContainerServiceClient:
         return self._make(ContainerServiceClient, subscription)
@@ -101,6 +113,21 @@ class AzureClients:
 
     def advisor(self, subscription: str) -> AdvisorManagementClient:
         return self._make(AdvisorManagementClient, subscription)
+
+    def metrics_batch(self, region: str) -> MetricsClient:
+        """The metrics batch client of one region (azure-monitor-querymetrics). Its calls
+        are counted as ARM's are but not paced with them: the data plane is not throttled
+        by ARM's per-subscription bucket."""
+        key = ("MetricsClient", region.lower())
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = MetricsClient(
+                    self.endpoints.metrics_url.format(region=region.lower()),
+                    self.credential,
+                    per_retry_policies=[self.counter, AzureCallMetrics()],
+                    transport=self._transport(),
+                )
+            return self._cache[key]
 
     def resource_graph(self) -> ResourceGraphClient:
         """Tenant-wide: one query reads every subscription the identity can read."""

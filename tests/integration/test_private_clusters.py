@@ -314,7 +314,7 @@ def test_the_daily_summary_names_nodes_through_one_run_command():
         rt = attach(sandbox, ProbeSettings())
         try:
             cluster_id = sandbox.world.clusters["shop-prod"]
-            with summary.Fanout.open(1) as fanout:
+            with summary.Fanout.open(1, rt.clients) as fanout:
                 data = summary.summarize_cluster(
                     rt, "shop-prod", cluster_id, sandbox.clock(), fanout
                 )

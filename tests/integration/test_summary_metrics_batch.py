@@ -1,0 +1,67 @@
+"""The fleet summary reads its SNAT metrics through Azure Monitor's metrics batch API
+(azure-monitor-querymetrics' MetricsClient against the sandbox's `metrics:getBatch`), one
+call for many load balancers of a subscription, and holds exactly what the per-resource
+Metrics - List reads give: a batch that fails falls back to them, and so does a resource a
+batch answers without metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from bot.config import Settings
+from bot.runtime import attach
+from bot.sandbox.server import Sandbox
+from bot.summary import build
+from tests.fleet import SUBSCRIPTIONS, world_of
+
+CLUSTERS = 4 * SUBSCRIPTIONS
+BATCH = "metrics:getBatch"
+
+
+def fleet_without_metrics_of_one(tmp_path: Path) -> tuple[Path, str]:
+    """The fleet, where one load balancer has no metrics at all (a new cluster)."""
+    path = world_of(CLUSTERS, 0, tmp_path)
+    data = yaml.safe_load(path.read_text())
+    bare = sorted(data["metrics"])[0]
+    del data["metrics"][bare]
+    path.write_text(yaml.safe_dump(data))
+    return path, bare
+
+
+def test_batched_summary_equals_the_per_resource_one_in_fewer_calls(tmp_path):
+    world, bare = fleet_without_metrics_of_one(tmp_path)
+    with Sandbox(world) as sandbox:
+        runtime = attach(sandbox, Settings().probe_settings())
+        clusters, now = dict(runtime.aliases), runtime.clock()
+        build(runtime, clusters, now)  # warm: TLS sessions
+        sandbox.reset_log()
+        batched = build(runtime, clusters, now)
+        batched_calls = sandbox.calls("arm")
+
+        sandbox.faults.add({"api": "arm", "pathContains": BATCH, "status": 403})
+        sandbox.reset_log()
+        single = build(runtime, clusters, now)  # every batch refused: each resource read
+        single_calls = sandbox.calls("arm")
+        runtime.clients.close()
+
+    assert batched["clusters"] == single["clusters"]
+    summarised = [c for c in batched["clusters"] if c.get("peakUsedPct")]
+    assert len(summarised) == CLUSTERS - 1, "all but the load balancer without metrics"
+
+    def metrics_reads(calls, resource=""):
+        return [
+            c for c in calls if c.path.endswith("/metrics") and c.path.lower().startswith(resource)
+        ]
+
+    batches = [c for c in batched_calls if c.path.endswith(BATCH)]
+    assert batches and all(c.status == 200 for c in batches)
+    assert len(batches) < CLUSTERS, "many load balancers per call"
+    assert max(len(c.body["resourceids"]) for c in batches) > 1
+    # Only the load balancer the batches left out was read on its own (both requests).
+    assert len(metrics_reads(batched_calls)) == 2
+    assert len(metrics_reads(batched_calls, bare.lower())) == 2
+    assert len(metrics_reads(single_calls)) == 2 * CLUSTERS
+    per_cluster = len(batched_calls) / CLUSTERS
+    assert per_cluster < 4 < len(single_calls) / CLUSTERS, (per_cluster, len(single_calls))
