@@ -34,7 +34,7 @@ from bot.evidence import Series
 log = logging.getLogger(__name__)
 
 BATCH_LIMIT = 50  # resources per metrics:getBatch call (the service's limit)
-LINGER_S = 0.25  # how long a batch waits for more resources after its first
+LINGER_S = 0.5  # how long a batch waits for more resources after its first
 
 Spec = tuple[tuple[str, ...], str, tuple[str, ...]]  # (metrics, aggregation, split), metrics.py
 Fallback = Callable[[], list[Series] | None]

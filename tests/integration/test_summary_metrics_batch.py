@@ -6,10 +6,14 @@ batch answers without metrics."""
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
 
+from bot.collect.metrics import LB_REQUESTS
+from bot.collect.metrics_batch import MetricsBatcher
 from bot.config import Settings
 from bot.runtime import attach
 from bot.sandbox.server import Sandbox
@@ -18,6 +22,7 @@ from tests.fleet import SUBSCRIPTIONS, world_of
 
 CLUSTERS = 4 * SUBSCRIPTIONS
 BATCH = "metrics:getBatch"
+LINGER_S = 0.5
 
 
 def fleet_without_metrics_of_one(tmp_path: Path) -> tuple[Path, str]:
@@ -65,3 +70,31 @@ def test_batched_summary_equals_the_per_resource_one_in_fewer_calls(tmp_path):
     assert len(metrics_reads(single_calls)) == 2 * CLUSTERS
     per_cluster = len(batched_calls) / CLUSTERS
     assert per_cluster < 4 < len(single_calls) / CLUSTERS, (per_cluster, len(single_calls))
+
+
+def test_a_full_batch_goes_at_once_and_the_rest_after_the_linger(tmp_path):
+    """Seven load balancers of one subscription with room for three a call: three calls
+    (3, 3, 1), the full ones without waiting."""
+    with Sandbox(world_of(7 * SUBSCRIPTIONS, 0, tmp_path)) as sandbox:
+        runtime = attach(sandbox, Settings().probe_settings())
+        lbs = [
+            r["id"]
+            for r in sandbox.world.data["arm"]
+            if r["type"].endswith("loadBalancers") and r["id"].split("/")[2].endswith("000")
+        ]
+        with ThreadPoolExecutor(4) as pool:
+            batcher = MetricsBatcher(runtime.clients, pool, linger_s=LINGER_S, limit=3)
+            started = time.monotonic()
+            futures = [
+                batcher.read(lb, "westeurope", LB_REQUESTS[0], sandbox.world.now, lambda: None)
+                for lb in lbs
+            ]
+            full = [f.result() for f in futures[:6]]
+            waited_full = time.monotonic() - started
+            last = futures[6].result()
+            waited_last = time.monotonic() - started
+        runtime.clients.close()
+        calls = [c for c in sandbox.calls("arm") if c.path.endswith(BATCH)]
+    assert len(lbs) == 7 and all(full) and last
+    assert sorted(len(c.body["resourceids"]) for c in calls) == [1, 3, 3]
+    assert waited_full < LINGER_S <= waited_last
