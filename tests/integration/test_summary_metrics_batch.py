@@ -19,6 +19,7 @@ from bot.runtime import attach
 from bot.sandbox.server import Sandbox
 from bot.summary import build
 from tests.fleet import SUBSCRIPTIONS, world_of
+from tests.helpers import WORLDS
 
 CLUSTERS = 4 * SUBSCRIPTIONS
 BATCH = "metrics:getBatch"
@@ -98,3 +99,21 @@ def test_a_full_batch_goes_at_once_and_the_rest_after_the_linger(tmp_path):
     assert len(lbs) == 7 and all(full) and last
     assert sorted(len(c.body["resourceids"]) for c in calls) == [1, 3, 3]
     assert waited_full < LINGER_S <= waited_last
+
+
+def test_nat_gateway_metrics_batched_equal_their_own_reads():
+    """A NAT gateway cluster: its gateways' metrics in batches of their region and type."""
+    with Sandbox(WORLDS / "natgw-managed-snat-failed.yaml") as sandbox:
+        runtime = attach(sandbox, Settings().probe_settings())
+        clusters, now = dict(runtime.aliases), runtime.clock()
+        batched = build(runtime, clusters, now)
+        batches = [c for c in sandbox.calls("arm") if c.path.endswith(BATCH)]
+        sandbox.faults.add({"api": "arm", "pathContains": BATCH, "status": 403})
+        single = build(runtime, clusters, now)
+        runtime.clients.close()
+    assert batches and all(c.status == 200 for c in batches)
+    assert all("natgateways" in c.query["metricnamespace"].lower() for c in batches), (
+        "NAT gateways, not a load balancer"
+    )
+    assert batched["clusters"] == single["clusters"]
+    assert batched["clusters"][0].get("failedConnections"), "the world's failed SNAT shows"
