@@ -73,6 +73,8 @@ def main() -> None:
     fleet = Fleet(slow_world(tmp, args.commands), tmp, heartbeat_s=2)
     fleet.env["AKS_EGRESS_WORKER_CONCURRENCY"] = str(args.concurrency)
     fleet.env["AKS_EGRESS_PROBE_PODS_PER_CLUSTER"] = str(args.cap)
+    # A killed worker's probe pods are swept by a later check once this old.
+    fleet.env["AKS_EGRESS_PROBE_LEFTOVER_AFTER_S"] = "15"
     channels = [f"C{c:07d}X" for c in range(min(args.channels, args.commands))]
     rss = PeakRss()
     killed = None
@@ -86,7 +88,8 @@ def main() -> None:
             return f"check {ALIAS} {target}"
 
         started = time.monotonic()
-        with ThreadPoolExecutor(min(args.commands, 50)) as pool:
+        # 20 senders: `serve` answers 32 requests at once and 503 past that (bot/slack/http.py)
+        with ThreadPoolExecutor(min(args.commands, 20)) as pool:
             statuses = list(
                 pool.map(
                     lambda i: fleet.slash(app, text(i), channels[i % len(channels)], f"U{i:07d}X"),

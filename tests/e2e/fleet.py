@@ -200,7 +200,8 @@ def name_of(message: dict[str, Any]) -> str:
 
 
 def thread_problems(threads: dict[str, list[dict[str, Any]]]) -> list[str]:
-    """What is wrong with finished threads: a summary missing or doubled, a message twice."""
+    """What is wrong with finished threads: a summary missing or doubled, a message twice,
+    an incident with two root messages (two threads)."""
     problems = []
     for ts, messages in threads.items():
         names = Counter(name_of(m) for m in messages)
@@ -209,5 +210,12 @@ def thread_problems(threads: dict[str, list[dict[str, Any]]]) -> list[str]:
             problems.append(f"{ts}: posted twice: {twice}")
         summaries = [n for n in names if ":summary:0" in n]
         if len(summaries) != 1:
-            problems.append(f"{ts}: {len(summaries)} summaries: {sorted(names)}")
+            incident = _incident(messages[0]) if messages else "?"
+            problems.append(f"{ts} ({incident}): {len(summaries)} summaries: {sorted(names)}")
+    roots = Counter(_incident(messages[0]) for messages in threads.values() if messages)
+    problems += [f"{incident}: {n} root messages" for incident, n in roots.items() if n > 1]
     return problems
+
+
+def _incident(message: dict[str, Any]) -> str:
+    return str(((message.get("metadata") or {}).get("event_payload") or {}).get("incident", "?"))
