@@ -11,13 +11,14 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bot.codes import CATALOG
 from bot.collect.azure import AzureCollector
+from bot.collect.calls import ContextPool, tallied
 from bot.collect.kube import KubeAccess, KubeNotConnected, KubeReader, KubeUnavailable, connect
 from bot.collect.podview import InPodProbe, PodViewReader
 from bot.collect.probe import ProbeRunner, probe_pools, refused_run
@@ -77,8 +78,18 @@ class Engine:
         each batch of steps as it is decided: Azure's as soon as Azure is read, the
         cluster's once the cluster side and the probe are in; `on_note` why the cluster
         side takes longer (it goes through Azure run command)."""
+        with tallied() as arm_calls:  # this check's alone (others run in this process)
+            report = self._check(request, on_steps, on_note)
+        report.stats.arm_calls = arm_calls.count
+        return report
+
+    def _check(
+        self,
+        request: CheckRequest,
+        on_steps: StepCallback | None,
+        on_note: NoteCallback | None,
+    ) -> Report:
         started = time.monotonic()
-        arm_before = self.runtime.clients.counter.count
         steps, needs = request.steps, request.needs
         names = {step.name for step in steps}
 
@@ -97,7 +108,7 @@ class Engine:
             if not network_f.done():
                 network_f.set_result((cluster, subnets))
 
-        with ThreadPoolExecutor(2, thread_name_prefix="check") as pool:
+        with ContextPool(2, thread_name_prefix="check") as pool:
             kube_f = None
             if needs & KUBE_NEEDS:
                 kube_f = pool.submit(self._cluster_side, request, network_f, on_note)
@@ -135,7 +146,6 @@ class Engine:
             root_cause=root_cause(findings),
             steps=tuple(step.name for step in steps),
             stats=Stats(
-                arm_calls=self.runtime.clients.counter.count - arm_before,
                 k8s_calls=k8s_calls,
                 run_commands=run_commands,
                 duration_ms=int((time.monotonic() - started) * 1000),
@@ -223,7 +233,7 @@ class Engine:
         node_list = reader.nodes()
         namespace, name = k8s.split_key(request.pod or "")
         probe = self._probe_url(request) is not None
-        with ThreadPoolExecutor(9, thread_name_prefix="k8s") as pool:
+        with ContextPool(9, thread_name_prefix="k8s") as pool:
             pods_f = pool.submit(reader.pods) if Need.PODS in needs else None
             node_metrics_f = pod_metrics_f = None
             if Need.KUBE_METRICS in needs:

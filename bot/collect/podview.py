@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 import urllib3
@@ -22,6 +22,7 @@ from kubernetes import client as k8s
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
+from bot.collect.calls import ContextPool
 from bot.collect.kube import READ_TIMEOUT, KubeAccess, explain, status_message
 from bot.collect.probe import STUCK, ProbeSettings, container_security, probe_command
 from bot.evidence import Json, PodView, ProbeRun
@@ -61,7 +62,7 @@ class PodViewReader:
                 "cilium.io", "v2", "ciliumclusterwidenetworkpolicies", **_RAW
             ),
         }
-        with ThreadPoolExecutor(len(reads), thread_name_prefix="podview") as pool:
+        with ContextPool(len(reads), thread_name_prefix="podview") as pool:
             futures = {key: pool.submit(call) for key, call in reads.items()}
             return pod_view({key: _json(future) for key, future in futures.items()})
 

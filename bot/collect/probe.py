@@ -12,7 +12,6 @@ import contextlib
 import json
 import secrets
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -23,6 +22,7 @@ from kubernetes import client as k8s
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
+from bot.collect.calls import ContextPool
 from bot.collect.kube import READ_TIMEOUT, KubeAccess, status_message
 from bot.config import ProbeSettings
 from bot.destination import REFUSED_EXIT, REFUSED_MARK
@@ -312,7 +312,7 @@ class ProbeRunner:
     def run(self, url: str, pools: list[str | None], rules: list[str]) -> list[ProbeRun]:
         """Probe `url` from each pool; `rules`: the destination policy (probe_rules)."""
         run_id = secrets.token_hex(4)
-        with ThreadPoolExecutor(max(1, len(pools)), thread_name_prefix="probe") as pool:
+        with ContextPool(max(1, len(pools)), thread_name_prefix="probe") as pool:
             return list(pool.map(lambda p: self.probe(url, p, run_id, rules), pools))
 
     def refused(self, url: str, reason: str) -> ProbeRun:

@@ -21,6 +21,7 @@ from bot import admission, flight, jobs, queued, services
 from bot.probe_slots import ProbeSlots, slots_key
 from bot.redisserver import RedisServer, free_port
 from bot.runtime import attach
+from tests.e2e.fleet import Fleet, thread_problems
 from tests.e2e.harness import CHANNEL, Bot, name
 from tests.helpers import WORLDS
 
@@ -109,6 +110,17 @@ def test_two_simultaneous_checks_share_one_collection(redis_server, slow_world):
                 assert other in note and "s ago" in note
                 assert bot.store.report(incident, 0)["shared"]["incident"] == other
         assert len(shared) == 1
+
+        # The follower reports the leader's collection: its counts, said to be shared.
+        (follower,) = shared
+        (leader,) = set(threads) - {follower}
+        stats = {i: bot.store.report(i, 0)["stats"] for i in threads}
+        assert stats[follower] == stats[leader]
+        assert stats[leader]["armCalls"] == len(bot.sandbox.calls("arm"))  # every call its own
+        summary = json.dumps(next(m for m in threads[follower] if name(m) == "0:summary:0"))
+        assert f"shared: collected for `{leader}`" in summary
+        leader_summary = json.dumps(next(m for m in threads[leader] if name(m) == "0:summary:0"))
+        assert "shared: collected" not in leader_summary
         for thread in threads.values():
             checklist = next(m for m in thread if name(m) == "0:checklist")
             # every step shown finished
@@ -232,3 +244,41 @@ def test_a_worker_process_runs_its_checks_in_threads_and_stops_on_sigterm(redis_
     finally:
         if worker.poll() is None:
             worker.kill()
+
+
+def test_worker_processes_on_one_cluster_keep_its_probe_pods_under_the_cap(tmp_path):
+    """Two worker processes share one sandbox (tests/e2e/fleet.py), so its Kubernetes
+    emulator counts every probe pod either of them starts: at most the cap at once, every
+    one deleted, every incident completed once."""
+    data = yaml.safe_load((WORLDS / "lb-healthy.yaml").read_text())
+    data["faults"] = {"probeSeconds": 1}
+    endpoints = [f"svc{i}.example.net" for i in range(6)]  # distinct: no single flight
+    for i, host in enumerate(endpoints):
+        data["dns"][host] = [f"203.0.113.{i + 1}"]
+    world = tmp_path / "world.yaml"
+    world.write_text(yaml.safe_dump(data))
+    fleet = Fleet(world, tmp_path)
+    fleet.env["AKS_EGRESS_PROBE_PODS_PER_CLUSTER"] = "2"
+    fleet.env["AKS_EGRESS_WORKER_CONCURRENCY"] = "3"
+    channel = "C0CAPTEST1"
+    try:
+        app = fleet.app()
+        fleet.worker("worker-0")
+        fleet.worker("worker-1")
+        fleet.wait_started(timeout_s=120)
+        for i, host in enumerate(endpoints):
+            text = f"check web-prod-weu https://{host}"
+            assert fleet.slash(app, text, channel, f"U0CAP{i:05d}") == 200
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            threads = fleet.threads([channel])
+            done = [t for t in threads.values() if any(":summary:0" in name(m) for m in t)]
+            if len(done) == len(endpoints):
+                break
+            time.sleep(0.2)
+        assert len(threads) == len(endpoints) and thread_problems(threads) == []
+        pods = fleet.probe_pods("web-prod-weu")
+        assert pods.peak == 2, pods  # reached, never passed, over both processes
+        assert pods.created >= len(endpoints) and pods.present == 0, pods
+    finally:
+        fleet.close()
