@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,11 +22,13 @@ from bot import admission, flight, jobs, queued, services
 from bot.probe_slots import ProbeSlots, slots_key
 from bot.redisserver import RedisServer, free_port
 from bot.runtime import attach
+from bot.slack.thread import Thread
 from tests.e2e.fleet import Fleet, thread_problems
 from tests.e2e.harness import CHANNEL, Bot, name
 from tests.helpers import WORLDS
 
 OTHER_USER = "U0ONCALL02"
+CHECK = "check web-prod-weu https://api.github.com"
 
 
 @pytest.fixture(scope="module")
@@ -282,3 +285,42 @@ def test_worker_processes_on_one_cluster_keep_its_probe_pods_under_the_cap(tmp_p
         assert pods.created >= len(endpoints) and pods.present == 0, pods
     finally:
         fleet.close()
+
+
+def test_a_root_message_posted_by_a_killed_attempt_is_reused_not_posted_again(redis_server):
+    """A process SIGKILLed between posting a root message and remembering its ts (the
+    queue announcer posts many during a burst) left a second thread in bench_load. The
+    mark it leaves makes the next writer find that message in the channel instead."""
+    redis.Redis.from_url(redis_server.url).flushdb()  # our private server only
+    bot = Bot(WORLDS / "lb-healthy.yaml", redis_server.url, worker=False)
+    try:
+        killed, plain = (
+            re.search(r"AKE-[0-9A-F]+", bot.slash(CHECK, channel=c)[1]).group()
+            for c in ("C0KILLED1", "C0PLAIN01")
+        )
+        runtime = attach(bot.sandbox, bot.settings.probe_settings())
+        jobs.configure(services.worker_context(bot.settings, runtime, bot.store))
+        ctx = jobs.context()
+        # What the killed attempt did: marked the root as being posted, posted it, died.
+        incident = bot.store.get(killed)
+        thread = Thread(ctx.slack, ctx.store, incident)
+        ctx.store.posting(killed, "root")
+        posted = ctx.slack.chat_postMessage(
+            channel="C0KILLED1", text="queued", metadata=thread._metadata("root")
+        )["ts"]
+        assert bot.store.message_ts(killed, "root") is None
+
+        queued.start(ctx, Thread(ctx.slack, ctx.store, incident), incident)
+        (root,) = bot.roots("C0KILLED1")  # the same message, updated
+        assert root["ts"] == posted and bot.store.message_ts(killed, "root") == posted
+        assert root["text"] != "queued"
+        assert len(bot.sandbox.slack.calls("conversations.history")) == 1
+
+        # Without the mark nothing is looked for: one post, no history read.
+        other = bot.store.get(plain)
+        queued.start(ctx, Thread(ctx.slack, ctx.store, other), other)
+        assert len(bot.roots("C0PLAIN01")) == 1
+        assert len(bot.sandbox.slack.calls("conversations.history")) == 1
+        runtime.clients.close()
+    finally:
+        bot.close()
