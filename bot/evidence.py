@@ -47,6 +47,15 @@ def nic_configs(vmss: Json) -> list[Json]:
     return profile.get("networkInterfaceConfigurations") or []
 
 
+def ip_configs(vmss: Json) -> list[Json]:
+    """The IP configurations of a scale set's NIC configurations (subnet, backend pools)."""
+    return [
+        config
+        for nic in nic_configs(vmss)
+        for config in (nic.get("properties") or {}).get("ipConfigurations") or []
+    ]
+
+
 def outbound_frontends(lb: Json | None) -> list[Json]:
     """The load balancer's frontends that its outbound rules SNAT from with a public IP or
     prefix: what egress actually leaves by (an ingress-only frontend does not count)."""

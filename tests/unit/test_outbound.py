@@ -194,3 +194,50 @@ def test_udr_pod_subnet_without_route_table_bypasses_the_appliance() -> None:
         "az network vnet subnet update --resource-group rg-net --vnet-name vnet "
         f"--name snet-pods --route-table {table}"
     ]
+
+
+def test_the_load_balancer_does_not_carry_a_pod_subnets_traffic() -> None:
+    """Outbound rules "can only be applied to primary IPv4 configuration of a NIC"
+    (https://learn.microsoft.com/azure/load-balancer/outbound-rules#limitations): pods
+    sending from pod-subnet addresses are not SNATed by them, whatever the outbound type."""
+    ev = _evidence(pod_natgw=False)
+    found = {(p.pool.name, p.role): p.component for p in outbound.paths(ev)}
+    assert found[("apps", "node subnet")] == Egress.LOAD_BALANCER
+    assert found[("apps", "pod subnet")] == Egress.DEFAULT_OUTBOUND
+    ev.subnets[armid.key(PODS)]["properties"]["defaultOutboundAccess"] = False
+    [pods] = [p for p in outbound.paths(ev) if p.pods_only]
+    assert pods.component == pods.internet == Egress.NONE
+    assert [p.pool.name for p in outbound.uses(ev, Egress.LOAD_BALANCER)] == ["system", "apps"]
+
+
+def test_outbound_rules_carry_only_the_subnets_their_backend_pool_holds() -> None:
+    ev = _evidence()
+    lb = "/subscriptions/s/resourceGroups/mc/providers/Microsoft.Network/loadBalancers/k"
+    frontend = f"{lb}/frontendIPConfigurations/out"
+    ev.load_balancer = {
+        "id": lb,
+        "properties": {
+            "frontendIPConfigurations": [
+                {"id": frontend, "properties": {"publicIPAddress": {"id": PIP}}}
+            ],
+            "outboundRules": [
+                {
+                    "properties": {
+                        "backendAddressPool": {"id": f"{lb}/backendAddressPools/out"},
+                        "frontendIPConfigurations": [{"id": frontend}],
+                    }
+                }
+            ],
+        },
+    }
+    ipconfig: dict = {"properties": {"subnet": {"id": NODES}}}
+    nic = {"properties": {"ipConfigurations": [ipconfig]}}
+    ev.vmss = [{"properties": {"virtualMachineProfile": {"networkProfile": {
+        "networkInterfaceConfigurations": [nic]}}}}]  # fmt: skip
+    [system] = [p for p in outbound.paths(ev) if p.pool.name == "system"]
+    assert system.component == Egress.DEFAULT_OUTBOUND, "the nodes are not in the rule's pool"
+    ipconfig["properties"]["loadBalancerBackendAddressPools"] = [
+        {"id": f"{lb}/backendAddressPools/out"}
+    ]
+    [system] = [p for p in outbound.paths(ev) if p.pool.name == "system"]
+    assert system.component == Egress.LOAD_BALANCER
