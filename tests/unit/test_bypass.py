@@ -280,19 +280,6 @@ def test_a_load_balancer_outbound_rule_covering_the_nodes_is_a_way_out() -> None
     assert plan.feasible and "outbound rule" in plan.reason
 
 
-def test_the_slack_plan_shows_who_approves_and_no_button_while_the_table_is_held() -> None:
-    from bot.bypass.state import BypassRecord
-    from bot.slack.bypass_messages import plan_message
-
-    plan = make_plan(evidence())
-    record = BypassRecord("AKE-1A2B3C", "c", CLUSTER, "http://x", "U0ALICE", plan.to_json(), 10)
-    free = json.dumps(plan_message(record, ("S0APPROVE1",), dry_run=True))
-    assert "bypass_approve" in free and "<!subteam^S0APPROVE1>" in free and "Dry run" in free
-    assert "someone other than <@U0ALICE>" in free
-    held = json.dumps(plan_message(record, ("S0APPROVE1",), False, busy="AKE-999999 holds it"))
-    assert "bypass_approve" not in held and "AKE-999999" in held
-
-
 def test_bypass_and_audit_help_import_nothing_heavy() -> None:
     from tests.helpers import run_cli_in_fresh_process as run
 
