@@ -328,7 +328,7 @@ class ProbeRun:
 class KubeEvidence:
     """What the cluster's own API server said, as the API's JSON (camelCase)."""
 
-    access: str  # how the bot reached the API server (kubeconfig context, in-cluster, Azure)
+    how: str  # how the bot reached the API server (kubeconfig context, in-cluster, Azure)
     nodes: list[Json] = field(default_factory=list)
     pods: list[Json] = field(default_factory=list)
     node_metrics: list[Json] | None = None  # None: metrics.k8s.io is not served

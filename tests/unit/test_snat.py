@@ -321,7 +321,7 @@ def cluster(
         )
     ev.metrics = {armid.key(LB_ID): series}
     kube = KubeEvidence(
-        access="test",
+        how="test",
         nodes=[
             {
                 "metadata": {
