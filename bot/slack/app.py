@@ -23,7 +23,7 @@ from bot.admission import admit_check, admit_run
 from bot.directory import Directory
 from bot.endpoint import parse_endpoint
 from bot.model import Json, Report
-from bot.redact import redact, redact_url
+from bot.redact import MASK, redact, redact_url
 from bot.slack import blocks, guard
 from bot.slack import bypass as bypass_listeners
 from bot.slack.authorization import Authorization
@@ -210,7 +210,15 @@ def build_app(
         blocks.ACTION_RERUN, middleware=[guards.ack, guards.button_incident, guards.authorized]
     )
     def on_rerun(body: Json, client: WebClient, context: BoltContext) -> None:
-        _enqueue(client, deps, authorization, context["incident"], Recheck(), body["user"]["id"])
+        incident: Incident = context["incident"]
+        kept = incident.request.endpoint
+        if kept and MASK in kept:
+            # Only the first run's job had the URL whole: ask for it again rather than
+            # probe the masked one (an API key's endpoint would answer 401 to `***`).
+            view = blocks.probe_modal(incident.id, incident.request.channel, masked=kept)
+            client.views_open(trigger_id=body["trigger_id"], view=view)
+            return
+        _enqueue(client, deps, authorization, incident, Recheck(), body["user"]["id"])
 
     @app.action(
         blocks.ACTION_PROBE_ENDPOINT,
