@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -54,6 +55,15 @@ def ip_configs(vmss: Json) -> list[Json]:
         for nic in nic_configs(vmss)
         for config in (nic.get("properties") or {}).get("ipConfigurations") or []
     ]
+
+
+def _distinct_ids(ids: Iterable[str | None]) -> list[str]:
+    """ARM ids once each (as ARM compares them), in first-seen order; None left out."""
+    seen: dict[str, str] = {}
+    for rid in ids:
+        if rid:
+            seen.setdefault(armid.key(rid), rid)
+    return list(seen.values())
 
 
 def outbound_frontends(lb: Json | None) -> list[Json]:
@@ -242,22 +252,14 @@ class AzureEvidence:
 
     def node_subnet_ids(self) -> list[str]:
         """Distinct node subnets, in pool order."""
-        seen: dict[str, str] = {}
-        for pool in self.pools:
-            if pool.subnet_id:
-                seen.setdefault(armid.key(pool.subnet_id), pool.subnet_id)
-        return list(seen.values())
+        return _distinct_ids(p.subnet_id for p in self.pools)
 
     def pools_in(self, subnet_id: str) -> list[str]:
         return [p.name for p in self.pools if armid.same(p.subnet_id, subnet_id)]
 
     def pod_subnet_ids(self) -> list[str]:
         """Distinct pod subnets (Azure CNI with dynamic IP allocation), in pool order."""
-        seen: dict[str, str] = {}
-        for pool in self.pools:
-            if pool.pod_subnet_id:
-                seen.setdefault(armid.key(pool.pod_subnet_id), pool.pod_subnet_id)
-        return list(seen.values())
+        return _distinct_ids(p.pod_subnet_id for p in self.pools)
 
     def linked(self, table: dict[str, Json], ref: Json | None) -> Json | None:
         """Follow an ARM `{"id": ...}` reference into one of the evidence tables."""
