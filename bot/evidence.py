@@ -57,6 +57,11 @@ def ip_configs(vmss: Json) -> list[Json]:
     ]
 
 
+def config_subnet(config: Json) -> str | None:
+    """The subnet an IP configuration takes its address from."""
+    return ((config.get("properties") or {}).get("subnet") or {}).get("id")
+
+
 def _distinct_ids(ids: Iterable[str | None]) -> list[str]:
     """ARM ids once each (as ARM compares them), in first-seen order; None left out."""
     seen: dict[str, str] = {}

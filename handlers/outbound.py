@@ -35,7 +35,7 @@ from enum import StrEnum
 
 from bot import armid
 from bot.codes import finding
-from bot.evidence import AzureEvidence, NodePool, ip_configs, outbound_frontends
+from bot.evidence import AzureEvidence, NodePool, config_subnet, ip_configs, outbound_frontends
 from bot.model import Finding, Json
 from handlers.path import firewall_with_ip, public_ip_texts, route_table
 from handlers.route_rules import default_route
@@ -179,15 +179,12 @@ def _lb_outbound(ev: AzureEvidence, subnet_id: str, pods_only: bool) -> bool:
         for r in rules
     }
     on_subnet = [
-        props
-        for vmss in ev.vmss
-        for props in ((c.get("properties") or {}) for c in ip_configs(vmss))
-        if armid.same((props.get("subnet") or {}).get("id"), subnet_id)
+        c for vmss in ev.vmss for c in ip_configs(vmss) if armid.same(config_subnet(c), subnet_id)
     ]
     return not on_subnet or any(
         armid.key(b.get("id", "")) in pools
-        for props in on_subnet
-        for b in props.get("loadBalancerBackendAddressPools") or []
+        for c in on_subnet
+        for b in (c.get("properties") or {}).get("loadBalancerBackendAddressPools") or []
     )
 
 
