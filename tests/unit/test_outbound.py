@@ -201,8 +201,8 @@ def test_outbound_rules_carry_only_the_subnets_their_backend_pool_holds() -> Non
     }
     ipconfig: dict = {"properties": {"subnet": {"id": NODES}}}
     nic = {"properties": {"ipConfigurations": [ipconfig]}}
-    ev.vmss = [{"properties": {"virtualMachineProfile": {"networkProfile": {
-        "networkInterfaceConfigurations": [nic]}}}}]  # fmt: skip
+    profile = {"networkProfile": {"networkInterfaceConfigurations": [nic]}}
+    ev.vmss = [{"properties": {"virtualMachineProfile": profile}}]
     [system] = [p for p in outbound.paths(ev) if p.pool.name == "system"]
     assert system.component == Egress.DEFAULT_OUTBOUND, "the nodes are not in the rule's pool"
     ipconfig["properties"]["loadBalancerBackendAddressPools"] = [
