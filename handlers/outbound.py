@@ -35,7 +35,7 @@ from enum import StrEnum
 
 from bot import armid
 from bot.codes import finding
-from bot.evidence import AzureEvidence, NodePool, config_subnet, ip_configs, outbound_frontends
+from bot.evidence import AzureEvidence, NodePool, outbound_frontends
 from bot.model import Finding, Json
 from handlers.path import firewall_with_ip, public_ip_texts, route_table
 from handlers.route_rules import default_route
@@ -150,7 +150,7 @@ def _path(ev: AzureEvidence, pool: NodePool, subnet_id: str, pods_only: bool) ->
         appliance_route=False,
         nat_gateway=bool(nat_ref),
         instance_public_ip=pool.enable_node_public_ip,
-        lb_outbound_rules=_lb_outbound(ev, subnet_id, pods_only),
+        lb_outbound_rules=_lb_outbound(ev, pods_only),
         default_outbound_access=props.get("defaultOutboundAccess") is not False,
     )
     component = Egress.APPLIANCE if appliance else internet
@@ -159,33 +159,15 @@ def _path(ev: AzureEvidence, pool: NodePool, subnet_id: str, pods_only: bool) ->
     )
 
 
-def _lb_outbound(ev: AzureEvidence, subnet_id: str, pods_only: bool) -> bool:
-    """Whether the load balancer's outbound rules carry traffic sent from this subnet.
-
-    Only under outbound type loadBalancer (the others set up no outbound rule), never for
-    a pod subnet (outbound rules apply to a NIC's primary IP configuration only: see the
-    module's docstring), and, where the scale sets' IP configurations on the subnet were
-    read, only when one of them is in an outbound rule's backend pool. An unread load
-    balancer is taken to have them (its read failure is reported on its own)."""
+def _lb_outbound(ev: AzureEvidence, pods_only: bool) -> bool:
+    """Whether the load balancer's outbound rules carry traffic sent from this subnet: only
+    under outbound type loadBalancer (the others set up no outbound rule), and never for a
+    pod subnet (outbound rules apply to a NIC's primary IP configuration only: see the
+    module's docstring). An unread load balancer is taken to have them (its read failure
+    is reported on its own)."""
     if pods_only or ev.outbound_type != "loadBalancer":
         return False
-    if ev.load_balancer is None:
-        return True
-    if not outbound_frontends(ev.load_balancer):
-        return False
-    rules = (ev.load_balancer.get("properties") or {}).get("outboundRules") or []
-    pools = {
-        armid.key(((r.get("properties") or {}).get("backendAddressPool") or {}).get("id", ""))
-        for r in rules
-    }
-    on_subnet = [
-        c for vmss in ev.vmss for c in ip_configs(vmss) if armid.same(config_subnet(c), subnet_id)
-    ]
-    return not on_subnet or any(
-        armid.key(b.get("id", "")) in pools
-        for c in on_subnet
-        for b in (c.get("properties") or {}).get("loadBalancerBackendAddressPools") or []
-    )
+    return ev.load_balancer is None or bool(outbound_frontends(ev.load_balancer))
 
 
 def uses(ev: AzureEvidence, component: Egress) -> list[EgressPath]:

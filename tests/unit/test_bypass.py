@@ -238,14 +238,13 @@ def test_evidence_is_not_mutated() -> None:
     assert ev.route_tables == before
 
 
-def test_a_load_balancer_outbound_rule_covering_the_nodes_is_a_way_out() -> None:
+def test_a_load_balancer_outbound_rule_is_a_way_out_for_the_nodes() -> None:
     private = subnet(NODES, "10.241.0.0/24", RT, defaultOutboundAccess=False)
     ev = evidence(node_subnet=private)
     # an appliance route overriding outbound type loadBalancer (OUTBOUND_TYPE_OVERRIDDEN):
     # outbound rules exist only under that outbound type
     ev.cluster["properties"]["networkProfile"]["outboundType"] = "loadBalancer"
     lb_id = "/subscriptions/s/resourceGroups/mc/providers/Microsoft.Network/loadBalancers/k"
-    pool = f"{lb_id}/backendAddressPools/aksOutboundBackendPool"
     frontend = f"{lb_id}/frontendIPConfigurations/out"
     ev.load_balancer = {
         "id": lb_id,
@@ -253,31 +252,15 @@ def test_a_load_balancer_outbound_rule_covering_the_nodes_is_a_way_out() -> None
             "frontendIPConfigurations": [
                 {"id": frontend, "properties": {"publicIPAddress": {"id": "pip"}}}
             ],
-            "outboundRules": [
-                {
-                    "properties": {
-                        "backendAddressPool": {"id": pool},
-                        "frontendIPConfigurations": [{"id": frontend}],
-                    }
-                }
-            ],
+            "outboundRules": [],
         },
     }
-    ipconfig = {"properties": {"subnet": {"id": NODES}, "loadBalancerBackendAddressPools": []}}
-    nic = {"properties": {"ipConfigurations": [ipconfig]}}
-    ev.vmss = [
-        {
-            "properties": {
-                "virtualMachineProfile": {
-                    "networkProfile": {"networkInterfaceConfigurations": [nic]}
-                }
-            }
-        }
+    assert not make_plan(ev).feasible  # no outbound rule: no way out
+    ev.load_balancer["properties"]["outboundRules"] = [
+        {"properties": {"frontendIPConfigurations": [{"id": frontend}]}}
     ]
-    assert not make_plan(ev).feasible  # the nodes are not in the outbound rule's pool
-    ipconfig["properties"]["loadBalancerBackendAddressPools"] = [{"id": pool}]
     plan = make_plan(ev)
-    assert plan.feasible and "outbound rule" in plan.reason
+    assert plan.feasible and plan.outbound == {NODES: "the load balancer's outbound rules"}
 
 
 def test_bypass_and_audit_help_import_nothing_heavy() -> None:

@@ -177,36 +177,3 @@ def test_the_load_balancer_does_not_carry_a_pod_subnets_traffic() -> None:
     [pods] = [p for p in outbound.paths(ev) if p.pods_only]
     assert pods.component == pods.internet == Egress.NONE
     assert [p.pool.name for p in outbound.uses(ev, Egress.LOAD_BALANCER)] == ["system", "apps"]
-
-
-def test_outbound_rules_carry_only_the_subnets_their_backend_pool_holds() -> None:
-    ev = pool_evidence()
-    lb = "/subscriptions/s/resourceGroups/mc/providers/Microsoft.Network/loadBalancers/k"
-    frontend = f"{lb}/frontendIPConfigurations/out"
-    ev.load_balancer = {
-        "id": lb,
-        "properties": {
-            "frontendIPConfigurations": [
-                {"id": frontend, "properties": {"publicIPAddress": {"id": PIP}}}
-            ],
-            "outboundRules": [
-                {
-                    "properties": {
-                        "backendAddressPool": {"id": f"{lb}/backendAddressPools/out"},
-                        "frontendIPConfigurations": [{"id": frontend}],
-                    }
-                }
-            ],
-        },
-    }
-    ipconfig: dict = {"properties": {"subnet": {"id": NODES}}}
-    nic = {"properties": {"ipConfigurations": [ipconfig]}}
-    profile = {"networkProfile": {"networkInterfaceConfigurations": [nic]}}
-    ev.vmss = [{"properties": {"virtualMachineProfile": profile}}]
-    [system] = [p for p in outbound.paths(ev) if p.pool.name == "system"]
-    assert system.component == Egress.DEFAULT_OUTBOUND, "the nodes are not in the rule's pool"
-    ipconfig["properties"]["loadBalancerBackendAddressPools"] = [
-        {"id": f"{lb}/backendAddressPools/out"}
-    ]
-    [system] = [p for p in outbound.paths(ev) if p.pool.name == "system"]
-    assert system.component == Egress.LOAD_BALANCER
