@@ -103,6 +103,9 @@ def admit_check(
         admission = store.admit(pipe, incident_id, request, text, limits, (queue.key, workers))
         if admission.incident is None:
             _take_back(queue, job, pipe)
+        elif admission.retried:  # the job went in twice: once is enough
+            pipe.lrem(queue.key, -1, job.id)
+            pipe.execute()
     return admission
 
 

@@ -222,6 +222,7 @@ class Admission:
     running: str | None = None  # the incident an identical request just started
     busy: str | None = None  # "cluster", "queue" or "incident": which limit was reached
     place: int = 0  # its place in the queue when it cannot start at once (1: next)
+    retried: bool = False  # admitted by an earlier send of the same transaction
 
 
 def new_incident_id() -> str:
@@ -426,8 +427,13 @@ class Store:
             return Admission(rate_limited=True)
         if _text(verdict) in ("cluster", "queue"):
             return Admission(busy=_text(verdict))
-        if _text(verdict) == "running":
+        if _text(verdict) == "running" and _text(detail) != incident_id:
             return Admission(running=_text(detail))
+        if _text(verdict) == "running":
+            # The claim is this request's own: the connection broke after Redis applied
+            # the transaction, and redis-py sent it again (services.BRIEF). Admitted once;
+            # the retry pushed its job a second time.
+            return Admission(incident=Incident(id=incident_id, request=request), retried=True)
         return Admission(incident=Incident(id=incident_id, request=request), place=max(0, *place))
 
     # -- the daily summary ------------------------------------------------------------

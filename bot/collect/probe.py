@@ -23,7 +23,7 @@ from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from bot.collect.calls import ContextPool
-from bot.collect.kube import READ_TIMEOUT, KubeAccess, status_message
+from bot.collect.kube import READ_TIMEOUT, KubeConnection, status_message
 from bot.config import ProbeSettings
 from bot.destination import REFUSED_EXIT, REFUSED_MARK
 from bot.evidence import POOL_LABEL, PROBE_LABEL, PROBE_NAME, ProbeRun
@@ -264,12 +264,12 @@ def refused_run(url: str, reason: str, settings: ProbeSettings) -> ProbeRun:
 class ProbeRunner:
     def __init__(
         self,
-        access: KubeAccess,
+        connection: KubeConnection,
         settings: ProbeSettings,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         gate: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
     ):
-        self.core = k8s.CoreV1Api(access.api)
+        self.core = k8s.CoreV1Api(connection.api)
         self.settings = settings
         self.clock = clock
         self.gate = gate

@@ -520,7 +520,7 @@ def read_cluster(
             except KubeUnavailable as exc:
                 partial.append(f"the probe through Azure run command failed: {exc}")
     return KubeEvidence(
-        access=command.how,
+        how=command.how,
         nodes=reads.nodes,
         pods=reads.pods or [],
         node_metrics=reads.node_metrics,

@@ -393,14 +393,15 @@ def summary_messages(
 # -- modals ----------------------------------------------------------------------------------
 
 
-def probe_modal(incident_id: str, channel: str) -> dict[str, Any]:
+def probe_modal(incident_id: str, channel: str, masked: str | None = None) -> dict[str, Any]:
     """Ask for one more endpoint to probe from inside the incident's cluster. The channel
     the button was pressed in rides along in `private_metadata`: the submission acts only
-    on an incident of that channel."""
+    on an incident of that channel. `masked`: the incident's own URL as kept, when Re-run
+    needs it whole again (its secret parts were never stored)."""
     metadata = f"{incident_id}|{channel}"
     if len(metadata) > MAX_PRIVATE_METADATA:
         raise ValueError("incident id longer than private_metadata allows")
-    return {
+    view: dict[str, Any] = {
         "type": "modal",
         "callback_id": PROBE_MODAL_CALLBACK,
         "private_metadata": metadata,
@@ -426,6 +427,14 @@ def probe_modal(incident_id: str, channel: str) -> dict[str, Any]:
             _context(f"Incident {_inline_code(incident_id)}"),
         ],
     }
+    if masked:
+        again = (
+            f"This check's URL had secret parts, which aks-egress does not keep: "
+            f"{_inline_code(masked)}. Paste it whole to run the check again; run with the "
+            "masked value, the endpoint would refuse the probe and the report would say so."
+        )
+        view["blocks"].insert(0, _section(again))
+    return view
 
 
 def evidence_modal(f: Finding) -> dict[str, Any]:

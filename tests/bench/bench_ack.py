@@ -6,7 +6,11 @@ queued job written to Redis, then the ack) and at a bare Bolt app that only acks
 same run, alternating rounds. Each app runs in a process of its own, as deployed, so the
 client's threads share no interpreter lock with the server they measure; the bare app's
 process imports only what a bare app needs. A private redis-server and the sandbox's Slack
-emulator stand in. Usage:
+emulator stand in; the emulator runs in a process of its own too, and the client's garbage
+collector is frozen while it measures. Before both, a full collection in the client (whose
+heap held the whole sandbox) stalled one round of 20 requests by ~120 ms, and landed on
+whichever app that round measured: it alone made aks-egress's p99 look 3-4x bare Bolt's.
+Usage:
 
     .venv/bin/python tests/bench/bench_ack.py [--rounds N]
 """
@@ -14,14 +18,17 @@ emulator stand in. Usage:
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 WORLD = Path(__file__).resolve().parents[1] / "worlds" / "lb-healthy.yaml"
 SECRET = "bench-signing-secret"
@@ -46,6 +53,22 @@ def serve_bare(port: int, slack_url: str) -> None:
         ack()
 
     HttpServer(app, "127.0.0.1", port, None, SECRET).start().thread.join()
+
+
+def serve_sandbox() -> None:
+    """The Slack emulator's process: prints its URL, serves until killed."""
+    from bot.sandbox.server import Sandbox
+
+    with Sandbox(WORLD) as sandbox:
+        print(sandbox.slack_url, flush=True)
+        threading.Event().wait()
+
+
+def start_sandbox() -> tuple[subprocess.Popen[str], str]:
+    argv = [sys.executable, __file__, "--serve-sandbox"]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    return process, process.stdout.readline().strip()
 
 
 def spawn(argv: list[str], port: int, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
@@ -80,6 +103,44 @@ def fire(url: str, round_no: int) -> list[float]:
         return list(pool.map(one, range(CONCURRENT)))
 
 
+def measure(
+    redis_url: str, slack_url: str, rounds: int, processes: list[subprocess.Popen[Any]]
+) -> dict[str, list[float]]:
+    """Both apps' latencies, alternating rounds; their processes join `processes`."""
+    from bot.redisserver import free_port
+
+    ours_port, bare_port = free_port(), free_port()
+    ours_env = {
+        "SLACK_BOT_TOKEN": "xoxb-bench",
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_URL": slack_url,
+        "REDIS_URL": redis_url,
+        "AKS_EGRESS_RATE_PER_MINUTE": "10000",
+        "AKS_EGRESS_CLUSTER_RATE_PER_MINUTE": "100000",
+        "AKS_EGRESS_QUEUE_MAX": "100000",
+        "AKS_EGRESS_CONFIG": "/nonexistent.yaml",
+    }
+    serve = [sys.executable, "-m", "bot.cli", "serve", "--http", "--port", str(ours_port)]
+    bare = [sys.executable, __file__, "--serve-bare", str(bare_port), slack_url]
+    urls: dict[str, str] = {}
+    for name, argv, port, env in (
+        ("aks-egress", [*serve, "--world", str(WORLD)], ours_port, ours_env),
+        ("bare Bolt", bare, bare_port, {}),
+    ):
+        process, urls[name] = spawn(argv, port, env)
+        processes.append(process)
+    for url in urls.values():
+        fire(url, 9999)  # warm up both
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    results: dict[str, list[float]] = {name: [] for name in urls}
+    for round_no in range(rounds):
+        for name, url in urls.items():
+            results[name] += fire(url, round_no)
+    return results
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -89,43 +150,27 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--serve-bare", nargs=2, metavar=("PORT", "SLACK_URL"))
+    parser.add_argument("--serve-sandbox", action="store_true")
     args = parser.parse_args()
     if args.serve_bare:
         serve_bare(int(args.serve_bare[0]), args.serve_bare[1])
         return
+    if args.serve_sandbox:
+        serve_sandbox()
+        return
 
-    from bot.redisserver import RedisServer, free_port
-    from bot.sandbox.server import Sandbox
+    from bot.redisserver import RedisServer
 
-    with RedisServer() as redis_server, Sandbox(WORLD) as sandbox:
-        ours_port, bare_port = free_port(), free_port()
-        ours_env = {
-            "SLACK_BOT_TOKEN": "xoxb-bench",
-            "SLACK_SIGNING_SECRET": SECRET,
-            "SLACK_API_URL": sandbox.slack_url,
-            "REDIS_URL": redis_server.url,
-            "AKS_EGRESS_RATE_PER_MINUTE": "10000",
-            "AKS_EGRESS_CLUSTER_RATE_PER_MINUTE": "100000",
-            "AKS_EGRESS_QUEUE_MAX": "100000",
-            "AKS_EGRESS_CONFIG": "/nonexistent.yaml",
-        }
-        serve = [sys.executable, "-m", "bot.cli", "serve", "--http", "--port", str(ours_port)]
-        bare = [sys.executable, __file__, "--serve-bare", str(bare_port), sandbox.slack_url]
-        servers = {
-            "aks-egress": spawn([*serve, "--world", str(WORLD)], ours_port, ours_env),
-            "bare Bolt": spawn(bare, bare_port, {}),
-        }
-        try:
-            for _, url in servers.values():
-                fire(url, 9999)  # warm up both
-            results: dict[str, list[float]] = {name: [] for name in servers}
-            for round_no in range(args.rounds):
-                for name, (_, url) in servers.items():
-                    results[name] += fire(url, round_no)
-        finally:
-            for process, _ in servers.values():
-                process.kill()
-                process.wait()
+    processes: list[subprocess.Popen[Any]] = []
+    try:
+        with RedisServer() as redis_server:
+            sandbox, slack_url = start_sandbox()
+            processes.append(sandbox)
+            results = measure(redis_server.url, slack_url, args.rounds, processes)
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
     print(f"{args.rounds} rounds of {CONCURRENT} concurrent signed slash commands, real Redis")
     for name, values in results.items():
         p50, p99 = statistics.median(values), percentile(values, 0.99)

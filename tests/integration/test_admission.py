@@ -7,7 +7,9 @@ import redis
 
 from bot.admission import admit_check, admit_run, queue_on
 from bot.redisserver import RedisServer
+from bot.services import BRIEF
 from bot.store import Limits, Request, Store
+from tests.lossy_proxy import LossyProxy
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +131,29 @@ def test_an_interactive_payload_is_acted_on_once(store_and_queue):
     assert store.first_interaction(body) and not store.first_interaction(body)
     ttl = store.redis.ttl(next(iter(store.redis.keys("aks-egress:interaction:*"))))
     assert 300 < ttl <= 360
+
+
+def test_a_lost_reply_retried_admits_once_with_one_job(redis_url):
+    """The connection breaks after Redis applied the admission: redis-py sends the whole
+    transaction again (the app's BRIEF retry). The retry finds its own claim; it must not
+    be refused as a double submit of itself (which withdrew the job and left the incident
+    to wait forever), and the job pushed twice must run once."""
+    redis.Redis.from_url(redis_url).flushdb()  # our private server only
+    proxy = LossyProxy(redis_url)
+    try:
+        client = redis.Redis.from_url(
+            proxy.url,
+            socket_timeout=2.0,
+            decode_responses=True,
+            retry=BRIEF,
+            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        )
+        store, queue = Store(client), queue_on(redis.Redis.from_url(proxy.url, retry=BRIEF))
+        proxy.lose_next_exec.set()
+        admission = admit_check(store, queue, request(), TEXT, Limits(per_user=10))
+        assert proxy.lost == 1, "the proxy did not lose the reply: the test proves nothing"
+        assert admission.incident is not None, admission
+        assert store.get(admission.incident.id) is not None
+        assert queue.job_ids == [f"{admission.incident.id}-0"]
+    finally:
+        proxy.close()
