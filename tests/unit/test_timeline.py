@@ -41,3 +41,13 @@ def test_the_incident_header_escapes_what_users_and_azure_wrote() -> None:
     assert text.startswith(f"*Incident {INCIDENT}: egress from a&lt;b&gt;&amp;c*")
     assert "- Pod: `ns/&lt;p&gt;`" in text
     assert "<@U123ABC>" in text
+
+
+def test_a_run_that_shared_another_incidents_collection_says_so() -> None:
+    """Its counts are that collection's (bot/flight.py); the stored report's `shared` says
+    whose, and a hostile value there is escaped like everything else."""
+    data = load("nsg-subnet-deny").to_json()
+    own = T.timeline(view(), [data])
+    shared = T.timeline(view(), [{**data, "shared": {"incident": "AKE-<b>", "ageS": 3.0}}])
+    assert "(shared:" not in own
+    assert "ARM call" in shared and "(shared: collected for AKE-&lt;b&gt;)" in shared
