@@ -485,6 +485,10 @@ class Sandbox:
         """The live fault injector (`faults.add(rule)` adds a `faults.rules` entry)."""
         return self._faults
 
+    def pods(self, cluster: str) -> list[dict[str, Any]]:
+        """The pods a cluster's API server holds now (by alias or ARM id)."""
+        return self._kube[armid.key(self._cluster_id(cluster))].pods()
+
     def probe_pods(self) -> dict[str, ProbePodTally]:
         """By cluster ARM id: the probe pods its API server saw created and deleted, and
         the most at once, over every client of this sandbox (all worker processes)."""

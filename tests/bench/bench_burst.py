@@ -14,7 +14,9 @@ sandbox of its own in each worker process.)
 
 By default each command asks about another endpoint (distinct collections: what many
 checks per worker buys); `--same` makes them all ask the same (what single flight buys).
-`--kill-after S` SIGKILLs one worker S seconds in; its checks must still complete once.
+`--kill-after S` SIGKILLs, S seconds in, the worker with the most probe pods up (found by
+their URLs in its log; distinct endpoints only); its checks must still complete once, and
+its probe pods be swept (its checks' retries create theirs anew).
 Each worker's peak RSS is printed (the killed one's as last read before the kill).
 
     .venv/bin/python tests/bench/bench_burst.py [--commands 20] [--workers 2]
@@ -33,6 +35,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -41,7 +44,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.fleet import Fleet, PeakRss, name_of, thread_problems  # noqa: E402
+from tests.e2e.fleet import Fleet, PeakRss, Process, name_of, thread_problems  # noqa: E402
 
 WORLD = ROOT / "tests" / "worlds" / "lb-healthy.yaml"
 ALIAS = "web-prod-weu"
@@ -55,6 +58,18 @@ def slow_world(directory: Path, commands: int) -> Path:
     path = directory / "burst.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def busiest(fleet: Fleet, workers: list[Process]) -> tuple[Process, int]:
+    """The worker with the most probe pods up now: the pods' URLs, against the endpoints
+    each worker's log says it took (every command asks about another endpoint)."""
+    urls = Counter(fleet.probe_urls(ALIAS))
+
+    def own(worker: Process) -> int:
+        log = worker.log.read_text(errors="replace")
+        return sum(n for url, n in urls.items() if f", {url}, " in log)
+
+    return max(((w, own(w)) for w in workers), key=lambda pair: pair[1])
 
 
 def main() -> None:
@@ -77,7 +92,7 @@ def main() -> None:
     fleet.env["AKS_EGRESS_PROBE_LEFTOVER_AFTER_S"] = "15"
     channels = [f"C{c:07d}X" for c in range(min(args.channels, args.commands))]
     rss = PeakRss()
-    killed = None
+    killed, killed_at, own_pods = None, 0.0, 0
     try:
         app = fleet.app()
         workers = [fleet.worker(f"worker-{n}") for n in range(args.workers)]
@@ -101,8 +116,9 @@ def main() -> None:
         answered: dict[str, float] = {}
         while len(answered) < args.commands and time.monotonic() - started < args.timeout:
             rss.sample(workers)
-            if args.kill_after and killed is None and time.monotonic() - started > args.kill_after:
-                killed = workers[0]
+            late = args.kill_after and time.monotonic() - started > args.kill_after
+            if late and killed is None and (mid := busiest(fleet, workers))[1] > 0:
+                (killed, own_pods), killed_at = mid, time.monotonic() - started
                 rss.sample([killed])
                 os.kill(killed.popen.pid, signal.SIGKILL)
                 killed.popen.wait()
@@ -124,7 +140,11 @@ def main() -> None:
     print(
         f"{args.commands} commands ({kind}), {args.workers} workers × {args.concurrency} "
         f"checks, probeSeconds 10, armLatencyMs 100, one shared sandbox"
-        + (f", {killed.name} SIGKILLed at {args.kill_after:.0f} s" if killed else "")
+        + (
+            f", {killed.name} SIGKILLed at {killed_at:.0f} s with {own_pods} of its probe pods up"
+            if killed
+            else ""
+        )
     )
     print(f"all acked in {acked:.2f} s")
     if times:

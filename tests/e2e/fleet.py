@@ -22,6 +22,7 @@ import yaml
 
 from bot import armid
 from bot.redisserver import RedisServer, free_port
+from bot.sandbox import probes
 from bot.sandbox.kube import ProbePodTally
 from bot.sandbox.server import Sandbox
 
@@ -170,6 +171,11 @@ class Fleet:
         """What the cluster's API server saw of probe pods, from every worker process."""
         tallies = {armid.key(cid): t for cid, t in self.sandbox.probe_pods().items()}
         return tallies[armid.key(self.sandbox.world.clusters[alias])]
+
+    def probe_urls(self, alias: str) -> list[str]:
+        """The URL each probe pod on the cluster now is probing."""
+        pods = [p for p in self.sandbox.pods(alias) if probes.is_probe(p)]
+        return [url for p in pods if (url := probes.target_url(p))]
 
     def threads(self, channels: list[str]) -> dict[str, list[dict[str, Any]]]:
         """Every root message's thread (root first), keyed by the root's ts."""
