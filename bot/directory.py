@@ -1,10 +1,10 @@
 """Which clusters exist under which alias, which Slack channels may use each, and which
 user groups (if any) a user must belong to.
 
-In real mode a cluster with no channels listed is usable from none: access is granted by
+In real mode a cluster with no channels listed is usable from none: use is authorized by
 naming channels in the configuration, never by default. `--world` dev mode without a
 configuration is open to every channel, since nothing real is behind it. Membership of the
-user groups is Slack's to say: bot/slack/access.py asks it.
+user groups is Slack's to say: bot/slack/authorization.py asks it.
 """
 
 from __future__ import annotations

@@ -191,10 +191,12 @@ def _allowed(rules: list[Any], group: str, resource: str, verb: str) -> bool:
 def kubernetes_rights(runtime: Runtime, alias: str, cluster_id: str) -> Result:
     area = f"kubernetes {alias}"
     try:
-        access = connect(runtime.access_plan(cluster_id), runtime.clients, runtime.credential)
+        connection = connect(
+            runtime.kube_connection_plan(cluster_id), runtime.clients, runtime.credential
+        )
     except (KubeUnavailable, AzureError) as exc:
         return Result(area, False, f"cannot reach the API server: {exc}")
-    api = k8s.AuthorizationV1Api(access.api)
+    api = k8s.AuthorizationV1Api(connection.api)
     missing = []
     try:
         namespaces = (
@@ -218,13 +220,13 @@ def kubernetes_rights(runtime: Runtime, alias: str, cluster_id: str) -> Result:
     except ApiException as exc:
         return Result(area, False, f"SelfSubjectRulesReview failed ({exc.status} {exc.reason})")
     finally:
-        access.close()
+        connection.close()
     if not missing:
-        return Result(area, True, f"{access.how} may do all {len(K8S_NEEDS)} things it needs")
+        return Result(area, True, f"{connection.how} may do all {len(K8S_NEEDS)} things it needs")
     return Result(
         area,
         False,
-        f"{access.how} may not {'; '.join(missing)}",
+        f"{connection.how} may not {'; '.join(missing)}",
         [
             "kubectl apply -k deploy/kubernetes/access   # in the cluster the bot runs in",
             "kubectl apply -k deploy/kubernetes/target-rbac   # in every other checked cluster",

@@ -11,14 +11,15 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bot.codes import CATALOG
 from bot.collect.azure import AzureCollector
-from bot.collect.kube import KubeAccess, KubeNotConnected, KubeReader, KubeUnavailable, connect
+from bot.collect.calls import ContextPool, tallied
+from bot.collect.kube import KubeConnection, KubeNotConnected, KubeReader, KubeUnavailable, connect
 from bot.collect.podview import InPodProbe, PodViewReader
 from bot.collect.probe import ProbeRunner, probe_pools, refused_run
 from bot.collect.runcommand import CommandFailed, RunCommand, read_cluster
@@ -77,8 +78,18 @@ class Engine:
         each batch of steps as it is decided: Azure's as soon as Azure is read, the
         cluster's once the cluster side and the probe are in; `on_note` why the cluster
         side takes longer (it goes through Azure run command)."""
+        with tallied() as arm_calls:  # this check's alone (others run in this process)
+            report = self._check(request, on_steps, on_note)
+        report.stats.arm_calls = arm_calls.count
+        return report
+
+    def _check(
+        self,
+        request: CheckRequest,
+        on_steps: StepCallback | None,
+        on_note: NoteCallback | None,
+    ) -> Report:
         started = time.monotonic()
-        arm_before = self.runtime.clients.counter.count
         steps, needs = request.steps, request.needs
         names = {step.name for step in steps}
 
@@ -97,7 +108,7 @@ class Engine:
             if not network_f.done():
                 network_f.set_result((cluster, subnets))
 
-        with ThreadPoolExecutor(2, thread_name_prefix="check") as pool:
+        with ContextPool(2, thread_name_prefix="check") as pool:
             kube_f = None
             if needs & KUBE_NEEDS:
                 kube_f = pool.submit(self._cluster_side, request, network_f, on_note)
@@ -135,7 +146,6 @@ class Engine:
             root_cause=root_cause(findings),
             steps=tuple(step.name for step in steps),
             stats=Stats(
-                arm_calls=self.runtime.clients.counter.count - arm_before,
                 k8s_calls=k8s_calls,
                 run_commands=run_commands,
                 duration_ms=int((time.monotonic() - started) * 1000),
@@ -154,12 +164,14 @@ class Engine:
         reached through Azure run command instead (bot/collect/runcommand.py), under the
         same destination policy: the probe command's rules, or the refusal, come from it."""
         rt = self.runtime
-        access: KubeAccess | None = None
+        connection: KubeConnection | None = None
         command: RunCommand | None = None
         try:
             try:
-                access = connect(rt.access_plan(request.cluster_id), rt.clients, rt.credential)
-                kube = self._read(access, request, network_f)
+                connection = connect(
+                    rt.kube_connection_plan(request.cluster_id), rt.clients, rt.credential
+                )
+                kube = self._read(connection, request, network_f)
             except KubeNotConnected as exc:
                 command = RunCommand.of(rt, request.cluster_id, str(exc))
                 if on_note:
@@ -180,7 +192,7 @@ class Engine:
                 if refusal is not None:
                     kube = replace(kube, probes=[refusal])
         except KubeUnavailable as exc:
-            unreached = KubeUnreached(how=access.how if access else None, error=str(exc))
+            unreached = KubeUnreached(how=connection.how if connection else None, error=str(exc))
             if command:
                 unreached = KubeUnreached(
                     how=command.how,
@@ -188,11 +200,11 @@ class Engine:
                     reason=exc.reason if isinstance(exc, CommandFailed) else None,
                     fix=exc.fix if isinstance(exc, CommandFailed) else [],
                 )
-            return None, unreached, _calls(access), command.count if command else 0
+            return None, unreached, _calls(connection), command.count if command else 0
         finally:
-            if access:
-                access.close()
-        return kube, None, _calls(access), command.count if command else 0
+            if connection:
+                connection.close()
+        return kube, None, _calls(connection), command.count if command else 0
 
     @staticmethod
     def _probe_url(request: CheckRequest) -> str | None:
@@ -202,7 +214,7 @@ class Engine:
 
     def _read(
         self,
-        access: KubeAccess,
+        connection: KubeConnection,
         request: CheckRequest,
         network_f: Future[tuple[Json, list[Json]]],
     ) -> KubeEvidence:
@@ -212,10 +224,10 @@ class Engine:
         check (said in `partial`) but never throws away a probe that ran.
         """
         needs = request.needs
-        reader = KubeReader(access)
+        reader = KubeReader(connection)
         gate = self.runtime.probe_gate
         runner = ProbeRunner(
-            access,
+            connection,
             self.runtime.probe,
             self.runtime.clock,
             gate=functools.partial(gate, request.cluster_id) if gate else nullcontext,
@@ -223,7 +235,7 @@ class Engine:
         node_list = reader.nodes()
         namespace, name = k8s.split_key(request.pod or "")
         probe = self._probe_url(request) is not None
-        with ThreadPoolExecutor(9, thread_name_prefix="k8s") as pool:
+        with ContextPool(9, thread_name_prefix="k8s") as pool:
             pods_f = pool.submit(reader.pods) if Need.PODS in needs else None
             node_metrics_f = pod_metrics_f = None
             if Need.KUBE_METRICS in needs:
@@ -234,7 +246,7 @@ class Engine:
                 target_f = pool.submit(reader.pod, namespace, name)
             if Need.PROBE in needs:
                 pool.submit(runner.remove_leftovers)
-            view_reader = PodViewReader(access)
+            view_reader = PodViewReader(connection)
             coredns_f = pool.submit(view_reader.coredns_custom) if Need.COREDNS in needs else None
             view_f = None
             if request.pod and Need.POD_VIEW in needs:
@@ -253,7 +265,9 @@ class Engine:
                     rules = probe_rules(policy)
                     probes_f = pool.submit(runner.run, request.endpoint.url, pools, rules)
                     if target is not None:
-                        in_pod_f = pool.submit(self._in_pod, access, request, target, pools, rules)
+                        in_pod_f = pool.submit(
+                            self._in_pod, connection, request, target, pools, rules
+                        )
             node_metrics, refusal = node_metrics_f.result() if node_metrics_f else (None, None)
             pod_metrics, _ = pod_metrics_f.result() if pod_metrics_f else (None, None)
             coredns, coredns_refusal = coredns_f.result() if coredns_f else (None, None)
@@ -261,7 +275,7 @@ class Engine:
             partial += [coredns_refusal] if coredns_refusal else []
             partial += list(view.refused.values()) if view else []
             return KubeEvidence(
-                access=access.how,
+                how=connection.how,
                 nodes=node_list,
                 pods=_optional(pods_f, partial) or [],
                 node_metrics=node_metrics,
@@ -278,7 +292,7 @@ class Engine:
 
     def _in_pod(
         self,
-        access: KubeAccess,
+        connection: KubeConnection,
         request: CheckRequest,
         target: Json,
         pools: list[str | None],
@@ -296,7 +310,7 @@ class Engine:
             return ProbeRun(
                 pod=key, inside=key, failure="PodNotRunning", message=f"phase {phase}", **base
             )
-        return InPodProbe(access, self.runtime.probe).run(url, target, pool, rules)
+        return InPodProbe(connection, self.runtime.probe).run(url, target, pool, rules)
 
 
 def _parts(request: CheckRequest) -> frozenset[str]:
@@ -315,8 +329,8 @@ def _parts(request: CheckRequest) -> frozenset[str]:
     return frozenset(parts)
 
 
-def _calls(access: KubeAccess | None) -> int:
-    return access.api.calls if access else 0
+def _calls(connection: KubeConnection | None) -> int:
+    return connection.api.calls if connection else 0
 
 
 def _optional(future: Future | None, partial: list[str]) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -45,6 +46,29 @@ def nic_configs(vmss: Json) -> list[Json]:
         "networkProfile"
     ) or {}
     return profile.get("networkInterfaceConfigurations") or []
+
+
+def ip_configs(vmss: Json) -> list[Json]:
+    """The IP configurations of a scale set's NIC configurations (subnet, backend pools)."""
+    return [
+        config
+        for nic in nic_configs(vmss)
+        for config in (nic.get("properties") or {}).get("ipConfigurations") or []
+    ]
+
+
+def config_subnet(config: Json) -> str | None:
+    """The subnet an IP configuration takes its address from."""
+    return ((config.get("properties") or {}).get("subnet") or {}).get("id")
+
+
+def _distinct_ids(ids: Iterable[str | None]) -> list[str]:
+    """ARM ids once each (as ARM compares them), in first-seen order; None left out."""
+    seen: dict[str, str] = {}
+    for rid in ids:
+        if rid:
+            seen.setdefault(armid.key(rid), rid)
+    return list(seen.values())
 
 
 def outbound_frontends(lb: Json | None) -> list[Json]:
@@ -233,22 +257,14 @@ class AzureEvidence:
 
     def node_subnet_ids(self) -> list[str]:
         """Distinct node subnets, in pool order."""
-        seen: dict[str, str] = {}
-        for pool in self.pools:
-            if pool.subnet_id:
-                seen.setdefault(armid.key(pool.subnet_id), pool.subnet_id)
-        return list(seen.values())
+        return _distinct_ids(p.subnet_id for p in self.pools)
 
     def pools_in(self, subnet_id: str) -> list[str]:
         return [p.name for p in self.pools if armid.same(p.subnet_id, subnet_id)]
 
     def pod_subnet_ids(self) -> list[str]:
         """Distinct pod subnets (Azure CNI with dynamic IP allocation), in pool order."""
-        seen: dict[str, str] = {}
-        for pool in self.pools:
-            if pool.pod_subnet_id:
-                seen.setdefault(armid.key(pool.pod_subnet_id), pool.pod_subnet_id)
-        return list(seen.values())
+        return _distinct_ids(p.pod_subnet_id for p in self.pools)
 
     def linked(self, table: dict[str, Json], ref: Json | None) -> Json | None:
         """Follow an ARM `{"id": ...}` reference into one of the evidence tables."""
@@ -319,7 +335,7 @@ class ProbeRun:
 class KubeEvidence:
     """What the cluster's own API server said, as the API's JSON (camelCase)."""
 
-    access: str  # how the bot reached the API server (kubeconfig context, in-cluster, Azure)
+    how: str  # how the bot reached the API server (kubeconfig context, in-cluster, Azure)
     nodes: list[Json] = field(default_factory=list)
     pods: list[Json] = field(default_factory=list)
     node_metrics: list[Json] | None = None  # None: metrics.k8s.io is not served

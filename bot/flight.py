@@ -168,7 +168,8 @@ def check(
     else:
         data, shared = flight.run(key, incident, compute)
     report = replace(Report.from_json(data), steps=tuple(s.name for s in request.steps))
-    if shared is not None:
+    if shared is not None:  # its counts are the shared collection's, and say so
+        report.stats = replace(report.stats, shared_from=shared.incident)
         steps = tuple(s.name for s in request.steps)
         on_steps(steps, report.findings)
     return report, shared

@@ -64,6 +64,9 @@ class Stats:
     k8s_calls: int = 0
     duration_ms: int = 0
     run_commands: int = 0  # Azure run commands the cluster side took (0: reached directly)
+    # The incident whose collection these counts are, when this check shared it
+    # (bot/flight.py); kept beside the report as its `shared`, not in `stats`.
+    shared_from: str | None = None
 
 
 @dataclass
@@ -108,6 +111,7 @@ class Report:
                 k8s_calls=stats.get("k8sCalls", 0),
                 duration_ms=stats.get("durationMs", 0),
                 run_commands=stats.get("runCommands", 0),
+                shared_from=(data.get("shared") or {}).get("incident"),
             ),
         )
 

@@ -15,6 +15,12 @@ The main thread runs the operations worker: it listens to the operations queue o
 daily summary, the bypass jobs and reverts) so those never wait behind a burst of checks,
 runs rq's scheduler, and takes rq's signal handling, which stops the check threads too.
 A last thread shows the waiting checks' places in the queue (bot/queued.py).
+
+Each check worker listens to the check queue alone, never to both: rq takes a job off one
+queue with BLMOVE into an intermediate list, which its sweep retries from when the worker
+died before starting the job, but off several queues with BLPOP, which loses a job popped
+by a process SIGKILLed before it recorded the job as started (bench_load lost 2 of 200
+checks that way: acked, never run).
 """
 
 from __future__ import annotations
@@ -80,9 +86,8 @@ class Pool:
     def __init__(self, settings: Settings, burst: bool = False):
         self.settings, self.burst = settings, burst
         beat = settings.worker_heartbeat_s
-        names = (OPS_QUEUE, QUEUE)
         self.checks = [
-            WorkLoop(lambda: ThreadWorker.for_queues(_queues(settings, names), beat), burst)
+            WorkLoop(lambda: ThreadWorker.for_queues(_queues(settings, (QUEUE,)), beat), burst)
             for _ in range(settings.worker_concurrency)
         ]
         # rq's scheduler (a child process) queues the bypass reverts (enqueue_in) when due;

@@ -19,7 +19,7 @@ from azure.core.credentials import TokenCredential
 from bot import armid
 from bot.collect.azure import VmSizeCache
 from bot.collect.clients import AzureClients, Endpoints
-from bot.collect.kube import AccessPlan
+from bot.collect.kube import KubeConnectionPlan
 from bot.config import ClusterConfig, ClusterRef, ProbeSettings, Settings, policy_config
 from bot.destination import PolicyConfig
 from bot.endpoint import DnsResolver, MapResolver, Resolver
@@ -65,12 +65,12 @@ class Runtime:
         ref = self.configured.get(alias)
         return ref.policy if ref else PolicyConfig()
 
-    def access_plan(self, cluster_id: str) -> AccessPlan:
+    def kube_connection_plan(self, cluster_id: str) -> KubeConnectionPlan:
         """How to reach this cluster's API server, from its configuration entry if any."""
         for ref in self.configured.values():
             if armid.same(ref.id, cluster_id):
-                return AccessPlan(cluster_id, ref.kubeconfig_context, ref.in_cluster)
-        return AccessPlan(cluster_id)
+                return KubeConnectionPlan(cluster_id, ref.kubeconfig_context, ref.in_cluster)
+        return KubeConnectionPlan(cluster_id)
 
     def cluster_id(
         self,

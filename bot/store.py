@@ -287,8 +287,20 @@ class Store:
             return self.redis.hget(self._key(incident_id), f"ts:{name}")
 
     def remember_ts(self, incident_id: str, name: str, ts: str) -> None:
+        with guard_redis(), self.redis.pipeline() as pipe:
+            pipe.hset(self._key(incident_id), f"ts:{name}", ts)
+            pipe.hdel(self._key(incident_id), f"posting:{name}")
+            pipe.execute()
+
+    def posting(self, incident_id: str, name: str) -> None:
+        """A message is being posted: until its ts is remembered, a process killed in
+        between leaves this mark, and the next writer looks for the message first."""
         with guard_redis():
-            self.redis.hset(self._key(incident_id), f"ts:{name}", ts)
+            self.redis.hset(self._key(incident_id), f"posting:{name}", "1")
+
+    def was_posting(self, incident_id: str, name: str) -> bool:
+        with guard_redis():
+            return bool(self.redis.hexists(self._key(incident_id), f"posting:{name}"))
 
     def save_report(
         self, incident_id: str, run: int, report: dict[str, Any], cap: int = 20

@@ -52,15 +52,17 @@ def _nodes(runtime: Runtime, alias: str, cluster_id: str) -> KubeEvidence | None
     only) when the bot cannot connect to the API server."""
     try:
         try:
-            access = connect(runtime.access_plan(cluster_id), runtime.clients, runtime.credential)
+            connection = connect(
+                runtime.kube_connection_plan(cluster_id), runtime.clients, runtime.credential
+            )
             try:
-                return KubeEvidence(access=access.how, nodes=KubeReader(access).nodes())
+                return KubeEvidence(how=connection.how, nodes=KubeReader(connection).nodes())
             finally:
-                access.close()
+                connection.close()
         except KubeNotConnected as exc:
             command = RunCommand.of(runtime, cluster_id, str(exc))
             command.check_enabled()
-            return KubeEvidence(access=command.how, nodes=read_nodes(command))
+            return KubeEvidence(how=command.how, nodes=read_nodes(command))
     except KubeUnavailable as exc:
         log.warning("summary of %s without node names: %s", alias, exc)
         return None

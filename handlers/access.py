@@ -82,10 +82,10 @@ def _kube(ev: Evidence) -> list[Finding]:
     found = [
         finding(
             "KUBE_ACCESS",
-            f"Reached the cluster's API server through {ev.kube.access}.",
+            f"Reached the cluster's API server through {ev.kube.how}.",
             resource=cluster_id,
             evidence={
-                "how": ev.kube.access,
+                "how": ev.kube.how,
                 **({"runCommands": ev.kube.run_commands} if ev.kube.run_commands else {}),
             },
         )

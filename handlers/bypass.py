@@ -23,16 +23,15 @@ from typing import Any
 
 from bot import armid
 from bot.codes import finding
-from bot.evidence import AzureEvidence, ProbeRun, outbound_frontends
-from bot.model import Finding, Json
+from bot.evidence import AzureEvidence, ProbeRun
+from bot.model import Finding
+from handlers.outbound import APPLIANCE_HOPS, DESCRIPTION, Egress, EgressPath
+from handlers.outbound import paths as outbound_paths
 from handlers.path import address_context, route_table, subnet_prefix
 from handlers.probe import classify, parse_log, tried_addresses
 from handlers.route_rules import select_route
 
 ROUTE_PREFIX = "aks-egress-bypass-"
-# Next hops that put an appliance on the path: a network virtual appliance (an Azure
-# Firewall is one), or a VPN/ExpressRoute gateway forcing traffic on-premises.
-APPLIANCE_HOPS = frozenset({"VirtualAppliance", "VirtualNetworkGateway"})
 # More addresses than this and the name is a CDN or a pool that rotates: routing a few of
 # them proves little, routing hundreds would be a second default route.
 MAX_ADDRESSES = 8
@@ -180,81 +179,36 @@ def _ipv4(text: str) -> bool:
 
 @dataclass(frozen=True)
 class Source:
-    """A subnet the cluster's traffic leaves from: a node subnet, or a pool's pod subnet."""
+    """A subnet the cluster's traffic leaves from (node or pod subnet) and the way out of
+    what a route sends from it to next hop Internet, per pool path on it."""
 
     subnet_id: str
-    pools: tuple[str, ...]
-    kind: str  # "node" or "pod"
+    paths: tuple[EgressPath, ...]
+
+    @property
+    def pools(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(p.pool.name for p in self.paths))
+
+    def way_out(self) -> str | None:
+        """How next hop Internet leaves this subnet, or None when some pool's traffic
+        cannot: handlers/outbound.py's precedence without the appliance route (a NAT
+        gateway on the subnet, instance-level public IPs, the load balancer's outbound
+        rules for node addresses, default outbound access unless the subnet is private:
+        https://learn.microsoft.com/azure/virtual-network/ip-services/default-outbound-access).
+        """
+        ways = [p.internet for p in self.paths]
+        if any(w in (None, Egress.NONE) for w in ways):
+            return None
+        return " and ".join(dict.fromkeys(DESCRIPTION[w] for w in ways if w is not None))
 
 
 def sources(ev: AzureEvidence) -> list[Source]:
     """Node subnets and, where pools have them (Azure CNI with `podSubnetID`), pod subnets:
     pods' packets leave with pod-subnet addresses and take that subnet's routes."""
-    found: dict[str, tuple[str, list[str], str]] = {}
-    for pool in ev.pools:
-        if pool.subnet_id:
-            entry = found.setdefault(armid.key(pool.subnet_id), (pool.subnet_id, [], "node"))
-            entry[1].append(pool.name)
-    for profile in ev.props.get("agentPoolProfiles") or []:
-        pod_subnet = profile.get("podSubnetID")
-        if pod_subnet:
-            entry = found.setdefault(armid.key(pod_subnet), (pod_subnet, [], "pod"))
-            entry[1].append(str(profile.get("name", "")))
-    return [Source(sid, tuple(dict.fromkeys(pools)), kind) for sid, pools, kind in found.values()]
-
-
-def pod_subnet_ids(cluster: Json) -> list[str]:
-    """Pod subnets named by the cluster's pools (the collector reads node subnets only)."""
-    profiles = (cluster.get("properties") or {}).get("agentPoolProfiles") or []
-    return [p["podSubnetID"] for p in profiles if p.get("podSubnetID")]
-
-
-def outbound_path(ev: AzureEvidence, source: Source) -> str | None:
-    """How traffic with next hop `Internet` leaves this subnet, or None: it cannot.
-
-    Microsoft's "Default outbound access in Azure" lists the explicit outbound methods — a
-    NAT gateway on the subnet, the backend pool of a standard load balancer with outbound
-    rules, instance-level public IPs — and says a VM without one still gets default
-    outbound access unless its subnet is private (`defaultOutboundAccess: false`):
-    https://learn.microsoft.com/azure/virtual-network/ip-services/default-outbound-access
-    """
-    props = (ev.subnet(source.subnet_id) or {}).get("properties") or {}
-    if (props.get("natGateway") or {}).get("id"):
-        return "the subnet's NAT gateway"
-    profiles = {str(p.get("name", "")).lower(): p for p in ev.props.get("agentPoolProfiles") or []}
-    public = [p for p in source.pools if (profiles.get(p.lower()) or {}).get("enableNodePublicIP")]
-    if public and len(public) == len(source.pools):
-        return "instance-level public IPs on the nodes"
-    if source.kind == "node" and _lb_outbound_covers(ev, source.subnet_id):
-        return "the load balancer's outbound rule"
-    if props.get("defaultOutboundAccess") is False:
-        return None
-    return "Azure's default outbound access (the subnet does not set defaultOutboundAccess false)"
-
-
-def _lb_outbound_covers(ev: AzureEvidence, subnet_id: str) -> bool:
-    """An outbound rule with a public frontend whose backend pool holds this subnet's nodes
-    (the scale sets' NIC IP configurations name the pools they belong to)."""
-    lb = ev.load_balancer or {}
-    if not outbound_frontends(lb):
-        return False
-    pools = {
-        armid.key(((r.get("properties") or {}).get("backendAddressPool") or {}).get("id", ""))
-        for r in (lb.get("properties") or {}).get("outboundRules") or []
-    }
-    for vmss in ev.vmss:
-        profile = ((vmss.get("properties") or {}).get("virtualMachineProfile") or {}).get(
-            "networkProfile"
-        ) or {}
-        for nic in profile.get("networkInterfaceConfigurations") or []:
-            for ipc in (nic.get("properties") or {}).get("ipConfigurations") or []:
-                p = ipc.get("properties") or {}
-                if not armid.same((p.get("subnet") or {}).get("id"), subnet_id):
-                    continue
-                backends = p.get("loadBalancerBackendAddressPools") or []
-                if any(armid.key(b.get("id", "")) in pools for b in backends):
-                    return True
-    return False
+    found: dict[str, list[EgressPath]] = {}
+    for path in outbound_paths(ev):
+        found.setdefault(armid.key(path.subnet_id), []).append(path)
+    return [Source(group[0].subnet_id, tuple(group)) for group in found.values()]
 
 
 def plan(
@@ -329,7 +283,7 @@ def plan(
         ]
         if not any(h.next_hop_type in APPLIANCE_HOPS for h in hops):
             continue
-        way_out = outbound_path(ev, source)
+        way_out = source.way_out()
         if way_out is None:
             blocked.append(source)
             continue

@@ -17,7 +17,15 @@ from dataclasses import dataclass
 
 from bot import armid
 from bot.codes import finding
-from bot.evidence import AzureEvidence, Destination, NodePool, nic_configs, pool_of
+from bot.evidence import (
+    AzureEvidence,
+    Destination,
+    NodePool,
+    config_subnet,
+    ip_configs,
+    nic_configs,
+    pool_of,
+)
 from bot.model import Finding, Json
 from handlers.narrow import OPENS, nsg_destination
 from handlers.nsg_rules import Flow, Membership, RuleDecision, evaluate
@@ -48,7 +56,7 @@ def pool_scale_sets(ev: AzureEvidence, pool: NodePool) -> list[Json]:
         v
         for v in ev.vmss
         if pool_of(v) is None
-        and any(armid.same(_subnet_of(c), pool.subnet_id) for c in _ip_configs(v))
+        and any(armid.same(config_subnet(c), pool.subnet_id) for c in ip_configs(v))
     ]
 
 
@@ -71,7 +79,7 @@ def membership(ev: AzureEvidence, pool: NodePool) -> Membership:
         return Membership(common, True, frozenset.union(*per_nic) - common)
     groups = {armid.key(i) for i in pool.asg_ids}
     for vmss in scale_sets:
-        for config in _ip_configs(vmss):
+        for config in ip_configs(vmss):
             groups |= _config_groups(config)
     unread = any(f.what == "node scale sets" for f in ev.failures)
     return Membership(frozenset(groups), complete=not unread)
@@ -98,7 +106,9 @@ def nsgs_on_path(ev: AzureEvidence, subnet_id: str, pool: NodePool | None = None
         scale_sets = pool_scale_sets(ev, pool)
     else:
         scale_sets = [
-            v for v in ev.vmss if any(armid.same(_subnet_of(c), subnet_id) for c in _ip_configs(v))
+            v
+            for v in ev.vmss
+            if any(armid.same(config_subnet(c), subnet_id) for c in ip_configs(v))
         ]
     for vmss in scale_sets:
         for nic in nic_configs(vmss):
@@ -156,18 +166,6 @@ def undecided_groups(ev: AzureEvidence) -> dict[str, list[str]]:
                 if d.pool and d.pool not in pools:
                     pools.append(d.pool)
     return found
-
-
-def _subnet_of(config: Json) -> str | None:
-    return ((config.get("properties") or {}).get("subnet") or {}).get("id")
-
-
-def _ip_configs(vmss: Json) -> list[Json]:
-    return [
-        config
-        for nic in nic_configs(vmss)
-        for config in (nic.get("properties") or {}).get("ipConfigurations") or []
-    ]
 
 
 def _rule_evidence(d: Denial) -> Json:

@@ -21,8 +21,11 @@ their source, so their own traffic takes the pod subnet's route table and NAT ga
 ("fixing the source IP for pod in a node pool using an Azure NAT Gateway", Configure Azure
 CNI networking for dynamic allocation of IPs, https://learn.microsoft.com/azure/aks/
 configure-azure-cni-dynamic-ip-allocation), while AKS's own required egress leaves from the
-nodes. Pod addresses are IP configurations of the node's NIC, so the NIC-level methods
-(instance-level public IP, load-balancer backend pool) are the pool's in both cases.
+nodes. Pod addresses are IP configurations of the node's NIC, so an instance-level public
+IP is the pool's in both cases; a load balancer's outbound rules are not: they "can only be
+applied to primary IPv4 configuration of a NIC" (Outbound rules, Limitations,
+https://learn.microsoft.com/azure/load-balancer/outbound-rules#limitations), and the
+primary configuration holds the node's own node-subnet address, never a pod-subnet one.
 """
 
 from __future__ import annotations
@@ -61,7 +64,9 @@ OUTBOUND_TYPE_COMPONENT: dict[str, Egress] = {
     "userAssignedNATGateway": Egress.NAT_GATEWAY,
     "userDefinedRouting": Egress.APPLIANCE,
 }
-APPLIANCE_HOPS = ("VirtualAppliance", "VirtualNetworkGateway")
+# Next hops that put an appliance on the path: a network virtual appliance (an Azure
+# Firewall is one), or a VPN/ExpressRoute gateway forcing traffic on-premises.
+APPLIANCE_HOPS = frozenset({"VirtualAppliance", "VirtualNetworkGateway"})
 DESCRIPTION = {
     Egress.APPLIANCE: "the 0.0.0.0/0 route to an appliance or gateway",
     Egress.NAT_GATEWAY: "the subnet's NAT gateway",
@@ -103,6 +108,9 @@ class EgressPath:
     component: Egress | None
     route: Json | None  # the 0.0.0.0/0 user route, when it decides an appliance
     nat_gateway_ref: Json | None
+    # What carries traffic a route sends to next hop Internet (the precedence without the
+    # appliance route): the way out of an appliance bypass (handlers/bypass.py).
+    internet: Egress | None = None
 
     @property
     def role(self) -> str:
@@ -136,22 +144,28 @@ def _path(ev: AzureEvidence, pool: NodePool, subnet_id: str, pods_only: bool) ->
     route = default_route(table)
     appliance = ((route or {}).get("properties") or {}).get("nextHopType") in APPLIANCE_HOPS
     nat_ref = props.get("natGateway") or None
-    component = None
-    if not unreadable:
-        component = egress_component(
-            appliance_route=appliance,
-            nat_gateway=bool(nat_ref),
-            instance_public_ip=pool.enable_node_public_ip,
-            lb_outbound_rules=_lb_outbound(ev),
-            default_outbound_access=props.get("defaultOutboundAccess") is not False,
-        )
-    return EgressPath(pool, subnet_id, pods_only, component, route if appliance else None, nat_ref)
+    if unreadable:
+        return EgressPath(pool, subnet_id, pods_only, None, None, nat_ref)
+    internet = egress_component(
+        appliance_route=False,
+        nat_gateway=bool(nat_ref),
+        instance_public_ip=pool.enable_node_public_ip,
+        lb_outbound_rules=_lb_outbound(ev, pods_only),
+        default_outbound_access=props.get("defaultOutboundAccess") is not False,
+    )
+    component = Egress.APPLIANCE if appliance else internet
+    return EgressPath(
+        pool, subnet_id, pods_only, component, route if appliance else None, nat_ref, internet
+    )
 
 
-def _lb_outbound(ev: AzureEvidence) -> bool:
-    """Outbound rules exist only under outbound type loadBalancer; an unread load balancer
-    is taken to have them (its read failure is reported on its own)."""
-    if ev.outbound_type != "loadBalancer":
+def _lb_outbound(ev: AzureEvidence, pods_only: bool) -> bool:
+    """Whether the load balancer's outbound rules carry traffic sent from this subnet: only
+    under outbound type loadBalancer (the others set up no outbound rule), and never for a
+    pod subnet (outbound rules apply to a NIC's primary IP configuration only: see the
+    module's docstring). An unread load balancer is taken to have them (its read failure
+    is reported on its own)."""
+    if pods_only or ev.outbound_type != "loadBalancer":
         return False
     return ev.load_balancer is None or bool(outbound_frontends(ev.load_balancer))
 

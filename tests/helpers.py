@@ -111,7 +111,7 @@ def world_evidence(world: dict | str) -> tuple[AzureEvidence, KubeEvidence | Non
     ev.metrics = to_series(world.get("metrics"))
     ev.advisor = world.get("advisor") or []
     part = next(iter((world.get("kubernetes") or {}).values()), None)
-    kube = KubeEvidence(access="world", nodes=part.get("nodes") or []) if part else None
+    kube = KubeEvidence(how="world", nodes=part.get("nodes") or []) if part else None
     return ev, kube
 
 

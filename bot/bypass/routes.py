@@ -21,7 +21,7 @@ from bot import armid
 from bot.bypass.state import SavedTable
 from bot.collect.clients import AzureClients
 from bot.evidence import AzureEvidence
-from handlers.bypass import ROUTE_PREFIX, TableChange, pod_subnet_ids
+from handlers.bypass import ROUTE_PREFIX, TableChange
 
 Json = dict[str, Any]
 
@@ -145,10 +145,10 @@ class RouteWriter:
 
 
 def read_pod_subnets(clients: AzureClients, ev: AzureEvidence) -> None:
-    """Pod subnets (Azure CNI `podSubnetID`) and their route tables, into the evidence: the
-    collector reads the node subnets' only. A pod subnet outside the node VNets comes with
+    """Pod subnets (Azure CNI `podSubnetID`) and their route tables, into the evidence where
+    the collector has not read them. A pod subnet outside the node VNets comes with
     its VNet. A read that fails leaves the subnet out of the plan (never a write)."""
-    for subnet_id in pod_subnet_ids(ev.cluster):
+    for subnet_id in ev.pod_subnet_ids():
         sid = armid.ArmId.parse(subnet_id)
         network = clients.network(sid.subscription)
         with contextlib.suppress(HttpResponseError):

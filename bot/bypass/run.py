@@ -164,20 +164,22 @@ def _probe(
     """Probe pods under the destination policy, as every probe (bot/destination.py), from
     the pools (all Linux pools with a node when `only` is None); through Azure run command
     when the bot cannot connect to the API server (private clusters), with the same rules."""
-    access = connect(runtime.access_plan(cluster_id), runtime.clients, runtime.credential)
+    connection = connect(
+        runtime.kube_connection_plan(cluster_id), runtime.clients, runtime.credential
+    )
     try:
-        nodes = KubeReader(access).nodes()  # also: can the bot connect at all?
+        nodes = KubeReader(connection).nodes()  # also: can the bot connect at all?
         if only is None:
             only = list(probe_pools(nodes)) or [None]
         policy = cluster_policy(runtime.policy_config(alias).policy(), network, nodes)
-        runner = ProbeRunner(access, runtime.probe, runtime.clock)
+        runner = ProbeRunner(connection, runtime.probe, runtime.clock)
         return runner.run(url, only, probe_rules(policy)), only
     except KubeNotConnected as exc:
         policy = cluster_policy(runtime.policy_config(alias).policy(), network, [])
         rules = probe_rules(policy)
         return probe_through_run_command(runtime, cluster_id, url, only, str(exc), rules)
     finally:
-        access.close()
+        connection.close()
 
 
 # --- apply, probe, revert ---------------------------------------------------------------

@@ -29,6 +29,7 @@ from cachetools import TTLCache
 
 from bot import armid
 from bot.armid import ArmId
+from bot.collect.calls import ContextPool
 from bot.collect.clients import AzureClients
 from bot.collect.metrics import (
     LB_REQUESTS,
@@ -166,8 +167,8 @@ class AzureCollector:
             run.reads, run.steps = self.pools
             return graph()
         with (
-            ThreadPoolExecutor(self.workers, thread_name_prefix="arm") as reads,
-            ThreadPoolExecutor(self.workers, thread_name_prefix="step") as steps,
+            ContextPool(self.workers, thread_name_prefix="arm") as reads,
+            ContextPool(self.workers, thread_name_prefix="step") as steps,
         ):
             run.reads, run.steps = reads, steps
             return graph()

@@ -2,7 +2,8 @@
 
 The hub network (firewall, route tables) often lives in another subscription than the
 cluster, so clients are made per subscription on first use. Every HTTP attempt is counted
-by a pipeline policy, which is what the report's `stats.armCalls` and the benchmarks show.
+by a pipeline policy: per check for the report's `stats.armCalls` (bot/collect/calls.py),
+per process for the benchmarks.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from azure.mgmt.resourcegraph import ResourceGraphClient
 from azure.monitor.querymetrics import MetricsClient
 from urllib3.util.retry import Retry
 
+from bot.collect import calls
 from bot.collect.throttle import SubscriptionPacer
 from bot.metrics import count_call
 
@@ -39,7 +41,8 @@ class AzureCallMetrics(SansIOHTTPPolicy):  # type: ignore[type-arg]
 
 
 class CallCounter(SansIOHTTPPolicy):
-    """Counts every request sent, retries included."""
+    """Counts every request sent, retries included: all of the process's (`count`, for the
+    benchmarks) and the running check's own (its `calls.tallied()` block)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -48,6 +51,9 @@ class CallCounter(SansIOHTTPPolicy):
     def on_request(self, request: Any) -> None:
         with self._lock:
             self.count += 1
+        tally = calls.current()
+        if tally is not None:
+            tally.add()
 
 
 # Azure Monitor's regional metrics data plane, where the metrics batch API lives

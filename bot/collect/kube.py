@@ -1,7 +1,7 @@
 """Reaching a cluster's API server, and reading nodes, pods and metrics from it.
 
-Access, in order of preference: a kubeconfig context named in the configuration; the
-in-cluster service account when the bot runs in that same cluster; or Azure's
+The connection (KubeConnection), in order of preference: a kubeconfig context named in the
+configuration; the in-cluster service account when the bot runs in that same cluster; or Azure's
 `listClusterUserCredential`, with an Entra ID token from azure-identity for clusters whose
 kubeconfig would otherwise shell out to kubelogin. Responses are read as the API's JSON
 (`_preload_content=False`) so handlers and the report see what `kubectl get -o json` shows.
@@ -67,7 +67,10 @@ class CountingApiClient(k8s.ApiClient):
 
 
 @dataclass
-class KubeAccess:
+class KubeConnection:
+    """A live client for one cluster's API server and how it was reached (what KUBE_ACCESS
+    reports): reachability, not the RBAC the bot holds there."""
+
     api: CountingApiClient
     how: str
 
@@ -76,7 +79,7 @@ class KubeAccess:
 
 
 @dataclass(frozen=True)
-class AccessPlan:
+class KubeConnectionPlan:
     """How to reach one cluster: from its configuration entry and where the bot runs."""
 
     cluster_id: str
@@ -84,7 +87,9 @@ class AccessPlan:
     in_cluster: bool = False
 
 
-def connect(plan: AccessPlan, clients: AzureClients, credential: TokenCredential) -> KubeAccess:
+def connect(
+    plan: KubeConnectionPlan, clients: AzureClients, credential: TokenCredential
+) -> KubeConnection:
     if plan.kubeconfig_context:
         cfg = k8s.Configuration()
         try:
@@ -94,18 +99,22 @@ def connect(plan: AccessPlan, clients: AzureClients, credential: TokenCredential
                 f"kubeconfig context {plan.kubeconfig_context!r} cannot be loaded ({exc}); "
                 "fix the context name in the configuration or drop it to use Azure credentials"
             ) from None
-        return KubeAccess(CountingApiClient(cfg), f"kubeconfig context {plan.kubeconfig_context}")
+        return KubeConnection(
+            CountingApiClient(cfg), f"kubeconfig context {plan.kubeconfig_context}"
+        )
     if plan.in_cluster:
         cfg = k8s.Configuration()
         try:
             k8s_config.load_incluster_config(client_configuration=cfg)
         except k8s_config.ConfigException as exc:
             raise KubeUnavailable(f"in-cluster service account unavailable ({exc})") from None
-        return KubeAccess(CountingApiClient(cfg), "in-cluster service account")
+        return KubeConnection(CountingApiClient(cfg), "in-cluster service account")
     return _via_azure(plan.cluster_id, clients, credential)
 
 
-def _via_azure(cluster_id: str, clients: AzureClients, credential: TokenCredential) -> KubeAccess:
+def _via_azure(
+    cluster_id: str, clients: AzureClients, credential: TokenCredential
+) -> KubeConnection:
     cid = ArmId.parse(cluster_id)
     try:
         result = clients.containers(
@@ -128,15 +137,15 @@ def _via_azure(cluster_id: str, clients: AzureClients, credential: TokenCredenti
             how = "Azure (listClusterUserCredential, Entra ID token)"
     cfg = k8s.Configuration()
     k8s_config.load_kube_config_from_dict(kubeconfig, client_configuration=cfg)
-    return KubeAccess(CountingApiClient(cfg), how)
+    return KubeConnection(CountingApiClient(cfg), how)
 
 
 class KubeReader:
     """The cluster reads of one check; each returns the API's JSON."""
 
-    def __init__(self, access: KubeAccess):
-        self.core = k8s.CoreV1Api(access.api)
-        self.custom = k8s.CustomObjectsApi(access.api)
+    def __init__(self, connection: KubeConnection):
+        self.core = k8s.CoreV1Api(connection.api)
+        self.custom = k8s.CustomObjectsApi(connection.api)
 
     def nodes(self) -> list[Json]:
         return _guard("list nodes", lambda: _items(self.core.list_node(**_RAW)))

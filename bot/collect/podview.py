@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 import urllib3
@@ -22,7 +22,8 @@ from kubernetes import client as k8s
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
-from bot.collect.kube import READ_TIMEOUT, KubeAccess, explain, status_message
+from bot.collect.calls import ContextPool
+from bot.collect.kube import READ_TIMEOUT, KubeConnection, explain, status_message
 from bot.collect.probe import STUCK, ProbeSettings, container_security, probe_command
 from bot.evidence import Json, PodView, ProbeRun
 from bot.redact import redact_url
@@ -36,10 +37,10 @@ _RAW: dict[str, Any] = {"_preload_content": False, "_request_timeout": READ_TIME
 class PodViewReader:
     """Reads, each optional: a refusal is noted in `refused`, never raised."""
 
-    def __init__(self, access: KubeAccess):
-        self.core = k8s.CoreV1Api(access.api)
-        self.net = k8s.NetworkingV1Api(access.api)
-        self.custom = k8s.CustomObjectsApi(access.api)
+    def __init__(self, connection: KubeConnection):
+        self.core = k8s.CoreV1Api(connection.api)
+        self.net = k8s.NetworkingV1Api(connection.api)
+        self.custom = k8s.CustomObjectsApi(connection.api)
 
     def coredns_custom(self) -> tuple[Json | None, str | None]:
         """CoreDNS's custom ConfigMap (AKS: forward zones, upstreams); (None, why) if refused."""
@@ -61,7 +62,7 @@ class PodViewReader:
                 "cilium.io", "v2", "ciliumclusterwidenetworkpolicies", **_RAW
             ),
         }
-        with ThreadPoolExecutor(len(reads), thread_name_prefix="podview") as pool:
+        with ContextPool(len(reads), thread_name_prefix="podview") as pool:
             futures = {key: pool.submit(call) for key, call in reads.items()}
             return pod_view({key: _json(future) for key, future in futures.items()})
 
@@ -114,8 +115,8 @@ def ephemeral_container(url: str, name: str, settings: ProbeSettings, rules: lis
 class InPodProbe:
     """curl inside the application pod: add the container, watch it end, read its log."""
 
-    def __init__(self, access: KubeAccess, settings: ProbeSettings):
-        self.core = k8s.CoreV1Api(access.api)
+    def __init__(self, connection: KubeConnection, settings: ProbeSettings):
+        self.core = k8s.CoreV1Api(connection.api)
         self.settings = settings
 
     def run(self, url: str, pod: Json, pool: str | None, rules: list[str]) -> ProbeRun:

@@ -12,7 +12,6 @@ import contextlib
 import json
 import secrets
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -23,7 +22,8 @@ from kubernetes import client as k8s
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
-from bot.collect.kube import READ_TIMEOUT, KubeAccess, status_message
+from bot.collect.calls import ContextPool
+from bot.collect.kube import READ_TIMEOUT, KubeConnection, status_message
 from bot.config import ProbeSettings
 from bot.destination import REFUSED_EXIT, REFUSED_MARK
 from bot.evidence import POOL_LABEL, PROBE_LABEL, PROBE_NAME, ProbeRun
@@ -264,12 +264,12 @@ def refused_run(url: str, reason: str, settings: ProbeSettings) -> ProbeRun:
 class ProbeRunner:
     def __init__(
         self,
-        access: KubeAccess,
+        connection: KubeConnection,
         settings: ProbeSettings,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         gate: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
     ):
-        self.core = k8s.CoreV1Api(access.api)
+        self.core = k8s.CoreV1Api(connection.api)
         self.settings = settings
         self.clock = clock
         self.gate = gate
@@ -312,7 +312,7 @@ class ProbeRunner:
     def run(self, url: str, pools: list[str | None], rules: list[str]) -> list[ProbeRun]:
         """Probe `url` from each pool; `rules`: the destination policy (probe_rules)."""
         run_id = secrets.token_hex(4)
-        with ThreadPoolExecutor(max(1, len(pools)), thread_name_prefix="probe") as pool:
+        with ContextPool(max(1, len(pools)), thread_name_prefix="probe") as pool:
             return list(pool.map(lambda p: self.probe(url, p, run_id, rules), pools))
 
     def refused(self, url: str, reason: str) -> ProbeRun:

@@ -27,7 +27,6 @@ import re
 import secrets
 import threading
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import TYPE_CHECKING
@@ -38,6 +37,7 @@ from azure.mgmt.containerservice.models import RunCommandRequest, RunCommandResu
 from kubernetes.client.exceptions import ApiException
 
 from bot.armid import ArmId
+from bot.collect.calls import ContextPool
 from bot.collect.clients import AzureClients
 from bot.collect.kube import (
     AKS_SERVER_SCOPE,
@@ -506,7 +506,7 @@ def read_cluster(
     steps need (`parts`), and (with a URL) the probes. Only the node list is essential; a
     failed probe command narrows the check (`partial`)."""
     command.check_enabled()
-    with ThreadPoolExecutor(2, thread_name_prefix="run-command") as pool:
+    with ContextPool(2, thread_name_prefix="run-command") as pool:
         probes_f = None
         if url is not None:
             pools = linux_pools(command.cluster)
@@ -520,7 +520,7 @@ def read_cluster(
             except KubeUnavailable as exc:
                 partial.append(f"the probe through Azure run command failed: {exc}")
     return KubeEvidence(
-        access=command.how,
+        how=command.how,
         nodes=reads.nodes,
         pods=reads.pods or [],
         node_metrics=reads.node_metrics,

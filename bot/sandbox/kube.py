@@ -35,7 +35,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from http import HTTPStatus
 from typing import Any
@@ -373,6 +373,21 @@ class _Event:
 
 
 @dataclass(frozen=True)
+class ProbePodTally:
+    """Probe pods one cluster has seen, for the benchmarks and tests that must show the
+    workers' cap from the cluster's side: every worker process may talk to one sandbox, so
+    this counts what all of them did, not what one of them believes."""
+
+    created: int = 0
+    deleted: int = 0
+    peak: int = 0  # most probe pods that existed at once (created, not yet deleted)
+
+    @property
+    def present(self) -> int:
+        return self.created - self.deleted
+
+
+@dataclass(frozen=True)
 class _ProbeRun:
     """What a probe pod will show: decided when it is created."""
 
@@ -462,6 +477,7 @@ class KubeApi:
         self._runs: dict[str, _ProbeRun | ephemeral.EphemeralRun] = {}
         self._placed: Counter[str | None] = Counter()
         self._random = random.Random()
+        self._probe_tally = ProbePodTally()
 
     # --- entry points ---------------------------------------------------------------------
 
@@ -624,6 +640,10 @@ class KubeApi:
         with self._cond:
             self._advance()
             return [self._pods[k] for k in sorted(self._pods)]
+
+    def probe_tally(self) -> ProbePodTally:
+        with self._cond:
+            return self._probe_tally
 
     # --- non-resource paths and discovery --------------------------------------------------
 
@@ -1178,6 +1198,14 @@ class KubeApi:
             self._pods.pop(key, None)
         else:
             self._pods[key] = new
+        if kind != "MODIFIED" and probes.is_probe(new):
+            t = self._probe_tally
+            if kind == "ADDED":
+                self._probe_tally = replace(
+                    t, created=t.created + 1, peak=max(t.peak, t.present + 1)
+                )
+            else:
+                self._probe_tally = replace(t, deleted=t.deleted + 1)
         self._events.append(_Event(self._rv, resource, kind, old, new))
         self._event_rvs.append(self._rv)
         if len(self._events) > _MAX_EVENTS:

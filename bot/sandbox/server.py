@@ -41,7 +41,7 @@ except ModuleNotFoundError as exc:  # the [sandbox] extra
 
 from bot.sandbox.arm import ArmApi
 from bot.sandbox.faults import Faults
-from bot.sandbox.kube import KubeApi, WorldClock, served_clusters
+from bot.sandbox.kube import KubeApi, ProbePodTally, WorldClock, served_clusters
 from bot.sandbox.metrics_batch import MetricsBatchApi
 from bot.sandbox.runcommand import (
     RefusedPort,
@@ -501,6 +501,15 @@ class Sandbox:
     def faults(self) -> Faults:
         """The live fault injector (`faults.add(rule)` adds a `faults.rules` entry)."""
         return self._faults
+
+    def pods(self, cluster: str) -> list[dict[str, Any]]:
+        """The pods a cluster's API server holds now (by alias or ARM id)."""
+        return self._kube[armid.key(self._cluster_id(cluster))].pods()
+
+    def probe_pods(self) -> dict[str, ProbePodTally]:
+        """By cluster ARM id: the probe pods its API server saw created and deleted, and
+        the most at once, over every client of this sandbox (all worker processes)."""
+        return {api.cluster_id: api.probe_tally() for api in self._kube.values()}
 
     def calls(self, api: str = "arm") -> list[RequestRecord]:
         return self._requests.of(api)

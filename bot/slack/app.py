@@ -26,7 +26,7 @@ from bot.model import Json, Report
 from bot.redact import MASK, redact, redact_url
 from bot.slack import blocks, guard
 from bot.slack import bypass as bypass_listeners
-from bot.slack.access import Access
+from bot.slack.authorization import Authorization
 from bot.slack.commands import (
     Check,
     Clusters,
@@ -90,9 +90,9 @@ def build_app(
         raise_error_for_unhandled_request=False,
     )
     store, queue, directory, limits = deps.store, deps.queue, deps.directory, deps.limits
-    access = Access(directory, client)
+    authorization = Authorization(directory, client)
     app.middleware(guard.drop_replays(store))
-    bypass = bypass_listeners.register(app, deps, access)
+    bypass = bypass_listeners.register(app, deps, authorization)
 
     @app.error
     def on_error(error: Exception, body: dict[str, Any]) -> None:
@@ -131,12 +131,12 @@ def build_app(
             ack(**_ephemeral(blocks.clusters_text(visible, directory.user_groups)))
             return
         assert isinstance(parsed, Check)
-        refused = access.refusal(parsed.alias, channel, user) or directory.pod_refusal(
+        refused = authorization.refusal(parsed.alias, channel, user) or directory.pod_refusal(
             parsed.alias, parsed.pod
         )
         private_ok = False
         if not refused and parsed.endpoint:
-            refused, private_ok = access.destination(parsed.alias, user, parsed.endpoint)
+            refused, private_ok = authorization.destination(parsed.alias, user, parsed.endpoint)
         if refused:
             metrics.REFUSALS.labels("not_allowed").inc()
             ack(**_ephemeral(blocks.refusal(refused)))
@@ -182,7 +182,7 @@ def build_app(
             extra={"incident": incident_id, "alias": parsed.alias, "user": user, "place": place},
         )
 
-    guards = Guards(store, access)
+    guards = Guards(store, authorization)
 
     @app.event("app_mention", middleware=[guards.thread_incident])
     def on_mention(event: Json, client: WebClient, context: BoltContext) -> None:
@@ -204,7 +204,7 @@ def build_app(
         elif isinstance(parsed, Timeline):
             _post_timeline(client, deps, incident, user)
         else:
-            _enqueue(client, deps, access, incident, parsed, user)
+            _enqueue(client, deps, authorization, incident, parsed, user)
 
     @app.action(
         blocks.ACTION_RERUN, middleware=[guards.ack, guards.button_incident, guards.authorized]
@@ -218,7 +218,7 @@ def build_app(
             view = blocks.probe_modal(incident.id, incident.request.channel, masked=kept)
             client.views_open(trigger_id=body["trigger_id"], view=view)
             return
-        _enqueue(client, deps, access, incident, Recheck(), body["user"]["id"])
+        _enqueue(client, deps, authorization, incident, Recheck(), body["user"]["id"])
 
     @app.action(
         blocks.ACTION_PROBE_ENDPOINT,
@@ -245,7 +245,7 @@ def build_app(
     )
     def on_probe_submit(body: Json, client: WebClient, context: BoltContext) -> None:
         incident: Incident = context["incident"]
-        _enqueue(client, deps, access, incident, context["probe"], body["user"]["id"])
+        _enqueue(client, deps, authorization, incident, context["probe"], body["user"]["id"])
 
     @app.action(
         blocks.ACTION_SHOW_EVIDENCE,
@@ -321,7 +321,7 @@ def _post_timeline(client: WebClient, deps: AppDeps, incident: Incident, user: s
 def _enqueue(
     client: WebClient,
     deps: AppDeps,
-    access: Access,
+    authorization: Authorization,
     incident: Incident,
     command: Recheck | Probe | Snat,
     user: str,
@@ -339,7 +339,7 @@ def _enqueue(
     )
     private_ok = False
     if target is not None:
-        refused, private_ok = access.destination(incident.request.alias, user, target)
+        refused, private_ok = authorization.destination(incident.request.alias, user, target)
         if refused:
             metrics.REFUSALS.labels("not_allowed").inc()
             private(client, channel, user, blocks.refusal(refused), root)

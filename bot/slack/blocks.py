@@ -349,9 +349,10 @@ def _summary_parts(
     listing = [f"{MARKS[f.severity]} `{escape(f.code)}` {clip(f.title, 200)}" for f in notable]
     s = report.stats
     commands = f"{_plural(s.run_commands, 'Azure run command')} · " if s.run_commands else ""
+    shared = f" (shared: collected for {_inline_code(s.shared_from)})" if s.shared_from else ""
     stats = (
         f"{_plural(s.arm_calls, 'ARM call')} · {_plural(s.k8s_calls, 'Kubernetes call')} · "
-        f"{commands}{_duration(s.duration_ms)} · incident {_inline_code(incident_id)}"
+        f"{commands}{_duration(s.duration_ms)}{shared} · incident {_inline_code(incident_id)}"
     )
     buttons = [_button("Re-run", ACTION_RERUN, incident_id, "primary")]
     buttons.append(_button("Probe another endpoint", ACTION_PROBE_ENDPOINT, incident_id))

@@ -23,7 +23,7 @@ from bot.bypass.state import APPLIED, APPROVED, PLANNED, BypassState
 from bot.endpoint import Endpoint, EndpointError, parse_endpoint
 from bot.slack import blocks
 from bot.slack import bypass_messages as msg
-from bot.slack.access import Access
+from bot.slack.authorization import Authorization
 from bot.slack.commands import UsageError
 from bot.store import Incident, StoreUnavailable
 
@@ -84,9 +84,9 @@ def _private(client: WebClient, channel: str, user: str, text: str, ts: str | No
 
 
 class BypassListeners:
-    def __init__(self, deps: AppDeps, access: Access):
+    def __init__(self, deps: AppDeps, authorization: Authorization):
         self.deps = deps
-        self.access = access
+        self.authorization = authorization
         self.state = BypassState(deps.store)
 
     def policy(self, alias: str) -> BypassPolicy:
@@ -96,7 +96,7 @@ class BypassListeners:
         """Queue the plan: it is posted in the thread before anything changes."""
         channel, root = incident.request.channel, incident.ts.get("root")
         alias = incident.request.alias
-        if refused := self.access.refusal(alias, channel, user):
+        if refused := self.authorization.refusal(alias, channel, user):
             _private(client, channel, user, refused, root)
             return
         policy = self.policy(alias)
@@ -113,7 +113,7 @@ class BypassListeners:
             _private(client, channel, user, "name the endpoint: `@aks-egress bypass URL`", root)
             return
         try:
-            refused, _ = self.access.destination(alias, user, parse_endpoint(endpoint))
+            refused, _ = self.authorization.destination(alias, user, parse_endpoint(endpoint))
         except EndpointError as exc:
             refused = str(exc)
         if refused:  # the same destination policy as every probe (bot/destination.py)
@@ -151,7 +151,7 @@ class BypassListeners:
     def approve(self, client: WebClient, incident: Incident, user: str) -> None:
         channel, root = incident.request.channel, incident.ts.get("root")
         alias = incident.request.alias
-        if refused := self.access.refusal(alias, channel, user):
+        if refused := self.authorization.refusal(alias, channel, user):
             _private(client, channel, user, refused, root)
             return
         record = self.state.get(incident.id)
@@ -171,7 +171,7 @@ class BypassListeners:
             return
         policy = self.policy(alias)
         try:
-            allowed = self.access.in_any(user, policy.approvers)
+            allowed = self.authorization.in_any(user, policy.approvers)
         except (SlackApiError, OSError):
             _private(client, channel, user, "Slack did not say who the approvers are", root)
             return
@@ -203,7 +203,7 @@ class BypassListeners:
 
     def revert_now(self, client: WebClient, incident: Incident, user: str) -> None:
         channel, root = incident.request.channel, incident.ts.get("root")
-        if refused := self.access.refusal(incident.request.alias, channel, user):
+        if refused := self.authorization.refusal(incident.request.alias, channel, user):
             _private(client, channel, user, refused, root)
             return
         record = self.state.get(incident.id)
@@ -220,8 +220,8 @@ class BypassListeners:
         )
 
 
-def register(app: App, deps: AppDeps, access: Access) -> BypassListeners:
-    listeners = BypassListeners(deps, access)
+def register(app: App, deps: AppDeps, authorization: Authorization) -> BypassListeners:
+    listeners = BypassListeners(deps, authorization)
 
     def incident_of(body: dict[str, Any]) -> Incident | None:
         """The button's incident, only when it belongs to the channel it was pressed in."""

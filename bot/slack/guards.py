@@ -20,7 +20,7 @@ from slack_sdk import WebClient
 
 from bot.model import Json
 from bot.slack import blocks
-from bot.slack.access import Access
+from bot.slack.authorization import Authorization
 from bot.store import Incident, Store, StoreUnavailable
 
 Next = Callable[[], BoltResponse]
@@ -49,9 +49,9 @@ def private(
 
 
 class Guards:
-    def __init__(self, store: Store, access: Access):
+    def __init__(self, store: Store, authorization: Authorization):
         self.store = store
-        self.access = access
+        self.authorization = authorization
 
     def ack(self, ack: Any, next: Next) -> BoltResponse:
         """Buttons are acknowledged at once; what they start shows in the thread."""
@@ -113,7 +113,7 @@ class Guards:
     def refused(self, client: WebClient, incident: Incident, user: str) -> bool:
         """Tell `user` privately, in the incident's thread, why they may not act on it."""
         channel = incident.request.channel
-        reason = self.access.refusal(incident.request.alias, channel, user)
+        reason = self.authorization.refusal(incident.request.alias, channel, user)
         if reason:
             private(client, channel, user, blocks.refusal(reason), incident.ts.get("root"))
         return reason is not None

@@ -5,7 +5,10 @@ Each message has a name (`root`, `{run}:checklist`, `{run}:reply:{key}`,
 Its timestamp is kept in Redis the moment Slack returns it, and every message carries
 Slack message metadata with the incident and the name. A job retried after its worker
 was killed finds a message either way (Redis, else the thread's metadata, for the instant
-between posting and remembering) and updates it instead of posting it again.
+between posting and remembering) and updates it instead of posting it again. The root
+message is in no thread: a mark in Redis says it was being posted, and only then does the
+next writer look for it among the channel's latest messages (bench_load once had an
+incident with two roots after a worker was SIGKILLed while posting them).
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from bot.slack import blocks
 from bot.store import Incident, Store
 
 EVENT_TYPE = "aks_egress_message"
+# How far back a root message posted by a killed attempt is looked for: the channel's
+# latest messages (it was posted moments before its incident's next write).
+_CHANNEL_LOOK_BACK = 200
 
 
 class Thread:
@@ -56,11 +62,26 @@ class Thread:
                         self._posted[payload["name"]] = message["ts"]
         return self._posted.get(name)
 
+    def _from_channel(self, name: str) -> str | None:
+        """The top-level message a killed attempt posted but had no time to remember."""
+        history = self.client.conversations_history(
+            channel=self.channel, include_all_metadata=True, limit=_CHANNEL_LOOK_BACK
+        )
+        for message in history.get("messages") or []:
+            payload = (message.get("metadata") or {}).get("event_payload") or {}
+            if payload.get("incident") == self.incident.id and payload.get("name") == name:
+                ts = str(message["ts"])
+                self.store.remember_ts(self.incident.id, name, ts)
+                return ts
+        return None
+
     def upsert(self, name: str, message: dict[str, Any], *, in_thread: bool = True) -> str:
         """Post `message` once under this name; later calls replace it."""
         ts = self.store.message_ts(self.incident.id, name)
         if ts is None and self.incident.status == "running" and in_thread:
             ts = self._from_thread(name)
+        if ts is None and not in_thread and self.store.was_posting(self.incident.id, name):
+            ts = self._from_channel(name)
         # Whatever a message quotes (a URL, Azure's error text) leaves without secrets.
         fields = json.loads(
             redact(json.dumps({"text": message["text"], "blocks": message.get("blocks")}))
@@ -71,6 +92,8 @@ class Thread:
         extra: dict[str, Any] = {"metadata": self._metadata(name)}
         if in_thread:
             extra["thread_ts"] = self.root_ts
+        if not in_thread:
+            self.store.posting(self.incident.id, name)
         response = self.client.chat_postMessage(channel=self.channel, **fields, **extra)
         ts = response["ts"]
         self.store.remember_ts(self.incident.id, name, ts)

@@ -65,9 +65,10 @@ def timeline(incident: IncidentView, reports: Sequence[Report | Mapping[str, Any
             lines.append("- no errors or warnings")
         ips = ", ".join(escape(ip) for ip in report.egress_ips) or "unknown"
         s = report.stats
+        shared = f" (shared: collected for {escape(s.shared_from)})" if s.shared_from else ""
         lines.append(
             f"- Egress IPs: {ips}; {_plural(s.arm_calls, 'ARM call')}, "
-            f"{_plural(s.k8s_calls, 'Kubernetes call')}, {_duration(s.duration_ms)}"
+            f"{_plural(s.k8s_calls, 'Kubernetes call')}, {_duration(s.duration_ms)}{shared}"
         )
         previous = codes
     last = loaded[-1]

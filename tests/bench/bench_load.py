@@ -2,11 +2,14 @@
 SIGKILLed and Redis restarted mid-run.
 
 Real processes on loopback (tests/e2e/fleet.py): `serve --http`, four workers and `cron`,
-a persistent redis-server (append-only file, as deploy/ runs it) and the sandbox with
-`armLatencyMs: 100`. Nothing restarts a process but this script, and only the killed
-worker. At the end every incident must have exactly one summary and no message twice, and
-no probe pod may be left; it prints the wall time, throughput, peak RSS of the app and of
-a worker, and their RSS after the first and the last hundred checks. Usage:
+a persistent redis-server (append-only file, as deploy/ runs it) and ONE sandbox with
+`armLatencyMs: 100` that every worker talks to, so its Kubernetes emulator counts every
+worker's probe pods. Nothing restarts a process but this script, and only the killed
+worker. At the end every incident must have exactly one summary and no message twice, no
+probe pod may be left and the cluster may never have held more probe pods at once than the
+cap; it prints the wall time, throughput, the probe pods as the cluster counted them, each
+worker's peak RSS (the killed one's as last read before the kill), and the app's and a
+worker's RSS after the first and the last hundred checks. Usage:
 
     .venv/bin/python tests/bench/bench_load.py [--checks 200] [--probe-seconds 1]
 """
@@ -25,17 +28,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.fleet import Fleet, Process, name_of, thread_problems, world_with  # noqa: E402
+from tests.e2e.fleet import (  # noqa: E402
+    Fleet,
+    PeakRss,
+    name_of,
+    thread_problems,
+    world_with,
+)
 
 WORLD = ROOT / "tests" / "worlds" / "lb-healthy.yaml"
 CHANNELS = [f"C0LOAD{i:04d}" for i in range(20)]
-
-
-def rss_kib(process: Process, field: str = "VmRSS") -> int:
-    for line in Path(f"/proc/{process.popen.pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
 
 
 def summaries(fleet: Fleet) -> int:
@@ -50,6 +52,7 @@ def main() -> int:
     parser.add_argument("--checks", type=int, default=200)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--probe-seconds", type=int, default=1)
+    parser.add_argument("--cap", type=int, default=20, help="probe pods per cluster")
     args = parser.parse_args()
     half = args.checks // 2
     tmp = Path(tempfile.mkdtemp(prefix="aks-egress-bench-load-"))
@@ -57,6 +60,8 @@ def main() -> int:
     fleet = Fleet(world, tmp, heartbeat_s=2)
     # A killed worker's probe pods are swept by a later check once this old.
     fleet.env["AKS_EGRESS_PROBE_LEFTOVER_AFTER_S"] = "15"
+    fleet.env["AKS_EGRESS_PROBE_PODS_PER_CLUSTER"] = str(args.cap)
+    rss = PeakRss()
     try:
         app = fleet.app()
         workers = [fleet.worker(f"worker-{i}") for i in range(args.workers)]
@@ -81,7 +86,9 @@ def main() -> int:
         done = 0
         while done < args.checks and time.monotonic() < deadline:
             done = summaries(fleet)
+            rss.sample(workers)
             if not killed and done >= args.checks * 0.3:
+                rss.sample([workers[1]])  # its last peak before it dies
                 os.kill(workers[1].popen.pid, signal.SIGKILL)  # mid-check, most likely
                 workers[1].popen.wait()
                 print(f"{time.monotonic() - started:6.1f} s  SIGKILL worker-1 at {done} done")
@@ -94,20 +101,15 @@ def main() -> int:
                 print(f"{time.monotonic() - started:6.1f} s  Redis restarted at {done} done")
                 restarted = True
             if not rss_half and done >= half:
-                rss_half = {"app": rss_kib(app), "worker-0": rss_kib(workers[0])}
+                rss_half = {"app": app.status_kib(), "worker-0": workers[0].status_kib()}
             time.sleep(0.5)
         wall = time.monotonic() - started
-        rss_end = {"app": rss_kib(app), "worker-0": rss_kib(workers[0])}
-        peak = {"app": rss_kib(app, "VmHWM"), "worker-0": rss_kib(workers[0], "VmHWM")}
+        rss.sample([app, *workers])
+        rss_end = {"app": app.status_kib(), "worker-0": workers[0].status_kib()}
         time.sleep(20)  # let the last sweep of leftover probe pods run
         threads = fleet.threads(CHANNELS)
         problems = thread_problems(threads)
-        pods = [
-            p["metadata"]["name"]
-            for api in fleet.sandbox._kube.values()
-            for p in api.pods()
-            if p["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "aks-egress-probe"
-        ]
+        tally = fleet.probe_pods("web-prod-weu")
         alive = {p.name: p.alive() for p in [app, *workers, cron]}
     finally:
         fleet.close()
@@ -122,14 +124,25 @@ def main() -> int:
         f"({args.checks / wall:.2f} checks/s)"
     )
     print(f"incidents: {len(threads)}; problems: {problems or 'none'}")
-    print(f"probe pods left: {pods or 'none'}; processes alive: {alive}")
+    print(
+        f"probe pods (the cluster's count): {tally.created} created, {tally.deleted} deleted, "
+        f"{tally.present} left; at most {tally.peak} at once (cap {args.cap})"
+    )
+    print(f"processes alive: {alive}")
+    print("\n".join(rss.lines(killed="worker-1")))
     for who in ("app", "worker-0"):
         print(
-            f"{who:>9}: peak RSS {peak[who] / 1024:.0f} MiB; RSS after {half} checks "
-            f"{rss_half.get(who, 0) / 1024:.0f} MiB, after {args.checks} "
-            f"{rss_end[who] / 1024:.0f} MiB ({rss_end[who] - rss_half.get(who, 0):+d} KiB)"
+            f"{who:>10}: RSS after {half} checks {rss_half.get(who, 0) / 1024:.0f} MiB, after "
+            f"{args.checks} {rss_end[who] / 1024:.0f} MiB "
+            f"({rss_end[who] - rss_half.get(who, 0):+d} KiB)"
         )
-    ok = len(threads) == args.checks and not problems and not pods and all(alive.values())
+    ok = (
+        len(threads) == args.checks
+        and not problems
+        and tally.present == 0
+        and tally.peak <= args.cap
+        and all(alive.values())
+    )
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 

@@ -72,13 +72,13 @@ def main() -> None:
         sandbox = rt.sandbox
         assert sandbox is not None
         _, cluster_id = rt.cluster_id(ALIAS)
-        access = connect(rt.access_plan(cluster_id), rt.clients, rt.credential)
-        reader = KubeReader(access)
+        connection = connect(rt.kube_connection_plan(cluster_id), rt.clients, rt.credential)
+        reader = KubeReader(connection)
         pools = probe_pools(reader.nodes())
         app = reader.pod("payments", "api-0")
         assert app is not None
-        runner = ProbeRunner(access, rt.probe, rt.clock)
-        inside = InPodProbe(access, rt.probe)
+        runner = ProbeRunner(connection, rt.probe, rt.clock)
+        inside = InPodProbe(connection, rt.probe)
         times, per_pod = [], []
         for _ in range(args.runs):
             before = sandbox.count("k8s")
@@ -92,7 +92,7 @@ def main() -> None:
             pod_calls = sandbox.count("k8s") - before - 1  # minus the leftover sweep's list
             per_pod.append(pod_calls / len(runs))
             assert all(r.exit_code == 0 for r in runs), runs
-        access.close()
+        connection.close()
     print(
         f"pools probed: {', '.join(pools)} and inside payments/api-0 (probeSeconds 2, "
         f"k8sLatencyMs 20), runs: {args.runs}"

@@ -20,7 +20,10 @@ from typing import Any
 
 import yaml
 
+from bot import armid
 from bot.redisserver import RedisServer, free_port
+from bot.sandbox import probes
+from bot.sandbox.kube import ProbePodTally
 from bot.sandbox.server import Sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,6 +70,38 @@ class Process:
 
     def alive(self) -> bool:
         return self.popen.poll() is None
+
+    def status_kib(self, field: str = "VmRSS") -> int:
+        """A size from /proc/PID/status (VmRSS, VmHWM: the peak), 0 once it has exited."""
+        try:
+            lines = Path(f"/proc/{self.popen.pid}/status").read_text().splitlines()
+        except OSError:
+            return 0
+        for line in lines:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+        return 0
+
+
+class PeakRss:
+    """Each process's peak RSS (VmHWM), sampled while it runs: a SIGKILLed worker keeps
+    the last peak read before it died (`sample` it just before the kill)."""
+
+    def __init__(self) -> None:
+        self.kib: dict[str, int] = {}
+
+    def sample(self, processes: list[Process]) -> None:
+        for process in processes:
+            if process.alive():
+                peak = process.status_kib("VmHWM")
+                self.kib[process.name] = max(self.kib.get(process.name, 0), peak)
+
+    def lines(self, killed: str | None = None) -> list[str]:
+        return [
+            f"{name:>10}: peak RSS {kib / 1024:.0f} MiB"
+            + (" (read just before its SIGKILL)" if name == killed else "")
+            for name, kib in self.kib.items()
+        ]
 
 
 class Fleet:
@@ -132,6 +167,16 @@ class Fleet:
 
         return signed_command(f"{app.base}/slack/events", SECRET, text, channel, user)
 
+    def probe_pods(self, alias: str) -> ProbePodTally:
+        """What the cluster's API server saw of probe pods, from every worker process."""
+        tallies = {armid.key(cid): t for cid, t in self.sandbox.probe_pods().items()}
+        return tallies[armid.key(self.sandbox.world.clusters[alias])]
+
+    def probe_urls(self, alias: str) -> list[str]:
+        """The URL each probe pod on the cluster now is probing."""
+        pods = [p for p in self.sandbox.pods(alias) if probes.is_probe(p)]
+        return [url for p in pods if (url := probes.target_url(p))]
+
     def threads(self, channels: list[str]) -> dict[str, list[dict[str, Any]]]:
         """Every root message's thread (root first), keyed by the root's ts."""
         slack = self.sandbox.slack
@@ -161,7 +206,8 @@ def name_of(message: dict[str, Any]) -> str:
 
 
 def thread_problems(threads: dict[str, list[dict[str, Any]]]) -> list[str]:
-    """What is wrong with finished threads: a summary missing or doubled, a message twice."""
+    """What is wrong with finished threads: a summary missing or doubled, a message twice,
+    an incident with two root messages (two threads)."""
     problems = []
     for ts, messages in threads.items():
         names = Counter(name_of(m) for m in messages)
@@ -170,5 +216,12 @@ def thread_problems(threads: dict[str, list[dict[str, Any]]]) -> list[str]:
             problems.append(f"{ts}: posted twice: {twice}")
         summaries = [n for n in names if ":summary:0" in n]
         if len(summaries) != 1:
-            problems.append(f"{ts}: {len(summaries)} summaries: {sorted(names)}")
+            incident = _incident(messages[0]) if messages else "?"
+            problems.append(f"{ts} ({incident}): {len(summaries)} summaries: {sorted(names)}")
+    roots = Counter(_incident(messages[0]) for messages in threads.values() if messages)
+    problems += [f"{incident}: {n} root messages" for incident, n in roots.items() if n > 1]
     return problems
+
+
+def _incident(message: dict[str, Any]) -> str:
+    return str(((message.get("metadata") or {}).get("event_payload") or {}).get("incident", "?"))

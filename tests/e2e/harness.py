@@ -24,6 +24,7 @@ from bot.demo import signed_command
 from bot.processes import make_worker, start_http
 from bot.runtime import attach
 from bot.sandbox.server import Sandbox
+from bot.slack import blocks
 
 SECRET = "e2e-signing-secret"
 CHANNEL = "C0INCIDENT1"
@@ -195,6 +196,18 @@ def interaction(bot: Bot, payload: dict[str, Any]) -> tuple[int, str]:
     """A block action or view submission, posted form-encoded as Slack does."""
     body = urllib.parse.urlencode({"payload": json.dumps(payload)})
     return send(bot.server.url, body, "application/x-www-form-urlencoded")
+
+
+def probe_submission(modal: dict[str, Any], url: str, user: str = USER) -> dict[str, Any]:
+    """The probe modal submitted with `url` typed in, as Slack sends it."""
+    values = {blocks.PROBE_URL_BLOCK: {blocks.PROBE_URL_ACTION: {"value": url}}}
+    return {
+        "type": "view_submission",
+        "team": {"id": "T0TEAM0001"},
+        "user": {"id": user},
+        "api_app_id": "A0APP00001",
+        "view": {**modal, "state": {"values": values}},
+    }
 
 
 def click(bot: Bot, message: dict[str, Any], action_id: str) -> tuple[int, str]:

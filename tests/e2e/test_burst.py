@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,10 +22,13 @@ from bot import admission, flight, jobs, queued, services
 from bot.probe_slots import ProbeSlots, slots_key
 from bot.redisserver import RedisServer, free_port
 from bot.runtime import attach
+from bot.slack.thread import Thread
+from tests.e2e.fleet import Fleet, thread_problems
 from tests.e2e.harness import CHANNEL, Bot, name
 from tests.helpers import WORLDS
 
 OTHER_USER = "U0ONCALL02"
+CHECK = "check web-prod-weu https://api.github.com"
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +113,17 @@ def test_two_simultaneous_checks_share_one_collection(redis_server, slow_world):
                 assert other in note and "s ago" in note
                 assert bot.store.report(incident, 0)["shared"]["incident"] == other
         assert len(shared) == 1
+
+        # The follower reports the leader's collection: its counts, said to be shared.
+        (follower,) = shared
+        (leader,) = set(threads) - {follower}
+        stats = {i: bot.store.report(i, 0)["stats"] for i in threads}
+        assert stats[follower] == stats[leader]
+        assert stats[leader]["armCalls"] == len(bot.sandbox.calls("arm"))  # every call its own
+        summary = json.dumps(next(m for m in threads[follower] if name(m) == "0:summary:0"))
+        assert f"shared: collected for `{leader}`" in summary
+        leader_summary = json.dumps(next(m for m in threads[leader] if name(m) == "0:summary:0"))
+        assert "shared: collected" not in leader_summary
         for thread in threads.values():
             checklist = next(m for m in thread if name(m) == "0:checklist")
             # every step shown finished
@@ -221,9 +236,10 @@ def test_a_worker_process_runs_its_checks_in_threads_and_stops_on_sigterm(redis_
         deadline = time.monotonic() + 30
         while client.scard(f"rq:workers:{admission.QUEUE}") < 4 and time.monotonic() < deadline:
             time.sleep(0.1)
-        # Four check workers, and one more for the operations queue alone.
+        # Four check workers, each on the check queue alone (rq then dequeues with BLMOVE,
+        # which a SIGKILL cannot lose a job to), and one for the operations queue alone.
         assert client.scard(f"rq:workers:{admission.QUEUE}") == 4
-        assert client.scard(f"rq:workers:{admission.OPS_QUEUE}") == 5
+        assert client.scard(f"rq:workers:{admission.OPS_QUEUE}") == 1
         time.sleep(0.5)  # its signal handlers are installed
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(15) == 0
@@ -231,3 +247,80 @@ def test_a_worker_process_runs_its_checks_in_threads_and_stops_on_sigterm(redis_
     finally:
         if worker.poll() is None:
             worker.kill()
+
+
+def test_worker_processes_on_one_cluster_keep_its_probe_pods_under_the_cap(tmp_path):
+    """Two worker processes share one sandbox (tests/e2e/fleet.py), so its Kubernetes
+    emulator counts every probe pod either of them starts: at most the cap at once, every
+    one deleted, every incident completed once."""
+    data = yaml.safe_load((WORLDS / "lb-healthy.yaml").read_text())
+    data["faults"] = {"probeSeconds": 1}
+    endpoints = [f"svc{i}.example.net" for i in range(6)]  # distinct: no single flight
+    for i, host in enumerate(endpoints):
+        data["dns"][host] = [f"203.0.113.{i + 1}"]
+    world = tmp_path / "world.yaml"
+    world.write_text(yaml.safe_dump(data))
+    fleet = Fleet(world, tmp_path)
+    fleet.env["AKS_EGRESS_PROBE_PODS_PER_CLUSTER"] = "2"
+    fleet.env["AKS_EGRESS_WORKER_CONCURRENCY"] = "3"
+    channel = "C0CAPTEST1"
+    try:
+        app = fleet.app()
+        fleet.worker("worker-0")
+        fleet.worker("worker-1")
+        fleet.wait_started(timeout_s=120)
+        for i, host in enumerate(endpoints):
+            text = f"check web-prod-weu https://{host}"
+            assert fleet.slash(app, text, channel, f"U0CAP{i:05d}") == 200
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            threads = fleet.threads([channel])
+            done = [t for t in threads.values() if any(":summary:0" in name(m) for m in t)]
+            if len(done) == len(endpoints):
+                break
+            time.sleep(0.2)
+        assert len(threads) == len(endpoints) and thread_problems(threads) == []
+        pods = fleet.probe_pods("web-prod-weu")
+        assert pods.peak == 2, pods  # reached, never passed, over both processes
+        assert pods.created >= len(endpoints) and pods.present == 0, pods
+    finally:
+        fleet.close()
+
+
+def test_a_root_message_posted_by_a_killed_attempt_is_reused_not_posted_again(redis_server):
+    """A process SIGKILLed between posting a root message and remembering its ts (the
+    queue announcer posts many during a burst) left a second thread in bench_load. The
+    mark it leaves makes the next writer find that message in the channel instead."""
+    redis.Redis.from_url(redis_server.url).flushdb()  # our private server only
+    bot = Bot(WORLDS / "lb-healthy.yaml", redis_server.url, worker=False)
+    try:
+        killed, plain = (
+            re.search(r"AKE-[0-9A-F]+", bot.slash(CHECK, channel=c)[1]).group()
+            for c in ("C0KILLED1", "C0PLAIN01")
+        )
+        runtime = attach(bot.sandbox, bot.settings.probe_settings())
+        jobs.configure(services.worker_context(bot.settings, runtime, bot.store))
+        ctx = jobs.context()
+        # What the killed attempt did: marked the root as being posted, posted it, died.
+        incident = bot.store.get(killed)
+        thread = Thread(ctx.slack, ctx.store, incident)
+        ctx.store.posting(killed, "root")
+        posted = ctx.slack.chat_postMessage(
+            channel="C0KILLED1", text="queued", metadata=thread._metadata("root")
+        )["ts"]
+        assert bot.store.message_ts(killed, "root") is None
+
+        queued.start(ctx, Thread(ctx.slack, ctx.store, incident), incident)
+        (root,) = bot.roots("C0KILLED1")  # the same message, updated
+        assert root["ts"] == posted and bot.store.message_ts(killed, "root") == posted
+        assert root["text"] != "queued"
+        assert len(bot.sandbox.slack.calls("conversations.history")) == 1
+
+        # Without the mark nothing is looked for: one post, no history read.
+        other = bot.store.get(plain)
+        queued.start(ctx, Thread(ctx.slack, ctx.store, other), other)
+        assert len(bot.roots("C0PLAIN01")) == 1
+        assert len(bot.sandbox.slack.calls("conversations.history")) == 1
+        runtime.clients.close()
+    finally:
+        bot.close()

@@ -21,6 +21,7 @@ from tests.e2e.harness import (
     click_payload,
     interaction,
     name,
+    probe_submission,
     send,
 )
 from tests.helpers import WORLDS
@@ -111,18 +112,12 @@ def test_a_click_from_another_channel_acts_on_nothing(bot):
 def test_a_modal_for_an_incident_of_another_channel_acts_on_nothing(bot):
     before = _jobs(bot)
     incident = bot.store.incident_for_thread(CHANNEL, bot.thread()[0]["ts"])
-    submit = {
-        "type": "view_submission",
-        "team": {"id": "T0TEAM0001"},
-        "user": {"id": "U0MODAL001"},
-        "api_app_id": "A0APP00001",
-        "view": {
-            "type": "modal",
-            "callback_id": "probe_endpoint_modal",
-            "private_metadata": f"{incident}|C0ELSEWHERE",
-            "state": {"values": {"probe_url": {"probe_url_value": {"value": "https://x.org"}}}},
-        },
+    modal = {
+        "type": "modal",
+        "callback_id": "probe_endpoint_modal",
+        "private_metadata": f"{incident}|C0ELSEWHERE",
     }
+    submit = probe_submission(modal, "https://x.org", user="U0MODAL001")
     assert interaction(bot, submit)[0] == 200
     assert _jobs(bot) == before
 

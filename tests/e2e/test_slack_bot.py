@@ -20,7 +20,17 @@ from bot.model import Report, Severity
 from bot.redisserver import RedisServer, free_port
 from bot.slack import blocks
 from bot.slack.thread import Thread
-from tests.e2e.harness import CHANNEL, USER, Bot, click, interaction, name, send, slash_body
+from tests.e2e.harness import (
+    CHANNEL,
+    USER,
+    Bot,
+    click,
+    interaction,
+    name,
+    probe_submission,
+    send,
+    slash_body,
+)
 from tests.helpers import WORLDS, expected_worlds
 
 EXPECTED = expected_worlds(WORLDS / "expected.yaml")
@@ -337,20 +347,10 @@ def test_summary_buttons(make_bot):
 
     assert click(bot, summary, "probe_endpoint")[0] == 200
     modal = bot.sandbox.slack.views()[-1]
-    submit = {
-        "type": "view_submission",
-        "team": {"id": "T0TEAM0001"},
-        "user": {"id": USER},
-        "api_app_id": "A0APP00001",
-        "view": {
-            **modal,
-            "state": {"values": {"probe_url": {"probe_url_value": {"value": "ftp://nope"}}}},
-        },
-    }
+    submit = probe_submission(modal, "ftp://nope")
     status, body = interaction(bot, submit)
     assert status == 200 and json.loads(body)["response_action"] == "errors"
-    submit["view"]["state"]["values"]["probe_url"]["probe_url_value"]["value"] = "https://x.org"
-    assert interaction(bot, submit)[0] == 200
+    assert interaction(bot, probe_submission(modal, "https://x.org"))[0] == 200
     thread = bot.wait_for("1:summary:")
     assert "https://x.org" in json.dumps(_summary(thread, 1))
 
@@ -473,24 +473,7 @@ def test_rerun_of_a_url_with_secrets_asks_for_it_whole(make_bot):
     assert secret not in json.dumps(modal)
     assert bot.queue.count == 0 and bot.store.get(summary_incident(bot)).runs == runs
 
-    submit = {
-        "type": "view_submission",
-        "team": {"id": "T0TEAM0001"},
-        "user": {"id": USER},
-        "api_app_id": "A0APP00001",
-        "view": {
-            **modal,
-            "state": {
-                "values": {
-                    "probe_url": {
-                        "probe_url_value": {
-                            "value": (f"https://api.github.com/health?code={secret}")
-                        }
-                    }
-                }
-            },
-        },
-    }
+    submit = probe_submission(modal, f"https://api.github.com/health?code={secret}")
     assert interaction(bot, submit)[0] == 200
     thread = bot.wait_for("1:summary:")
     assert secret not in json.dumps(thread)

@@ -99,14 +99,14 @@ Engine(rt).check(CheckRequest(alias, cid, parse_endpoint("https://api.contoso.co
 def _probe_pods(sandbox: Sandbox) -> list[dict]:
     rt = sandbox_runtime(sandbox.world, sandbox.arm_url, sandbox.ca_path, ProbeSettings())
     _, cid = rt.cluster_id("platform-prod")
-    access = connect(rt.access_plan(cid), rt.clients, rt.credential)
+    connection = connect(rt.kube_connection_plan(cid), rt.clients, rt.credential)
     try:
-        pods = CoreV1Api(access.api).list_namespaced_pod(
+        pods = CoreV1Api(connection.api).list_namespaced_pod(
             "aks-egress", label_selector=f"{PROBE_LABEL}={PROBE_NAME}"
         )
         return pods.items
     finally:
-        access.close()
+        connection.close()
 
 
 def test_a_killed_check_leaves_a_pod_that_the_next_run_removes(tmp_path):
@@ -141,9 +141,9 @@ def test_a_killed_check_leaves_a_pod_that_the_next_run_removes(tmp_path):
             sandbox.clock,
         )
         _, cid = rt.cluster_id("platform-prod")
-        access = connect(rt.access_plan(cid), rt.clients, rt.credential)
-        removed = ProbeRunner(access, rt.probe, rt.clock).remove_leftovers()
-        access.close()
+        connection = connect(rt.kube_connection_plan(cid), rt.clients, rt.credential)
+        removed = ProbeRunner(connection, rt.probe, rt.clock).remove_leftovers()
+        connection.close()
         assert removed == 1
         assert _probe_pods(sandbox) == []
 
@@ -157,15 +157,15 @@ def test_the_sweep_judges_age_by_the_api_servers_clock(tmp_path):
             sandbox.world, sandbox.arm_url, sandbox.ca_path, ProbeSettings(), lambda: ahead
         )
         _, cid = rt.cluster_id("platform-prod")
-        access = connect(rt.access_plan(cid), rt.clients, rt.credential)
+        connection = connect(rt.kube_connection_plan(cid), rt.clients, rt.credential)
         try:
-            CoreV1Api(access.api).create_namespaced_pod(
+            CoreV1Api(connection.api).create_namespaced_pod(
                 "aks-egress", probe_pod(URL, None, "run1", ProbeSettings(), RULES)
             )
-            assert ProbeRunner(access, rt.probe, rt.clock).remove_leftovers() == 0
+            assert ProbeRunner(connection, rt.probe, rt.clock).remove_leftovers() == 0
             assert len(_probe_pods(sandbox)) == 1
         finally:
-            access.close()
+            connection.close()
 
 
 def test_every_probe_pod_of_a_check_is_deleted(tmp_path):

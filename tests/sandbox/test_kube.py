@@ -546,3 +546,22 @@ def test_forbidden_fault_and_latency(tmp_path: Path) -> None:
             "http_code": 200,
         }
         assert [r.status for r in sandbox.calls("k8s")][:3] == [200, 403, 201]
+
+
+def test_probe_pod_tally_counts_every_client() -> None:
+    """The cluster's own count of probe pods: created, deleted and the most at once, over
+    every client (the benchmarks' worker processes each have their own)."""
+    with Sandbox(WORLDS / "nsg-subnet-deny.yaml") as sandbox:
+        first, second = core(sandbox, "payments-prod"), core(sandbox, "payments-prod")
+        a = first.create_namespaced_pod(NS, probe_pod("https://a.example.com"))
+        second.create_namespaced_pod(NS, probe_pod("https://b.example.com"))
+        first.create_namespaced_pod(
+            NS, {**probe_pod("https://c.example.com"), "metadata": {"generateName": "not-a-probe-"}}
+        )  # no probe label: not counted
+        first.delete_namespaced_pod(a.metadata.name, NS)
+        first.create_namespaced_pod(NS, probe_pod("https://c.example.com"))
+        second.delete_collection_namespaced_pod(
+            NS, label_selector="app.kubernetes.io/name=aks-egress-probe"
+        )
+        (tally,) = sandbox.probe_pods().values()
+        assert (tally.created, tally.deleted, tally.peak, tally.present) == (3, 3, 2, 0)

@@ -58,7 +58,7 @@ def _evidence(policy_engine: str | None = "calico") -> AzureEvidence:
 
 def _kube(pod: dict, *policies: dict) -> KubeEvidence:
     return KubeEvidence(
-        access="test",
+        how="test",
         target_pod="web/api-0",
         target_pod_body=pod,
         pod_view=PodView(network_policies=list(policies)),

@@ -54,7 +54,7 @@ def world_kube() -> dict[str, tuple[str, dict]]:
 def evidence(part: dict) -> KubeEvidence:
     served = part.get("metricsServer", True)
     return KubeEvidence(
-        access="world",
+        how="world",
         nodes=part.get("nodes") or [],
         pods=part.get("pods") or [],
         node_metrics=(part.get("nodeMetrics") or []) if served else None,
@@ -144,7 +144,7 @@ def test_percent_truncates_and_refuses_zero():
 
 def test_fixture_cluster_is_healthy():
     kube = KubeEvidence(
-        access="t",
+        how="t",
         nodes=FIXTURE_NODES,
         node_metrics=FIXTURE_NODE_METRICS,
         pod_metrics=FIXTURE_POD_METRICS,
@@ -221,7 +221,7 @@ def test_metrics_unavailable():
 
 
 def test_empty_metrics_list_is_not_unavailable():
-    kube = KubeEvidence(access="t", nodes=FIXTURE_NODES, node_metrics=[], pod_metrics=[])
+    kube = KubeEvidence(how="t", nodes=FIXTURE_NODES, node_metrics=[], pod_metrics=[])
     assert nodes.check(kube) == []
 
 
@@ -245,7 +245,7 @@ def metric(name: str, cpu: str = "100m", memory: str = "100Mi") -> dict:
 
 def kube_of(node_list, metrics=None, pods=(), pod_metrics=None) -> KubeEvidence:
     return KubeEvidence(
-        access="t",
+        how="t",
         nodes=list(node_list),
         pods=list(pods),
         node_metrics=[] if metrics is None else list(metrics),

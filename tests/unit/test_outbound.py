@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from bot import armid
 from bot.codes import finding
 from bot.evidence import AzureEvidence, NodePool
-from handlers import outbound, routes
+from handlers import outbound
 from handlers.outbound import Egress, egress_component
 
 # The documented order, written out independently of the module under test.
@@ -70,7 +70,7 @@ NATGW = f"{SUB}/natGateways/ng-pods"
 PIP = f"{SUB}/publicIPAddresses/pip-ng-pods"
 
 
-def _evidence(pod_natgw: bool = True, udr_on_pods: bool = False) -> AzureEvidence:
+def pool_evidence(pod_natgw: bool = True, udr_on_pods: bool = False) -> AzureEvidence:
     ev = AzureEvidence(
         alias="a",
         cluster_id="/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService"
@@ -115,7 +115,7 @@ def _evidence(pod_natgw: bool = True, udr_on_pods: bool = False) -> AzureEvidenc
 
 
 def test_paths_per_pool_node_and_pod_subnet() -> None:
-    ev = _evidence()
+    ev = pool_evidence()
     found = {(p.pool.name, p.role): p.component for p in outbound.paths(ev)}
     assert found == {
         ("system", "node subnet"): Egress.LOAD_BALANCER,
@@ -139,21 +139,21 @@ def test_paths_per_pool_node_and_pod_subnet() -> None:
 
 
 def test_a_gateway_route_outranks_the_pod_subnets_nat_gateway() -> None:
-    ev = _evidence(udr_on_pods=True)
+    ev = pool_evidence(udr_on_pods=True)
     [pods] = [p for p in outbound.paths(ev) if p.pods_only]
     assert pods.component == Egress.APPLIANCE
     assert outbound.nat_gateways_in_use(ev) == []
 
 
 def test_an_unreadable_subnet_is_no_override() -> None:
-    ev = _evidence()
+    ev = pool_evidence()
     ev.subnets.pop(armid.key(PODS))
     [pods] = [p for p in outbound.paths(ev) if p.pods_only]
     assert pods.component is None and not outbound.bypassed(ev, pods)
 
 
 def test_probe_findings_name_the_pod_subnet_they_sent_from() -> None:
-    ev = _evidence()
+    ev = pool_evidence()
     probe = finding("PROBE_TIMEOUT", "Timed out.", evidence={"pools": ["apps", "system"]})
     other = finding("NODE_NOT_READY", "x", evidence={"pools": ["apps"]})
     annotated, untouched = outbound.with_probe_sources(ev, [probe, other])
@@ -165,32 +165,15 @@ def test_probe_findings_name_the_pod_subnet_they_sent_from() -> None:
     assert "pod subnet snet-pods" in annotated.detail
 
 
-def test_udr_pod_subnet_without_route_table_bypasses_the_appliance() -> None:
-    """Under userDefinedRouting the pod subnet needs the appliance route too: pods keep its
-    addresses as source. The fix attaches the node subnet's table."""
-    ev = _evidence(pod_natgw=False)
-    ev.cluster["properties"]["networkProfile"]["outboundType"] = "userDefinedRouting"
-    table = f"{SUB}/routeTables/rt-nodes"
-    ev.subnets[armid.key(NODES)]["properties"]["routeTable"] = {"id": table}
-    ev.route_tables[armid.key(table)] = {
-        "id": table,
-        "properties": {
-            "routes": [
-                {
-                    "name": "default-via-fw",
-                    "properties": {
-                        "addressPrefix": "0.0.0.0/0",
-                        "nextHopType": "VirtualAppliance",
-                        "nextHopIpAddress": "10.0.0.4",
-                    },
-                }
-            ]
-        },
-    }
-    [missing] = routes.check(ev)
-    assert missing.code == "ROUTE_TABLE_MISSING"
-    assert missing.evidence == {"subnet": PODS, "pools": ["apps"], "role": "pod subnet"}
-    assert missing.fix == [
-        "az network vnet subnet update --resource-group rg-net --vnet-name vnet "
-        f"--name snet-pods --route-table {table}"
-    ]
+def test_the_load_balancer_does_not_carry_a_pod_subnets_traffic() -> None:
+    """Outbound rules "can only be applied to primary IPv4 configuration of a NIC"
+    (https://learn.microsoft.com/azure/load-balancer/outbound-rules#limitations): pods
+    sending from pod-subnet addresses are not SNATed by them, whatever the outbound type."""
+    ev = pool_evidence(pod_natgw=False)
+    found = {(p.pool.name, p.role): p.component for p in outbound.paths(ev)}
+    assert found[("apps", "node subnet")] == Egress.LOAD_BALANCER
+    assert found[("apps", "pod subnet")] == Egress.DEFAULT_OUTBOUND
+    ev.subnets[armid.key(PODS)]["properties"]["defaultOutboundAccess"] = False
+    [pods] = [p for p in outbound.paths(ev) if p.pods_only]
+    assert pods.component == pods.internet == Egress.NONE
+    assert [p.pool.name for p in outbound.uses(ev, Egress.LOAD_BALANCER)] == ["system", "apps"]

@@ -26,9 +26,7 @@ def fixture(name: str) -> dict:
 
 
 def check(body: dict | None, target: str = KEY):
-    return pods.check(
-        KubeEvidence(access="t", nodes=NODES, target_pod=target, target_pod_body=body)
-    )
+    return pods.check(KubeEvidence(how="t", nodes=NODES, target_pod=target, target_pod_body=body))
 
 
 def one(body: dict | None, target: str = KEY):
@@ -118,7 +116,7 @@ def test_running_and_ready_is_fine():
 
 
 def test_no_pod_asked_no_finding():
-    assert pods.check(KubeEvidence(access="t", nodes=NODES)) == []
+    assert pods.check(KubeEvidence(how="t", nodes=NODES)) == []
 
 
 def test_pod_that_does_not_exist():
@@ -262,4 +260,4 @@ def world_pods() -> list[tuple[str, dict]]:
 )
 def test_world_pods_are_running_and_ready(pod):
     target = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
-    assert pods.check(KubeEvidence(access="t", target_pod=target, target_pod_body=pod)) == []
+    assert pods.check(KubeEvidence(how="t", target_pod=target, target_pod_body=pod)) == []

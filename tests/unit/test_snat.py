@@ -13,7 +13,7 @@ import pytest
 
 from bot import armid
 from bot.evidence import AzureEvidence, KubeEvidence, NodePool, Series
-from handlers import snat, snat_capacity, snat_daily
+from handlers import snat, snat_capacity
 from tests.helpers import (
     EXPECTED,
     by_code,
@@ -21,6 +21,7 @@ from tests.helpers import (
     load_world,
     world_evidence,
 )
+from tests.unit.test_snat_capacity import BANDS
 
 OWN_CODES = ("SNAT_", "NATGW_SNAT_FAILED", "NATGW_PACKET_DROPS")
 
@@ -185,10 +186,6 @@ def test_metrics_not_read_gives_nothing():
         ev, kube = world_evidence(name)
         ev.metrics = None
         assert snat.check(ev, kube) == []
-        summary = snat_daily.summarize(ev, kube)
-        assert summary["findings"] == []
-        assert summary["peakUsedPct"] is None
-        assert summary["series"] == []
 
 
 @pytest.mark.parametrize("metrics", [{}, "empty"])
@@ -211,46 +208,6 @@ def test_lb_without_outbound_ips_is_no_data():
     ev.load_balancer = None
     [found] = snat.check(ev, kube)
     assert found.evidence["why"] == "no outbound IPs"
-
-
-def test_summary_of_the_shop_world():
-    ev, kube = world_evidence("lb-snat-high-and-pressure.yaml")
-    summary = snat_daily.summarize(ev, kube)
-    assert summary["alias"] == "shop-prod"
-    assert summary["peakUsedPct"] == 80.3
-    assert summary["failedConnections"] == 0
-    assert summary["topNodes"][:2] == [
-        "aks-apps-42917306-vmss000003",
-        "aks-apps-42917306-vmss000006",
-    ]
-    assert len(summary["topNodes"]) == 5
-    assert summary["allocatedPerNode"] == 1024
-    assert summary["nodes"] == 12
-    assert summary["outboundIps"] == 1
-    assert [f["code"] for f in summary["findings"]] == ["SNAT_HIGH"]
-    assert summary["findings"][0]["fix"], "a cluster over 75 % carries its computed fix"
-    assert [p["timeStamp"] for p in summary["series"]] == [
-        "2026-11-26T12:00:00Z",
-        "2026-11-26T18:00:00Z",
-        "2026-11-27T00:00:00Z",
-        "2026-11-27T06:00:00Z",
-    ]
-    assert summary["series"][-1] == {
-        "timeStamp": "2026-11-27T06:00:00Z",
-        "used": 3091,
-        "allocated": 12 * 1024,
-    }
-
-
-def test_summary_of_the_natgw_world():
-    ev, kube = world_evidence("natgw-managed-snat-failed.yaml")
-    summary = snat_daily.summarize(ev, kube)
-    assert summary["failedConnections"] == 2137
-    assert summary["outboundIps"] == 2
-    assert summary["topNodes"] == []
-    assert summary["peakUsedPct"] == round(64_018 / (2 * 64_512) * 100, 1)
-    assert [f["code"] for f in summary["findings"]] == ["NATGW_SNAT_FAILED", "NATGW_PACKET_DROPS"]
-    assert len(summary["series"]) == 24
 
 
 # -- hand-built clusters ------------------------------------------------------------------
@@ -364,7 +321,7 @@ def cluster(
         )
     ev.metrics = {armid.key(LB_ID): series}
     kube = KubeEvidence(
-        access="test",
+        how="test",
         nodes=[
             {
                 "metadata": {
@@ -377,16 +334,6 @@ def cluster(
         ],
     )
     return ev, kube
-
-
-BANDS = [(1, 1024), (50, 1024), (51, 512), (100, 512), (101, 256), (200, 256)]
-BANDS += [(201, 128), (400, 128), (401, 64), (800, 64), (801, 32), (1000, 32)]
-
-
-@pytest.mark.parametrize(("nodes", "ports"), BANDS)
-def test_dynamic_allocation_bands(nodes, ports):
-    assert snat_capacity.dynamic_ports(nodes) == ports
-    assert snat_capacity.ports_per_node(0, nodes, 1) == ports
 
 
 @pytest.mark.parametrize(("nodes", "ports"), BANDS)
@@ -404,67 +351,11 @@ def test_dynamic_band_judges_use_without_an_allocation_metric(nodes, ports):
     assert worst["percent"] == 80.0
 
 
-def test_dynamic_allocation_grows_with_frontend_ips_up_to_1024():
-    assert snat_capacity.dynamic_ports(100, 2) == 1024  # 512 × 2
-    assert snat_capacity.dynamic_ports(100, 3) == 1024  # never more than 1,024
-    assert snat_capacity.dynamic_ports(300, 3) == 384
-    assert snat_capacity.dynamic_ports(1001) is None
-
-
 def test_fixed_allocation_is_the_setting_whatever_the_pool_size():
-    assert snat_capacity.ports_per_node(4000, 900, 1) == 4000
     ev, kube = cluster(10, ports=4000, rows={0: (3500, 0)}, with_allocated=False)
     high = by_code(snat.check(ev, kube), "SNAT_HIGH")
     assert high.evidence["nodes"][0]["allocated"] == 4000
     assert high.evidence["expectedPerNode"] == 4000
-
-
-def test_fits():
-    assert snat_capacity.fits(1176, 14, 1)
-    assert snat_capacity.fits(6400, 10, 1)
-    assert not snat_capacity.fits(6408, 10, 1)
-    assert snat_capacity.ips_for(6408, 10) == 2
-
-
-def test_ports_for_headroom_is_a_multiple_of_8_with_30_percent_free():
-    for peak in (1, 7, 100, 700, 822, 1000, 44_800):
-        ports = snat_capacity.ports_for_headroom(peak)
-        assert ports % 8 == 0
-        assert peak <= 0.7 * ports
-        assert not peak <= 0.7 * (ports - 8) or ports == 8
-
-
-def test_capacity_none_when_today_already_has_headroom():
-    plan = snat_capacity.capacity(100, 3, 1, 0)
-    assert plan.kind == "none"
-    assert plan.ports == 1024
-
-
-def test_capacity_more_ips_under_default_allocation():
-    # 60 nodes: 512 ports per IP; 450 peak needs 648 → 2 IPs give min(1024, 1024)
-    plan = snat_capacity.capacity(450, 60, 1, 0)
-    assert (plan.kind, plan.ips, plan.ports, plan.needed_ports) == ("ip-count", 2, 1024, 648)
-
-
-def test_capacity_ports_and_ips_so_they_fit():
-    # fixed 1,024 on 110 nodes; 1,000 peak needs 1,432; 1,432 × 110 = 157,520 → 3 IPs
-    plan = snat_capacity.capacity(1000, 110, 1, 1024)
-    assert (plan.kind, plan.ports, plan.ips) == ("ports", 1432, 3)
-    assert snat_capacity.fits(plan.ports, plan.nodes, plan.ips)
-    assert not snat_capacity.fits(plan.ports, plan.nodes, plan.ips - 1)
-
-
-def test_capacity_nat_gateway_when_no_load_balancer_setting_suffices():
-    # 12,864 ports × 500 nodes need 101 IPs: more than the 100 managed outbound IPs
-    plan = snat_capacity.capacity(9000, 500, 1, 10_000, total_peak=300_000)
-    assert plan.kind == "natgw"
-    assert plan.ips == 7  # 300,000 / 0.7 = 428,572 connections / 64,512
-    assert plan.enough
-    # beyond 64,000 ports per node
-    assert snat_capacity.capacity(50_000, 2, 2, 64_000).kind == "natgw"
-    # even 16 NAT gateway IPs are not enough
-    huge = snat_capacity.capacity(9000, 500, 1, 10_000, total_peak=1_000_000)
-    assert (huge.kind, huge.ips, huge.enough) == ("natgw", 16, False)
 
 
 def test_fix_command_more_managed_ips_under_default_allocation():

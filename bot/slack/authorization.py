@@ -4,7 +4,7 @@ user groups, membership of one of them.
 Membership comes from Slack (`usergroups.users.list`) and is remembered for a minute: the
 listener asks before it acks, so a cold lookup costs one short Web API call and a warm one
 nothing, and a change to a group takes effect within the minute. When Slack will not say,
-the request is refused with the reason: access is never granted on an error.
+the request is refused with the reason: nothing is authorized on an error.
 """
 
 from __future__ import annotations
@@ -24,7 +24,11 @@ MEMBERS_TTL_S = 60
 LOOKUP_TIMEOUT_S = 2  # the lookup runs before the ack, which Slack wants within 3 s
 
 
-class Access:
+class Authorization:
+    """Slack-side authorization: may this user, in this channel, use this cluster, probe
+    this destination, approve a bypass (not Azure RBAC, nor how the bot reaches a
+    cluster's API server: bot/collect/kube.py's KubeConnection)."""
+
     def __init__(self, directory: Directory, client: WebClient, ttl_s: float = MEMBERS_TTL_S):
         self.directory = directory
         # Its own client, one try: no waiting out a 429's Retry-After, nor a second

@@ -1,146 +1,37 @@
-"""Block Kit messages: every one passes slack_sdk's models and stays inside Slack's limits.
-
-Reports come from tests/fixtures/reports/<world>.json (the real CLI's `--json` output on
-the public worlds) or are built here, including one far too big for one message.
-"""
+"""bot/slack/blocks.py: every message passes slack_sdk's models and stays inside Slack's
+limits (the checks and reports in tests/slack_messages.py)."""
 
 from __future__ import annotations
 
 import html
 import json
-import re
-from pathlib import Path
 from typing import Any
 
 import pytest
-from slack_sdk.models.blocks import Block
-from slack_sdk.models.views import View
 
 from bot.codes import CATALOG
-from bot.model import ClusterSummary, Finding, Report, Severity, Stats
+from bot.model import Finding, Report, Severity
 from bot.slack import blocks as B
 from bot.slack import kit as K
-from bot.slack import timeline as T
-from bot.steps import STEPS
-
-REPORTS = Path(__file__).resolve().parent.parent / "fixtures" / "reports"
-WORLDS = sorted(p.stem for p in REPORTS.glob("*.json"))
-INCIDENT = "AKE-1A2B3C"
-NSG_ID = (
-    "/subscriptions/9d4e1b7a-2c5f-4a8e-b3d6-0e7f1a2b3c4d/resourceGroups/rg-net/providers/"
-    "Microsoft.Network/networkSecurityGroups/nsg-nodes"
+from tests.slack_messages import (
+    CLUSTER_ID,
+    HOSTILE,
+    INCIDENT,
+    NSG_ID,
+    WORLDS,
+    all_text,
+    block_texts,
+    buttons,
+    check_block,
+    check_message,
+    check_view,
+    huge_finding,
+    huge_report,
+    load,
+    one_summary,
+    states_for,
+    view,
 )
-CLUSTER_ID = (
-    "/subscriptions/9d4e1b7a-2c5f-4a8e-b3d6-0e7f1a2b3c4d/resourceGroups/rg-aks/providers/"
-    "Microsoft.ContainerService/managedClusters/aks-prod"
-)
-HOSTILE = "<!channel> & <@U0BADBAD> <https://evil.example|click me> a>b"
-LINKS = re.compile(r"<(https://[^<>|\s]+(\|[^<>]+)?|@[UW][A-Z0-9]+|!date\^[^<>]+)>")
-
-
-def one_summary(report: Report, incident: str, resolved: bool = False) -> dict[str, Any]:
-    """A run's summary, which for these reports fits one message."""
-    (message,) = B.summary_messages(report, incident, resolved=resolved)
-    return message
-
-
-def load(world: str) -> Report:
-    return Report.from_json(json.loads((REPORTS / f"{world}.json").read_text()))
-
-
-def view(incident_id: str = INCIDENT, **overrides: Any) -> B.IncidentView:
-    fields = dict(
-        id=incident_id,
-        alias="payments-prod",
-        cluster_id=CLUSTER_ID,
-        endpoint="https://api.contoso.com",
-        user_id="U123ABC",
-        channel_id="C0123456789",
-        created="2026-11-27T09:14:03+00:00",
-        pod=None,
-    )
-    fields.update(overrides)
-    return B.IncidentView(**fields)
-
-
-# -- the checks every message must pass -----------------------------------------------------
-
-
-def _texts(block: dict[str, Any]) -> list[str]:
-    """Every mrkdwn string in a block."""
-    out = []
-    if block.get("type") == "section":
-        if block.get("text"):
-            out.append(block["text"]["text"])
-        out += [f["text"] for f in block.get("fields") or []]
-    if block.get("type") == "context":
-        out += [e["text"] for e in block["elements"] if "text" in e]
-    return out
-
-
-def check_mrkdwn(text: str) -> None:
-    assert text.strip(), "Slack rejects empty text"
-    assert text.count("```") % 2 == 0, f"unbalanced code block: {text[-80:]!r}"
-    # every & starts an entity, every < … > is a link, mention or date we built
-    assert not re.search(r"&(?!amp;|lt;|gt;)", text), f"raw or broken &: {text!r}"
-    assert "<" not in LINKS.sub("", text), f"raw <: {text!r}"
-    assert ">" not in LINKS.sub("", text), f"raw >: {text!r}"
-
-
-def check_block(block: dict[str, Any]) -> None:
-    parsed = Block.parse(block)
-    assert parsed is not None, block
-    parsed.validate_json()
-    if block["type"] == "section":
-        if block.get("text"):
-            assert len(block["text"]["text"]) <= 3000
-        assert len(block.get("fields") or []) <= 10
-        assert all(len(f["text"]) <= 2000 for f in block.get("fields") or [])
-    if block["type"] == "context":
-        assert 1 <= len(block["elements"]) <= 10
-        assert all(len(e["text"]) <= 3000 for e in block["elements"])
-    if block["type"] == "actions":
-        for button in block["elements"]:
-            assert len(button["text"]["text"]) <= 75
-            assert len(button["value"]) <= 2000
-    for text in _texts(block):
-        check_mrkdwn(text)
-
-
-def check_message(message: dict[str, Any], max_blocks: int = 50) -> list[dict[str, Any]]:
-    assert isinstance(message["text"], str) and message["text"].strip()
-    assert len(message["text"]) <= 40_000
-    check_mrkdwn(message["text"])
-    blocks = message["blocks"]
-    assert 1 <= len(blocks) <= max_blocks
-    for block in blocks:
-        check_block(block)
-    return blocks
-
-
-def check_view(payload: dict[str, Any]) -> None:
-    View(**payload).validate_json()
-    assert 1 <= len(payload["blocks"]) <= 100
-    for block in payload["blocks"]:
-        if block["type"] != "input":
-            check_block(block)
-
-
-def buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
-    return [e for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]]
-
-
-def all_text(message: dict[str, Any]) -> str:
-    return "\n".join(t for b in message["blocks"] for t in _texts(b))
-
-
-def states_for(report: Report) -> dict[str, B.StepState]:
-    steps = {}
-    for step in STEPS:
-        found = tuple(f for f in report.findings if CATALOG[f.code].step == step.name)
-        steps[step.name] = B.StepState("done" if found else "skipped", found)
-    return steps
-
 
 # -- every real report renders ----------------------------------------------------------------
 
@@ -159,8 +50,6 @@ def test_every_message_of_a_real_report_is_valid(world: str) -> None:
         check_message(one_summary(report, INCIDENT, resolved=resolved))
         for message in B.summary_messages(report, INCIDENT, resolved=resolved):
             check_message(message)
-    timeline = T.timeline(view(), [report, report.to_json()])
-    assert 0 < len(timeline) <= 40_000
 
 
 def test_finding_reply_reads_like_the_evidence() -> None:
@@ -180,7 +69,7 @@ def test_finding_reply_reads_like_the_evidence() -> None:
 
 
 def _texts_of(message: dict[str, Any]) -> list[str]:
-    return [t for b in message["blocks"] for t in _texts(b)]
+    return [t for b in message["blocks"] for t in block_texts(b)]
 
 
 def test_route_evidence_names_prefix_and_next_hop() -> None:
@@ -202,53 +91,6 @@ def test_route_evidence_names_prefix_and_next_hop() -> None:
 
 
 # -- huge reports split, never break a limit ------------------------------------------------
-
-
-def huge_finding(i: int) -> Finding:
-    code = list(CATALOG)[i % len(CATALOG)]
-    return Finding(
-        code=code,
-        severity=Severity.ERROR if i % 3 else Severity.WARNING,
-        title=f"Finding {i} <&> " + "t" * 400,
-        detail=("Something & <something> else is wrong here. " * 400),
-        resource=NSG_ID,
-        evidence={
-            "denied": [
-                {
-                    "nsg": NSG_ID,
-                    "rule": f"Deny{n % 3}",
-                    "priority": 100 + n % 3,
-                    "defaultRule": False,
-                    "destination": f"host{n}.example.com:443/Https",
-                    "address": f"10.0.{n // 250}.{n % 250}",
-                    "port": 443,
-                    "protocol": "Tcp",
-                }
-                for n in range(500)
-            ],
-            "nested": {f"key{n}": {"deep": ["x" * 50] * 20} for n in range(30)},
-            **{f"extra{n}": "value & <v> " * 50 for n in range(60)},
-            "tellingLines": [f"* line {n} <tls> & more" for n in range(100)],
-        },
-        fix=[
-            f"az network nsg rule create --name allow-{i}-{n} --priority {n} "
-            f"--resource-group <rg> --source {'x' * 120}"
-            for n in range(800)
-        ]
-        + ["echo " + "y" * 5000],
-    )
-
-
-def huge_report(n: int = 40) -> Report:
-    findings = [huge_finding(i) for i in range(n)]
-    return Report(
-        cluster=ClusterSummary("big-prod", CLUSTER_ID, "loadBalancer", "azure", "overlay"),
-        endpoint="https://api.contoso.com/?a=1&b=<2>",
-        egress_ips=[f"20.0.0.{n}" for n in range(60)],
-        findings=findings,
-        root_cause=findings[1].code,
-        stats=Stats(arm_calls=1234, k8s_calls=56, duration_ms=754_321),
-    )
 
 
 def test_huge_finding_reply_fits_one_message_with_its_button() -> None:
@@ -289,29 +131,6 @@ def test_forty_findings_split_over_messages_without_losing_a_block() -> None:
     for part in parts:
         for block in part:
             check_block(block)
-
-
-def test_split_message_splits_an_oversized_section_and_closes_its_code_block() -> None:
-    lines = [f"line {n} " + "z" * 90 for n in range(200)]
-    text = "*Fix*\n```\n" + "\n".join(lines) + "\n```\nafter"
-    parts = K.split_message([{"type": "section", "text": {"type": "mrkdwn", "text": text}}])
-    assert len(parts) == 1
-    sections = parts[0]
-    assert len(sections) > 5
-    for block in sections:
-        check_block(block)
-    pieces = [b["text"]["text"] for b in sections]
-    assert pieces[0].startswith("*Fix*\n```\n") and pieces[1].startswith("```\n")
-    body = [ln for p in pieces for ln in p.split("\n") if ln.startswith("line ")]
-    assert body == lines
-    assert pieces[-1].endswith("```\nafter")
-
-
-def test_split_message_puts_at_most_fifty_blocks_in_a_message() -> None:
-    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": f"b{n}"}} for n in range(120)]
-    parts = K.split_message(blocks)
-    assert [len(p) for p in parts] == [50, 50, 20]
-    assert [b["text"]["text"] for p in parts for b in p] == [f"b{n}" for n in range(120)]
 
 
 def test_huge_summary_names_the_root_cause_first_and_fits() -> None:
@@ -392,23 +211,6 @@ def test_azure_and_user_text_is_escaped_everywhere() -> None:
     ):
         check_message(message)
         assert "<!channel>" not in all_text(message) and "<!channel>" not in message["text"]
-
-
-def test_cutting_never_splits_an_entity_or_a_link() -> None:
-    cut = K.clip("&" * 5000, 3000)
-    assert len(cut) <= 3000 and cut.endswith("&amp;…")
-    link = K.resource_link(NSG_ID)
-    text = "x" * 2990 + link
-    cut = K.truncate(text, 3000)
-    assert cut == "x" * 2990 + "…"
-    check_mrkdwn(cut)
-    for limit in range(2985, 3001):
-        check_mrkdwn(K.truncate("a" * 2980 + "&lt;&amp;&gt;" * 10, limit))
-
-
-def test_non_arm_resources_are_not_linked() -> None:
-    assert K.resource_link("/api/v1/nodes/aks-1") == "`/api/v1/nodes/aks-1`"
-    assert K.resource_link(NSG_ID) == f"<{K.PORTAL}{NSG_ID}|nsg-nodes>"
 
 
 # -- buttons ----------------------------------------------------------------------------------
@@ -574,21 +376,3 @@ def test_ephemeral_replies_say_what_to_do_next() -> None:
     limited = all_text(B.clusters_text(["dev", "prod"], {"prod": ("S0SRE0001", "S0NET0001")}))
     assert "`prod` (members of `S0SRE0001`, `S0NET0001` only)" in limited
     assert "`dev` (" not in limited
-
-
-def test_timeline_tells_the_story_of_the_thread() -> None:
-    broken = load("nsg-subnet-deny")
-    fixed = Report.from_json(broken.to_json())
-    fixed.findings = [f for f in fixed.findings if f.severity == Severity.INFO]
-    fixed.root_cause = None
-    text = T.timeline(view(), [broken.to_json(), fixed])
-    assert text.startswith(f"*Incident {INCIDENT}: egress from payments-prod*")
-    assert "*Run 1* — https://api.contoso.com: root cause `NSG_OUTBOUND_DENY`" in text
-    assert "- ✗ `NSG_OUTBOUND_DENY` An NSG denies traffic to the endpoint" in text
-    assert broken.findings[2].fix[0] in text
-    assert "*Run 2*" in text and "gone: `NSG_OUTBOUND_DENY`, `NSG_REQUIRED_EGRESS_DENY`" in text
-    assert text.endswith("*Outcome:* the last run finds no error on the egress path.")
-    assert text.count("```") % 2 == 0
-    assert "No check has finished yet." in T.timeline(view(), [])
-    big = T.timeline(view(), [huge_report(40)] * 3)
-    assert len(big) <= 40_000 and big.count("```") % 2 == 0

@@ -73,7 +73,19 @@ def evidence(
         alias="c",
         cluster_id=CLUSTER,
         cluster=cluster,
-        pools=[NodePool("batch", NODES, 3, None, None, "System", "Managed")],
+        pools=[
+            NodePool(
+                "batch",
+                NODES,
+                3,
+                None,
+                None,
+                "System",
+                "Managed",
+                pod_subnet_id=PODS if pod_subnet else None,
+                enable_node_public_ip=public_ip,
+            )
+        ],
         subnets={armid.key(s["id"]): s for s in subnets},
         vnets={armid.key(VNET): vnet},
         route_tables={armid.key(t["id"]): t for t in tables},
@@ -124,7 +136,7 @@ def test_private_subnet_without_explicit_outbound_cannot_test_anything() -> None
     ("props", "public_ip", "way"),
     [
         ({"natGateway": {"id": f"{SUB}/natGateways/ng"}}, False, "NAT gateway"),
-        ({}, True, "instance-level public IPs"),
+        ({}, True, "instance-level public IP"),
     ],
 )
 def test_explicit_outbound_makes_a_private_subnet_testable(
@@ -226,11 +238,13 @@ def test_evidence_is_not_mutated() -> None:
     assert ev.route_tables == before
 
 
-def test_a_load_balancer_outbound_rule_covering_the_nodes_is_a_way_out() -> None:
+def test_a_load_balancer_outbound_rule_is_a_way_out_for_the_nodes() -> None:
     private = subnet(NODES, "10.241.0.0/24", RT, defaultOutboundAccess=False)
     ev = evidence(node_subnet=private)
+    # an appliance route overriding outbound type loadBalancer (OUTBOUND_TYPE_OVERRIDDEN):
+    # outbound rules exist only under that outbound type
+    ev.cluster["properties"]["networkProfile"]["outboundType"] = "loadBalancer"
     lb_id = "/subscriptions/s/resourceGroups/mc/providers/Microsoft.Network/loadBalancers/k"
-    pool = f"{lb_id}/backendAddressPools/aksOutboundBackendPool"
     frontend = f"{lb_id}/frontendIPConfigurations/out"
     ev.load_balancer = {
         "id": lb_id,
@@ -238,44 +252,15 @@ def test_a_load_balancer_outbound_rule_covering_the_nodes_is_a_way_out() -> None
             "frontendIPConfigurations": [
                 {"id": frontend, "properties": {"publicIPAddress": {"id": "pip"}}}
             ],
-            "outboundRules": [
-                {
-                    "properties": {
-                        "backendAddressPool": {"id": pool},
-                        "frontendIPConfigurations": [{"id": frontend}],
-                    }
-                }
-            ],
+            "outboundRules": [],
         },
     }
-    ipconfig = {"properties": {"subnet": {"id": NODES}, "loadBalancerBackendAddressPools": []}}
-    nic = {"properties": {"ipConfigurations": [ipconfig]}}
-    ev.vmss = [
-        {
-            "properties": {
-                "virtualMachineProfile": {
-                    "networkProfile": {"networkInterfaceConfigurations": [nic]}
-                }
-            }
-        }
+    assert not make_plan(ev).feasible  # no outbound rule: no way out
+    ev.load_balancer["properties"]["outboundRules"] = [
+        {"properties": {"frontendIPConfigurations": [{"id": frontend}]}}
     ]
-    assert not make_plan(ev).feasible  # the nodes are not in the outbound rule's pool
-    ipconfig["properties"]["loadBalancerBackendAddressPools"] = [{"id": pool}]
     plan = make_plan(ev)
-    assert plan.feasible and "outbound rule" in plan.reason
-
-
-def test_the_slack_plan_shows_who_approves_and_no_button_while_the_table_is_held() -> None:
-    from bot.bypass.state import BypassRecord
-    from bot.slack.bypass_messages import plan_message
-
-    plan = make_plan(evidence())
-    record = BypassRecord("AKE-1A2B3C", "c", CLUSTER, "http://x", "U0ALICE", plan.to_json(), 10)
-    free = json.dumps(plan_message(record, ("S0APPROVE1",), dry_run=True))
-    assert "bypass_approve" in free and "<!subteam^S0APPROVE1>" in free and "Dry run" in free
-    assert "someone other than <@U0ALICE>" in free
-    held = json.dumps(plan_message(record, ("S0APPROVE1",), False, busy="AKE-999999 holds it"))
-    assert "bypass_approve" not in held and "AKE-999999" in held
+    assert plan.feasible and plan.outbound == {NODES: "the load balancer's outbound rules"}
 
 
 def test_bypass_and_audit_help_import_nothing_heavy() -> None:
@@ -283,3 +268,34 @@ def test_bypass_and_audit_help_import_nothing_heavy() -> None:
 
     for argv in (("bypass", "-h"), ("audit", "-h")):
         assert "HEAVY [] EXIT 0" in run(*argv).stderr, argv
+
+
+def test_a_private_pod_subnet_has_no_way_out_through_the_load_balancer() -> None:
+    """The bypass reads the way out from handlers/outbound.py: outbound rules SNAT a NIC's
+    primary IP configuration only, never pod-subnet addresses
+    (https://learn.microsoft.com/azure/load-balancer/outbound-rules#limitations)."""
+    pods = subnet(PODS, "10.241.8.0/21", RT_PODS, defaultOutboundAccess=False)
+    tables = (
+        table(RT, route("default", "0.0.0.0/0", "VirtualAppliance", "10.0.0.4")),
+        table(RT_PODS, route("default", "0.0.0.0/0", "VirtualAppliance", "10.0.0.4")),
+    )
+    ev = evidence(plugin="azure", pod_subnet=pods, tables=tables)
+    ev.cluster["properties"]["networkProfile"]["outboundType"] = "loadBalancer"
+    ev.load_balancer = {
+        "id": "lb",
+        "properties": {
+            "frontendIPConfigurations": [
+                {"id": "lb/fe", "properties": {"publicIPAddress": {"id": "pip"}}}
+            ],
+            "outboundRules": [{"properties": {"frontendIPConfigurations": [{"id": "lb/fe"}]}}],
+        },
+    }
+    plan = make_plan(ev)
+    assert not plan.feasible and "subnet snet-pods" in plan.reason
+    pods["properties"]["defaultOutboundAccess"] = True
+    plan = make_plan(ev)
+    assert plan.feasible
+    assert plan.outbound == {
+        NODES: "the load balancer's outbound rules",
+        PODS: "Azure's default outbound access",
+    }

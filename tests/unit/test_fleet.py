@@ -1,8 +1,10 @@
-"""The morning summary of a fleet: the clusters that need attention first, a line each; the
-healthy ones one count; never more than one Slack message holds."""
+"""bot/slack/fleet.py: the morning summary of a fleet names the clusters that need
+attention first, a line each, folds the healthy ones into one count, and never holds more
+than one Slack message (as bot/slack/snat_post.py posts it)."""
 
 from __future__ import annotations
 
+from bot.slack import fleet as F
 from bot.slack import kit
 from bot.slack.snat_post import snat_summary
 
@@ -52,3 +54,21 @@ def test_a_few_clusters_each_keep_their_line():
     clusters = [cluster(f"calm-{i}", 10 + i) for i in range(4)]
     lines = texts(snat_summary({"clusters": clusters}, "2026-12-06"))
     assert [line.split("*")[1] for line in lines] == ["calm-3", "calm-2", "calm-1", "calm-0"]
+
+
+def test_what_needs_attention():
+    assert not F.needs_attention(cluster("calm", 74.9))
+    assert F.needs_attention(cluster("hot", 75.0))
+    assert F.needs_attention(cluster("broken", None))
+    assert F.needs_attention(cluster("failing", 10, failedConnections=1))
+    assert F.needs_attention(cluster("trend", 10, daysToExhaustion=F.TREND_DAYS))
+    assert not F.needs_attention(cluster("slow", 10, daysToExhaustion=F.TREND_DAYS + 1))
+    judged = cluster("judged", 10, findings=[{"severity": "warning"}])
+    assert F.needs_attention(judged)
+
+
+def test_up_to_fold_after_clusters_nothing_is_folded():
+    few = [cluster(f"c{i}", 10 * i) for i in range(F.FOLD_AFTER)]
+    arranged = F.arrange(few, room=3)
+    assert [c["alias"] for c in arranged.lines] == [f"c{i}" for i in reversed(range(10))]
+    assert arranged.folded == []

@@ -1,0 +1,130 @@
+"""handlers/firewall.py: where a route's next hop is an Azure Firewall the bot can see, its
+rules judge the endpoint and AKS's required FQDNs; any other appliance is named, not
+guessed. (The rule evaluator itself: tests/unit/test_firewall_rules.py.)"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from bot import armid
+from bot.evidence import AzureEvidence, Destination, NodePool
+from handlers import firewall
+
+NET = "/subscriptions/s/resourceGroups/rg-hub/providers/Microsoft.Network"
+VNET = f"{NET}/virtualNetworks/vnet"
+NODES = f"{VNET}/subnets/snet-nodes"
+RT = f"{NET}/routeTables/rt"
+FW = f"{NET}/azureFirewalls/afw-hub"
+CLUSTER = (
+    "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/c"
+)
+ENDPOINT = Destination(
+    "https://api.contoso.com", "api.contoso.com", (ipaddress.IPv4Address("93.184.215.14"),),
+    443, "Https",
+)  # fmt: skip
+MCR = Destination(
+    "mcr.microsoft.com:443/Https", "mcr.microsoft.com", (), 443, "Https", required=True
+)
+NTP = Destination("ntp.ubuntu.com:123/Udp", "ntp.ubuntu.com", (), 123, "Udp", required=True)
+
+
+def app_rule(name: str, fqdns: list[str] | None = None, tags: list[str] | None = None) -> dict:
+    rule = {
+        "name": name,
+        "protocols": [{"protocolType": "Https", "port": 443}],
+        "sourceAddresses": ["*"],
+    }
+    rule |= {"targetFqdns": fqdns} if fqdns else {"fqdnTags": tags}
+    return rule
+
+
+def evidence(hop_ip: str = "10.0.0.4", *rules: dict) -> AzureEvidence:
+    ev = AzureEvidence(
+        alias="c", cluster_id=CLUSTER, cluster={"location": "westeurope", "properties": {}}
+    )
+    ev.pools = [NodePool("apps", NODES, 3, None, None, "User", "Managed")]
+    ev.subnets = {
+        armid.key(NODES): {
+            "id": NODES,
+            "properties": {"addressPrefix": "10.1.0.0/24", "routeTable": {"id": RT}},
+        }
+    }
+    ev.vnets = {
+        armid.key(VNET): {
+            "id": VNET,
+            "properties": {"addressSpace": {"addressPrefixes": ["10.1.0.0/16"]}},
+        }
+    }
+    to_fw = {
+        "addressPrefix": "0.0.0.0/0",
+        "nextHopType": "VirtualAppliance",
+        "nextHopIpAddress": hop_ip,
+    }
+    ev.route_tables = {
+        armid.key(RT): {
+            "id": RT,
+            "properties": {"routes": [{"name": "to-fw", "properties": to_fw}]},
+        }
+    }
+    collection = {
+        "name": "egress",
+        "properties": {"priority": 100, "action": {"type": "Allow"}, "rules": list(rules)},
+    }
+    ev.firewalls = [
+        {
+            "id": FW,
+            "name": "afw-hub",
+            "location": "westeurope",
+            "properties": {
+                "ipConfigurations": [{"properties": {"privateIPAddress": "10.0.0.4"}}],
+                "applicationRuleCollections": [collection] if rules else [],
+                "networkRuleCollections": [],
+            },
+        }
+    ]
+    ev.destinations = [ENDPOINT, MCR, NTP]
+    return ev
+
+
+def by_code(found: list) -> dict:
+    return {f.code: f for f in found}
+
+
+def test_an_allowed_endpoint_names_the_rule() -> None:
+    ev = evidence(
+        "10.0.0.4",
+        app_rule("contoso", ["api.contoso.com"]),
+        app_rule("aks", tags=["AzureKubernetesService"]),
+    )
+    found = by_code(firewall.check(ev))
+    assert found["FIREWALL_ENDPOINT_ALLOWED"].detail == (
+        "Firewall afw-hub allows https://api.contoso.com with application rule egress / contoso."
+    )
+    blocked = found["FIREWALL_REQUIRED_FQDN_BLOCKED"]
+    assert "1 endpoint(s) AKS requires: ntp.ubuntu.com:123/Udp" in blocked.detail
+
+
+def test_no_rule_allowing_the_endpoint_is_the_default_deny_with_a_fix() -> None:
+    found = by_code(firewall.check(evidence("10.0.0.4")))
+    blocked = found["FIREWALL_ENDPOINT_BLOCKED"]
+    assert blocked.detail == (
+        "Firewall afw-hub blocks https://api.contoso.com: no rule allows it, so the firewall's "
+        "default deny applies."
+    )
+    assert blocked.resource == FW and blocked.fix
+    assert any("api.contoso.com" in line for line in blocked.fix)
+    assert blocked.evidence["decision"] == "default-deny" and blocked.evidence["route"] == "to-fw"
+
+
+def test_an_appliance_the_bot_cannot_see_is_named_not_guessed() -> None:
+    [unknown] = firewall.check(evidence("10.0.0.99"))
+    assert unknown.code == "NVA_UNKNOWN"
+    assert unknown.evidence["nextHopIpAddress"] == "10.0.0.99"
+    assert unknown.evidence["firewallsSeen"] == [FW]
+    assert unknown.evidence["destinations"] == sorted(d.label for d in (ENDPOINT, MCR, NTP))
+
+
+def test_a_policy_whose_rules_were_not_read_decides_nothing() -> None:
+    ev = evidence("10.0.0.4")
+    ev.firewalls[0]["properties"]["firewallPolicy"] = {"id": f"{NET}/firewallPolicies/p"}
+    assert firewall.check(ev) == []

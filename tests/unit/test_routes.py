@@ -1,0 +1,39 @@
+"""handlers/routes.py: every subnet the pods and nodes send from carries the route the
+outbound type needs."""
+
+from __future__ import annotations
+
+from bot import armid
+from handlers import routes
+from tests.unit.test_outbound import NODES, PODS, SUB, pool_evidence
+
+
+def test_udr_pod_subnet_without_route_table_bypasses_the_appliance() -> None:
+    """Under userDefinedRouting the pod subnet needs the appliance route too: pods keep its
+    addresses as source. The fix attaches the node subnet's table."""
+    ev = pool_evidence(pod_natgw=False)
+    ev.cluster["properties"]["networkProfile"]["outboundType"] = "userDefinedRouting"
+    table = f"{SUB}/routeTables/rt-nodes"
+    ev.subnets[armid.key(NODES)]["properties"]["routeTable"] = {"id": table}
+    ev.route_tables[armid.key(table)] = {
+        "id": table,
+        "properties": {
+            "routes": [
+                {
+                    "name": "default-via-fw",
+                    "properties": {
+                        "addressPrefix": "0.0.0.0/0",
+                        "nextHopType": "VirtualAppliance",
+                        "nextHopIpAddress": "10.0.0.4",
+                    },
+                }
+            ]
+        },
+    }
+    [missing] = routes.check(ev)
+    assert missing.code == "ROUTE_TABLE_MISSING"
+    assert missing.evidence == {"subnet": PODS, "pools": ["apps"], "role": "pod subnet"}
+    assert missing.fix == [
+        "az network vnet subnet update --resource-group rg-net --vnet-name vnet "
+        f"--name snet-pods --route-table {table}"
+    ]
