@@ -26,8 +26,7 @@ from handlers import firewall
 from handlers.netpol import AZURE_DNS, vnet_dns_servers
 from handlers.nsg import Denial, allow_commands, nsgs_on_path
 from handlers.nsg_rules import Flow, evaluate
-from handlers.path import Hop, address_context, firewall_with_ip, route_table
-from handlers.route_rules import select_route
+from handlers.path import Hop, address_context, firewall_with_ip, route_for
 
 
 @dataclass(frozen=True)
@@ -156,9 +155,7 @@ def _blocked(ev: AzureEvidence, server: Server, protocol: str) -> list[Block]:
     )
     for subnet_id in ev.node_subnet_ids():
         ctx = address_context(ev, subnet_id)
-        route = select_route(
-            route_table(ev, subnet_id), server.address, ctx.vnet_prefixes, ctx.service_tags
-        )
+        route = route_for(ev, subnet_id, server.address)
         if route.next_hop_type == "None" and route.source == "User":
             fix: tuple[str, ...] = ()
             if route.route_id:

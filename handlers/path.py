@@ -14,7 +14,7 @@ from bot import armid
 from bot.evidence import AzureEvidence, Destination, firewall_private_ips
 from bot.model import Json
 from handlers.addressing import AddressContext
-from handlers.route_rules import RouteDecision, select_route
+from handlers.route_rules import RouteDecision, select_route, service_endpoint_routes
 
 # A public address standing in for "some internet host whose address we do not know":
 # it takes the route a public destination takes (0.0.0.0/0 unless a user route covers it).
@@ -50,6 +50,21 @@ def route_table(ev: AzureEvidence, subnet_id: str) -> Json | None:
     return ev.linked(ev.route_tables, (subnet.get("properties") or {}).get("routeTable"))
 
 
+def route_for(
+    ev: AzureEvidence, subnet_id: str, address: ipaddress.IPv4Address, table: Json | None = None
+) -> RouteDecision:
+    """The route Azure picks for ``address`` from this subnet: its route table (or ``table``,
+    a variant of it), the VNet's system routes and the subnet's service endpoint routes."""
+    ctx = address_context(ev, subnet_id)
+    return select_route(
+        route_table(ev, subnet_id) if table is None else table,
+        address,
+        ctx.vnet_prefixes,
+        ctx.service_tags,
+        service_endpoint_routes(ev.subnet(subnet_id), ctx.service_tags),
+    )
+
+
 def testable(dest: Destination) -> bool:
     """A user endpoint whose name does not resolve has no path to judge (the probe says so);
     a required FQDN without an address counts as an Internet destination."""
@@ -76,12 +91,8 @@ def hops(ev: AzureEvidence) -> list[Hop]:
         if not testable(dest):
             continue
         for subnet_id, pods_only, pools in sources(ev, dest.required):
-            table = route_table(ev, subnet_id)
-            ctx = address_context(ev, subnet_id)
             for address in dest.addresses or (None,):
-                route = select_route(
-                    table, address or UNKNOWN_PUBLIC, ctx.vnet_prefixes, ctx.service_tags
-                )
+                route = route_for(ev, subnet_id, address or UNKNOWN_PUBLIC)
                 out.append(Hop(dest, subnet_id, address, route, pools, pods_only))
     return out
 

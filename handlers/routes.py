@@ -11,8 +11,8 @@ from bot import armid
 from bot.codes import finding
 from bot.evidence import AzureEvidence
 from bot.model import Finding, Json
-from handlers.path import Hop, address_context, hops, route_table
-from handlers.route_rules import default_route, select_route
+from handlers.path import Hop, hops, route_for, route_table
+from handlers.route_rules import SERVICE_ENDPOINT_HOP, default_route
 from handlers.shellsafe import arg
 
 APPLIANCE_IP = "<firewall-private-ip>"
@@ -172,11 +172,13 @@ def _endpoint_route_findings(ev: AzureEvidence) -> list[Finding]:
             "route": route.route_name,
             "source": route.source,
         }
-        where = (
-            f"route {route.route_name} ({route.prefix})"
-            if route.route_name
-            else (f"the system route {route.prefix}")
-        )
+        endpoint_route = route.next_hop_type == SERVICE_ENDPOINT_HOP
+        if endpoint_route:
+            where = f"the system route {route.prefix} of the {route.route_name}"
+        elif route.route_name:
+            where = f"route {route.route_name} ({route.prefix})"
+        else:
+            where = f"the system route {route.prefix}"
         where += f" of {hop.role} {armid.ArmId.parse(hop.subnet_id).name}"
         if route.next_hop_type == "None":
             fix = _blackhole_fix(ev, hop)
@@ -191,12 +193,22 @@ def _endpoint_route_findings(ev: AzureEvidence) -> list[Finding]:
                     about_endpoint=True,
                 )
             )
-        elif route.source == "User" and route.prefix.prefixlen > 0:
+        elif (route.source == "User" or endpoint_route) and route.prefix.prefixlen > 0:
+            # A service endpoint's route takes the service's traffic off a forced tunnel:
+            # the appliance that 0.0.0.0/0 names never sees it (virtual-networks-udr-overview,
+            # "0.0.0.0/0 address prefix").
+            aside = (
+                ": the traffic goes straight to the service over Azure's backbone, not "
+                "through the 0.0.0.0/0 route's next hop"
+                if endpoint_route
+                else ""
+            )
             findings.append(
                 finding(
                     "ROUTE_ENDPOINT_OVERRIDE",
                     f"For {hop.address}, {where} is more specific than 0.0.0.0/0 and wins: "
                     f"next hop {route.next_hop_type} {route.next_hop_ip or ''}".rstrip()
+                    + aside
                     + ".",
                     resource=route.route_id,
                     evidence=evidence,
@@ -237,10 +249,7 @@ def _blackhole_fix(ev: AzureEvidence, hop: Hop) -> list[str]:
     props["routes"] = [
         r for r in props.get("routes") or [] if not armid.same(r.get("id"), route.route_id)
     ]
-    ctx = address_context(ev, hop.subnet_id)
-    other = select_route(
-        {**table, "properties": props}, hop.address, ctx.vnet_prefixes, ctx.service_tags
-    )
+    other = route_for(ev, hop.subnet_id, hop.address, {**table, "properties": props})
     if other.next_hop_type == "None":
         return []
     target = f"--next-hop-type {arg(other.next_hop_type, 'word', 'next-hop-type')}" + (

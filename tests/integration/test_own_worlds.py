@@ -117,6 +117,15 @@ def _check_names(code: str, text: str) -> Callable[[dict], None]:
     return check
 
 
+def _check_route(code: str, next_hop_type: str, prefix: str) -> Callable[[dict], None]:
+    def check(report: dict) -> None:
+        (finding,) = _only(report, code)
+        evidence = finding["evidence"]
+        assert (evidence["nextHopType"], evidence["prefix"]) == (next_hop_type, prefix), evidence
+
+    return check
+
+
 def _check_denied_pools(pools: set[str], role: str, nsg: str) -> Callable[[dict], None]:
     def check(report: dict) -> None:
         (finding,) = _only(report, "NSG_OUTBOUND_DENY")
@@ -217,6 +226,9 @@ EXTRA: dict[str, Callable[[dict], None]] = {
         "ROUTE_ENDPOINT_OVERRIDE", "storage-direct"
     ),
     "natgw-user-assigned-prefix.yaml": _check_egress_ips(["20.31.40.16/30"]),
+    "udr-service-endpoint-storage-skips-firewall.yaml": _check_route(
+        "ROUTE_ENDPOINT_OVERRIDE", "VirtualNetworkServiceEndpoint", "20.60.0.0/18"
+    ),
     "lb-byo-outbound-ip-prefix.yaml": _check_egress_ips(["20.103.220.0/30"]),
     "lb-outbound-ports-fit-two-ips.yaml": _check_egress_ips(["20.93.41.60", "20.93.41.61"]),
 }
