@@ -294,7 +294,11 @@ def _classic_priority(fw: Json, kind: str, decision: FirewallDecision, commands:
         note = f"# just before {decision.collection_name} (priority {deny}), which stays as it is"
         if note not in commands:
             commands.append(note)
-        return next((p for p in range(deny - 1, 99, -1) if p not in used), deny)
+        free = next((p for p in range(deny - 1, 99, -1) if p not in used), None)
+        if free is None:
+            commands.append(_no_room(decision.collection_name, deny))
+            return deny
+        return free
     return next(p for p in range(max(used, default=100) + 100, 65001) if p not in used)
 
 
@@ -338,7 +342,9 @@ def _placement(
             collections = (rcg.get("properties") or {}).get("ruleCollections") or []
             used = {int(c.get("priority") or 0) for c in collections}
             deny = decision.priority_path[-1] if decision.priority_path else 65000
-            priority = next((p for p in range(deny - 1, 99, -1) if p not in used), deny)
+            priority = next((p for p in range(deny - 1, 99, -1) if p not in used), None)
+            if priority is None:
+                return _group_before(ev, candidate, rcg, decision)
             note = (
                 f"# just before {decision.collection_name} (priority {deny}) in "
                 f"{decision.collection_group}, which stays as it is"
@@ -346,6 +352,51 @@ def _placement(
             return candidate, str(rcg["name"]), priority, [note]
     group, priority = _group_for(ev, policy_id, source)
     return policy_id, group, priority, []
+
+
+# Collection priority inside a new group: room for the further collections `_next` places
+# one number above it.
+_NEW_GROUP_COLLECTION_PRIORITY = 1000
+
+
+def _group_before(
+    ev: AzureEvidence, policy_id: str, rcg: Json, decision: FirewallDecision
+) -> tuple[str, str, int, list[str]]:
+    """A new rule collection group just before the deny's group, for a deny collection that
+    already has the first priority (100) its group allows, or none free before it.
+
+    Priorities run from 100 to 65,000, and groups are processed before the collections
+    inside them ("Azure Firewall rule processing logic",
+    https://learn.microsoft.com/azure/firewall/rule-processing), so a group with a lower
+    number than the deny's is the only place an allow can precede it without moving it."""
+    groups = ev.rule_collection_groups.get(armid.key(policy_id), [])
+    taken = {int((g.get("properties") or {}).get("priority") or 0) for g in groups}
+    group_priority = int((rcg.get("properties") or {}).get("priority") or 0)
+    deny = decision.priority_path[-1] if decision.priority_path else 100
+    free = next((p for p in range(group_priority - 1, 99, -1) if p not in taken), None)
+    if free is None:
+        return policy_id, str(rcg["name"]), deny, [_no_room(decision.collection_name, deny)]
+    name = f"before-{rcg['name']}"[:80]
+    pid = armid.ArmId.parse(policy_id)
+    create = (
+        "az network firewall policy rule-collection-group create "
+        f"--resource-group {arg(pid.resource_group, 'arm_name', 'resource-group')} "
+        f"--policy-name {arg(pid.name, 'arm_name', 'firewall-policy')} "
+        f"--name {arg(name, 'arm_name', 'rule-collection-group')} --priority {free}"
+    )
+    note = (
+        f"# {decision.collection_name} has priority {deny} in {rcg['name']} (group priority "
+        f"{group_priority}) and no collection can precede it there: a new group {name} of "
+        f"priority {free} is processed first; {decision.collection_name} stays as it is"
+    )
+    return policy_id, name, _NEW_GROUP_COLLECTION_PRIORITY, [note, create]
+
+
+def _no_room(collection: str | None, deny: int) -> str:
+    return (
+        f"# no priority is free before {collection} (priority {deny}): give it a higher "
+        "number first, or the allow below ties with it and the order is undefined"
+    )
 
 
 def _next(priority: int, decision: FirewallDecision) -> int:

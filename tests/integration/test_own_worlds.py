@@ -126,6 +126,17 @@ def _check_route(code: str, next_hop_type: str, prefix: str) -> Callable[[dict],
     return check
 
 
+def _check_deny_at_first_priority(report: dict) -> None:
+    """The Deny collection has priority 100 in its group: the allow goes in a new group
+    processed before it, not in a collection that ties with it."""
+    _check_rule("FIREWALL_ENDPOINT_BLOCKED", "deny-bulletproof-hosting-2026-11", "network")(report)
+    (finding,) = _only(report, "FIREWALL_ENDPOINT_BLOCKED")
+    commands = [line for line in finding["fix"] if line.startswith("az ")]
+    assert commands[0].endswith("--name before-rcg-soc-blocklist --priority 3999"), commands
+    assert "--rcg-name before-rcg-soc-blocklist " in commands[1], commands
+    assert "--rule-type NetworkRule" in commands[1], commands
+
+
 def _check_denied_pools(pools: set[str], role: str, nsg: str) -> Callable[[dict], None]:
     def check(report: dict) -> None:
         (finding,) = _only(report, "NSG_OUTBOUND_DENY")
@@ -226,6 +237,10 @@ EXTRA: dict[str, Callable[[dict], None]] = {
         "ROUTE_ENDPOINT_OVERRIDE", "storage-direct"
     ),
     "natgw-user-assigned-prefix.yaml": _check_egress_ips(["20.31.40.16/30"]),
+    "udr-firewall-network-deny-beats-app-allow.yaml": _check_deny_at_first_priority,
+    "udr-firewall-network-allow-beats-app-deny.yaml": _check_rule(
+        "FIREWALL_ENDPOINT_ALLOWED", "allow-sharefile-partner-ips", "network"
+    ),
     "udr-service-endpoint-storage-skips-firewall.yaml": _check_route(
         "ROUTE_ENDPOINT_OVERRIDE", "VirtualNetworkServiceEndpoint", "20.60.0.0/18"
     ),

@@ -128,3 +128,67 @@ def test_a_policy_whose_rules_were_not_read_decides_nothing() -> None:
     ev = evidence("10.0.0.4")
     ev.firewalls[0]["properties"]["firewallPolicy"] = {"id": f"{NET}/firewallPolicies/p"}
     assert firewall.check(ev) == []
+
+
+# A Deny collection that already has the first priority its group allows (100): an allow
+# "just before" it can only go in a group processed earlier. Priorities run from 100 to
+# 65,000, groups before the collections in them, network rules before application rules
+# (https://learn.microsoft.com/azure/firewall/rule-processing).
+POLICY = f"{NET}/firewallPolicies/p"
+
+
+def policy_evidence(*group_priorities: int) -> AzureEvidence:
+    ev = evidence("10.0.0.4")
+    ev.firewalls[0]["properties"]["firewallPolicy"] = {"id": POLICY}
+    deny = {
+        "ruleCollectionType": "FirewallPolicyFilterRuleCollection",
+        "name": "soc-blocklist",
+        "priority": 100,
+        "action": {"type": "Deny"},
+        "rules": [
+            {
+                "ruleType": "NetworkRule",
+                "name": "deny-range",
+                "ipProtocols": ["Any"],
+                "sourceAddresses": ["*"],
+                "destinationAddresses": ["93.184.215.0/24"],
+                "destinationPorts": ["*"],
+            }
+        ],
+    }
+    soc = {"name": "rcg-soc", "properties": {"priority": 4000, "ruleCollections": [deny]}}
+    others = [
+        {"name": f"rcg-{p}", "properties": {"priority": p, "ruleCollections": []}}
+        for p in group_priorities
+    ]
+    ev.firewall_policies = {armid.key(POLICY): {"id": POLICY, "properties": {}}}
+    ev.rule_collection_groups = {armid.key(POLICY): [*others, soc]}
+    return ev
+
+
+def test_an_allow_before_a_first_priority_deny_goes_in_a_new_group_before_it() -> None:
+    blocked = by_code(firewall.check(policy_evidence(300, 3999)))["FIREWALL_ENDPOINT_BLOCKED"]
+    assert blocked.evidence["rule"] == "deny-range"
+    create, add = [line for line in blocked.fix if line.startswith("az ")]
+    assert create.endswith("--name before-rcg-soc --priority 3998")
+    assert "--rcg-name before-rcg-soc " in add and "--collection-priority 1000 " in add
+    assert "--rule-type NetworkRule" in add and "--destination-addresses 93.184.215.14" in add
+    assert not any("--collection-priority 100 " in line for line in blocked.fix)
+
+
+def test_no_group_priority_free_before_the_deny_says_to_move_it() -> None:
+    ev = policy_evidence(*range(100, 4000))
+    blocked = by_code(firewall.check(ev))["FIREWALL_ENDPOINT_BLOCKED"]
+    assert any(
+        line.startswith("# no priority is free before soc-blocklist") for line in blocked.fix
+    )
+    assert not any("rule-collection-group create" in line for line in blocked.fix)
+
+
+def test_classic_rules_with_a_first_priority_deny_say_to_move_it() -> None:
+    ev = evidence("10.0.0.4", app_rule("contoso", ["api.contoso.com"]))
+    ev.firewalls[0]["properties"]["applicationRuleCollections"][0]["properties"]["action"] = {
+        "type": "Deny"
+    }
+    blocked = by_code(firewall.check(ev))["FIREWALL_ENDPOINT_BLOCKED"]
+    assert any(line.startswith("# no priority is free before egress") for line in blocked.fix)
