@@ -94,6 +94,12 @@ def evaluate_hop(
     return evaluate_classic(fw, request, ctx, fqdn_tags)
 
 
+def rule_policies(ev: AzureEvidence, policy_id: str, decision: FirewallDecision) -> list[str]:
+    """The policies that may hold the deciding rule: the parent chain (innermost first) for
+    an inherited rule, else the firewall's own policy."""
+    return list(reversed(_parents(ev, policy_id))) if decision.inherited else [policy_id]
+
+
 def _parents(ev: AzureEvidence, policy_id: str) -> list[str]:
     """The base-policy chain above a policy, outermost first (its rules come first)."""
     chain: list[str] = []
@@ -120,6 +126,7 @@ def _decision_evidence(fw: Json, hop: Hop, decision: FirewallDecision) -> Json:
         "ruleCollection": decision.collection_name,
         "rule": decision.rule_name,
         "action": decision.action,
+        "inherited": decision.inherited,
         "notes": list(decision.notes),
     }
 
@@ -146,6 +153,16 @@ def _endpoint_verdict(ev: AzureEvidence, hop: Hop, fw: Json, decision: FirewallD
         if decision.kind != "default-deny"
         else "no rule allows it, so the firewall's default deny applies"
     )
+    if decision.inherited and decision.kind != "default-deny":
+        # Azure Firewall Manager, "Inherited rules": a parent policy's collections always
+        # come before the child's, whatever the priorities
+        # (https://learn.microsoft.com/azure/firewall-manager/rule-processing).
+        policy = ((fw.get("properties") or {}).get("firewallPolicy") or {}).get("id") or ""
+        parents = ", ".join(armid.ArmId.parse(p).name for p in rule_policies(ev, policy, decision))
+        why += (
+            f", inherited from the base policy ({parents}), whose rules come before the "
+            "firewall's own policy whatever their priorities"
+        )
     return finding(
         "FIREWALL_ENDPOINT_BLOCKED",
         f"Firewall {name} blocks {hop.destination.label}: {why}.",
@@ -335,7 +352,9 @@ def _placement(
     if decision.kind == "default-deny" or not decision.collection_group:
         group, priority = _group_for(ev, policy_id, source)
         return policy_id, group, priority, []
-    for candidate in [policy_id, *_parents(ev, policy_id)]:
+    # Every policy has groups named DefaultApplicationRuleCollectionGroup & co., so the
+    # deny's group is looked up where the evaluator found it: the parents or the policy.
+    for candidate in rule_policies(ev, policy_id, decision):
         for rcg in ev.rule_collection_groups.get(armid.key(candidate), []):
             if rcg.get("name") != decision.collection_group:
                 continue

@@ -137,6 +137,16 @@ def _check_deny_at_first_priority(report: dict) -> None:
     assert "--rule-type NetworkRule" in commands[1], commands
 
 
+def _check_inherited_deny(report: dict) -> None:
+    """The deny sits in the base policy: the report says so and the fix goes there."""
+    _check_rule("FIREWALL_ENDPOINT_BLOCKED", "deny-public-llm-apis", "application")(report)
+    (finding,) = _only(report, "FIREWALL_ENDPOINT_BLOCKED")
+    assert finding["evidence"]["inherited"] is True
+    assert "base policy (afwp-base-global)" in finding["detail"]
+    (add,) = [line for line in finding["fix"] if line.startswith("az ")]
+    assert "--policy-name afwp-base-global " in add, add
+
+
 def _check_denied_pools(pools: set[str], role: str, nsg: str) -> Callable[[dict], None]:
     def check(report: dict) -> None:
         (finding,) = _only(report, "NSG_OUTBOUND_DENY")
@@ -241,6 +251,7 @@ EXTRA: dict[str, Callable[[dict], None]] = {
     "udr-firewall-network-allow-beats-app-deny.yaml": _check_rule(
         "FIREWALL_ENDPOINT_ALLOWED", "allow-sharefile-partner-ips", "network"
     ),
+    "udr-firewall-parent-deny-beats-child-allow.yaml": _check_inherited_deny,
     "udr-service-endpoint-storage-skips-firewall.yaml": _check_route(
         "ROUTE_ENDPOINT_OVERRIDE", "VirtualNetworkServiceEndpoint", "20.60.0.0/18"
     ),

@@ -192,3 +192,41 @@ def test_classic_rules_with_a_first_priority_deny_say_to_move_it() -> None:
     }
     blocked = by_code(firewall.check(ev))["FIREWALL_ENDPOINT_BLOCKED"]
     assert any(line.startswith("# no priority is free before egress") for line in blocked.fix)
+
+
+# "Rule collection groups in the parent policy always take precedence regardless of the
+# priority of the child policy" (https://learn.microsoft.com/azure/firewall/rule-processing,
+# https://learn.microsoft.com/azure/firewall-manager/rule-processing, "Inherited rules").
+BASE = f"{NET}/firewallPolicies/base"
+
+
+def test_an_inherited_deny_is_fixed_in_the_base_policy_even_when_group_names_collide() -> None:
+    ev = evidence("10.0.0.4")
+    ev.firewalls[0]["properties"]["firewallPolicy"] = {"id": POLICY}
+    deny = {
+        "ruleCollectionType": "FirewallPolicyFilterRuleCollection",
+        "name": "deny-contoso",
+        "priority": 500,
+        "action": {"type": "Deny"},
+        "rules": [{"ruleType": "ApplicationRule", **app_rule("no-contoso", ["*.contoso.com"])}],
+    }
+    allow = {**deny, "name": "allow-contoso", "action": {"type": "Allow"}, "priority": 100}
+    allow["rules"] = [{"ruleType": "ApplicationRule", **app_rule("yes", ["api.contoso.com"])}]
+    same = "DefaultApplicationRuleCollectionGroup"
+    ev.firewall_policies = {
+        armid.key(POLICY): {"id": POLICY, "properties": {"basePolicy": {"id": BASE}}},
+        armid.key(BASE): {"id": BASE, "properties": {}},
+    }
+    ev.rule_collection_groups = {
+        armid.key(BASE): [
+            {"name": same, "properties": {"priority": 300, "ruleCollections": [deny]}}
+        ],
+        armid.key(POLICY): [
+            {"name": same, "properties": {"priority": 100, "ruleCollections": [allow]}}
+        ],
+    }
+    blocked = by_code(firewall.check(ev))["FIREWALL_ENDPOINT_BLOCKED"]
+    assert blocked.evidence["rule"] == "no-contoso" and blocked.evidence["inherited"] is True
+    assert "inherited from the base policy (base)" in blocked.detail
+    (add,) = [line for line in blocked.fix if line.startswith("az ")]
+    assert "--policy-name base " in add and "--collection-priority 499 " in add
