@@ -41,7 +41,11 @@ def check(ev: AzureEvidence) -> list[Finding]:
     findings: list[Finding] = []
     unknown_hops: dict[str, list[Hop]] = {}
     verdicts: dict[tuple[str, str], tuple[Hop, Json, FirewallDecision]] = {}
+    gateway_hops: list[Hop] = []
     for hop in hops(ev):
+        if hop.route.next_hop_type == "VirtualNetworkGateway":
+            gateway_hops.append(hop)
+            continue
         if hop.route.next_hop_type != "VirtualAppliance":
             continue
         fw = firewall_with_ip(ev, hop.route.next_hop_ip)
@@ -57,6 +61,8 @@ def check(ev: AzureEvidence) -> list[Finding]:
             verdicts[key] = (hop, fw, decision)
     for ip, items in unknown_hops.items():
         findings.append(_nva_unknown(ev, ip, items))
+    if gateway_hops:
+        findings.append(_gateway_unknown(ev, gateway_hops))
     endpoint = [v for v in verdicts.values() if not v[0].destination.required]
     for hop, fw, decision in endpoint:
         findings.append(_endpoint_verdict(ev, hop, fw, decision))
@@ -200,6 +206,29 @@ def _nva_unknown(ev: AzureEvidence, ip: str, items: list[Hop]) -> Finding:
         resource=hop.route.route_id,
         evidence={
             "nextHopIpAddress": ip,
+            "destinations": sorted({h.destination.label for h in items}),
+            "firewallsSeen": [f["id"] for f in ev.firewalls],
+        },
+    )
+
+
+def _gateway_unknown(ev: AzureEvidence, items: list[Hop]) -> Finding:
+    """Forced tunnelling: a route sends the traffic to the virtual network gateway, and
+    whatever inspects it sits on the far side of the VPN or ExpressRoute connection
+    (https://learn.microsoft.com/azure/virtual-network/virtual-networks-udr-overview, next
+    hop "Virtual network gateway": "On your premises, you might have a device that inspects
+    the traffic and determines whether to forward or drop the traffic")."""
+    hop = items[0]
+    return finding(
+        "NVA_UNKNOWN",
+        f"Route {hop.route.route_name or hop.route.prefix} sends traffic to the virtual network "
+        "gateway: it leaves Azure over VPN or ExpressRoute, and what lets it out to its "
+        "destination (or drops it) is on the far side, where ARM cannot look. Check the "
+        "on-premises firewall or proxy for the endpoint.",
+        resource=hop.route.route_id,
+        evidence={
+            "nextHopType": "VirtualNetworkGateway",
+            "nextHopIpAddress": None,
             "destinations": sorted({h.destination.label for h in items}),
             "firewallsSeen": [f["id"] for f in ev.firewalls],
         },

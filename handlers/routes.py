@@ -11,6 +11,7 @@ from bot import armid
 from bot.codes import finding
 from bot.evidence import AzureEvidence
 from bot.model import Finding, Json
+from handlers.outbound import APPLIANCE_HOPS
 from handlers.path import Hop, hops, route_for, route_table
 from handlers.route_rules import SERVICE_ENDPOINT_HOP, default_route
 from handlers.shellsafe import arg
@@ -111,12 +112,15 @@ def _default_route_findings(
                 ],
             )
         ]
-    if udr and default is not None and props.get("nextHopType") != "VirtualAppliance":
+    # AKS "validates that you don't create a 0.0.0.0/0 route pointing to the Internet, but
+    # instead to a gateway, NVA, etc." (https://learn.microsoft.com/azure/aks/egress-udr):
+    # forced tunnelling to a VPN gateway is a userDefinedRouting path too.
+    if udr and default is not None and props.get("nextHopType") not in APPLIANCE_HOPS:
         return [
             finding(
                 "ROUTE_DEFAULT_NOT_APPLIANCE",
                 f"Route {default['name']} in {rt.name} sends 0.0.0.0/0 to "
-                f"{props.get('nextHopType')}, not to a firewall or appliance as "
+                f"{props.get('nextHopType')}, not to a firewall, appliance or gateway as "
                 "userDefinedRouting requires.",
                 resource=default.get("id") or table["id"],
                 evidence=evidence,

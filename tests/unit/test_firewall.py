@@ -230,3 +230,17 @@ def test_an_inherited_deny_is_fixed_in_the_base_policy_even_when_group_names_col
     assert "inherited from the base policy (base)" in blocked.detail
     (add,) = [line for line in blocked.fix if line.startswith("az ")]
     assert "--policy-name base " in add and "--collection-priority 499 " in add
+
+
+def test_a_default_route_to_the_vpn_gateway_says_the_far_side_decides() -> None:
+    """Forced tunnelling: the next hop is the virtual network gateway, whose far side ARM
+    cannot read (virtual-networks-udr-overview, next hop "Virtual network gateway")."""
+    ev = evidence("10.0.0.4", app_rule("contoso", ["api.contoso.com"]))
+    route = ev.route_tables[armid.key(RT)]["properties"]["routes"][0]["properties"]
+    route["nextHopType"] = "VirtualNetworkGateway"
+    del route["nextHopIpAddress"]
+    [unknown] = firewall.check(ev)
+    assert unknown.code == "NVA_UNKNOWN"
+    assert unknown.evidence["nextHopType"] == "VirtualNetworkGateway"
+    assert unknown.evidence["destinations"] == sorted(d.label for d in (ENDPOINT, MCR, NTP))
+    assert "virtual network gateway" in unknown.detail

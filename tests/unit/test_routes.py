@@ -37,3 +37,21 @@ def test_udr_pod_subnet_without_route_table_bypasses_the_appliance() -> None:
         "az network vnet subnet update --resource-group rg-net --vnet-name vnet "
         f"--name snet-pods --route-table {table}"
     ]
+
+
+def _udr_default_to(hop: str) -> list:
+    ev = pool_evidence(pod_natgw=False)
+    ev.cluster["properties"]["networkProfile"]["outboundType"] = "userDefinedRouting"
+    table = f"{SUB}/routeTables/rt-nodes"
+    for subnet in (NODES, PODS):
+        ev.subnets[armid.key(subnet)]["properties"]["routeTable"] = {"id": table}
+    default = {"name": "default", "properties": {"addressPrefix": "0.0.0.0/0", "nextHopType": hop}}
+    ev.route_tables[armid.key(table)] = {"id": table, "properties": {"routes": [default]}}
+    return routes.check(ev)
+
+
+def test_udr_default_route_to_a_gateway_is_forced_tunnelling_not_a_fault() -> None:
+    """AKS "validates that you don't create a 0.0.0.0/0 route pointing to the Internet, but
+    instead to a gateway, NVA, etc." (https://learn.microsoft.com/azure/aks/egress-udr)."""
+    assert _udr_default_to("VirtualNetworkGateway") == []
+    assert {f.code for f in _udr_default_to("Internet")} == {"ROUTE_DEFAULT_NOT_APPLIANCE"}
