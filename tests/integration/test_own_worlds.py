@@ -252,6 +252,9 @@ EXTRA: dict[str, Callable[[dict], None]] = {
         "FIREWALL_ENDPOINT_ALLOWED", "allow-sharefile-partner-ips", "network"
     ),
     "udr-firewall-parent-deny-beats-child-allow.yaml": _check_inherited_deny,
+    "nsg-service-tag-regional-storage.yaml": _check_names(
+        "NSG_OUTBOUND_DENY", "deny-storage-other-regions (priority 300)"
+    ),
     "udr-service-endpoint-storage-skips-firewall.yaml": _check_route(
         "ROUTE_ENDPOINT_OVERRIDE", "VirtualNetworkServiceEndpoint", "20.60.0.0/18"
     ),
