@@ -153,6 +153,17 @@ def _blocked(ev: AzureEvidence, server: Server, protocol: str) -> list[Block]:
         port=server.port,
         protocol=protocol,
     )
+    own = firewall_with_ip(ev, str(server.address))
+    if own is not None and firewall.dns_proxy(ev, own) is False:
+        # The VNet points its DNS at the firewall, which answers only as a DNS proxy.
+        out.append(
+            Block(
+                f"it is Azure Firewall {own.get('name')}'s private IP, and its DNS proxy is "
+                "off: the firewall listens on port 53 only with DNS proxy enabled",
+                own.get("id"),
+                (firewall.enable_dns_proxy_fix(own),),
+            )
+        )
     for subnet_id in ev.node_subnet_ids():
         ctx = address_context(ev, subnet_id)
         route = route_for(ev, subnet_id, server.address)
@@ -188,7 +199,9 @@ def _blocked(ev: AzureEvidence, server: Server, protocol: str) -> list[Block]:
                             tuple(allow_commands(nsg, decision, [denial], "allow-dns")),
                         )
                     )
-        if route.next_hop_type == "VirtualAppliance":
+        # A query to the firewall's own address is answered by its DNS proxy, not filtered
+        # by its rules as forwarded traffic is.
+        if route.next_hop_type == "VirtualAppliance" and own is None:
             fw = firewall_with_ip(ev, route.next_hop_ip)
             if fw is not None:
                 hop = Hop(dest, subnet_id, server.address, route)

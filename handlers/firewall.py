@@ -100,6 +100,41 @@ def evaluate_hop(
     return evaluate_classic(fw, request, ctx, fqdn_tags)
 
 
+def dns_proxy(ev: AzureEvidence, fw: Json) -> bool | None:
+    """Whether the firewall's DNS proxy is on (None: its policy was not read).
+
+    "When enabled, the firewall listens on port 53 and forwards DNS requests"; by default
+    it is disabled (https://learn.microsoft.com/azure/firewall/dns-settings). A policy
+    without DNS settings takes its base policy's; classic rules keep the switch in the
+    firewall's additionalProperties."""
+    props = fw.get("properties") or {}
+    policy_id = (props.get("firewallPolicy") or {}).get("id")
+    if not policy_id:
+        extra = props.get("additionalProperties") or {}
+        return str(extra.get("Network.DNS.EnableProxy", "")).lower() == "true"
+    for pid in [policy_id, *reversed(_parents(ev, policy_id))]:
+        body = ev.firewall_policies.get(armid.key(pid))
+        if body is None:
+            return None
+        settings = (body.get("properties") or {}).get("dnsSettings")
+        if settings is not None and settings.get("enableProxy") is not None:
+            return bool(settings.get("enableProxy"))
+    return False
+
+
+def enable_dns_proxy_fix(fw: Json) -> str:
+    props = fw.get("properties") or {}
+    policy_id = (props.get("firewallPolicy") or {}).get("id")
+    rid = armid.ArmId.parse(policy_id or fw["id"])
+    where = (
+        f"--resource-group {arg(rid.resource_group, 'arm_name', 'resource-group')} "
+        f"--name {arg(rid.name, 'arm_name', 'firewall')}"
+    )
+    if policy_id:
+        return f"az network firewall policy update {where} --enable-dns-proxy true"
+    return f"az network firewall update {where} --enable-dns-proxy true"
+
+
 def rule_policies(ev: AzureEvidence, policy_id: str, decision: FirewallDecision) -> list[str]:
     """The policies that may hold the deciding rule: the parent chain (innermost first) for
     an inherited rule, else the firewall's own policy."""

@@ -147,6 +147,20 @@ def _check_inherited_deny(report: dict) -> None:
     assert "--policy-name afwp-base-global " in add, add
 
 
+def _check_dns_proxy_off(report: dict) -> None:
+    """The DNS server is the firewall with its DNS proxy off: enabling it is the fix, and
+    the probe's DNS failure is explained by it."""
+    (blocked,) = _only(report, "DNS_SERVER_BLOCKED")
+    assert blocked["evidence"]["server"] == "10.200.0.4"
+    assert "DNS proxy is off" in blocked["detail"]
+    assert blocked["fix"] == [
+        "az network firewall policy update --resource-group rg-hub-network-weu "
+        "--name afwp-hub-weu --enable-dns-proxy true"
+    ]
+    (failure,) = _only(report, "PROBE_DNS_FAILURE")
+    assert [c["code"] for c in failure["evidence"]["explainedBy"]] == ["DNS_SERVER_BLOCKED"]
+
+
 def _check_denied_pools(pools: set[str], role: str, nsg: str) -> Callable[[dict], None]:
     def check(report: dict) -> None:
         (finding,) = _only(report, "NSG_OUTBOUND_DENY")
@@ -255,6 +269,7 @@ EXTRA: dict[str, Callable[[dict], None]] = {
     "nsg-service-tag-regional-storage.yaml": _check_names(
         "NSG_OUTBOUND_DENY", "deny-storage-other-regions (priority 300)"
     ),
+    "dns-vnet-server-is-firewall-without-proxy.yaml": _check_dns_proxy_off,
     "udr-service-endpoint-storage-skips-firewall.yaml": _check_route(
         "ROUTE_ENDPOINT_OVERRIDE", "VirtualNetworkServiceEndpoint", "20.60.0.0/18"
     ),

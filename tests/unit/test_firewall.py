@@ -244,3 +244,28 @@ def test_a_default_route_to_the_vpn_gateway_says_the_far_side_decides() -> None:
     assert unknown.evidence["nextHopType"] == "VirtualNetworkGateway"
     assert unknown.evidence["destinations"] == sorted(d.label for d in (ENDPOINT, MCR, NTP))
     assert "virtual network gateway" in unknown.detail
+
+
+# "By default, DNS Proxy is disabled ... When enabled, the firewall listens on port 53"
+# (https://learn.microsoft.com/azure/firewall/dns-settings).
+def test_dns_proxy_from_the_policy_its_base_or_the_classic_switch() -> None:
+    ev = evidence("10.0.0.4")
+    fw = ev.firewalls[0]
+    assert firewall.dns_proxy(ev, fw) is False  # classic, no additionalProperties
+    fw["properties"]["additionalProperties"] = {"Network.DNS.EnableProxy": "true"}
+    assert firewall.dns_proxy(ev, fw) is True
+    assert firewall.enable_dns_proxy_fix(fw) == (
+        "az network firewall update --resource-group rg-hub --name afw-hub --enable-dns-proxy true"
+    )
+    fw["properties"]["firewallPolicy"] = {"id": POLICY}
+    assert firewall.dns_proxy(ev, fw) is None  # the policy was not read
+    ev.firewall_policies = {
+        armid.key(POLICY): {"id": POLICY, "properties": {"basePolicy": {"id": BASE}}},
+        armid.key(BASE): {"id": BASE, "properties": {"dnsSettings": {"enableProxy": True}}},
+    }
+    assert firewall.dns_proxy(ev, fw) is True  # inherited from the base policy
+    ev.firewall_policies[armid.key(POLICY)]["properties"]["dnsSettings"] = {"enableProxy": False}
+    assert firewall.dns_proxy(ev, fw) is False
+    assert firewall.enable_dns_proxy_fix(fw).startswith(
+        "az network firewall policy update --resource-group rg-hub --name p "
+    )
