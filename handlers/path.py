@@ -8,7 +8,7 @@ cross?). Answering them here keeps the handlers short and makes them agree.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot import armid
 from bot.evidence import AzureEvidence, Destination, firewall_private_ips
@@ -42,7 +42,23 @@ class Hop:
 
 
 def address_context(ev: AzureEvidence, subnet_id: str) -> AddressContext:
-    return AddressContext.from_service_tags(ev.vnet_prefixes(subnet_id), ev.service_tags)
+    """What address tokens mean for traffic from this subnet: its VNet (and peers), the
+    service tags, and its route table's explicit prefixes for the VirtualNetwork tag. A
+    0.0.0.0/0 route is left out: the docs only say the tag "might also contain default
+    routes", and counting it would make VirtualNetwork cover the whole internet."""
+    ctx = AddressContext.from_service_tags(ev.vnet_prefixes(subnet_id), ev.service_tags)
+    routes = ((route_table(ev, subnet_id) or {}).get("properties") or {}).get("routes") or []
+    prefixes = []
+    for route in routes:
+        try:
+            net = ipaddress.ip_network(
+                str((route.get("properties") or {}).get("addressPrefix") or "").strip()
+            )
+        except ValueError:
+            continue  # a service tag, or not a prefix
+        if isinstance(net, ipaddress.IPv4Network) and net.prefixlen > 0:
+            prefixes.append(net)
+    return replace(ctx, route_prefixes=tuple(prefixes))
 
 
 def route_table(ev: AzureEvidence, subnet_id: str) -> Json | None:

@@ -89,3 +89,16 @@ def test_tables_prefixes_addresses_and_firewalls_by_reference() -> None:
     ev.firewalls = [fw]
     assert path.firewall_with_ip(ev, "10.9.0.4") is fw
     assert path.firewall_with_ip(ev, "10.9.0.5") is None and path.firewall_with_ip(ev, None) is None
+
+
+def test_the_virtual_network_tag_covers_the_subnets_route_prefixes_but_not_the_default() -> None:
+    """VirtualNetwork covers "address prefixes used on user-defined routes"
+    (https://learn.microsoft.com/azure/virtual-network/service-tags-overview); 0.0.0.0/0
+    is left out ("might also contain default routes" decides nothing), and so is a tag."""
+    ev = evidence()
+    routes = ev.route_tables[armid.key(RT)]["properties"]["routes"]
+    routes.append({"name": "p", "properties": {"addressPrefix": "52.178.20.0/24"}})
+    routes.append({"name": "t", "properties": {"addressPrefix": "Storage.WestEurope"}})
+    ctx = path.address_context(ev, NODES)
+    assert ctx.route_prefixes == (ipaddress.IPv4Network("52.178.20.0/24"),)
+    assert path.address_context(ev, PODS).route_prefixes == ()  # no route table there
