@@ -425,14 +425,14 @@ def _placement(
             collections = (rcg.get("properties") or {}).get("ruleCollections") or []
             used = {int(c.get("priority") or 0) for c in collections}
             deny = decision.priority_path[-1] if decision.priority_path else 65000
-            priority = next((p for p in range(deny - 1, 99, -1) if p not in used), None)
-            if priority is None:
+            free = next((p for p in range(deny - 1, 99, -1) if p not in used), None)
+            if free is None:
                 return _group_before(ev, candidate, rcg, decision)
             note = (
                 f"# just before {decision.collection_name} (priority {deny}) in "
                 f"{decision.collection_group}, which stays as it is"
             )
-            return candidate, str(rcg["name"]), priority, [note]
+            return candidate, str(rcg["name"]), free, [note]
     group, priority = _group_for(ev, policy_id, source)
     return policy_id, group, priority, []
 
