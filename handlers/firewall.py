@@ -16,7 +16,14 @@ from bot.evidence import AzureEvidence, Destination
 from bot.model import Finding, Json
 from handlers.firewall_rules import Connection, FirewallDecision, evaluate_classic, evaluate_policy
 from handlers.narrow import nsg_destination
-from handlers.path import Hop, address_context, firewall_with_ip, hops, subnet_prefix
+from handlers.path import (
+    Hop,
+    address_context,
+    firewall_with_ip,
+    gateway_reachable,
+    hops,
+    subnet_prefix,
+)
 from handlers.shellsafe import arg, args
 
 # What Azure's AzureKubernetesService FQDN tag stands for, beyond the cluster's own list.
@@ -44,7 +51,8 @@ def check(ev: AzureEvidence) -> list[Finding]:
     gateway_hops: list[Hop] = []
     for hop in hops(ev):
         if hop.route.next_hop_type == "VirtualNetworkGateway":
-            gateway_hops.append(hop)
+            if gateway_reachable(ev, hop.subnet_id) is not False:  # else: ROUTE_BLACKHOLE
+                gateway_hops.append(hop)
             continue
         if hop.route.next_hop_type != "VirtualAppliance":
             continue

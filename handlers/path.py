@@ -113,6 +113,28 @@ def hops(ev: AzureEvidence) -> list[Hop]:
     return out
 
 
+def gateway_reachable(ev: AzureEvidence, subnet_id: str) -> bool | None:
+    """Whether a route to next hop VirtualNetworkGateway from this subnet has a gateway to
+    reach: the VNet's own (it has a GatewaySubnet) or a peered hub's (a peering with
+    useRemoteGateways). None when the VNet was not read.
+
+    Without one the route leads nowhere: "if you see None listed as the Next hop IP address
+    with a Next hop type of Virtual network gateway ... the device isn't running, or isn't
+    fully configured" (https://learn.microsoft.com/azure/virtual-network/virtual-networks-udr-overview)."""
+    vnet = ev.vnets.get(armid.key(armid.ArmId.parse(subnet_id).parent_id()))
+    if not vnet:
+        return None
+    props = vnet.get("properties") or {}
+    for subnet in props.get("subnets") or []:
+        name = subnet.get("name") or str(subnet.get("id") or "").rsplit("/", 1)[-1]
+        if name.lower() == "gatewaysubnet":
+            return True
+    return any(
+        (peering.get("properties") or {}).get("useRemoteGateways") is True
+        for peering in props.get("virtualNetworkPeerings") or []
+    )
+
+
 def firewall_with_ip(ev: AzureEvidence, ip: str | None) -> Json | None:
     """The Azure Firewall whose private IP is this next hop, if the bot can see it."""
     if not ip:

@@ -12,7 +12,7 @@ from bot.codes import finding
 from bot.evidence import AzureEvidence
 from bot.model import Finding, Json
 from handlers.outbound import APPLIANCE_HOPS
-from handlers.path import Hop, hops, route_for, route_table
+from handlers.path import Hop, gateway_reachable, hops, route_for, route_table
 from handlers.route_rules import SERVICE_ENDPOINT_HOP, default_route
 from handlers.shellsafe import arg
 
@@ -184,7 +184,10 @@ def _endpoint_route_findings(ev: AzureEvidence) -> list[Finding]:
         else:
             where = f"the system route {route.prefix}"
         where += f" of {hop.role} {armid.ArmId.parse(hop.subnet_id).name}"
-        if route.next_hop_type == "None":
+        no_gateway = gateway_reachable(ev, hop.subnet_id) is False
+        if route.next_hop_type == "VirtualNetworkGateway" and no_gateway:
+            findings.append(_no_gateway(ev, hop, where, evidence))
+        elif route.next_hop_type == "None":
             fix = _blackhole_fix(ev, hop)
             findings.append(
                 finding(
@@ -220,6 +223,36 @@ def _endpoint_route_findings(ev: AzureEvidence) -> list[Finding]:
                 )
             )
     return findings
+
+
+def _no_gateway(ev: AzureEvidence, hop: Hop, where: str, evidence: Json) -> Finding:
+    """A route to the virtual network gateway from a VNet that has none and uses no peered
+    hub's: the packets have nowhere to go, as with next hop None."""
+    vnet_id = armid.ArmId.parse(hop.subnet_id).parent_id()
+    vnet = armid.ArmId.parse(vnet_id)
+    body = ev.vnets.get(armid.key(vnet_id)) or {}
+    peerings = [
+        p.get("name") for p in (body.get("properties") or {}).get("virtualNetworkPeerings") or []
+    ]
+    peering = peerings[0] if len(peerings) == 1 and peerings[0] else "<peering-to-hub>"
+    return finding(
+        "ROUTE_BLACKHOLE",
+        f"For {hop.address}, {where} wins and its next hop is the virtual network gateway, "
+        f"but VNet {vnet.name} has no gateway (no GatewaySubnet) and no peering that uses a "
+        "remote gateway: the route has no next hop, and Azure drops the packets.",
+        resource=hop.route.route_id or hop.subnet_id,
+        evidence={**evidence, "gateway": "none"},
+        fix=[
+            "# on the peering to the hub that holds the VPN/ExpressRoute gateway (the hub's "
+            "side needs --allow-gateway-transit)",
+            "az network vnet peering update "
+            f"--resource-group {arg(vnet.resource_group, 'arm_name', 'resource-group')} "
+            f"--vnet-name {arg(vnet.name, 'arm_name', 'vnet')} "
+            f"--name {arg(peering, 'arm_name', 'peering') if peering[0] != '<' else peering} "
+            "--set useRemoteGateways=true",
+        ],
+        about_endpoint=True,
+    )
 
 
 def _table_args(resource_group: str, table: str) -> str:

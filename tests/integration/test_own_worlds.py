@@ -270,6 +270,7 @@ EXTRA: dict[str, Callable[[dict], None]] = {
         "NSG_OUTBOUND_DENY", "deny-storage-other-regions (priority 300)"
     ),
     "dns-vnet-server-is-firewall-without-proxy.yaml": _check_dns_proxy_off,
+    "udr-forced-tunnel-without-gateway.yaml": _check_names("ROUTE_BLACKHOLE", "has no gateway"),
     "udr-storage-tag-route-beats-service-endpoint.yaml": _check_route(
         "ROUTE_ENDPOINT_OVERRIDE", "VirtualAppliance", "20.60.0.0/18"
     ),

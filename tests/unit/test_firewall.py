@@ -239,6 +239,9 @@ def test_a_default_route_to_the_vpn_gateway_says_the_far_side_decides() -> None:
     route = ev.route_tables[armid.key(RT)]["properties"]["routes"][0]["properties"]
     route["nextHopType"] = "VirtualNetworkGateway"
     del route["nextHopIpAddress"]
+    assert firewall.check(ev) == []  # no gateway to reach: routes.py reports a blackhole
+    peering = {"name": "to-hub", "properties": {"useRemoteGateways": True}}
+    ev.vnets[armid.key(VNET)]["properties"]["virtualNetworkPeerings"] = [peering]
     [unknown] = firewall.check(ev)
     assert unknown.code == "NVA_UNKNOWN"
     assert unknown.evidence["nextHopType"] == "VirtualNetworkGateway"
