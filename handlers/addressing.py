@@ -46,8 +46,12 @@ class AddressContext:
     # https://learn.microsoft.com/azure/virtual-network/service-tags-overview), though they
     # are neither VnetLocal nor outside the Internet tag.
     route_prefixes: tuple[ipaddress.IPv4Network, ...] = ()
+    # Each tag's name as Azure spells it, by its lower-cased key: what a fix writes.
+    tag_names: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self) -> None:
+        names = {name.lower(): name for name in self.service_tags} | dict(self.tag_names)
+        object.__setattr__(self, "tag_names", MappingProxyType(names))
         normalised = {name.lower(): tuple(nets) for name, nets in self.service_tags.items()}
         object.__setattr__(self, "vnet_prefixes", tuple(self.vnet_prefixes))
         object.__setattr__(self, "route_prefixes", tuple(self.route_prefixes))

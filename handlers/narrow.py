@@ -12,10 +12,21 @@ service tag; the Azure API (`AzureResourceManager`), Microsoft Entra sign-in
 (https://learn.microsoft.com/azure/virtual-network/service-tags-overview). The same page
 says why the rest cannot be narrowed in an NSG: AKS's other dependencies are FQDNs without
 static addresses, which only a firewall's application (FQDN) rule can name.
+
+An endpoint whose address a service tag of the world's Service Tags list holds (a storage
+account's address in `Storage.NorthEurope`) is opened by the narrowest such tag rather than
+by its address: "Microsoft manages the address prefixes encompassed by the service tag and
+automatically updates the service tag as addresses change"
+(https://learn.microsoft.com/azure/virtual-network/service-tags-overview), so the rule
+survives the account moving within the service, where a /32 would break. `AzureCloud` and its
+regional forms are not a service (every public Azure address, other customers' included) and
+are never chosen for an endpoint.
 """
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bot.evidence import Destination
@@ -59,12 +70,42 @@ class Narrowest:
     broad: bool = False
 
 
-def nsg_destination(dest: Destination, address: str | None, region: str) -> Narrowest:
-    """What an NSG allow rule for this flow should name as its destination."""
+# Tags that stand for no one service, so never name an endpoint's service (lower case).
+NOT_A_SERVICE = ("internet", "virtualnetwork", "azureloadbalancer", "azurecloud")
+
+
+def service_tag(
+    address: str | None, tags: Mapping[str, Sequence[ipaddress.IPv4Network]]
+) -> str | None:
+    """The narrowest service tag (fewest addresses; then by name, for a stable answer) whose
+    prefixes hold `address`, or None: the tag an allow rule names instead of the address."""
+    try:
+        addr = ipaddress.IPv4Address(address or "")
+    except ValueError:
+        return None
+    holding = [
+        (sum(n.num_addresses for n in nets), name)
+        for name, nets in tags.items()
+        if name.lower().split(".")[0] not in NOT_A_SERVICE and any(addr in n for n in nets)
+    ]
+    return min(holding)[1] if holding else None
+
+
+def nsg_destination(
+    dest: Destination, address: str | None, region: str, tag: str | None = None
+) -> Narrowest:
+    """What an NSG allow rule for this flow should name as its destination; `tag` is the
+    narrowest service tag holding `address` (service_tag), when there is one."""
     fqdn = (dest.fqdn or "").lower()
     if fqdn in FQDN_TAGS:
         tags = FQDN_TAGS[fqdn]
         return Narrowest(tags, "; ".join(OPENS[t] for t in tags))
+    if tag and address:
+        return Narrowest(
+            (tag,),
+            f"every address of the {tag} service tag, other customers' included; it follows "
+            f"{dest.fqdn or address} if its address changes within the tag",
+        )
     if address and not address.startswith("Internet"):
         moves = f"; if {dest.fqdn} moves to another address the rule must follow" if fqdn else ""
         return Narrowest((address,), f"only {address}{moves}")

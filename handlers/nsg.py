@@ -27,7 +27,7 @@ from bot.evidence import (
     pool_of,
 )
 from bot.model import Finding, Json
-from handlers.narrow import OPENS, nsg_destination
+from handlers.narrow import OPENS, nsg_destination, service_tag
 from handlers.nsg_rules import Flow, Membership, RuleDecision, evaluate
 from handlers.path import Hop, address_context, hops
 from handlers.shellsafe import arg, args
@@ -44,6 +44,7 @@ class Denial:
     decision: RuleDecision
     hop: Hop | None = None
     pool: str | None = None
+    tag: str | None = None  # the narrowest service tag holding `address` (handlers.narrow)
 
 
 def pool_scale_sets(ev: AzureEvidence, pool: NodePool) -> list[Json]:
@@ -139,8 +140,11 @@ def decisions(ev: AzureEvidence) -> Iterator[Denial]:
                 source_asgs=membership(ev, pool),
             )
             address = str(hop.address) if hop.address else "Internet (address unknown)"
+            tag = service_tag(address, ctx.service_tags)
+            tag = ctx.tag_names.get(tag, tag) if tag else None
             for nsg in nsgs_on_path(ev, hop.subnet_id, pool):
-                yield Denial(nsg, hop.destination, address, evaluate(nsg, flow, ctx), hop, name)
+                decision = evaluate(nsg, flow, ctx)
+                yield Denial(nsg, hop.destination, address, decision, hop, name, tag)
 
 
 def check(ev: AzureEvidence) -> list[Finding]:
@@ -273,7 +277,7 @@ def allow_commands(nsg: Json, rule: RuleDecision, items: list[Denial], name: str
     region = str(nsg.get("location") or "")
     groups: dict[tuple[str, int, bool], dict[str, str]] = {}
     for d in items:
-        narrow = nsg_destination(d.destination, d.address, region)
+        narrow = nsg_destination(d.destination, d.address, region, d.tag)
         opened = groups.setdefault(
             (d.destination.nsg_protocol, d.destination.port, narrow.broad), {}
         )

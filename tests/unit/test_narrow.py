@@ -106,3 +106,31 @@ def test_nsg_deny_at_100_moves_down_past_taken_slots_and_says_so():
         "az network nsg rule update --resource-group rg --nsg-name nsg "
         "--name deny-all --priority 104",
     ]
+
+
+def test_an_address_in_a_service_tag_is_opened_by_the_narrowest_tag_not_a_slash_32():
+    """Service tags follow the service's address changes ("Microsoft manages the address
+    prefixes encompassed by the service tag and automatically updates the service tag as
+    addresses change", https://learn.microsoft.com/azure/virtual-network/service-tags-overview):
+    the regional Storage tag beats both the /32 and the global Storage tag; AzureCloud, which
+    holds every public Azure address, is never chosen for an endpoint."""
+    from ipaddress import IPv4Network
+
+    from handlers.narrow import service_tag
+
+    tags = {
+        "Storage": (IPv4Network("20.150.0.0/16"), IPv4Network("20.60.0.0/16")),
+        "Storage.NorthEurope": (IPv4Network("20.150.84.0/24"),),
+        "AzureCloud.northeurope": (IPv4Network("20.150.84.0/28"),),
+        "AzureCloud": (IPv4Network("20.0.0.0/8"),),
+    }
+    assert service_tag("20.150.84.36", tags) == "Storage.NorthEurope"
+    assert service_tag("20.60.1.1", tags) == "Storage"
+    assert service_tag("20.99.1.1", tags) is None  # only AzureCloud holds it
+    assert service_tag("Internet (address unknown)", tags) is None
+    dest = Destination(
+        "https://st.blob.core.windows.net", "st.blob.core.windows.net", (), 443, "Https"
+    )
+    narrow = nsg_destination(dest, "20.150.84.36", "westeurope", "Storage.NorthEurope")
+    assert narrow.prefixes == ("Storage.NorthEurope",) and not narrow.broad
+    assert "follows st.blob.core.windows.net" in narrow.opens
