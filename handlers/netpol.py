@@ -116,6 +116,7 @@ def _egress_denied(
 ) -> Finding:
     isolating = sorted({p for v in verdicts for p in v.isolating})
     denying = sorted({p for v in verdicts for p in v.denying})
+    unseen = sorted({p for v in verdicts for p in v.unseen_fqdns})
     addresses = [str(f.address) for f in flows if f.address]
     target = f"{host}:{port}" + (f" ({', '.join(addresses)})" if addresses else "")
     if denying:
@@ -126,6 +127,15 @@ def _egress_denied(
         fix = list(dict.fromkeys(f"kubectl edit {_kind_arg(name)}" for name in denying))
     else:
         why = f"none of their egress rules allows TCP to {target}."
+        if unseen:
+            # Cilium, "DNS based" policy: toFQDNs learns addresses from the DNS answers its
+            # proxy sees (https://docs.cilium.io/en/stable/security/policy/language/#dns-based).
+            why += (
+                f" {', '.join(unseen)} names {host} in toFQDNs, but no port-53 rule of its "
+                "policies has `rules: dns`, so Cilium's DNS proxy never sees the lookup and "
+                f"never learns {host}'s addresses: the DNS rule needs `rules: {{dns: "
+                "[{matchPattern: '*'}]}`."
+            )
         fix = [_allow_fix(ctx, host, port, addresses)]
     return finding(
         "NETPOL_EGRESS_DENY",
@@ -136,6 +146,7 @@ def _egress_denied(
             "pod": ctx.key,
             "isolatingPolicies": isolating,
             "denyingRules": denying,
+            "fqdnRulesWithoutDnsProxy": unseen,
             "flow": {"host": host, "addresses": addresses, "port": port, "protocol": "TCP"},
             "undecided": sorted({u for v in verdicts for u in v.undecided}),
         },

@@ -105,6 +105,9 @@ class Verdict:
     allowing: list[str] = field(default_factory=list)  # "policy (egress rule N)"
     denying: list[str] = field(default_factory=list)  # Cilium egressDeny rules that match
     undecided: list[str] = field(default_factory=list)  # why a rule could not be judged
+    # Cilium toFQDNs rules that would allow the flow if the pod's DNS went through Cilium's
+    # DNS proxy (a port-53 rule with `rules.dns`), which none of its policies sends it to.
+    unseen_fqdns: list[str] = field(default_factory=list)
 
     @property
     def isolated(self) -> bool:
@@ -246,6 +249,12 @@ def evaluate(
                     decided = _k8s_rule(rule, policy, flow, namespaces)
                 else:
                     decided = _cilium_rule(rule, policy, flow, namespaces, dns_seen)
+                    if (
+                        not dns_seen
+                        and decided is not True
+                        and _cilium_rule(rule, policy, flow, namespaces, fqdns=True) is True
+                    ):
+                        verdict.unseen_fqdns.append(where)
                 _note(verdict.allowing, verdict.undecided, where, decided)
             for index, rule in enumerate(spec.get("egressDeny") or []):
                 where = f"{policy.name} (egressDeny rule {index + 1})"

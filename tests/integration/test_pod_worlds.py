@@ -152,7 +152,37 @@ def _off(report: dict) -> None:
     assert any("inPodProbe is off" in f["detail"] for f in notes)
 
 
+def _isolated_by(policy: str, code: str = "NETPOL_DNS_DENY") -> Callable[[dict], None]:
+    def check(report: dict) -> None:
+        assert _one(report, code)["evidence"]["isolatingPolicies"] == [policy]
+
+    return check
+
+
+def _default_deny(report: dict) -> None:
+    """Only the default deny selects the pod: the allow whose labels miss it is not named."""
+    _dns_explained("NETPOL_DNS_DENY")(report)
+    _isolated_by("web/default-deny-egress")(report)
+    _isolated_by("web/default-deny-egress", "NETPOL_EGRESS_DENY")(report)
+
+
+def _fqdn_blind(report: dict) -> None:
+    """The toFQDNs rule names the host, but DNS does not go through Cilium's proxy."""
+    deny = _one(report, "NETPOL_EGRESS_DENY")
+    assert deny["evidence"]["fqdnRulesWithoutDnsProxy"] == [
+        "web/github-sync-egress (egress rule 1)"
+    ]
+    assert "rules: dns" in deny["detail"]
+    dns_rule = _manifest(deny["fix"][0])["spec"]["egress"][1]
+    assert dns_rule["toPorts"][0]["rules"] == {"dns": [{"matchPattern": "*"}]}
+
+
 EXTRA: dict[str, Callable[[dict], None]] = {
+    "netpol-dns-peer-podselector-own-namespace.yaml": _dns_explained("NETPOL_DNS_DENY"),
+    "netpol-dns-one-peer-is-and.yaml": _isolated_by("web/github-sync-egress"),
+    "netpol-default-deny-allow-misses-labels.yaml": _default_deny,
+    "cilium-tofqdns-dns-rule-without-l7.yaml": _fqdn_blind,
+    "cilium-tocidrset-except.yaml": _isolated_by("web/github-sync-egress", "NETPOL_EGRESS_DENY"),
     "cilium-fqdn-wildcard-one-label.yaml": _fqdn_fix,
     "cilium-egress-deny-wins.yaml": _deny_wins,
     "ipblock-except-covers-endpoint.yaml": _ipblock_fix,

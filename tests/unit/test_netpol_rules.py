@@ -294,9 +294,29 @@ def test_cilium_fqdn_needs_the_dns_proxy_rule():
         "toPorts": [{"ports": [{"port": "53", "protocol": "ANY"}], "rules": {"dns": [{}]}}],
     }
     blind = _cnp({"endpointSelector": {}, "egress": [fqdn_rule]})
-    assert evaluate([blind], POD, NAMESPACE, GH).allowed is False
+    verdict = evaluate([blind], POD, NAMESPACE, GH)
+    assert verdict.allowed is False and verdict.unseen_fqdns == [f"{blind.name} (egress rule 1)"]
     seen = _cnp({"endpointSelector": {}, "egress": [fqdn_rule, dns_rule]})
-    assert evaluate([seen], POD, NAMESPACE, GH).allowed is True
+    verdict = evaluate([seen], POD, NAMESPACE, GH)
+    assert verdict.allowed is True and not verdict.unseen_fqdns
+
+
+def test_cilium_dns_rule_without_l7_rules_leaves_fqdn_blind():
+    """A port-53 rule without `rules.dns` lets lookups through unproxied: toFQDNs still learns
+    nothing (Cilium, DNS based policy, https://docs.cilium.io/en/stable/security/policy/
+    language/#dns-based); world pod/cilium-tofqdns-dns-rule-without-l7.yaml."""
+    fqdn_rule = {
+        "toFQDNs": [{"matchName": "api.github.com"}],
+        "toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}]}],
+    }
+    plain_dns = {
+        "toEndpoints": [{"matchLabels": {"k8s:k8s-app": "kube-dns"}}],
+        "toPorts": [{"ports": [{"port": "53", "protocol": "ANY"}]}],
+    }
+    verdict = evaluate(
+        [_cnp({"endpointSelector": {}, "egress": [fqdn_rule, plain_dns]})], POD, NAMESPACE, GH
+    )
+    assert verdict.allowed is False and len(verdict.unseen_fqdns) == 1
 
 
 def test_cidr_peers_see_pods_except_under_cilium():
