@@ -244,6 +244,23 @@ def test_authorized_ip_ranges_are_named_as_the_reason(outcomes):
     assert access["evidence"]["runCommands"] == 2
 
 
+def test_a_public_fqdn_does_not_make_a_private_api_server_public(outcomes):
+    """enablePrivateClusterPublicFQDN: the public name resolves to the private address
+    (https://learn.microsoft.com/azure/aks/private-clusters): still run command."""
+    (access,) = _by_code(
+        outcomes["private/public-fqdn-private-api-server.yaml"].report, "KUBE_ACCESS"
+    )
+    assert "the API server is private" in access["detail"]
+
+
+def test_authorized_ranges_with_run_command_disabled_never_try_it(outcomes):
+    outcome = outcomes["private/authorized-ranges-run-command-disabled.yaml"]
+    (unreachable,) = _by_code(outcome.report, "KUBE_UNREACHABLE")
+    assert "authorized IP ranges" in unreachable["detail"]
+    assert "run command is disabled" in unreachable["detail"]
+    assert outcome.arm_bodies == [], "never tried"
+
+
 def test_the_pod_reaches_the_command_as_a_file_not_on_its_command_line(outcomes):
     bodies = outcomes["private/pod-check.yaml"].arm_bodies
     assert len(bodies) == 2
