@@ -210,6 +210,16 @@ def _check_undecided_asg(report: dict) -> None:
     assert "could not be decided" in denied["detail"]
 
 
+def _check_tag_fix(report: dict) -> None:
+    """The allow names the regional Storage tag that holds the account's address, which
+    follows the account, not its /32 (https://learn.microsoft.com/azure/virtual-network/
+    service-tags-overview)."""
+    _check_names("NSG_OUTBOUND_DENY", "deny-storage-other-regions (priority 300)")(report)
+    (finding,) = _only(report, "NSG_OUTBOUND_DENY")
+    (create,) = [line for line in finding["fix"] if line.startswith("az ")]
+    assert "--destination-address-prefixes Storage.NorthEurope " in create, create
+
+
 EXTRA: dict[str, Callable[[dict], None]] = {
     "asg-scale-sets-forbidden.yaml": _check_undecided_asg,
     "asg-instances-not-upgraded.yaml": _check_denied_pools(
@@ -266,9 +276,6 @@ EXTRA: dict[str, Callable[[dict], None]] = {
         "FIREWALL_ENDPOINT_ALLOWED", "allow-sharefile-partner-ips", "network"
     ),
     "udr-firewall-parent-deny-beats-child-allow.yaml": _check_inherited_deny,
-    "nsg-service-tag-regional-storage.yaml": _check_names(
-        "NSG_OUTBOUND_DENY", "deny-storage-other-regions (priority 300)"
-    ),
     "dns-vnet-server-is-firewall-without-proxy.yaml": _check_dns_proxy_off,
     "udr-forced-tunnel-without-gateway.yaml": _check_names("ROUTE_BLACKHOLE", "has no gateway"),
     "udr-storage-tag-route-beats-service-endpoint.yaml": _check_route(
@@ -278,6 +285,10 @@ EXTRA: dict[str, Callable[[dict], None]] = {
         "ROUTE_ENDPOINT_OVERRIDE", "VirtualNetworkServiceEndpoint", "20.60.0.0/18"
     ),
     "lb-byo-outbound-ip-prefix.yaml": _check_egress_ips(["20.103.220.0/30"]),
+    "udr-endpoint-route-internet-probe-next-hop.yaml": _check_route(
+        "ROUTE_ENDPOINT_OVERRIDE", "Internet", "93.184.215.14/32"
+    ),
+    "nsg-service-tag-regional-storage.yaml": _check_tag_fix,
     "lb-outbound-ports-fit-two-ips.yaml": _check_egress_ips(["20.93.41.60", "20.93.41.61"]),
 }
 
