@@ -285,6 +285,9 @@ EXTRA: dict[str, Callable[[dict], None]] = {
         "ROUTE_ENDPOINT_OVERRIDE", "VirtualNetworkServiceEndpoint", "20.60.0.0/18"
     ),
     "lb-byo-outbound-ip-prefix.yaml": _check_egress_ips(["20.103.220.0/30"]),
+    "lb-subnet-natgw-without-public-ip.yaml": _check_overridden(
+        [], [("natGateway", "node subnet", ["system", "edge"])]
+    ),
     "udr-endpoint-route-internet-probe-next-hop.yaml": _check_route(
         "ROUTE_ENDPOINT_OVERRIDE", "Internet", "93.184.215.14/32"
     ),

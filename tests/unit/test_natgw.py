@@ -1,5 +1,6 @@
 """handlers/natgw.py: under a NAT gateway outbound type, every node subnet has one and every
-NAT gateway has a public address to translate to."""
+NAT gateway has a public address to translate to; under another outbound type, a NAT gateway
+on a pool's subnet takes that pool's egress and needs an address all the same."""
 
 from __future__ import annotations
 
@@ -60,3 +61,15 @@ def test_other_outbound_types_and_unread_subnets_are_not_judged() -> None:
     unread = evidence("userAssignedNATGateway", False, True)
     unread.subnets = {}
     assert natgw.check(unread) == []
+
+
+def test_a_nat_gateway_without_an_ip_on_a_load_balancer_clusters_subnet_still_takes_egress():
+    """ "In the presence of other outbound configurations within a virtual network, such as a
+    load balancer or instance-level public IPs (IL PIPs), the NAT gateway takes precedence",
+    and it connects outbound only with "at least one public IP address"
+    (https://learn.microsoft.com/azure/nat-gateway/nat-gateway-design): pool apps has no way
+    out; world own/lb-subnet-natgw-without-public-ip.yaml."""
+    [found] = natgw.check(evidence("loadBalancer", True, False))
+    assert found.code == "NATGW_NO_PUBLIC_IP"
+    assert "pool(s) apps" in found.detail and "no way out" in found.detail
+    assert natgw.check(evidence("loadBalancer", True, True)) == []
