@@ -7,11 +7,13 @@ endpoint (longest prefix) can drop it or send it somewhere unexpected.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from bot import armid
 from bot.codes import finding
 from bot.evidence import AzureEvidence
 from bot.model import Finding, Json
-from handlers.outbound import APPLIANCE_HOPS
+from handlers.outbound import APPLIANCE_HOPS, DESCRIPTION, Egress, path_ips, paths
 from handlers.path import Hop, gateway_reachable, hops, route_for, route_table
 from handlers.route_rules import SERVICE_ENDPOINT_HOP, default_route
 from handlers.shellsafe import arg
@@ -210,6 +212,9 @@ def _endpoint_route_findings(ev: AzureEvidence) -> list[Finding]:
                 if endpoint_route
                 else ""
             )
+            if route.next_hop_type == "Internet":
+                aside, leaves = _leaves_by(ev, hop)
+                evidence.update(leaves)
             findings.append(
                 finding(
                     "ROUTE_ENDPOINT_OVERRIDE",
@@ -223,6 +228,37 @@ def _endpoint_route_findings(ev: AzureEvidence) -> list[Finding]:
                 )
             )
     return findings
+
+
+def _leaves_by(ev: AzureEvidence, hop: Hop) -> tuple[str, Json]:
+    """What carries traffic a user route sends to next hop Internet off an appliance default
+    route (the outbound precedence without the appliance), and the addresses the far side
+    then sees: not the appliance's, which EGRESS_IPS lists for the rest. Default outbound
+    access gives an address Azure picks, which cannot be allow-listed
+    (https://learn.microsoft.com/azure/virtual-network/ip-services/default-outbound-access)."""
+    key = armid.key(hop.subnet_id)
+    way = next(
+        (
+            p
+            for p in paths(ev)
+            if armid.key(p.subnet_id) == key and p.component == Egress.APPLIANCE and p.internet
+        ),
+        None,
+    )
+    if way is None or way.internet is None:
+        return "", {}
+    ips = path_ips(ev, replace(way, component=way.internet))
+    if ips:
+        seen = ", ".join(ips)
+    elif way.internet == Egress.DEFAULT_OUTBOUND:
+        seen = "an address Azure picks, which cannot be allow-listed"
+    else:
+        seen = "nothing: no outbound method carries it"
+    text = (
+        f": that traffic leaves by {DESCRIPTION[way.internet]}, not through the appliance, "
+        f"so the far side sees {seen}"
+    )
+    return text, {"internetEgress": str(way.internet), "internetEgressIps": ips}
 
 
 def _no_gateway(ev: AzureEvidence, hop: Hop, where: str, evidence: Json) -> Finding:

@@ -220,6 +220,16 @@ def _check_tag_fix(report: dict) -> None:
     assert "--destination-address-prefixes Storage.NorthEurope " in create, create
 
 
+def _check_route_leaves_by_default_outbound(report: dict) -> None:
+    """The /32 route to Internet takes the endpoint off the firewall: the report says what
+    carries it then (default outbound access on this subnet), not the firewall's IP."""
+    _check_route("ROUTE_ENDPOINT_OVERRIDE", "Internet", "93.184.215.14/32")(report)
+    (finding,) = _only(report, "ROUTE_ENDPOINT_OVERRIDE")
+    assert finding["evidence"]["internetEgress"] == "defaultOutboundAccess"
+    assert finding["evidence"]["internetEgressIps"] == []
+    assert "cannot be allow-listed" in finding["detail"]
+
+
 EXTRA: dict[str, Callable[[dict], None]] = {
     "asg-scale-sets-forbidden.yaml": _check_undecided_asg,
     "asg-instances-not-upgraded.yaml": _check_denied_pools(
@@ -288,9 +298,7 @@ EXTRA: dict[str, Callable[[dict], None]] = {
     "lb-subnet-natgw-without-public-ip.yaml": _check_overridden(
         [], [("natGateway", "node subnet", ["system", "edge"])]
     ),
-    "udr-endpoint-route-internet-probe-next-hop.yaml": _check_route(
-        "ROUTE_ENDPOINT_OVERRIDE", "Internet", "93.184.215.14/32"
-    ),
+    "udr-endpoint-route-internet-probe-next-hop.yaml": _check_route_leaves_by_default_outbound,
     "nsg-service-tag-regional-storage.yaml": _check_tag_fix,
     "lb-outbound-ports-fit-two-ips.yaml": _check_egress_ips(["20.93.41.60", "20.93.41.61"]),
 }
