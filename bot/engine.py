@@ -33,7 +33,7 @@ from bot.runtime import Runtime
 from bot.steps import Step, needs_of, steps_of
 from handlers import k8s
 from handlers.cluster import egress_ips
-from handlers.dnspath import explain_dns
+from handlers.explain import explain
 from handlers.rootcause import order, root_cause
 
 StepCallback = Callable[[tuple[str, ...], list[Finding]], None]
@@ -130,7 +130,7 @@ class Engine:
             if kube_f is not None:
                 evidence.kube, evidence.unreached, k8s_calls, run_commands = kube_f.result()
         findings += judge([s for s in steps if s.needs_cluster], evidence)
-        findings = order(explain_dns(findings))
+        findings = order(explain(findings))
         network = ev.network_profile
         return Report(
             cluster=ClusterSummary(

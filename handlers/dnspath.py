@@ -8,7 +8,7 @@ by the same route, NSG and firewall evaluators as the endpoint.
 Azure's own resolver 168.63.129.16 is left out: it is reached through the host, not
 through the subnet's routes (https://learn.microsoft.com/azure/virtual-network/what-is-ip-address-168-63-129-16).
 A server blocked on UDP is an error (nothing resolves through it); TCP is reported with it.
-`explain_dns` then links a PROBE_DNS_FAILURE to the finding that causes it.
+handlers.explain then links a PROBE_DNS_FAILURE to the finding that causes it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import shlex
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from bot import armid
 from bot.codes import finding
@@ -216,25 +216,3 @@ def _blocked(ev: AzureEvidence, server: Server, protocol: str) -> list[Block]:
                         )
                     )
     return out
-
-
-def explain_dns(findings: list[Finding]) -> list[Finding]:
-    """A name that does not resolve is explained by a DNS server that cannot be reached: a
-    DNS_SERVER_BLOCKED for the endpoint's zone explains every probe's failure, and the
-    pod's NETPOL_DNS_DENY the failure seen from inside that pod. The probe's finding names
-    them (evidence `explainedBy`)."""
-    servers = [f for f in findings if f.code == "DNS_SERVER_BLOCKED" and f.about_endpoint]
-    policies = [f for f in findings if f.code == "NETPOL_DNS_DENY"]
-    if not servers and not policies:
-        return findings
-
-    def linked(f: Finding) -> Finding:
-        if f.code != "PROBE_DNS_FAILURE":
-            return f
-        causes = (policies if f.evidence.get("inside") else []) + servers
-        if not causes:
-            return f
-        link = [{"code": c.code, "detail": c.detail} for c in causes]
-        return replace(f, evidence={**f.evidence, "explainedBy": link})
-
-    return [linked(f) for f in findings]

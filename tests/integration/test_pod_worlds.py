@@ -173,6 +173,8 @@ def _fqdn_blind(report: dict) -> None:
         "web/github-sync-egress (egress rule 1)"
     ]
     assert "rules: dns" in deny["detail"]
+    timeout = _one(report, "PROBE_TIMEOUT")
+    assert [c["code"] for c in timeout["evidence"]["explainedBy"]] == ["NETPOL_EGRESS_DENY"]
     dns_rule = _manifest(deny["fix"][0])["spec"]["egress"][1]
     assert dns_rule["toPorts"][0]["rules"] == {"dns": [{"matchPattern": "*"}]}
 
