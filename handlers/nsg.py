@@ -140,10 +140,11 @@ def decisions(ev: AzureEvidence) -> Iterator[Denial]:
                 source_asgs=membership(ev, pool),
             )
             address = str(hop.address) if hop.address else "Internet (address unknown)"
-            tag = service_tag(address, ctx.service_tags)
-            tag = ctx.tag_names.get(tag, tag) if tag else None
             for nsg in nsgs_on_path(ev, hop.subnet_id, pool):
                 decision = evaluate(nsg, flow, ctx)
+                # Only a denial gets a fix, and the tag lookup scans every tag's prefixes.
+                tag = service_tag(address, ctx.service_tags) if decision.access == "Deny" else None
+                tag = ctx.tag_names.get(tag, tag) if tag else None
                 yield Denial(nsg, hop.destination, address, decision, hop, name, tag)
 
 
