@@ -129,8 +129,10 @@ def read_batch(
             f"/subscriptions/{quote(first.subscription, safe='')}/metrics:getBatch",
             params=params,
             json={"resourceids": resource_ids},
-        )
+        ),
+        stream=True,  # else the pipeline's ContentDecodePolicy parses the JSON a first time
     )
+    response.read()
     response.raise_for_status()
     out: dict[str, list[Series]] = {}
     for result in response.json()["values"]:
