@@ -156,11 +156,16 @@ def stream(
                 yield index, future.result()
 
 
-def _subscription(item: tuple[int, tuple[str, str]]) -> str:
-    """A (position, (alias, cluster id)) pair's subscription, for the start order; an id
-    that names none sorts first, and its read reports what is wrong with it."""
-    parts = item[1][1].split("/")
+def subscription_of(cluster_id: str) -> str:
+    """The subscription a cluster id names, to read a subscription's clusters together
+    (here and in bot/summary_shards.py); an id that names none sorts first, and its read
+    reports what is wrong with it."""
+    parts = cluster_id.split("/")
     return parts[2].lower() if len(parts) > 2 else ""
+
+
+def _subscription(item: tuple[int, tuple[str, str]]) -> str:
+    return subscription_of(item[1][1])
 
 
 def build(
