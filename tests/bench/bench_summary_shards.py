@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rq.job import Job
@@ -57,7 +58,7 @@ def main() -> None:
         ctx = services.worker_context(settings, runtime)
         jobs.configure(ctx)
         queue = services.queue(settings)
-        started = time.perf_counter()
+        started, began = time.perf_counter(), datetime.now(UTC)
         for _ in range(2):  # two cron ticks
             queue.enqueue(jobs.post_due_summaries)
         run_workers(queue, args.workers)
@@ -66,6 +67,9 @@ def main() -> None:
         prefix = f"aks-egress-summary-{CHANNEL}-{runtime.clock().date().isoformat()}"
         split = Job.fetch_many([f"{prefix}-{i}" for i in range(len(plan))], queue.connection)
         takers = Counter(job.worker_name for job in split if job is not None)
+        posted = Job.fetch(f"{prefix}-post", queue.connection).ended_at
+        assert posted is not None, "the post job ran"
+        to_post = (posted.replace(tzinfo=posted.tzinfo or UTC) - began).total_seconds()
         messages = sandbox.slack.messages(CHANNEL)
         calls = runtime.clients.counter.count
         now = runtime.clock()
@@ -80,7 +84,10 @@ def main() -> None:
         f"batches of {batch}"
     )
     per_cluster = calls / args.clusters
-    print(f"  sharded run to the post: {sharded:.1f} s, ARM calls per cluster {per_cluster:.1f}")
+    print(
+        f"  sharded run: the post {to_post:.1f} s in, the workers stopped at {sharded:.1f} s; "
+        f"ARM calls per cluster {per_cluster:.2f}"
+    )
     shown = ", ".join(str(n) for n in sorted(takers.values(), reverse=True))
     print(f"  batches per worker: {shown} ({len(takers)} of {args.workers} workers took some)")
     print(f"  summaries posted: {len(messages)} (budget 1); same as single-process: {same}")
