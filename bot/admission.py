@@ -16,6 +16,7 @@ from rq.serializers import JSONSerializer
 from bot.endpoint import Endpoint
 from bot.redact import redact
 from bot.store import (
+    RETRIED,
     Admission,
     Incident,
     Limits,
@@ -120,10 +121,16 @@ def admit_run(
     """Another request on an incident under the same limits as a new check: `work` is
     the run to queue (endpoint, mode, private allowance), None for a request that queues
     nothing (`summary`). None when admitted, else the limit that refused it."""
-    run = store.next_run(incident.id) if work else 0
+    run = store.next_run(incident.id) if work else None
     with guard_redis(), queue.connection.pipeline() as pipe:
-        job = _queue_check(queue, pipe, incident.id, run, *work) if work else None
-        refused = store.admit_run(pipe, incident, user, limits, queue.key, work is not None)
+        job = None
+        if work is not None and run is not None:
+            job = _queue_check(queue, pipe, incident.id, run, *work)
+        refused = store.admit_run(pipe, incident, user, limits, queue.key, run)
+        if refused == RETRIED and job is not None:  # the job went in twice: once is enough
+            pipe.lrem(queue.key, -1, job.id)
+            pipe.execute()
+            return None
         if refused and job is not None:
             _take_back(queue, job, pipe)
     return refused

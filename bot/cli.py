@@ -37,6 +37,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     from bot.endpoint import EndpointError, parse_endpoint
     from bot.slack.commands import POD_REF
 
+    target = getattr(args, "target", None)  # `snat` takes no endpoint
+    if args.resource_group and args.name and args.alias and not target:
+        args.alias, target = None, args.alias  # `check --resource-group G --name N URL`
+    if target and args.endpoint and target != args.endpoint:
+        return _fail(f"two endpoints: {target!r} and --endpoint {args.endpoint!r}", BAD_INPUT)
+    args.endpoint = args.endpoint or target
     if not args.alias and not (args.resource_group and args.name):
         return _fail("give a cluster ALIAS, or --resource-group and --name", BAD_INPUT)
     try:
@@ -324,6 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="diagnose one cluster's outbound path")
     check.add_argument("alias", nargs="?", help="cluster alias from the configuration or world")
+    check.add_argument(
+        "target",
+        nargs="?",
+        metavar="ENDPOINT",
+        help="URL, host:port or IP the pods cannot reach (as in Slack; or --endpoint)",
+    )
     check.add_argument("--endpoint", help="URL, host:port or IP the pods cannot reach")
     check.add_argument("--world", type=Path, help="serve this sandbox world instead of Azure")
     check.add_argument("--pod", help="NAMESPACE/NAME of the application pod that fails")

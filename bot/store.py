@@ -129,13 +129,19 @@ return {'admitted', ARGV[4], waiting - idle}
 """
 )
 # Another run of an incident. KEYS: the limits' three, incident. ARGV: the limits' three,
-# runs an incident may have queued (0: this request queues nothing, e.g. `summary`).
+# runs an incident may have queued (0: this request queues nothing, e.g. `summary`), the
+# run it queues ('' for none). A run already admitted is a resend of the same transaction
+# after a lost reply: 'retried', counted nowhere again.
 _ADMIT_RUN = (
     """
 local function limits()
 """
     + _LIMITS
     + """
+end
+local admitted = 'admitted:' .. ARGV[5]
+if ARGV[5] ~= '' and redis.call('HEXISTS', KEYS[4], admitted) == 1 then
+  return 'retried'
 end
 local limited = limits()
 if limited then
@@ -146,6 +152,9 @@ if tonumber(ARGV[4]) > 0 then
     return 'incident'
   end
   redis.call('HINCRBY', KEYS[4], 'queued', 1)
+end
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[4], admitted, 1)
 end
 return 'admitted'
 """
@@ -223,6 +232,9 @@ class Admission:
     busy: str | None = None  # "cluster", "queue" or "incident": which limit was reached
     place: int = 0  # its place in the queue when it cannot start at once (1: next)
     retried: bool = False  # admitted by an earlier send of the same transaction
+
+
+RETRIED = "retried"  # Store.admit_run: this run was admitted by an earlier send
 
 
 def new_incident_id() -> str:
@@ -324,12 +336,15 @@ class Store:
         user: str,
         limits: Limits,
         queue_key: str,
-        queues_work: bool = True,
+        run: int | None = None,
     ) -> str | None:
         """Another request on an incident (a mention, a button, a modal, `summary`) under
         the same limits as a new check: None when admitted, else which limit refused it
-        ("rate_limited", "cluster", "queue", "incident"). `pipe` carries the request's job,
-        which its owner takes back on a refusal."""
+        ("rate_limited", "cluster", "queue", "incident"), or RETRIED: admitted by an
+        earlier send of the same transaction. `run` is the run it queues (None: nothing,
+        e.g. `summary`); `pipe` carries that run's job, which its owner takes back on a
+        refusal and keeps once on RETRIED."""
+        queues_work = run is not None
         minute = int(time.time() // 60)
         with guard_redis():
             pipe.eval(
@@ -343,6 +358,7 @@ class Store:
                 limits.per_cluster,
                 limits.queue,
                 limits.runs_per_incident if queues_work else 0,
+                "" if run is None else run,
             )
             verdict = _text(pipe.execute()[-1])
         return None if verdict == "admitted" else verdict

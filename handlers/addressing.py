@@ -41,10 +41,16 @@ class AddressContext:
     service_tags: Mapping[str, tuple[ipaddress.IPv4Network, ...]] = field(
         default_factory=_empty_tags, hash=False
     )
+    # Prefixes of the subnet's user-defined routes, which the VirtualNetwork tag covers too
+    # ("address prefixes used on user-defined routes",
+    # https://learn.microsoft.com/azure/virtual-network/service-tags-overview), though they
+    # are neither VnetLocal nor outside the Internet tag.
+    route_prefixes: tuple[ipaddress.IPv4Network, ...] = ()
 
     def __post_init__(self) -> None:
         normalised = {name.lower(): tuple(nets) for name, nets in self.service_tags.items()}
         object.__setattr__(self, "vnet_prefixes", tuple(self.vnet_prefixes))
+        object.__setattr__(self, "route_prefixes", tuple(self.route_prefixes))
         object.__setattr__(self, "service_tags", MappingProxyType(normalised))
 
     @classmethod
@@ -129,7 +135,9 @@ def address_matches(
     if folded == "internet":
         return addr is None or is_internet(addr, ctx)
     if folded == "virtualnetwork":
-        return addr is not None and ctx.in_vnet(addr)
+        return addr is not None and (
+            ctx.in_vnet(addr) or any(addr in net for net in ctx.route_prefixes)
+        )
     if folded == "azureloadbalancer":
         return addr == AZURE_LOAD_BALANCER
     bounds = _literal_bounds(token)

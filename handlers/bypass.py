@@ -27,9 +27,8 @@ from bot.evidence import AzureEvidence, ProbeRun
 from bot.model import Finding
 from handlers.outbound import APPLIANCE_HOPS, DESCRIPTION, Egress, EgressPath
 from handlers.outbound import paths as outbound_paths
-from handlers.path import address_context, route_table, subnet_prefix
+from handlers.path import route_for, route_table, subnet_prefix
 from handlers.probe import classify, parse_log, tried_addresses
-from handlers.route_rules import select_route
 
 ROUTE_PREFIX = "aks-egress-bypass-"
 # More addresses than this and the name is a CDN or a pool that rotates: routing a few of
@@ -276,10 +275,8 @@ def plan(
         table = route_table(ev, source.subnet_id)
         if table is None:
             continue
-        ctx = address_context(ev, source.subnet_id)
         hops = [
-            select_route(table, ipaddress.IPv4Address(str(a)), ctx.vnet_prefixes, ctx.service_tags)
-            for a in probe_for
+            route_for(ev, source.subnet_id, ipaddress.IPv4Address(str(a)), table) for a in probe_for
         ]
         if not any(h.next_hop_type in APPLIANCE_HOPS for h in hops):
             continue

@@ -26,8 +26,7 @@ from handlers import firewall
 from handlers.netpol import AZURE_DNS, vnet_dns_servers
 from handlers.nsg import Denial, allow_commands, nsgs_on_path
 from handlers.nsg_rules import Flow, evaluate
-from handlers.path import Hop, address_context, firewall_with_ip, route_table
-from handlers.route_rules import select_route
+from handlers.path import Hop, address_context, firewall_with_ip, route_for
 
 
 @dataclass(frozen=True)
@@ -154,11 +153,20 @@ def _blocked(ev: AzureEvidence, server: Server, protocol: str) -> list[Block]:
         port=server.port,
         protocol=protocol,
     )
+    own = firewall_with_ip(ev, str(server.address))
+    if own is not None and firewall.dns_proxy(ev, own) is False:
+        # The VNet points its DNS at the firewall, which answers only as a DNS proxy.
+        out.append(
+            Block(
+                f"it is Azure Firewall {own.get('name')}'s private IP, and its DNS proxy is "
+                "off: the firewall listens on port 53 only with DNS proxy enabled",
+                own.get("id"),
+                (firewall.enable_dns_proxy_fix(own),),
+            )
+        )
     for subnet_id in ev.node_subnet_ids():
         ctx = address_context(ev, subnet_id)
-        route = select_route(
-            route_table(ev, subnet_id), server.address, ctx.vnet_prefixes, ctx.service_tags
-        )
+        route = route_for(ev, subnet_id, server.address)
         if route.next_hop_type == "None" and route.source == "User":
             fix: tuple[str, ...] = ()
             if route.route_id:
@@ -191,7 +199,9 @@ def _blocked(ev: AzureEvidence, server: Server, protocol: str) -> list[Block]:
                             tuple(allow_commands(nsg, decision, [denial], "allow-dns")),
                         )
                     )
-        if route.next_hop_type == "VirtualAppliance":
+        # A query to the firewall's own address is answered by its DNS proxy, not filtered
+        # by its rules as forwarded traffic is.
+        if route.next_hop_type == "VirtualAppliance" and own is None:
             fw = firewall_with_ip(ev, route.next_hop_ip)
             if fw is not None:
                 hop = Hop(dest, subnet_id, server.address, route)

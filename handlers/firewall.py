@@ -16,7 +16,14 @@ from bot.evidence import AzureEvidence, Destination
 from bot.model import Finding, Json
 from handlers.firewall_rules import Connection, FirewallDecision, evaluate_classic, evaluate_policy
 from handlers.narrow import nsg_destination
-from handlers.path import Hop, address_context, firewall_with_ip, hops, subnet_prefix
+from handlers.path import (
+    Hop,
+    address_context,
+    firewall_with_ip,
+    gateway_reachable,
+    hops,
+    subnet_prefix,
+)
 from handlers.shellsafe import arg, args
 
 # What Azure's AzureKubernetesService FQDN tag stands for, beyond the cluster's own list.
@@ -41,7 +48,12 @@ def check(ev: AzureEvidence) -> list[Finding]:
     findings: list[Finding] = []
     unknown_hops: dict[str, list[Hop]] = {}
     verdicts: dict[tuple[str, str], tuple[Hop, Json, FirewallDecision]] = {}
+    gateway_hops: list[Hop] = []
     for hop in hops(ev):
+        if hop.route.next_hop_type == "VirtualNetworkGateway":
+            if gateway_reachable(ev, hop.subnet_id) is not False:  # else: ROUTE_BLACKHOLE
+                gateway_hops.append(hop)
+            continue
         if hop.route.next_hop_type != "VirtualAppliance":
             continue
         fw = firewall_with_ip(ev, hop.route.next_hop_ip)
@@ -57,6 +69,8 @@ def check(ev: AzureEvidence) -> list[Finding]:
             verdicts[key] = (hop, fw, decision)
     for ip, items in unknown_hops.items():
         findings.append(_nva_unknown(ev, ip, items))
+    if gateway_hops:
+        findings.append(_gateway_unknown(ev, gateway_hops))
     endpoint = [v for v in verdicts.values() if not v[0].destination.required]
     for hop, fw, decision in endpoint:
         findings.append(_endpoint_verdict(ev, hop, fw, decision))
@@ -94,6 +108,47 @@ def evaluate_hop(
     return evaluate_classic(fw, request, ctx, fqdn_tags)
 
 
+def dns_proxy(ev: AzureEvidence, fw: Json) -> bool | None:
+    """Whether the firewall's DNS proxy is on (None: its policy was not read).
+
+    "When enabled, the firewall listens on port 53 and forwards DNS requests"; by default
+    it is disabled (https://learn.microsoft.com/azure/firewall/dns-settings). A policy
+    without DNS settings takes its base policy's; classic rules keep the switch in the
+    firewall's additionalProperties."""
+    props = fw.get("properties") or {}
+    policy_id = (props.get("firewallPolicy") or {}).get("id")
+    if not policy_id:
+        extra = props.get("additionalProperties") or {}
+        return str(extra.get("Network.DNS.EnableProxy", "")).lower() == "true"
+    for pid in [policy_id, *reversed(_parents(ev, policy_id))]:
+        body = ev.firewall_policies.get(armid.key(pid))
+        if body is None:
+            return None
+        settings = (body.get("properties") or {}).get("dnsSettings")
+        if settings is not None and settings.get("enableProxy") is not None:
+            return bool(settings.get("enableProxy"))
+    return False
+
+
+def enable_dns_proxy_fix(fw: Json) -> str:
+    props = fw.get("properties") or {}
+    policy_id = (props.get("firewallPolicy") or {}).get("id")
+    rid = armid.ArmId.parse(policy_id or fw["id"])
+    where = (
+        f"--resource-group {arg(rid.resource_group, 'arm_name', 'resource-group')} "
+        f"--name {arg(rid.name, 'arm_name', 'firewall')}"
+    )
+    if policy_id:
+        return f"az network firewall policy update {where} --enable-dns-proxy true"
+    return f"az network firewall update {where} --enable-dns-proxy true"
+
+
+def rule_policies(ev: AzureEvidence, policy_id: str, decision: FirewallDecision) -> list[str]:
+    """The policies that may hold the deciding rule: the parent chain (innermost first) for
+    an inherited rule, else the firewall's own policy."""
+    return list(reversed(_parents(ev, policy_id))) if decision.inherited else [policy_id]
+
+
 def _parents(ev: AzureEvidence, policy_id: str) -> list[str]:
     """The base-policy chain above a policy, outermost first (its rules come first)."""
     chain: list[str] = []
@@ -120,6 +175,7 @@ def _decision_evidence(fw: Json, hop: Hop, decision: FirewallDecision) -> Json:
         "ruleCollection": decision.collection_name,
         "rule": decision.rule_name,
         "action": decision.action,
+        "inherited": decision.inherited,
         "notes": list(decision.notes),
     }
 
@@ -146,6 +202,16 @@ def _endpoint_verdict(ev: AzureEvidence, hop: Hop, fw: Json, decision: FirewallD
         if decision.kind != "default-deny"
         else "no rule allows it, so the firewall's default deny applies"
     )
+    if decision.inherited and decision.kind != "default-deny":
+        # Azure Firewall Manager, "Inherited rules": a parent policy's collections always
+        # come before the child's, whatever the priorities
+        # (https://learn.microsoft.com/azure/firewall-manager/rule-processing).
+        policy = ((fw.get("properties") or {}).get("firewallPolicy") or {}).get("id") or ""
+        parents = ", ".join(armid.ArmId.parse(p).name for p in rule_policies(ev, policy, decision))
+        why += (
+            f", inherited from the base policy ({parents}), whose rules come before the "
+            "firewall's own policy whatever their priorities"
+        )
     return finding(
         "FIREWALL_ENDPOINT_BLOCKED",
         f"Firewall {name} blocks {hop.destination.label}: {why}.",
@@ -183,6 +249,29 @@ def _nva_unknown(ev: AzureEvidence, ip: str, items: list[Hop]) -> Finding:
         resource=hop.route.route_id,
         evidence={
             "nextHopIpAddress": ip,
+            "destinations": sorted({h.destination.label for h in items}),
+            "firewallsSeen": [f["id"] for f in ev.firewalls],
+        },
+    )
+
+
+def _gateway_unknown(ev: AzureEvidence, items: list[Hop]) -> Finding:
+    """Forced tunnelling: a route sends the traffic to the virtual network gateway, and
+    whatever inspects it sits on the far side of the VPN or ExpressRoute connection
+    (https://learn.microsoft.com/azure/virtual-network/virtual-networks-udr-overview, next
+    hop "Virtual network gateway": "On your premises, you might have a device that inspects
+    the traffic and determines whether to forward or drop the traffic")."""
+    hop = items[0]
+    return finding(
+        "NVA_UNKNOWN",
+        f"Route {hop.route.route_name or hop.route.prefix} sends traffic to the virtual network "
+        "gateway: it leaves Azure over VPN or ExpressRoute, and what lets it out to its "
+        "destination (or drops it) is on the far side, where ARM cannot look. Check the "
+        "on-premises firewall or proxy for the endpoint.",
+        resource=hop.route.route_id,
+        evidence={
+            "nextHopType": "VirtualNetworkGateway",
+            "nextHopIpAddress": None,
             "destinations": sorted({h.destination.label for h in items}),
             "firewallsSeen": [f["id"] for f in ev.firewalls],
         },
@@ -294,7 +383,11 @@ def _classic_priority(fw: Json, kind: str, decision: FirewallDecision, commands:
         note = f"# just before {decision.collection_name} (priority {deny}), which stays as it is"
         if note not in commands:
             commands.append(note)
-        return next((p for p in range(deny - 1, 99, -1) if p not in used), deny)
+        free = next((p for p in range(deny - 1, 99, -1) if p not in used), None)
+        if free is None:
+            commands.append(_no_room(decision.collection_name, deny))
+            return deny
+        return free
     return next(p for p in range(max(used, default=100) + 100, 65001) if p not in used)
 
 
@@ -331,21 +424,70 @@ def _placement(
     if decision.kind == "default-deny" or not decision.collection_group:
         group, priority = _group_for(ev, policy_id, source)
         return policy_id, group, priority, []
-    for candidate in [policy_id, *_parents(ev, policy_id)]:
+    # Every policy has groups named DefaultApplicationRuleCollectionGroup & co., so the
+    # deny's group is looked up where the evaluator found it: the parents or the policy.
+    for candidate in rule_policies(ev, policy_id, decision):
         for rcg in ev.rule_collection_groups.get(armid.key(candidate), []):
             if rcg.get("name") != decision.collection_group:
                 continue
             collections = (rcg.get("properties") or {}).get("ruleCollections") or []
             used = {int(c.get("priority") or 0) for c in collections}
             deny = decision.priority_path[-1] if decision.priority_path else 65000
-            priority = next((p for p in range(deny - 1, 99, -1) if p not in used), deny)
+            free = next((p for p in range(deny - 1, 99, -1) if p not in used), None)
+            if free is None:
+                return _group_before(ev, candidate, rcg, decision)
             note = (
                 f"# just before {decision.collection_name} (priority {deny}) in "
                 f"{decision.collection_group}, which stays as it is"
             )
-            return candidate, str(rcg["name"]), priority, [note]
+            return candidate, str(rcg["name"]), free, [note]
     group, priority = _group_for(ev, policy_id, source)
     return policy_id, group, priority, []
+
+
+# Collection priority inside a new group: room for the further collections `_next` places
+# one number above it.
+_NEW_GROUP_COLLECTION_PRIORITY = 1000
+
+
+def _group_before(
+    ev: AzureEvidence, policy_id: str, rcg: Json, decision: FirewallDecision
+) -> tuple[str, str, int, list[str]]:
+    """A new rule collection group just before the deny's group, for a deny collection that
+    already has the first priority (100) its group allows, or none free before it.
+
+    Priorities run from 100 to 65,000, and groups are processed before the collections
+    inside them ("Azure Firewall rule processing logic",
+    https://learn.microsoft.com/azure/firewall/rule-processing), so a group with a lower
+    number than the deny's is the only place an allow can precede it without moving it."""
+    groups = ev.rule_collection_groups.get(armid.key(policy_id), [])
+    taken = {int((g.get("properties") or {}).get("priority") or 0) for g in groups}
+    group_priority = int((rcg.get("properties") or {}).get("priority") or 0)
+    deny = decision.priority_path[-1] if decision.priority_path else 100
+    free = next((p for p in range(group_priority - 1, 99, -1) if p not in taken), None)
+    if free is None:
+        return policy_id, str(rcg["name"]), deny, [_no_room(decision.collection_name, deny)]
+    name = f"before-{rcg['name']}"[:80]
+    pid = armid.ArmId.parse(policy_id)
+    create = (
+        "az network firewall policy rule-collection-group create "
+        f"--resource-group {arg(pid.resource_group, 'arm_name', 'resource-group')} "
+        f"--policy-name {arg(pid.name, 'arm_name', 'firewall-policy')} "
+        f"--name {arg(name, 'arm_name', 'rule-collection-group')} --priority {free}"
+    )
+    note = (
+        f"# {decision.collection_name} has priority {deny} in {rcg['name']} (group priority "
+        f"{group_priority}) and no collection can precede it there: a new group {name} of "
+        f"priority {free} is processed first; {decision.collection_name} stays as it is"
+    )
+    return policy_id, name, _NEW_GROUP_COLLECTION_PRIORITY, [note, create]
+
+
+def _no_room(collection: str | None, deny: int) -> str:
+    return (
+        f"# no priority is free before {collection} (priority {deny}): give it a higher "
+        "number first, or the allow below ties with it and the order is undefined"
+    )
 
 
 def _next(priority: int, decision: FirewallDecision) -> int:

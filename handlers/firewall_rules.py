@@ -94,6 +94,9 @@ class FirewallDecision:
     action: str
     priority_path: tuple[int, ...]
     notes: tuple[str, ...] = ()
+    # The deciding rule sits in a parent (base) policy, not the firewall's own: a change to
+    # the firewall's policy cannot precede it.
+    inherited: bool = False
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,7 @@ class _Collection:
     network_rules: tuple[Json, ...]
     application_rules: tuple[Json, ...]
     level: int = 0  # 0: inherited from the parent chain (processed first), 1: the policy's own
+    inherited: bool = False  # a parent policy's collection (level 0 of a policy with a parent)
 
 
 def _normalize_fqdn(name: str) -> str:
@@ -327,6 +331,7 @@ def _decide(
                         action=coll.action,
                         priority_path=coll.priority_path,
                         notes=_unique(notes),
+                        inherited=coll.inherited,
                     )
     if request.protocol in _WEB_PROTOCOLS:
         notes.append(
@@ -371,6 +376,7 @@ def _policy_collections(
                 network_rules=tuple(r for r in rules if r.get("ruleType") == "NetworkRule"),
                 application_rules=tuple(r for r in rules if r.get("ruleType") == "ApplicationRule"),
                 level=level,
+                inherited=level == 0,
             )
 
 

@@ -21,6 +21,24 @@ RESERVED_DROP_PREFIXES = tuple(
 )
 
 
+# The service tag whose prefixes Azure adds as VirtualNetworkServiceEndpoint system routes
+# when a subnet enables a service endpoint ("Optional default routes" in
+# https://learn.microsoft.com/azure/virtual-network/virtual-networks-udr-overview; the
+# services of https://learn.microsoft.com/azure/virtual-network/virtual-network-service-endpoints-overview).
+SERVICE_ENDPOINT_TAGS = {
+    "microsoft.storage": "Storage",
+    "microsoft.storage.global": "Storage",
+    "microsoft.sql": "Sql",
+    "microsoft.azurecosmosdb": "AzureCosmosDB",
+    "microsoft.keyvault": "AzureKeyVault",
+    "microsoft.servicebus": "ServiceBus",
+    "microsoft.eventhub": "EventHub",
+    "microsoft.web": "AppService",
+    "microsoft.containerregistry": "AzureContainerRegistry",
+}
+SERVICE_ENDPOINT_HOP = "VirtualNetworkServiceEndpoint"
+
+
 @dataclass(frozen=True)
 class RouteDecision:
     """The route Azure would use, named the way Azure's effective routes name it."""
@@ -102,11 +120,47 @@ def _system_routes(
     return routes
 
 
+def service_endpoint_routes(
+    subnet: Json | None, service_tags: Mapping[str, Sequence[ipaddress.IPv4Network]]
+) -> list[RouteDecision]:
+    """The system routes a subnet's service endpoints add, one per prefix of the service's
+    tag in each of the endpoint's locations (``*``: the whole tag).
+
+    Azure's routing docs: "When you enable a service endpoint for a service, Azure creates a
+    route with address prefixes for the service. Traffic to the service doesn't route to the
+    next hop type in a route with the 0.0.0.0/0 address prefix." So a forced tunnel to a
+    firewall does not carry that service's traffic. A service without a known tag, or a tag
+    the service-tag list lacks, adds nothing: those addresses stay on the 0.0.0.0/0 route.
+    """
+    out: list[RouteDecision] = []
+    for entry in ((subnet or {}).get("properties") or {}).get("serviceEndpoints") or []:
+        service = str(entry.get("service") or "")
+        tag = SERVICE_ENDPOINT_TAGS.get(service.lower())
+        if tag is None:
+            continue
+        for location in entry.get("locations") or []:
+            where = str(location).replace(" ", "").lower()
+            name = tag if where == "*" else f"{tag}.{where}"
+            for net in service_tags.get(name.lower(), ()):
+                out.append(
+                    RouteDecision(
+                        prefix=net,
+                        next_hop_type=SERVICE_ENDPOINT_HOP,
+                        next_hop_ip=None,
+                        source="Default",
+                        route_name=f"service endpoint {service} ({name})",
+                        route_id=None,
+                    )
+                )
+    return out
+
+
 def select_route(
     route_table: Json | None,
     destination: ipaddress.IPv4Address,
     vnet_prefixes: Sequence[ipaddress.IPv4Network],
     service_tags: Mapping[str, Sequence[ipaddress.IPv4Network]] | None = None,
+    endpoint_routes: Sequence[RouteDecision] = (),
 ) -> RouteDecision:
     """Pick the route Azure uses for ``destination``: longest prefix, then User over Default.
 
@@ -116,10 +170,12 @@ def select_route(
     ``vnet_prefixes`` become VnetLocal system routes. Peered VNets' prefixes may be passed
     too (Azure labels those VNetPeering, but the traffic stays in Azure either way).
     Among user routes with the same prefix, which Azure rejects, the first one wins.
+    ``endpoint_routes`` are the subnet's service endpoint routes (``service_endpoint_routes``):
+    system routes, so a user route with the same prefix beats them.
     """
     user = _user_routes(route_table, service_tags or {})
     has_user_default = any(r.prefix == DEFAULT_PREFIX for r in user)
-    candidates = user + _system_routes(vnet_prefixes, has_user_default)
+    candidates = user + list(endpoint_routes) + _system_routes(vnet_prefixes, has_user_default)
     matching = [r for r in candidates if destination in r.prefix]
     # max() keeps the first of equal prefix lengths, and user routes come first. The
     # 0.0.0.0/0 system route contains every address, so matching is never empty.

@@ -11,8 +11,9 @@ from bot import armid
 from bot.codes import finding
 from bot.evidence import AzureEvidence
 from bot.model import Finding, Json
-from handlers.path import Hop, address_context, hops, route_table
-from handlers.route_rules import default_route, select_route
+from handlers.outbound import APPLIANCE_HOPS
+from handlers.path import Hop, gateway_reachable, hops, route_for, route_table
+from handlers.route_rules import SERVICE_ENDPOINT_HOP, default_route
 from handlers.shellsafe import arg
 
 APPLIANCE_IP = "<firewall-private-ip>"
@@ -111,12 +112,15 @@ def _default_route_findings(
                 ],
             )
         ]
-    if udr and default is not None and props.get("nextHopType") != "VirtualAppliance":
+    # AKS "validates that you don't create a 0.0.0.0/0 route pointing to the Internet, but
+    # instead to a gateway, NVA, etc." (https://learn.microsoft.com/azure/aks/egress-udr):
+    # forced tunnelling to a VPN gateway is a userDefinedRouting path too.
+    if udr and default is not None and props.get("nextHopType") not in APPLIANCE_HOPS:
         return [
             finding(
                 "ROUTE_DEFAULT_NOT_APPLIANCE",
                 f"Route {default['name']} in {rt.name} sends 0.0.0.0/0 to "
-                f"{props.get('nextHopType')}, not to a firewall or appliance as "
+                f"{props.get('nextHopType')}, not to a firewall, appliance or gateway as "
                 "userDefinedRouting requires.",
                 resource=default.get("id") or table["id"],
                 evidence=evidence,
@@ -172,13 +176,18 @@ def _endpoint_route_findings(ev: AzureEvidence) -> list[Finding]:
             "route": route.route_name,
             "source": route.source,
         }
-        where = (
-            f"route {route.route_name} ({route.prefix})"
-            if route.route_name
-            else (f"the system route {route.prefix}")
-        )
+        endpoint_route = route.next_hop_type == SERVICE_ENDPOINT_HOP
+        if endpoint_route:
+            where = f"the system route {route.prefix} of the {route.route_name}"
+        elif route.route_name:
+            where = f"route {route.route_name} ({route.prefix})"
+        else:
+            where = f"the system route {route.prefix}"
         where += f" of {hop.role} {armid.ArmId.parse(hop.subnet_id).name}"
-        if route.next_hop_type == "None":
+        no_gateway = gateway_reachable(ev, hop.subnet_id) is False
+        if route.next_hop_type == "VirtualNetworkGateway" and no_gateway:
+            findings.append(_no_gateway(ev, hop, where, evidence))
+        elif route.next_hop_type == "None":
             fix = _blackhole_fix(ev, hop)
             findings.append(
                 finding(
@@ -191,12 +200,22 @@ def _endpoint_route_findings(ev: AzureEvidence) -> list[Finding]:
                     about_endpoint=True,
                 )
             )
-        elif route.source == "User" and route.prefix.prefixlen > 0:
+        elif (route.source == "User" or endpoint_route) and route.prefix.prefixlen > 0:
+            # A service endpoint's route takes the service's traffic off a forced tunnel:
+            # the appliance that 0.0.0.0/0 names never sees it (virtual-networks-udr-overview,
+            # "0.0.0.0/0 address prefix").
+            aside = (
+                ": the traffic goes straight to the service over Azure's backbone, not "
+                "through the 0.0.0.0/0 route's next hop"
+                if endpoint_route
+                else ""
+            )
             findings.append(
                 finding(
                     "ROUTE_ENDPOINT_OVERRIDE",
                     f"For {hop.address}, {where} is more specific than 0.0.0.0/0 and wins: "
                     f"next hop {route.next_hop_type} {route.next_hop_ip or ''}".rstrip()
+                    + aside
                     + ".",
                     resource=route.route_id,
                     evidence=evidence,
@@ -204,6 +223,36 @@ def _endpoint_route_findings(ev: AzureEvidence) -> list[Finding]:
                 )
             )
     return findings
+
+
+def _no_gateway(ev: AzureEvidence, hop: Hop, where: str, evidence: Json) -> Finding:
+    """A route to the virtual network gateway from a VNet that has none and uses no peered
+    hub's: the packets have nowhere to go, as with next hop None."""
+    vnet_id = armid.ArmId.parse(hop.subnet_id).parent_id()
+    vnet = armid.ArmId.parse(vnet_id)
+    body = ev.vnets.get(armid.key(vnet_id)) or {}
+    peerings = [
+        p.get("name") for p in (body.get("properties") or {}).get("virtualNetworkPeerings") or []
+    ]
+    peering = peerings[0] if len(peerings) == 1 and peerings[0] else "<peering-to-hub>"
+    return finding(
+        "ROUTE_BLACKHOLE",
+        f"For {hop.address}, {where} wins and its next hop is the virtual network gateway, "
+        f"but VNet {vnet.name} has no gateway (no GatewaySubnet) and no peering that uses a "
+        "remote gateway: the route has no next hop, and Azure drops the packets.",
+        resource=hop.route.route_id or hop.subnet_id,
+        evidence={**evidence, "gateway": "none"},
+        fix=[
+            "# on the peering to the hub that holds the VPN/ExpressRoute gateway (the hub's "
+            "side needs --allow-gateway-transit)",
+            "az network vnet peering update "
+            f"--resource-group {arg(vnet.resource_group, 'arm_name', 'resource-group')} "
+            f"--vnet-name {arg(vnet.name, 'arm_name', 'vnet')} "
+            f"--name {arg(peering, 'arm_name', 'peering') if peering[0] != '<' else peering} "
+            "--set useRemoteGateways=true",
+        ],
+        about_endpoint=True,
+    )
 
 
 def _table_args(resource_group: str, table: str) -> str:
@@ -237,10 +286,7 @@ def _blackhole_fix(ev: AzureEvidence, hop: Hop) -> list[str]:
     props["routes"] = [
         r for r in props.get("routes") or [] if not armid.same(r.get("id"), route.route_id)
     ]
-    ctx = address_context(ev, hop.subnet_id)
-    other = select_route(
-        {**table, "properties": props}, hop.address, ctx.vnet_prefixes, ctx.service_tags
-    )
+    other = route_for(ev, hop.subnet_id, hop.address, {**table, "properties": props})
     if other.next_hop_type == "None":
         return []
     target = f"--next-hop-type {arg(other.next_hop_type, 'word', 'next-hop-type')}" + (

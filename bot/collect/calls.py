@@ -5,7 +5,8 @@ clients, so a counter on the clients counts them all: a report's `stats.armCalls
 as the difference of that counter counted the other checks' calls too. Each check counts
 into its own `CallTally`, found through a context variable by the clients' pipeline
 policy (bot/collect/clients.py); `ContextPool` carries it (and the log fields,
-bot/logs.py) into the threads a check reads in, which a plain ThreadPoolExecutor does not.
+bot/logs.py) into the threads a check reads in, which a plain ThreadPoolExecutor does not,
+and `ContextPolling` into the SDK's long-running-operation poller thread.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import ParamSpec, TypeVar
+
+from azure.mgmt.core.polling.arm_polling import ARMPolling
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -52,6 +55,20 @@ def tallied() -> Iterator[CallTally]:
         yield tally
     finally:
         _current.reset(token)
+
+
+class ContextPolling(ARMPolling):
+    """ARM's long-running-operation polling in a copy of the caller's context variables.
+
+    The SDK's `LROPoller` polls from a thread of its own that starts with an empty
+    context, so the polls of a check's Azure run command were counted for no check."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(timeout)
+        self._context = contextvars.copy_context()
+
+    def run(self) -> None:
+        self._context.run(super().run)
 
 
 class ContextPool(ThreadPoolExecutor):

@@ -52,6 +52,17 @@ VMSS_REQUESTS = (
 )
 
 
+# With a `$filter` that splits on a dimension, Azure Monitor returns at most `top` series,
+# 10 unless asked (https://learn.microsoft.com/rest/api/monitor/metrics/list, `top`; the
+# batch API likewise): split by node, a cluster of more than 10 nodes would lose nodes.
+# AKS allows 5,000 nodes a cluster, and the SNAT connection count has two states a node.
+SERIES_TOP = 20_000
+
+
+def _split_filter(split: tuple[str, ...]) -> str | None:
+    return " and ".join(f"{d} eq '*'" for d in split) or None
+
+
 # How a metric's id names its resource: `{resource id}/providers/Microsoft.Insights/metrics/{name}`.
 _METRIC_ID_TAIL = "/providers/microsoft.insights/metrics/"
 
@@ -80,7 +91,8 @@ def read_series(
         interval=INTERVAL,
         metricnames=",".join(metrics),
         aggregation=aggregation,
-        filter=" and ".join(f"{d} eq '*'" for d in split) or None,
+        filter=_split_filter(split),
+        top=SERIES_TOP if split else None,
     )
     out = []
     for metric in response.value or []:
@@ -121,8 +133,9 @@ def read_batch(
         "metricnames": ",".join(metrics),
         "aggregation": aggregation,
     }
-    if where := " and ".join(f"{d} eq '*'" for d in split):
+    if where := _split_filter(split):
         params["filter"] = where
+        params["top"] = str(SERIES_TOP)
     response = client.send_request(
         HttpRequest(
             "POST",

@@ -37,7 +37,7 @@ from azure.mgmt.containerservice.models import RunCommandRequest, RunCommandResu
 from kubernetes.client.exceptions import ApiException
 
 from bot.armid import ArmId
-from bot.collect.calls import ContextPool
+from bot.collect.calls import ContextPolling, ContextPool
 from bot.collect.clients import AzureClients
 from bot.collect.kube import (
     AKS_SERVER_SCOPE,
@@ -267,7 +267,7 @@ class RunCommand:
         aks = self.clients.containers(self.id.subscription)
         try:
             poller = aks.managed_clusters.begin_run_command(
-                self.id.resource_group, self.id.name, request, polling_interval=_POLL_S
+                self.id.resource_group, self.id.name, request, polling=ContextPolling(_POLL_S)
             )
         except HttpResponseError as exc:
             raise self._refused(exc) from None

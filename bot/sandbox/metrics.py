@@ -1,10 +1,13 @@
 """Azure Monitor metrics (`{id}/providers/Microsoft.Insights/metrics` and
 `metricDefinitions`) answered from a world's `metrics` (world-format.md).
 
-Only the parts of the query language the product uses are understood: `metricnames` and
-`$filter` clauses `Dim eq 'value'` / `Dim eq '*'` joined by `and` / `or`. Everything else
-(`timespan`, `interval`, `aggregation`, `top`…) is accepted and ignored: the authored points are
-the answer, so a world stays the single source of truth for what a chart shows.
+Only the parts of the query language the product uses are understood: `metricnames`,
+`$filter` clauses `Dim eq 'value'` / `Dim eq '*'` joined by `and` / `or`, and `top`: with a
+`$filter`, at most `top` series of a metric come back, 10 unless asked, as Azure Monitor
+answers (https://learn.microsoft.com/rest/api/monitor/metrics/list); a client that asks
+for enough gets every series as authored. Everything else (`timespan`, `interval`,
+`aggregation`…) is accepted and ignored: the authored points are the answer, so a world
+stays the single source of truth for what a chart shows.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from bot import armid
 from bot.sandbox.world import World
 
 _CLAUSE = re.compile(r"\s*(\w+)\s+eq\s+'([^']*)'\s*", re.IGNORECASE)
+DEFAULT_TOP = 10
 _AGGREGATIONS = ("average", "minimum", "maximum", "total", "count")
 
 
@@ -36,6 +40,7 @@ def list_metrics(world: World, resource_id: str, query: Mapping[str, str]) -> di
     resource_id = _canonical_id(world, resource_id)
     wanted = {n.strip().lower() for n in query.get("metricnames", "").split(",") if n.strip()}
     pinned = _parse_filter(query.get("$filter"))
+    top = _top(query.get("top")) if pinned is not None else None
     end = world.now
     timespan = query.get("timespan") or f"{_iso(end - timedelta(hours=1))}/{_iso(end)}"
     value = [
@@ -46,7 +51,7 @@ def list_metrics(world: World, resource_id: str, query: Mapping[str, str]) -> di
             "displayDescription": "",
             "unit": metric.get("unit", "Count"),
             "errorCode": "Success",
-            "timeseries": _series(metric.get("timeseries", []), pinned),
+            "timeseries": _series(metric.get("timeseries", []), pinned)[:top],
         }
         for metric in world.metrics_for(resource_id) or []
         if not wanted or metric["name"].lower() in wanted
@@ -84,6 +89,14 @@ def list_definitions(world: World, resource_id: str) -> dict[str, Any]:
             definition["dimensions"] = [{"value": d, "localizedValue": d} for d in dimensions]
         value.append(definition)
     return {"value": value}
+
+
+def _top(value: str | None) -> int:
+    """Azure's default is 10; an unreadable value is taken as the default here."""
+    try:
+        return max(1, int(value)) if value else DEFAULT_TOP
+    except ValueError:
+        return DEFAULT_TOP
 
 
 def _canonical_id(world: World, resource_id: str) -> str:

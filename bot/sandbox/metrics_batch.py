@@ -79,6 +79,7 @@ def _one(world: World, resource_id: str, query: Any) -> dict[str, Any]:
         "metricnames": query.get("metricnames", ""),
         "$filter": query.get("filter") or "",
         "interval": query.get("interval") or "",
+        "top": query.get("top") or "",
     }
     if query.get("starttime") and query.get("endtime"):
         single["timespan"] = f"{query['starttime']}/{query['endtime']}"

@@ -133,27 +133,47 @@ def test_an_interactive_payload_is_acted_on_once(store_and_queue):
     assert 300 < ttl <= 360
 
 
-def test_a_lost_reply_retried_admits_once_with_one_job(redis_url):
-    """The connection breaks after Redis applied the admission: redis-py sends the whole
-    transaction again (the app's BRIEF retry). The retry finds its own claim; it must not
-    be refused as a double submit of itself (which withdrew the job and left the incident
-    to wait forever), and the job pushed twice must run once."""
+@pytest.fixture
+def lossy(redis_url):
+    """A store and queue whose connection loses the reply to the next transaction once,
+    with the app's BRIEF retry, which then sends the same transaction again."""
     redis.Redis.from_url(redis_url).flushdb()  # our private server only
     proxy = LossyProxy(redis_url)
-    try:
-        client = redis.Redis.from_url(
-            proxy.url,
-            socket_timeout=2.0,
-            decode_responses=True,
-            retry=BRIEF,
-            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
-        )
-        store, queue = Store(client), queue_on(redis.Redis.from_url(proxy.url, retry=BRIEF))
-        proxy.lose_next_exec.set()
-        admission = admit_check(store, queue, request(), TEXT, Limits(per_user=10))
-        assert proxy.lost == 1, "the proxy did not lose the reply: the test proves nothing"
-        assert admission.incident is not None, admission
-        assert store.get(admission.incident.id) is not None
-        assert queue.job_ids == [f"{admission.incident.id}-0"]
-    finally:
-        proxy.close()
+    client = redis.Redis.from_url(
+        proxy.url,
+        socket_timeout=2.0,
+        decode_responses=True,
+        retry=BRIEF,
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    )
+    yield proxy, Store(client), queue_on(redis.Redis.from_url(proxy.url, retry=BRIEF))
+    proxy.close()
+
+
+def test_a_lost_reply_retried_admits_once_with_one_job(lossy):
+    """The connection breaks after Redis applied the admission: redis-py sends the whole
+    transaction again. The retry finds its own claim; it must not be refused as a double
+    submit of itself (which withdrew the job and left the incident to wait forever), and
+    the job pushed twice must run once."""
+    proxy, store, queue = lossy
+    proxy.lose_next_exec.set()
+    admission = admit_check(store, queue, request(), TEXT, Limits(per_user=10))
+    assert proxy.lost == 1, "the proxy did not lose the reply: the test proves nothing"
+    assert admission.incident is not None, admission
+    assert store.get(admission.incident.id) is not None
+    assert queue.job_ids == [f"{admission.incident.id}-0"]
+
+
+def test_a_lost_reply_on_another_run_queues_it_once_and_counts_it_once(lossy):
+    proxy, store, queue = lossy
+    limits = Limits(per_user=10, runs_per_incident=3)
+    incident = admit_check(store, queue, request(), TEXT, limits).incident
+    assert incident is not None
+    proxy.lose_next_exec.set()
+    work = ("https://api.contoso.com", "all", False)
+    assert admit_run(store, queue, incident, "U1", limits, work) is None
+    assert proxy.lost == 1, "the proxy did not lose the reply: the test proves nothing"
+    assert queue.job_ids == [f"{incident.id}-0", f"{incident.id}-1"]
+    # counted once: the incident may still queue its third run
+    assert admit_run(store, queue, incident, "U1", limits, work) is None
+    assert admit_run(store, queue, incident, "U1", limits, work) == "incident"

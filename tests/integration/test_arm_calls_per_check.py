@@ -66,3 +66,22 @@ def test_each_of_two_concurrent_checks_counts_its_own_arm_calls(tmp_path: Path) 
         counts = [r.stats.arm_calls for r in reports if r is not None]
         assert counts == alone
         assert sum(counts) == sandbox.count("arm") - before
+
+
+def test_a_private_clusters_run_command_polls_are_counted(tmp_path: Path) -> None:
+    """The SDK polls a run command's result from a thread of its own: those GETs are the
+    check's calls too, so the report accounts for every ARM request the sandbox answered."""
+    body = yaml.safe_load((WORLDS / "private-cluster-udr.yaml").read_text())
+    body.setdefault("faults", {})["runCommandSeconds"] = 2.5  # a few polls (every 1 s)
+    world = tmp_path / "world.yaml"
+    world.write_text(yaml.safe_dump(body))
+    with Sandbox(world) as sandbox:
+        runtime = attach(sandbox, ProbeSettings())
+        alias = next(iter(body["clusters"]))
+        alias, cluster_id = runtime.cluster_id(alias)
+        before = sandbox.count("arm")
+        report = Engine(runtime).check(CheckRequest(alias, cluster_id, None, mode="all"))
+        runtime.clients.close()
+        polls = [c for c in sandbox.calls("arm") if "/commandResults/" in c.path]
+        assert report.stats.run_commands and polls, "no run command was polled: proves nothing"
+        assert report.stats.arm_calls == sandbox.count("arm") - before

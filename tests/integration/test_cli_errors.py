@@ -24,6 +24,17 @@ def test_bad_endpoint_says_why(run_check):
     assert "scheme 'ftp' is not supported" in err
 
 
+def test_the_endpoint_may_follow_the_alias_as_in_slack(run_check):
+    code, report = run_check("platform-prod", "https://api.github.com", "--world", WORLD)
+    assert code == 0 and report["endpoint"] == "https://api.github.com"
+    code, err = run_check(
+        "platform-prod", "https://a.example", "--endpoint", "https://b.example", "--world", WORLD
+    )
+    assert code == 2 and "two endpoints" in err
+    code, err = run_check("platform-prod", "ftp://x.example.org", "--world", WORLD)
+    assert code == 2 and "scheme 'ftp' is not supported" in err
+
+
 def test_invalid_world_names_file_and_key(run_check, tmp_path: Path):
     data = yaml.safe_load(Path(WORLD).read_text())
     data["surprise"] = 1

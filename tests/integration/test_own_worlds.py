@@ -117,6 +117,50 @@ def _check_names(code: str, text: str) -> Callable[[dict], None]:
     return check
 
 
+def _check_route(code: str, next_hop_type: str, prefix: str) -> Callable[[dict], None]:
+    def check(report: dict) -> None:
+        (finding,) = _only(report, code)
+        evidence = finding["evidence"]
+        assert (evidence["nextHopType"], evidence["prefix"]) == (next_hop_type, prefix), evidence
+
+    return check
+
+
+def _check_deny_at_first_priority(report: dict) -> None:
+    """The Deny collection has priority 100 in its group: the allow goes in a new group
+    processed before it, not in a collection that ties with it."""
+    _check_rule("FIREWALL_ENDPOINT_BLOCKED", "deny-bulletproof-hosting-2026-11", "network")(report)
+    (finding,) = _only(report, "FIREWALL_ENDPOINT_BLOCKED")
+    commands = [line for line in finding["fix"] if line.startswith("az ")]
+    assert commands[0].endswith("--name before-rcg-soc-blocklist --priority 3999"), commands
+    assert "--rcg-name before-rcg-soc-blocklist " in commands[1], commands
+    assert "--rule-type NetworkRule" in commands[1], commands
+
+
+def _check_inherited_deny(report: dict) -> None:
+    """The deny sits in the base policy: the report says so and the fix goes there."""
+    _check_rule("FIREWALL_ENDPOINT_BLOCKED", "deny-public-llm-apis", "application")(report)
+    (finding,) = _only(report, "FIREWALL_ENDPOINT_BLOCKED")
+    assert finding["evidence"]["inherited"] is True
+    assert "base policy (afwp-base-global)" in finding["detail"]
+    (add,) = [line for line in finding["fix"] if line.startswith("az ")]
+    assert "--policy-name afwp-base-global " in add, add
+
+
+def _check_dns_proxy_off(report: dict) -> None:
+    """The DNS server is the firewall with its DNS proxy off: enabling it is the fix, and
+    the probe's DNS failure is explained by it."""
+    (blocked,) = _only(report, "DNS_SERVER_BLOCKED")
+    assert blocked["evidence"]["server"] == "10.200.0.4"
+    assert "DNS proxy is off" in blocked["detail"]
+    assert blocked["fix"] == [
+        "az network firewall policy update --resource-group rg-hub-network-weu "
+        "--name afwp-hub-weu --enable-dns-proxy true"
+    ]
+    (failure,) = _only(report, "PROBE_DNS_FAILURE")
+    assert [c["code"] for c in failure["evidence"]["explainedBy"]] == ["DNS_SERVER_BLOCKED"]
+
+
 def _check_denied_pools(pools: set[str], role: str, nsg: str) -> Callable[[dict], None]:
     def check(report: dict) -> None:
         (finding,) = _only(report, "NSG_OUTBOUND_DENY")
@@ -217,6 +261,22 @@ EXTRA: dict[str, Callable[[dict], None]] = {
         "ROUTE_ENDPOINT_OVERRIDE", "storage-direct"
     ),
     "natgw-user-assigned-prefix.yaml": _check_egress_ips(["20.31.40.16/30"]),
+    "udr-firewall-network-deny-beats-app-allow.yaml": _check_deny_at_first_priority,
+    "udr-firewall-network-allow-beats-app-deny.yaml": _check_rule(
+        "FIREWALL_ENDPOINT_ALLOWED", "allow-sharefile-partner-ips", "network"
+    ),
+    "udr-firewall-parent-deny-beats-child-allow.yaml": _check_inherited_deny,
+    "nsg-service-tag-regional-storage.yaml": _check_names(
+        "NSG_OUTBOUND_DENY", "deny-storage-other-regions (priority 300)"
+    ),
+    "dns-vnet-server-is-firewall-without-proxy.yaml": _check_dns_proxy_off,
+    "udr-forced-tunnel-without-gateway.yaml": _check_names("ROUTE_BLACKHOLE", "has no gateway"),
+    "udr-storage-tag-route-beats-service-endpoint.yaml": _check_route(
+        "ROUTE_ENDPOINT_OVERRIDE", "VirtualAppliance", "20.60.0.0/18"
+    ),
+    "udr-service-endpoint-storage-skips-firewall.yaml": _check_route(
+        "ROUTE_ENDPOINT_OVERRIDE", "VirtualNetworkServiceEndpoint", "20.60.0.0/18"
+    ),
     "lb-byo-outbound-ip-prefix.yaml": _check_egress_ips(["20.103.220.0/30"]),
     "lb-outbound-ports-fit-two-ips.yaml": _check_egress_ips(["20.93.41.60", "20.93.41.61"]),
 }

@@ -158,3 +158,18 @@ def test_context_is_hashable_and_compares_by_value() -> None:
     assert again == CTX
     assert hash(again) == hash(CTX)
     assert again != AddressContext(vnet_prefixes=CTX.vnet_prefixes)
+
+
+def test_virtual_network_tag_covers_route_prefixes_which_stay_internet_too() -> None:
+    """A public prefix of a user-defined route is in VirtualNetwork
+    (https://learn.microsoft.com/azure/virtual-network/service-tags-overview) and, being
+    public and outside the VNet, in Internet as well; VnetLocal routing is unchanged."""
+    ctx = AddressContext(
+        vnet_prefixes=(IPv4Network("10.42.0.0/16"),),
+        route_prefixes=(IPv4Network("52.178.20.0/24"),),
+    )
+    partner = IPv4Address("52.178.20.15")
+    assert address_matches("VirtualNetwork", partner, ctx) is True
+    assert address_matches("Internet", partner, ctx) is True
+    assert not ctx.in_vnet(partner)
+    assert address_matches("VirtualNetwork", IPv4Address("52.178.21.1"), ctx) is False

@@ -36,3 +36,23 @@ def test_a_server_listed_twice_counts_once():
     servers = forward_targets(config_map)
     assert [s.address for s in servers] == [IPv4Address("10.1.1.1")]
     assert servers[0].source == "coredns-custom (a.server)"
+
+
+def test_a_vnet_dns_server_that_is_the_firewall_without_dns_proxy_is_blocked():
+    """The VNet's DNS server is the firewall's private IP, as the DNS proxy setup asks, but
+    the proxy is off: "When enabled, the firewall listens on port 53"
+    (https://learn.microsoft.com/azure/firewall/dns-settings)."""
+    from bot import armid
+    from handlers import dnspath
+    from tests.unit.test_firewall import VNET, evidence
+
+    ev = evidence("10.0.0.4")
+    ev.vnets[armid.key(VNET)]["properties"]["dhcpOptions"] = {"dnsServers": ["10.0.0.4"]}
+    [blocked] = dnspath.check(ev, None)
+    assert blocked.code == "DNS_SERVER_BLOCKED" and blocked.resource == ev.firewalls[0]["id"]
+    assert "DNS proxy is off" in blocked.detail
+    assert blocked.fix == [
+        "az network firewall update --resource-group rg-hub --name afw-hub --enable-dns-proxy true"
+    ]
+    ev.firewalls[0]["properties"]["additionalProperties"] = {"Network.DNS.EnableProxy": "true"}
+    assert dnspath.check(ev, None) == []

@@ -89,3 +89,35 @@ def test_tables_prefixes_addresses_and_firewalls_by_reference() -> None:
     ev.firewalls = [fw]
     assert path.firewall_with_ip(ev, "10.9.0.4") is fw
     assert path.firewall_with_ip(ev, "10.9.0.5") is None and path.firewall_with_ip(ev, None) is None
+
+
+def test_the_virtual_network_tag_covers_the_subnets_route_prefixes_but_not_the_default() -> None:
+    """VirtualNetwork covers "address prefixes used on user-defined routes"
+    (https://learn.microsoft.com/azure/virtual-network/service-tags-overview); 0.0.0.0/0
+    is left out ("might also contain default routes" decides nothing), and so is a tag."""
+    ev = evidence()
+    routes = ev.route_tables[armid.key(RT)]["properties"]["routes"]
+    routes.append({"name": "p", "properties": {"addressPrefix": "52.178.20.0/24"}})
+    routes.append({"name": "t", "properties": {"addressPrefix": "Storage.WestEurope"}})
+    ctx = path.address_context(ev, NODES)
+    assert ctx.route_prefixes == (ipaddress.IPv4Network("52.178.20.0/24"),)
+    assert path.address_context(ev, PODS).route_prefixes == ()  # no route table there
+
+
+def test_a_gateway_is_reachable_through_a_gateway_subnet_or_a_remote_gateway_peering() -> None:
+    """A spoke reaches a VPN/ExpressRoute gateway of its own (GatewaySubnet) or its hub's
+    through a peering with useRemoteGateways; otherwise a VirtualNetworkGateway next hop
+    has nothing behind it (virtual-networks-udr-overview, next hop "None")."""
+    ev = evidence()
+    vnet_id = armid.ArmId.parse(NODES).parent_id()
+    assert path.gateway_reachable(ev, NODES) is None  # the VNet was not read
+    ev.vnets = {armid.key(vnet_id): {"id": vnet_id, "properties": {"subnets": [{"id": NODES}]}}}
+    assert path.gateway_reachable(ev, NODES) is False
+    props = ev.vnets[armid.key(vnet_id)]["properties"]
+    props["virtualNetworkPeerings"] = [
+        {"name": "to-hub", "properties": {"useRemoteGateways": True}}
+    ]
+    assert path.gateway_reachable(ev, NODES) is True
+    props["virtualNetworkPeerings"] = []
+    props["subnets"].append({"id": f"{vnet_id}/subnets/GatewaySubnet"})
+    assert path.gateway_reachable(ev, NODES) is True

@@ -6,7 +6,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from handlers.route_rules import RouteDecision, default_route, select_route
+from handlers.route_rules import RouteDecision, default_route, select_route, service_endpoint_routes
 
 WORLDS = Path(__file__).resolve().parents[1] / "worlds"
 VNET = [IPv4Network("10.42.0.0/16")]
@@ -190,6 +190,69 @@ def test_default_route() -> None:
     assert default_route(table(route("pods", "10.244.0.0/24", "None"))) is None
     assert default_route(table()) is None
     assert default_route(None) is None
+
+
+# --- service endpoints ----------------------------------------------------------------------
+# https://learn.microsoft.com/azure/virtual-network/virtual-networks-udr-overview ("0.0.0.0/0
+# address prefix"): "When you enable a service endpoint for a service, Azure creates a route
+# with address prefixes for the service. Traffic to the service doesn't route to the next hop
+# type in a route with the 0.0.0.0/0 address prefix."
+
+TAGS = {
+    "storage.westeurope": (IPv4Network("20.60.0.0/18"),),
+    "storage.northeurope": (IPv4Network("20.150.84.0/24"),),
+    "storage": (
+        IPv4Network("20.60.0.0/18"),
+        IPv4Network("20.150.84.0/24"),
+        IPv4Network("52.1.0.0/16"),
+    ),
+    "sql.westeurope": (IPv4Network("20.61.99.0/24"),),
+}
+
+
+def subnet(*endpoints: dict) -> dict:
+    return {"properties": {"serviceEndpoints": list(endpoints)}}
+
+
+def test_service_endpoint_routes_follow_the_endpoint_locations() -> None:
+    storage = {"service": "Microsoft.Storage", "locations": ["westeurope", "North Europe"]}
+    routes = service_endpoint_routes(subnet(storage), TAGS)
+    assert {(str(r.prefix), r.next_hop_type, r.source) for r in routes} == {
+        ("20.60.0.0/18", "VirtualNetworkServiceEndpoint", "Default"),
+        ("20.150.84.0/24", "VirtualNetworkServiceEndpoint", "Default"),
+    }
+    everywhere = {"service": "Microsoft.Storage.Global", "locations": ["*"]}
+    assert len(service_endpoint_routes(subnet(everywhere), TAGS)) == 3
+    # a service with no tag mapping, a region the tag list lacks, no endpoints: no routes
+    unknown = {"service": "Microsoft.Unheard", "locations": ["westeurope"]}
+    elsewhere = {"service": "Microsoft.Sql", "locations": ["eastus"]}
+    assert service_endpoint_routes(subnet(unknown, elsewhere), TAGS) == []
+    assert service_endpoint_routes(None, TAGS) == service_endpoint_routes({}, TAGS) == []
+
+
+def test_service_endpoint_route_beats_the_forced_tunnel() -> None:
+    storage = {"service": "Microsoft.Storage", "locations": ["westeurope"]}
+    endpoints = service_endpoint_routes(subnet(storage), TAGS)
+    to_storage = select_route(FORCED, IPv4Address("20.60.34.132"), VNET, TAGS, endpoints)
+    assert (to_storage.next_hop_type, str(to_storage.prefix)) == (
+        "VirtualNetworkServiceEndpoint",
+        "20.60.0.0/18",
+    )
+    # North Europe storage has no service endpoint here: the firewall carries it
+    north = select_route(FORCED, IPv4Address("20.150.84.7"), VNET, TAGS, endpoints)
+    assert north.route_name == "default-via-fw"
+
+
+def test_user_route_with_the_same_prefix_beats_a_service_endpoint_route() -> None:
+    """User routes override system routes of the same prefix ("How Azure selects a route")."""
+    rt = table(
+        route("default-via-fw", "0.0.0.0/0", "VirtualAppliance", "10.0.0.4"),
+        route("storage-via-fw", "20.60.0.0/18", "VirtualAppliance", "10.0.0.4"),
+    )
+    storage = {"service": "Microsoft.Storage", "locations": ["westeurope"]}
+    endpoints = service_endpoint_routes(subnet(storage), TAGS)
+    decision = select_route(rt, IPv4Address("20.60.34.132"), VNET, TAGS, endpoints)
+    assert decision.route_name == "storage-via-fw"
 
 
 # --- the udr-firewall-blocked-http world --------------------------------------------------------
