@@ -12,8 +12,8 @@ Clusters arrive one by one as their bodies are read (the summary starts a subscr
 clusters together, bot/summary.py), so a batch goes when it is full, when no resource has
 joined it for `linger_s`, or `max_wait_s` after its first resource, whichever comes first:
 it fills while its subscription's clusters are still arriving, and a cluster waits for its
-metrics no longer than that. One thread sends the batches whose wait is over. A batch that fails
-(the identity lacks subscription-wide read, the data plane is unreachable, a resource is
+metrics no longer than that. One thread sends the batches whose wait is over. A batch that
+fails (the identity lacks subscription-wide read, the data plane is unreachable, a resource is
 not where its cluster is) falls back to the per-resource read of each of its resources, as
 does a resource the batch answered without metrics: the summary then holds exactly what
 the per-resource reads would have given it, failures included.
