@@ -99,7 +99,7 @@ def read_series(
         for ts in metric.timeseries or []:
             dims = {m.name.value.lower(): m.value for m in ts.metadatavalues or []}
             points = tuple(
-                _point(v.time_stamp, lambda field: getattr(v, field, None))  # noqa: B023 (called at once)
+                _point(v.time_stamp, lambda field, v=v: getattr(v, field, None))
                 for v in ts.data or []
             )
             out.append(Series(metric.name.value, dims, points))
