@@ -38,7 +38,7 @@ from bot.evidence import Series
 log = logging.getLogger(__name__)
 
 BATCH_LIMIT = 50  # resources per metrics:getBatch call (the service's limit)
-LINGER_S = 0.5  # a batch goes when no resource has joined it for this long
+LINGER_S = 0.25  # a batch goes when no resource has joined it for this long
 MAX_WAIT_S = 2.0  # and at the latest this long after its first resource
 
 Spec = tuple[tuple[str, ...], str, tuple[str, ...]]  # (metrics, aggregation, split), metrics.py
