@@ -2,8 +2,10 @@
 clusters, and a final job, run once every batch has succeeded (rq `depends_on`), that
 assembles and posts the summary.
 
-Batches are consecutive slices of the channel's clusters in configuration order, so the
-assembled summary lists them exactly as the single-process path does. Each batch stores its
+Batches are consecutive slices of the channel's clusters taken a subscription at a time
+(in configuration order within one), so a batch's load balancers share metrics batch calls
+(bot/collect/metrics_batch.py) as they do in one process; the assembled summary puts them
+back in configuration order, as the single-process path lists them. Each batch stores its
 clusters' summaries in Redis (bot/store.py), so a batch that fails is retried (rq `Retry`)
 without the others reading Azure again, and a duplicate run of a stored batch reads nothing.
 The day's plan key makes the cron job split a channel's summary once, however many cron
@@ -26,7 +28,7 @@ BATCH_TIMEOUT_S = 900
 
 
 def batches(clusters: dict[str, str], size: int) -> list[list[str]]:
-    aliases = list(clusters)
+    aliases = sorted(clusters, key=lambda alias: summary.subscription_of(clusters[alias]))
     return [aliases[i : i + size] for i in range(0, len(aliases), max(1, size))]
 
 
@@ -89,10 +91,14 @@ def assemble(channel: str, day: str, plan: list[list[str]], now: str, timezone: 
     """Post the summary from every stored batch, once (summary.post's lease and ts); a
     batch whose result expired is summarised here."""
     ctx = jobs.context()
-    clusters = [
-        c
-        for index, aliases in enumerate(plan)
-        for c in run_batch(channel, day, index, aliases, now)
-    ]
+    order = {alias: i for i, alias in enumerate(ctx.config.clusters_of(channel))}
+    clusters = sorted(
+        (
+            c
+            for index, aliases in enumerate(plan)
+            for c in run_batch(channel, day, index, aliases, now)
+        ),
+        key=lambda c: order.get(c.get("alias"), len(order)),  # stable: the plan's, if gone
+    )
     data = summary.with_trend({"generated": now, "clusters": clusters}, ctx.store, day)
     return summary.post(ctx.slack, ctx.store, channel, day, data, timezone)

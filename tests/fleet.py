@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 from pathlib import Path
 
 import yaml
@@ -65,16 +66,28 @@ def fleet_config(sandbox: Sandbox, path: Path, channel: str) -> Path:
     return path
 
 
-def run_workers(queue: Queue, count: int) -> None:
-    """`count` queue workers in burst mode, side by side, until the queues are empty: the
-    operations queue (where the summary's batches go) first, as bot/pool.py's workers do."""
+def run_workers(queue: Queue, count: int, timeout_s: float = 120) -> None:
+    """`count` queue workers side by side, as deployed (not in burst mode: a burst worker
+    that finds the queues empty quits, and the cron job enqueues the summary's batches only
+    after the workers start), on the operations queue (where the batches go) first, as
+    bot/pool.py's workers do; stopped once every queue is empty and no job runs or waits
+    for another, twice in a row a poll apart."""
     queues = [ops_queue_on(queue.connection), queue]
-    workers = [CheckWorker.for_queues(queues, 10) for _ in range(count)]
-    threads = [
-        threading.Thread(target=w.work, kwargs={"burst": True, "with_scheduler": False})
-        for w in workers
-    ]
+    workers = [CheckWorker.for_queues(queues, 1) for _ in range(count)]
+    threads = [threading.Thread(target=w.work, kwargs={"with_scheduler": False}) for w in workers]
     for thread in threads:
         thread.start()
+    deadline, quiet = time.monotonic() + timeout_s, 0
+    while quiet < 2 and time.monotonic() < deadline:
+        time.sleep(0.25)
+        idle = all(
+            q.count == 0
+            and q.started_job_registry.count == 0
+            and q.deferred_job_registry.count == 0
+            for q in queues
+        )
+        quiet = quiet + 1 if idle else 0
+    for worker in workers:
+        worker.stop()
     for thread in threads:
-        thread.join(120)
+        thread.join(timeout_s)

@@ -12,9 +12,12 @@ which takes the same query and answers each resource as Metrics - List does
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
+from azure.core.rest import HttpRequest
 from azure.mgmt.advisor import AdvisorManagementClient
 from azure.mgmt.monitor import MonitorManagementClient
 from azure.monitor.querymetrics import MetricsClient
@@ -24,8 +27,8 @@ from bot.evidence import Series
 from bot.model import Json
 
 WINDOW = timedelta(hours=24)
-WINDOW_STEP = timedelta(hours=1)
-INTERVAL = "PT1H"  # WINDOW_STEP as ISO 8601, as Metrics - List takes it
+INTERVAL = "PT1H"  # hourly points as ISO 8601, as Metrics - List and getBatch take it
+BATCH_API_VERSION = "2024-02-01"  # metrics:getBatch (azure-monitor-querymetrics' default)
 
 # (metric names, aggregations, dimensions split on) per resource kind: one request each.
 LB_REQUESTS = (
@@ -64,11 +67,12 @@ def _split_filter(split: tuple[str, ...]) -> str | None:
 _METRIC_ID_TAIL = "/providers/microsoft.insights/metrics/"
 
 
-def _point(stamp: datetime, value: Any) -> Json:
-    point: Json = {"timeStamp": stamp.isoformat().replace("+00:00", "Z")}
+def _point(stamp: datetime, number: Callable[[str], Any]) -> Json:
+    """A data point as the handlers read it, whichever client's shape `number` reads."""
+    point: Json = {"timeStamp": _iso(stamp)}
     for field in ("average", "minimum", "maximum", "total", "count"):
-        if (number := getattr(value, field, None)) is not None:
-            point[field] = number
+        if (value := number(field)) is not None:
+            point[field] = value
     return point
 
 
@@ -94,7 +98,10 @@ def read_series(
     for metric in response.value or []:
         for ts in metric.timeseries or []:
             dims = {m.name.value.lower(): m.value for m in ts.metadatavalues or []}
-            points = tuple(_point(v.time_stamp, v) for v in ts.data or [])
+            points = tuple(
+                _point(v.time_stamp, lambda field, v=v: getattr(v, field, None))
+                for v in ts.data or []
+            )
             out.append(Series(metric.name.value, dims, points))
     return out
 
@@ -109,27 +116,56 @@ def read_batch(
 ) -> dict[str, list[Series]]:
     """One metrics:getBatch request for resources of one subscription, region and type:
     the same query as `read_series`, per resource (`armid.key`). A resource the answer
-    leaves out, or answers without metrics, is absent."""
-    namespace = armid.ArmId.parse(resource_ids[0]).type
-    results = client.query_resources(
-        resource_ids=resource_ids,
-        metric_namespace=namespace,
-        metric_names=list(metrics),
-        timespan=(now - WINDOW, now),
-        granularity=WINDOW_STEP,
-        aggregations=aggregation.split(","),
-        filter=_split_filter(split),
-        max_results=SERIES_TOP if split else None,
+    leaves out, or answers without metrics, is absent.
+
+    Sent through the client's pipeline (`send_request`: its credential, retries and our
+    counting policies) and read from the JSON as Metrics Batch - Batch documents it
+    (https://learn.microsoft.com/rest/api/monitor/metrics-batch/batch), not through
+    `query_resources`: that builds two layers of models per data point, which took half the
+    fleet summary's CPU (py-spy) for numbers read once into `Series` here."""
+    first = armid.ArmId.parse(resource_ids[0])
+    params = {
+        "api-version": BATCH_API_VERSION,
+        "starttime": _iso(now - WINDOW),
+        "endtime": _iso(now),
+        "interval": INTERVAL,
+        "metricnamespace": first.type,
+        "metricnames": ",".join(metrics),
+        "aggregation": aggregation,
+    }
+    if where := _split_filter(split):
+        params["filter"] = where
+        params["top"] = str(SERIES_TOP)
+    response = client.send_request(
+        HttpRequest(
+            "POST",
+            f"/subscriptions/{quote(first.subscription, safe='')}/metrics:getBatch",
+            params=params,
+            json={"resourceids": resource_ids},
+        ),
+        stream=True,  # else the pipeline's ContentDecodePolicy parses the JSON a first time
     )
+    response.read()
+    response.raise_for_status()
     out: dict[str, list[Series]] = {}
-    for result in results:
-        for metric in result.metrics:
-            resource = armid.key(metric.id.lower().partition(_METRIC_ID_TAIL)[0])
-            for ts in metric.timeseries:
-                dims = {name.lower(): value for name, value in ts.metadata_values.items()}
-                points = tuple(_point(v.timestamp, v) for v in ts.data)
-                out.setdefault(resource, []).append(Series(metric.name, dims, points))
+    for result in response.json()["values"]:
+        for metric in result.get("value") or []:
+            resource = armid.key(metric["id"].lower().partition(_METRIC_ID_TAIL)[0])
+            for ts in metric.get("timeseries") or []:
+                dims = {
+                    m["name"]["value"].lower(): m.get("value")
+                    for m in ts.get("metadatavalues") or []
+                }
+                points = tuple(
+                    _point(datetime.fromisoformat(v["timeStamp"]), v.get)
+                    for v in ts.get("data") or []
+                )
+                out.setdefault(resource, []).append(Series(metric["name"]["value"], dims, points))
     return out
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 def read_advisor(client: AdvisorManagementClient) -> list[Json]:

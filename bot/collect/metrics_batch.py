@@ -8,9 +8,12 @@ endpoint, and each resource's answer is what Metrics - List would give it
 https://learn.microsoft.com/azure/azure-monitor/metrics/migrate-to-batch-api; 50 resources:
 https://azure.microsoft.com/updates/generalavailabilityofazuremonitormetricsdataplaneapi/).
 
-Clusters arrive one by one as their bodies are read, so a batch waits at most `linger_s`
-for company after its first resource, and goes at once when it is full. A batch that fails
-(the identity lacks subscription-wide read, the data plane is unreachable, a resource is
+Clusters arrive one by one as their bodies are read (the summary starts a subscription's
+clusters together, bot/summary.py), so a batch goes when it is full, when no resource has
+joined it for `linger_s`, or `max_wait_s` after its first resource, whichever comes first:
+it fills while its subscription's clusters are still arriving, and a cluster waits for its
+metrics no longer than that. One thread sends the batches whose wait is over. A batch that
+fails (the identity lacks subscription-wide read, the data plane is unreachable, a resource is
 not where its cluster is) falls back to the per-resource read of each of its resources, as
 does a resource the batch answered without metrics: the summary then holds exactly what
 the per-resource reads would have given it, failures included.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,7 +38,8 @@ from bot.evidence import Series
 log = logging.getLogger(__name__)
 
 BATCH_LIMIT = 50  # resources per metrics:getBatch call (the service's limit)
-LINGER_S = 0.5  # how long a batch waits for more resources after its first
+LINGER_S = 0.25  # a batch goes when no resource has joined it for this long
+MAX_WAIT_S = 2.0  # and at the latest this long after its first resource
 
 Spec = tuple[tuple[str, ...], str, tuple[str, ...]]  # (metrics, aggregation, split), metrics.py
 Fallback = Callable[[], list[Series] | None]
@@ -53,12 +58,14 @@ class _Key:
 
 @dataclass
 class _Batch:
+    first: float  # time.monotonic() when its first resource joined
+    due: float  # when it goes unless it fills first
     items: list[tuple[str, Future[list[Series] | None], Fallback]] = field(default_factory=list)
-    timer: threading.Timer | None = None
 
 
 class MetricsBatcher:
-    """Gathers `read` calls into batch calls on `pool` (which must never wait on them)."""
+    """Gathers `read` calls into batch calls on `pool` (which must never wait on them)
+    until `close`."""
 
     def __init__(
         self,
@@ -66,13 +73,18 @@ class MetricsBatcher:
         pool: ThreadPoolExecutor,
         linger_s: float = LINGER_S,
         limit: int = BATCH_LIMIT,
+        max_wait_s: float = MAX_WAIT_S,
     ) -> None:
         self.clients = clients
         self.pool = pool
         self.linger_s = linger_s
+        self.max_wait_s = max_wait_s
         self.limit = limit
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
         self._open: dict[_Key, _Batch] = {}
+        self._closed = False
+        self._sender = threading.Thread(target=self._send_due, name="metrics-batch", daemon=True)
+        self._sender.start()
 
     def read(
         self, resource_id: str, region: str, spec: Spec, until: datetime, fallback: Fallback
@@ -82,40 +94,41 @@ class MetricsBatcher:
         rid = ArmId.parse(resource_id)
         key = _Key(rid.subscription.lower(), region.lower(), rid.type.lower(), spec, until)
         future: Future[list[Series] | None] = Future()
-        with self._lock:
+        now = time.monotonic()
+        with self._changed:
             batch = self._open.get(key)
             if batch is None:
-                batch = self._open[key] = _Batch()
-                batch.timer = threading.Timer(self.linger_s, self._due, (key, batch))
-                batch.timer.daemon = True
-                batch.timer.start()
+                batch = self._open[key] = _Batch(first=now, due=now + self.linger_s)
+                self._changed.notify()  # the sender may sleep past this batch's due time
+            else:  # later only: the sender, waking early, finds it not yet due
+                batch.due = min(now + self.linger_s, batch.first + self.max_wait_s)
             batch.items.append((resource_id, future, fallback))
-            full = len(batch.items) >= self.limit
-            if full:
+            if len(batch.items) >= self.limit:
                 del self._open[key]
-        if full:
-            self._start(key, batch)
+                self.pool.submit(self._send, key, batch)
         return future
 
     def close(self) -> None:
         """Send every open batch now (the summary's last clusters wait no longer)."""
-        with self._lock:
-            batches = list(self._open.items())
+        with self._changed:
+            self._closed = True
+            for key, batch in self._open.items():
+                self.pool.submit(self._send, key, batch)
             self._open.clear()
-        for key, batch in batches:
-            self._start(key, batch)
+            self._changed.notify()
+        self._sender.join()
 
-    def _due(self, key: _Key, batch: _Batch) -> None:
-        with self._lock:
-            if self._open.get(key) is not batch:
-                return  # sent already, full
-            del self._open[key]
-        self._start(key, batch)
-
-    def _start(self, key: _Key, batch: _Batch) -> None:
-        if batch.timer is not None:
-            batch.timer.cancel()
-        self.pool.submit(self._send, key, batch)
+    def _send_due(self) -> None:
+        """The sender thread: each batch the moment its wait is over, until closed."""
+        with self._changed:
+            while not self._closed:
+                now = time.monotonic()
+                for key, batch in list(self._open.items()):
+                    if batch.due <= now:
+                        del self._open[key]
+                        self.pool.submit(self._send, key, batch)
+                wake = min((b.due for b in self._open.values()), default=None)
+                self._changed.wait(None if wake is None else wake - now)
 
     def _send(self, key: _Key, batch: _Batch) -> None:
         ids = [resource_id for resource_id, _, _ in batch.items]

@@ -1,6 +1,7 @@
 """Benchmark: the sharded daily summary of 500 clusters in 10 subscriptions over 4 queue
 workers (budget: one summary, posted once, the same message the single-process path
-builds). Real Redis, real rq workers (burst, side by side in this process), the sandbox.
+builds). Real Redis, real rq workers (side by side in this process, as deployed: not in burst
+mode), the sandbox.
 Usage:
 
     .venv/bin/python tests/bench/bench_summary_shards.py [--clusters 500] [--workers 4]
@@ -12,11 +13,15 @@ import argparse
 import sys
 import tempfile
 import time
+from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
+
+from rq.job import Job
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests.fleet, run as a script
 
-from bot import jobs, services, summary
+from bot import jobs, services, summary, summary_shards
 from bot.config import ClusterConfig, Settings
 from bot.redisserver import RedisServer
 from bot.runtime import attach
@@ -25,6 +30,10 @@ from bot.slack.snat_post import snat_summary
 from tests.fleet import SUBSCRIPTIONS, fleet_config, run_workers, world_of
 
 CHANNEL = "C0FLEETBEN"
+
+
+def clusters_of(settings: Settings) -> dict[str, str]:
+    return ClusterConfig.load(settings.config).clusters_of(CHANNEL)
 
 
 def main() -> None:
@@ -49,17 +58,25 @@ def main() -> None:
         ctx = services.worker_context(settings, runtime)
         jobs.configure(ctx)
         queue = services.queue(settings)
-        started = time.perf_counter()
+        started, began = time.perf_counter(), datetime.now(UTC)
         for _ in range(2):  # two cron ticks
             queue.enqueue(jobs.post_due_summaries)
         run_workers(queue, args.workers)
         sharded = time.perf_counter() - started
+        plan = summary_shards.batches(clusters_of(settings), batch)
+        prefix = f"aks-egress-summary-{CHANNEL}-{runtime.clock().date().isoformat()}"
+        split = Job.fetch_many([f"{prefix}-{i}" for i in range(len(plan))], queue.connection)
+        takers = Counter(job.worker_name for job in split if job is not None)
+        posted = Job.fetch(f"{prefix}-post", queue.connection).ended_at
+        assert posted is not None, "the post job ran"
+        to_post = (posted.replace(tzinfo=posted.tzinfo or UTC) - began).total_seconds()
         messages = sandbox.slack.messages(CHANNEL)
         calls = runtime.clients.counter.count
         now = runtime.clock()
         day = now.date().isoformat()
-        clusters = ClusterConfig.load(settings.config).clusters_of(CHANNEL)
-        single = summary.with_trend(summary.build(runtime, clusters, now), ctx.store, day)
+        single = summary.with_trend(
+            summary.build(runtime, clusters_of(settings), now), ctx.store, day
+        )
         same = [m["blocks"] for m in messages] == [snat_summary(single, day)["blocks"]]
         runtime.clients.close()
     print(
@@ -67,7 +84,12 @@ def main() -> None:
         f"batches of {batch}"
     )
     per_cluster = calls / args.clusters
-    print(f"  sharded run to the post: {sharded:.1f} s, ARM calls per cluster {per_cluster:.1f}")
+    print(
+        f"  sharded run: the post {to_post:.1f} s in, the workers stopped at {sharded:.1f} s; "
+        f"ARM calls per cluster {per_cluster:.2f}"
+    )
+    shown = ", ".join(str(n) for n in sorted(takers.values(), reverse=True))
+    print(f"  batches per worker: {shown} ({len(takers)} of {args.workers} workers took some)")
     print(f"  summaries posted: {len(messages)} (budget 1); same as single-process: {same}")
 
 

@@ -94,11 +94,66 @@ def test_a_full_batch_goes_at_once_and_the_rest_after_the_linger(tmp_path):
             waited_full = time.monotonic() - started
             last = futures[6].result()
             waited_last = time.monotonic() - started
+            batcher.close()
         runtime.clients.close()
         calls = [c for c in sandbox.calls("arm") if c.path.endswith(BATCH)]
     assert len(lbs) == 7 and all(full) and last
     assert sorted(len(c.body["resourceids"]) for c in calls) == [1, 3, 3]
     assert waited_full < LINGER_S <= waited_last
+
+
+def trickled(tmp_path: Path, gap_s: float, max_wait_s: float) -> list[int]:
+    """Five load balancers of one subscription joining one at a time, `gap_s` apart (less
+    than the linger): the sizes of the batch calls they went in."""
+    with Sandbox(world_of(5 * SUBSCRIPTIONS, 0, tmp_path)) as sandbox:
+        runtime = attach(sandbox, Settings().probe_settings())
+        lbs = [
+            r["id"]
+            for r in sandbox.world.data["arm"]
+            if r["type"].endswith("loadBalancers") and r["id"].split("/")[2].endswith("000")
+        ]
+        with ThreadPoolExecutor(4) as pool:
+            batcher = MetricsBatcher(
+                runtime.clients, pool, linger_s=LINGER_S, max_wait_s=max_wait_s
+            )
+            futures = []
+            for lb in lbs:
+                futures.append(
+                    batcher.read(lb, "westeurope", LB_REQUESTS[0], sandbox.world.now, lambda: None)
+                )
+                time.sleep(gap_s)
+            assert all(f.result() for f in futures)
+            batcher.close()
+        runtime.clients.close()
+        return [len(c.body["resourceids"]) for c in sandbox.calls("arm") if c.path.endswith(BATCH)]
+
+
+def test_a_batch_waits_while_resources_keep_joining(tmp_path):
+    """Each newcomer restarts the linger: five resources 0.3 s apart go in one call, where a
+    linger counted from the first would have sent two or three."""
+    assert trickled(tmp_path, 0.3, max_wait_s=30) == [5]
+
+
+def test_a_batch_waits_no_longer_than_its_max_wait(tmp_path):
+    """Resources that keep joining hold a batch back at most `max_wait_s`."""
+    sizes = trickled(tmp_path, 0.3, max_wait_s=0.8)
+    assert sum(sizes) == 5 and len(sizes) > 1 and sizes[0] < 5, sizes
+
+
+def test_a_fleet_listed_across_subscriptions_fills_its_batches(tmp_path):
+    """Clusters listed round-robin over the subscriptions, 8 in flight: the summary starts
+    them a subscription at a time, so each batch call holds a whole subscription's load
+    balancers (4), not the one or two of each that happen to be in flight together."""
+    with Sandbox(world_of(CLUSTERS, 0, tmp_path)) as sandbox:
+        runtime = attach(sandbox, Settings().probe_settings())
+        clusters, now = dict(runtime.aliases), runtime.clock()
+        assert len({c.split("/")[2] for c in list(clusters.values())[:SUBSCRIPTIONS]}) > 1
+        sandbox.reset_log()
+        summary = build(runtime, clusters, now, concurrency=8)
+        runtime.clients.close()
+        sizes = [len(c.body["resourceids"]) for c in sandbox.calls("arm") if c.path.endswith(BATCH)]
+    assert [c["alias"] for c in summary["clusters"]] == list(clusters), "in the fleet's order"
+    assert sizes == [CLUSTERS // SUBSCRIPTIONS] * (2 * SUBSCRIPTIONS), sizes
 
 
 def test_nat_gateway_metrics_batched_equal_their_own_reads():
