@@ -37,7 +37,7 @@ from handlers import snat_daily
 log = logging.getLogger(__name__)
 HIGH_PCT = 75
 # Clusters read at once, and reads in flight per cluster (see Fanout).
-CONCURRENCY = 128
+CONCURRENCY = 256
 READS_PER_CLUSTER = 3
 
 
