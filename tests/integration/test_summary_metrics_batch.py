@@ -73,16 +73,20 @@ def test_batched_summary_equals_the_per_resource_one_in_fewer_calls(tmp_path):
     assert per_cluster < 4 < len(single_calls) / CLUSTERS, (per_cluster, len(single_calls))
 
 
+def first_subscriptions_load_balancers(sandbox: Sandbox) -> list[str]:
+    return [
+        r["id"]
+        for r in sandbox.world.data["arm"]
+        if r["type"].endswith("loadBalancers") and r["id"].split("/")[2].endswith("000")
+    ]
+
+
 def test_a_full_batch_goes_at_once_and_the_rest_after_the_linger(tmp_path):
     """Seven load balancers of one subscription with room for three a call: three calls
     (3, 3, 1), the full ones without waiting."""
     with Sandbox(world_of(7 * SUBSCRIPTIONS, 0, tmp_path)) as sandbox:
         runtime = attach(sandbox, Settings().probe_settings())
-        lbs = [
-            r["id"]
-            for r in sandbox.world.data["arm"]
-            if r["type"].endswith("loadBalancers") and r["id"].split("/")[2].endswith("000")
-        ]
+        lbs = first_subscriptions_load_balancers(sandbox)
         with ThreadPoolExecutor(4) as pool:
             batcher = MetricsBatcher(runtime.clients, pool, linger_s=LINGER_S, limit=3)
             started = time.monotonic()
@@ -107,11 +111,7 @@ def trickled(tmp_path: Path, gap_s: float, max_wait_s: float) -> list[int]:
     than the linger): the sizes of the batch calls they went in."""
     with Sandbox(world_of(5 * SUBSCRIPTIONS, 0, tmp_path)) as sandbox:
         runtime = attach(sandbox, Settings().probe_settings())
-        lbs = [
-            r["id"]
-            for r in sandbox.world.data["arm"]
-            if r["type"].endswith("loadBalancers") and r["id"].split("/")[2].endswith("000")
-        ]
+        lbs = first_subscriptions_load_balancers(sandbox)
         with ThreadPoolExecutor(4) as pool:
             batcher = MetricsBatcher(
                 runtime.clients, pool, linger_s=LINGER_S, max_wait_s=max_wait_s
