@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import io
+import ipaddress
 import json
 import re
 import secrets
@@ -243,9 +244,28 @@ class RunCommand:
                 "(apiServerAccessProfile.disableRunCommand), so the bot cannot reach its "
                 "API server at all. Enable run command, or run the bot where it can reach "
                 "the API server (inside the VNet, or from an authorized IP range).",
-                self._enable_fix(),
+                [*self._enable_fix(), *self._admit_fix(profile)],
                 "runCommandDisabled",
             )
+
+    def _admit_fix(self, profile: Json) -> list[str]:
+        """For a public API server with authorized IP ranges: the bot's egress address
+        added to them. The flag replaces the whole list, so the current ranges go with it
+        (https://learn.microsoft.com/azure/aks/api-server-authorized-ip-ranges); values
+        from the cluster are used only when each is an IP network."""
+        if profile.get("enablePrivateCluster"):
+            return []
+        ranges = profile.get("authorizedIPRanges") or profile.get("authorizedIpRanges") or []
+        try:
+            kept = [str(ipaddress.ip_network(r, strict=False)) for r in ranges]
+        except (TypeError, ValueError):
+            return []
+        if not kept:
+            return []
+        return [
+            f"az aks update -g {self.id.resource_group} -n {self.id.name} "
+            f"--api-server-authorized-ip-ranges {','.join(kept)},<bot-egress-cidr>"
+        ]
 
     def _enable_fix(self) -> list[str]:
         return [f"az aks update -g {self.id.resource_group} -n {self.id.name} --enable-run-command"]

