@@ -104,9 +104,8 @@ def admit_check(
         admission = store.admit(pipe, incident_id, request, text, limits, (queue.key, workers))
         if admission.incident is None:
             _take_back(queue, job, pipe)
-        elif admission.retried:  # the job went in twice: once is enough
-            pipe.lrem(queue.key, -1, job.id)
-            pipe.execute()
+        elif admission.retried:
+            _drop_second_push(queue, job, pipe)
     return admission
 
 
@@ -127,13 +126,18 @@ def admit_run(
         if work is not None and run is not None:
             job = _queue_check(queue, pipe, incident.id, run, *work)
         refused = store.admit_run(pipe, incident, user, limits, queue.key, run)
-        if refused == RETRIED and job is not None:  # the job went in twice: once is enough
-            pipe.lrem(queue.key, -1, job.id)
-            pipe.execute()
+        if refused == RETRIED and job is not None:
+            _drop_second_push(queue, job, pipe)
             return None
         if refused and job is not None:
             _take_back(queue, job, pipe)
     return refused
+
+
+def _drop_second_push(queue: Queue, job: Job, pipe: Pipeline) -> None:
+    """A transaction resent after a lost reply pushed its job twice: once is enough."""
+    pipe.lrem(queue.key, -1, job.id)
+    pipe.execute()
 
 
 def _take_back(queue: Queue, job: Job, pipe: Pipeline) -> None:

@@ -37,7 +37,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from bot.endpoint import EndpointError, parse_endpoint
     from bot.slack.commands import POD_REF
 
-    target = getattr(args, "target", None)  # `snat` takes no endpoint
+    target = args.target
     if args.resource_group and args.name and args.alias and not target:
         args.alias, target = None, args.alias  # `check --resource-group G --name N URL`
     if target and args.endpoint and target != args.endpoint:
@@ -360,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     snat_cmd.set_defaults(
         func=cmd_check,
         mode="snat",
+        target=None,
         endpoint=None,
         pod=None,
         resource_group=None,

@@ -30,7 +30,7 @@ import threading
 import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import HttpResponseError
@@ -255,9 +255,8 @@ class RunCommand:
         from the cluster are used only when each is an IP network."""
         if profile.get("enablePrivateCluster"):
             return []
-        ranges = profile.get("authorizedIPRanges") or profile.get("authorizedIpRanges") or []
         try:
-            kept = [str(ipaddress.ip_network(r, strict=False)) for r in ranges]
+            kept = [str(ipaddress.ip_network(r, strict=False)) for r in _authorized_ranges(profile)]
         except (TypeError, ValueError):
             return []
         if not kept:
@@ -556,12 +555,17 @@ def read_cluster(
     )
 
 
+def _authorized_ranges(profile: Json) -> list[Any]:
+    """The API server's authorized ranges (the REST body spells the key either way)."""
+    return list(profile.get("authorizedIPRanges") or profile.get("authorizedIpRanges") or [])
+
+
 def _why(cluster: Json, not_connected: str) -> str:
     """Why the bot goes through run command, from the cluster's API server access profile."""
     profile = (cluster.get("properties") or {}).get("apiServerAccessProfile") or {}
     if profile.get("enablePrivateCluster"):
         return "the API server is private"
-    if profile.get("authorizedIpRanges") or profile.get("authorizedIPRanges"):
+    if _authorized_ranges(profile):
         return "the API server's authorized IP ranges leave the bot out"
     return f"the bot cannot connect to the API server ({not_connected or 'no answer'})"
 
