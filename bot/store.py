@@ -10,6 +10,8 @@ Every key this module writes, and why it exists:
                                            retried job updates messages instead of repeating
                                            them. `queued_place`: the place in the queue its
                                            root message shows while it waits (bot/queued.py).
+                                           `admitted:{run}`: that run was admitted, so a
+                                           transaction resent after a lost reply is known.
                                            Expires after the retention period.
     aks-egress:incident:{id}:reports       hash: run number -> report JSON (the timeline);
                                            the oldest are dropped past the reports cap.
